@@ -1,0 +1,147 @@
+# kvnode build. `make` builds ./node (and loadtest/kvload), `make test` installs missing Debian
+# packages, builds and runs every suite, `make run` starts a local 3-node cluster.
+#
+# Each directory under src/ is a module compiled into its own archive, so a module and its unit
+# tests (test/unit/<module>/*.cc -> build/unit_<module>) build without the others.
+
+CXX      ?= g++
+CC       ?= gcc
+OPT      ?= -O2
+SAN      ?=
+BUILD    ?= build
+CXXFLAGS := -std=c++20 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -pthread -MMD -MP $(SAN)
+CFLAGS   := $(OPT) -g -w -MMD -MP $(SAN)
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+CPPFLAGS := -Isrc -I$(LLHTTP_INC)
+LDFLAGS  := -pthread $(SAN)
+LDLIBS   := -luv -lxxhash
+
+MODULES := common storage proto cluster net
+# Which archives a module's unit tests link (the module itself first).
+DEPS_common  := common
+DEPS_storage := storage common
+DEPS_proto   := proto common
+DEPS_cluster := cluster proto storage common
+DEPS_net     := net cluster proto storage common llhttp
+
+srcs_of = $(wildcard src/$(1)/*.cc)
+objs_of = $(patsubst src/%.cc,$(BUILD)/obj/%.o,$(call srcs_of,$(1)))
+libs_of = $(foreach m,$(DEPS_$(1)),$(BUILD)/lib$(m).a)
+
+LLHTTP_OBJS := $(BUILD)/obj/llhttp/api.o $(BUILD)/obj/llhttp/http.o $(BUILD)/obj/llhttp/llhttp.o
+ALL_LIBS := $(foreach m,$(MODULES),$(BUILD)/lib$(m).a) $(BUILD)/libllhttp.a
+UNIT_BINS := $(foreach m,$(MODULES),$(if $(wildcard test/unit/$(m)/*.cc),$(BUILD)/unit_$(m)))
+
+.PHONY: all deps test unit integration fuzz fuzz-run asan tsan run clean format bench bench-single \
+        bench-storage check-format
+.DEFAULT_GOAL := all
+
+all: node loadtest/kvload
+
+# ---- libraries -------------------------------------------------------------------------------
+define module_rules
+$(BUILD)/lib$(1).a: $(call objs_of,$(1))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
+
+$(BUILD)/libllhttp.a: $(LLHTTP_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -I$(LLHTTP_INC) -c $< -o $@
+
+$(BUILD)/obj/%.o: src/%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/test/%.o: test/%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) -Itest $(CXXFLAGS) -c $< -o $@
+
+# ---- binaries --------------------------------------------------------------------------------
+node: $(BUILD)/main.o $(ALL_LIBS)
+	$(CXX) $(LDFLAGS) -o $@ $< -Wl,--start-group $(ALL_LIBS) -Wl,--end-group $(LDLIBS)
+
+$(BUILD)/main.o: src/main.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+KVLOAD_SRCS := $(wildcard loadtest/src/*.cc)
+KVLOAD_OBJS := $(patsubst loadtest/src/%.cc,$(BUILD)/kvload/%.o,$(KVLOAD_SRCS))
+$(BUILD)/kvload/%.o: loadtest/src/%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) -Iloadtest/src $(CXXFLAGS) -c $< -o $@
+
+loadtest/kvload: $(KVLOAD_OBJS) $(BUILD)/libllhttp.a $(BUILD)/libcommon.a
+	$(CXX) $(LDFLAGS) -o $@ $(filter-out $(BUILD)/kvload/kvload_test%.o,$(KVLOAD_OBJS)) \
+	  $(BUILD)/libcommon.a $(BUILD)/libllhttp.a $(LDLIBS)
+
+# ---- unit tests ------------------------------------------------------------------------------
+$(BUILD)/test/doctest_main.o: test/unit/doctest_main.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+define unit_rules
+$(BUILD)/unit_$(1): $(patsubst test/%.cc,$(BUILD)/test/%.o,$(wildcard test/unit/$(1)/*.cc)) \
+                    $(BUILD)/test/doctest_main.o $(call libs_of,$(1))
+	$(CXX) $(LDFLAGS) -o $$@ $$(filter %.o,$$^) -Wl,--start-group $(call libs_of,$(1)) -Wl,--end-group $(LDLIBS)
+endef
+$(foreach m,$(MODULES),$(eval $(call unit_rules,$(m))))
+
+unit: $(UNIT_BINS)
+
+# ---- fuzzing (clang, libFuzzer + ASan + UBSan) -----------------------------------------------
+FUZZ_FLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Isrc
+FUZZ_TARGETS := $(patsubst test/fuzz/%.cc,$(BUILD)/fuzz/%,$(wildcard test/fuzz/*_fuzz.cc))
+$(BUILD)/fuzz/%: test/fuzz/%.cc $(wildcard src/proto/*.cc src/proto/*.h src/common/*.cc src/common/*.h)
+	@mkdir -p $(@D)
+	clang++ $(FUZZ_FLAGS) -o $@ $< $(wildcard src/proto/*.cc) $(wildcard src/common/*.cc) -lxxhash
+
+fuzz: $(FUZZ_TARGETS)
+
+# ---- suites ----------------------------------------------------------------------------------
+deps:
+	@bash test/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all unit fuzz
+	@bash test/run_all.sh
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit
+	@bash test/run_unit.sh build/asan
+
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" unit
+	@bash test/run_unit.sh build/tsan
+
+run: node
+	@bash loadtest/run_cluster.sh
+
+bench: all
+	@bash loadtest/bench.sh
+
+bench-single: all
+	@bash loadtest/bench_single.sh
+
+bench-storage:
+	@$(MAKE) --no-print-directory $(BUILD)/bench_storage
+	@$(BUILD)/bench_storage
+
+$(BUILD)/bench_storage: test/bench/bench_storage.cc $(BUILD)/libstorage.a $(BUILD)/libcommon.a
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -o $@ $< $(BUILD)/libstorage.a $(BUILD)/libcommon.a -lleveldb $(LDLIBS)
+
+format:
+	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'test/*.cc' 'test/*.h' 'loadtest/*.cc' 'loadtest/*.h')
+
+check-format:
+	clang-format --dry-run -Werror $$(git ls-files 'src/*.cc' 'src/*.h' 'test/*.cc' 'test/*.h' 'loadtest/*.cc' 'loadtest/*.h')
+
+clean:
+	rm -rf build node loadtest/kvload
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

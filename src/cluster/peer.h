@@ -1,0 +1,71 @@
+// The seam between the coordinator and the wire: one PeerTransport per (loop thread, peer node).
+// Two implementations, HTTP (src/net/peer_http.*) and binary (src/net/peer_binary.*), behave
+// identically from here. All calls and callbacks happen on the owning loop thread.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace kv::cluster {
+
+enum class PeerOp : uint8_t { kGet = 1, kPut = 2, kRemove = 3 };
+
+struct PeerRequest {
+  PeerOp op;
+  std::string_view key;
+  std::string_view value;  // kPut only
+  uint64_t version = 0;    // kPut/kRemove: the write's version; kGet: 0
+};
+
+struct PeerResponse {
+  enum Kind : uint8_t {
+    kError,      // transport failure, timeout, refused, protocol or remote error: replica failed
+    kAbsent,     // kGet: the peer holds nothing for the key
+    kValue,      // kGet: value + version
+    kTombstone,  // kGet: deleted at version
+    kStored,     // kPut/kRemove: stored; version = what the peer now holds for the key
+  } kind = kError;
+  uint64_t version = 0;
+  std::string value;
+  std::string error;  // kError: short reason ("timeout", "connection refused", ...)
+};
+
+// Receives exactly one response per Send, on the loop thread, possibly before Send returns
+// (e.g. connection already known dead). The waiter must stay alive until then.
+class PeerWaiter {
+ public:
+  virtual void OnPeerResponse(uint64_t cookie, PeerResponse&& response) = 0;
+
+ protected:
+  ~PeerWaiter() = default;
+};
+
+class PeerTransport {
+ public:
+  virtual ~PeerTransport() = default;
+  // deadline_ms is on the uv_now() clock of the owning loop; past it the request fails with
+  // kError "timeout" and a late answer is dropped.
+  virtual void Send(const PeerRequest& req, uint64_t deadline_ms, PeerWaiter* waiter,
+                    uint64_t cookie) = 0;
+  // Requests sent and not yet answered (for tests and /metrics).
+  virtual size_t in_flight() const = 0;
+  // Fails every pending request with kError and closes connections; the loop can then be closed
+  // once it has run the close callbacks.
+  virtual void Close() = 0;
+};
+
+}  // namespace kv::cluster
+
+namespace kv::cluster {
+
+// Where a transport connects and who it says it is (binary handshake).
+struct PeerEndpoint {
+  std::string url;   // "http://127.0.0.1:8081" as listed in --cluster
+  std::string host;  // "127.0.0.1" (numeric IPv4/IPv6 or a name resolved once at start)
+  uint16_t port = 0;
+  std::string self_url;              // this node's URL
+  uint64_t cluster_fingerprint = 0;  // Ring::Fingerprint() of the cluster list
+  size_t max_in_flight_bytes = 8u << 20;  // per connection; over it Send fails fast
+};
+
+}  // namespace kv::cluster

@@ -1,0 +1,108 @@
+// The node's persistent key-value store: an append log, a memtable, and sorted immutable
+// segments with sparse indexes and bloom filters, merged by background compaction.
+// Knows nothing of HTTP or the cluster. Every method is safe to call from many threads at once;
+// readers never wait for a flush or a compaction.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kv::storage {
+
+enum class Code { kOk, kNotFound, kCorruption, kIoError, kNoSpace, kInvalidArgument };
+
+// Errors are values. message() names the file and offset where that applies.
+class Status {
+ public:
+  Status() = default;
+  Status(Code c, std::string msg) : code_(c), msg_(std::move(msg)) {}
+  static Status Ok() { return Status(); }
+  bool ok() const { return code_ == Code::kOk; }
+  Code code() const { return code_; }
+  const std::string& message() const { return msg_; }
+
+ private:
+  Code code_ = Code::kOk;
+  std::string msg_;
+};
+
+enum class FsyncPolicy { kPeriodic, kAlways, kNever };
+
+struct Options {
+  std::string dir;                                // created if missing
+  FsyncPolicy fsync = FsyncPolicy::kPeriodic;     // periodic: fdatasync every 100 ms
+  uint64_t memtable_bytes = 64ull << 20;          // freeze + flush past this
+  uint64_t tombstone_gc_seconds = 86400;          // compaction keeps younger tombstones
+  uint32_t block_bytes = 4096;                    // target data block size
+  bool background = true;                         // flush/compaction threads; false: only
+                                                  // when Flush()/CompactAll() are called
+};
+
+// What Get() found for a key. Versions are caller-given ordered stamps (the cluster's HLC):
+// for any key the entry with the highest version wins, whatever order writes arrived in.
+struct ReadResult {
+  enum Kind { kAbsent, kValue, kTombstone } kind = kAbsent;
+  uint64_t version = 0;
+  std::string value;
+};
+
+// Ascending byte order of keys over [start, end). Sees a stable snapshot taken at Scan(); never
+// blocks writers, flushes or compaction; keeps the files it reads alive until destroyed.
+// Tombstones are exposed (tombstone() == true); the caller decides whether to skip them.
+// Use from one thread at a time.
+class Iterator {
+ public:
+  virtual ~Iterator() = default;
+  virtual bool Valid() const = 0;
+  virtual void Next() = 0;
+  virtual std::string_view key() const = 0;
+  virtual std::string_view value() const = 0;
+  virtual uint64_t version() const = 0;
+  virtual bool tombstone() const = 0;
+  virtual Status status() const = 0;  // a read error ends iteration (Valid() false) and shows here
+};
+
+struct Stats {
+  uint64_t memtable_bytes = 0;      // active + frozen
+  uint64_t segments = 0;
+  uint64_t segment_bytes = 0;       // on disk
+  uint64_t index_filter_bytes = 0;  // RAM held by sparse indexes and bloom filters
+  uint64_t keys_estimate = 0;
+  uint64_t user_bytes_written = 0;  // keys+values handed to Put/Remove
+  uint64_t disk_bytes_written = 0;  // log + segments + compaction output
+  uint64_t flushes = 0;
+  uint64_t compactions = 0;
+};
+
+class Engine {
+ public:
+  // Opens (or creates) the store in options.dir: replays logs, loads segment indexes and filters.
+  // A corrupted segment makes Open fail with kCorruption naming the file.
+  static Status Open(const Options& options, std::unique_ptr<Engine>* out);
+  ~Engine();  // stops background work, syncs the log; does not need to flush the memtable
+
+  // Returns once the log record reached the kernel (or, with FsyncPolicy::kAlways, the disk).
+  // A write whose version is older than what the store holds for the key changes nothing and
+  // still succeeds; *stored_version (if given) is then the newer version the store keeps.
+  // kNoSpace on ENOSPC: the store stays consistent and later writes succeed once space is back.
+  Status Put(std::string_view key, std::string_view value, uint64_t version,
+             uint64_t* stored_version = nullptr);
+  Status Remove(std::string_view key, uint64_t version, uint64_t* stored_version = nullptr);
+  Status Get(std::string_view key, ReadResult* out);
+  std::unique_ptr<Iterator> Scan(std::string_view start, std::optional<std::string_view> end);
+
+  Status Flush();       // freeze the memtable and write it as a segment now (waits)
+  Status CompactAll();  // merge all segments into one now (waits)
+  Status Sync();        // fdatasync the active log
+  Stats GetStats() const;
+
+  struct Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kv::storage

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs whichever Debian packages the build and the test suites need and are missing.
+# Usage: bash test/deps.sh [extra-package ...]   (the benchmarks pass their own extras)
+set -euo pipefail
+need=(g++ make pkg-config libuv1-dev libxxhash-dev doctest-dev node-llhttp python3 clang libclang-rt-14-dev "$@")
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
