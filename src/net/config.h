@@ -1,0 +1,42 @@
+// The node's configuration: command-line flags parsed and validated into one struct.
+// ParseArgs touches nothing on disk except checking that the data directory is writable.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "storage/engine.h"
+
+namespace kv::net {
+
+enum class PeerProtocol { kBinary, kHttp };
+
+struct Config {
+  uint16_t port = 0;
+  std::vector<std::string> cluster;  // all node URLs, this node included
+  std::string self_url;
+  size_t self_index = 0;  // position of self_url in cluster
+  std::string data_dir;
+  int threads = 0;
+  PeerProtocol peer_protocol = PeerProtocol::kBinary;
+  uint64_t max_value_bytes = 8ull << 20;
+  uint64_t max_connections = 10000;
+  uint64_t idle_timeout_ms = 60000;
+  uint64_t header_timeout_ms = 10000;
+  uint64_t request_timeout_ms = 1000;
+  size_t max_header_bytes = 16 * 1024;
+  storage::FsyncPolicy fsync = storage::FsyncPolicy::kPeriodic;
+  uint64_t memtable_bytes = 64ull << 20;
+  uint64_t tombstone_gc_seconds = 86400;
+  int log_level = 1;  // kv::LogLevel
+};
+
+enum class ParseResult { kOk, kHelp, kError };
+
+// Parses argv into *cfg. kError: *err holds a one-line reason (the caller prints it, exits 2).
+ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err);
+
+// The --help text.
+const char* Usage();
+
+}  // namespace kv::net

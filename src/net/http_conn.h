@@ -1,0 +1,113 @@
+// One accepted client connection: llhttp parsing, requests dispatched to the loop's handler,
+// answers written back in request order (pipelining) with one write per loop iteration.
+// Owned by its Worker; lives on the worker's loop thread only and frees itself once its handle is
+// closed and every request it dispatched has been answered.
+#pragma once
+#include <llhttp.h>
+#include <uv.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "net/http.h"
+
+namespace kv::net {
+
+class Worker;
+
+class HttpConnection {
+ public:
+  // Takes `handle` (already accepted, allocated with new); starts reading.
+  HttpConnection(Worker* worker, uv_tcp_t* handle);
+  // Answers 503 and closes: used past --max-connections.
+  void RejectOverloaded();
+
+  // Called by the worker's check handle: moves finished answers into the output and writes.
+  void Flush();
+  // Called by the worker's sweep timer: closes the connection when idle or stuck in headers.
+  void Sweep(uint64_t now_ms);
+  // Graceful shutdown: close once every dispatched request is answered and written.
+  void Drain();
+  // Immediate close (shutdown deadline).
+  void Abort() { Close(); }
+
+  bool dirty = false;                   // queued for Flush in the worker's list
+  HttpConnection* prev = nullptr;       // worker's intrusive list of live connections
+  HttpConnection* next = nullptr;
+
+ private:
+  friend class Responder;
+  struct Slot {
+    bool ready = false;
+    bool close_after = false;
+    bool head_only = false;
+    bool http10 = false;
+    int method = 0;
+    uint64_t start_ns = 0;
+    std::string bytes;                  // status line + headers (+ body when not streamed)
+    std::unique_ptr<BodyStream> stream;  // chunked body pulled after `bytes`
+  };
+
+  static int OnMessageBegin(llhttp_t* p);
+  static int OnUrl(llhttp_t* p, const char* at, size_t len);
+  static int OnHeaderField(llhttp_t* p, const char* at, size_t len);
+  static int OnHeaderValue(llhttp_t* p, const char* at, size_t len);
+  static int OnHeaderValueComplete(llhttp_t* p);
+  static int OnHeadersComplete(llhttp_t* p);
+  static int OnBody(llhttp_t* p, const char* at, size_t len);
+  static int OnMessageComplete(llhttp_t* p);
+  static const llhttp_settings_t* Settings();
+
+  static void OnAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void OnWrite(uv_write_t* req, int status);
+  static void OnClose(uv_handle_t* h);
+
+  void HandleRead(const char* data, size_t len);
+  bool CountHeaderBytes(size_t len);
+  // Queues an error answer that ends the connection (400/413/431/503), after earlier answers.
+  void FailRequest(int status);
+  uint64_t AddSlot();
+  void Complete(uint64_t seq, int status, std::string_view body,
+                std::initializer_list<Header> headers, std::unique_ptr<BodyStream> stream);
+  void MarkDirty();
+  void StartWrite();
+  void MaybeResumeReading();
+  void Close();
+  void MaybeFree();
+  size_t pending_output() const { return out_.size() + writing_.size(); }
+
+  Worker* worker_;
+  uv_tcp_t* handle_;
+  llhttp_t parser_;
+  Request req_;
+  std::string header_field_;
+  std::string header_value_;
+  size_t header_bytes_ = 0;
+  bool expect_continue_ = false;
+  bool in_headers_ = false;
+  uint64_t headers_started_ms_ = 0;
+  uint64_t last_active_ms_ = 0;
+  bool sniffed_ = false;
+  std::string sniff_buf_;
+
+  std::deque<Slot> slots_;
+  uint64_t head_seq_ = 0;  // sequence number of slots_.front()
+  size_t unanswered_ = 0;  // slots dispatched to the handler and not yet answered
+
+  std::string out_;      // answers waiting for the next write
+  std::string writing_;  // the write in flight
+  uv_write_t write_req_;
+  bool write_active_ = false;
+
+  bool reading_ = false;
+  bool read_paused_ = false;  // backpressure: too many queued answers or too much output
+  bool stop_parsing_ = false;  // after an error or Connection: close: ignore further bytes
+  bool close_when_flushed_ = false;
+  bool draining_ = false;
+  bool closing_ = false;  // uv_close called
+  bool handle_closed_ = false;
+};
+
+}  // namespace kv::net

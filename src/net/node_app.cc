@@ -1,0 +1,307 @@
+#include "net/node_app.h"
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "cluster/local_replica.h"
+#include "common/log.h"
+#include "net/http_conn.h"
+#include "net/peer_binary.h"
+#include "net/peer_http.h"
+#include "net/url.h"
+
+namespace kv::net {
+
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+constexpr uint64_t kSeqBits = 56;  // Completion ctx2 = op << 56 | pipeline sequence number
+
+uint64_t LoopNow(void* loop) { return uv_now(static_cast<uv_loop_t*>(loop)); }
+
+std::string U64(uint64_t v) {
+  char buf[24];
+  snprintf(buf, sizeof buf, "%" PRIu64, v);
+  return buf;
+}
+
+// Streams a storage range as `key \n value` records, several per chunk, skipping tombstones.
+class RangeStream final : public BodyStream {
+ public:
+  explicit RangeStream(std::unique_ptr<storage::Iterator> it) : it_(std::move(it)) {}
+  bool Produce(std::string* out, size_t budget, bool* failed) override {
+    size_t start = out->size();
+    int visited = 0;
+    while (it_->Valid() && out->size() - start < budget && visited < 4096) {
+      ++visited;
+      if (!it_->tombstone()) {
+        out->append(it_->key());
+        out->push_back('\n');
+        out->append(it_->value());
+      }
+      it_->Next();
+    }
+    if (it_->Valid()) return true;
+    if (!it_->status().ok()) {
+      LOG_ERROR("range stream aborted: %s", it_->status().message().c_str());
+      *failed = true;
+    }
+    return false;
+  }
+
+ private:
+  std::unique_ptr<storage::Iterator> it_;
+};
+
+class NodeApp final : public RequestHandler {
+ public:
+  NodeApp(Worker& worker, cluster::ClusterState* cluster) : worker_(worker), cluster_(cluster) {
+    const Config& cfg = worker.config();
+    std::vector<std::unique_ptr<cluster::PeerTransport>> transports;
+    for (size_t i = 0; i < cluster->ring.size(); ++i) {
+      if (i == cluster->self_index) {
+        transports.emplace_back();
+        continue;
+      }
+      cluster::PeerEndpoint ep;
+      ep.url = cluster->ring.url(i);
+      cluster::Ring::ParseUrl(ep.url, &ep.host, &ep.port);
+      ep.self_url = cfg.self_url;
+      ep.cluster_fingerprint = cluster->ring.Fingerprint();
+      if (cfg.peer_protocol == PeerProtocol::kHttp) {
+        transports.push_back(MakeHttpPeerTransport(worker.loop(), ep));
+      } else {
+        transports.push_back(MakeBinaryPeerTransport(worker.loop(), ep));
+      }
+    }
+    coordinator_ = std::make_unique<cluster::Coordinator>(
+        cluster, std::move(transports), cfg.request_timeout_ms, LoopNow, worker.loop());
+    BinaryServerContext ctx;
+    ctx.engine = cluster->engine;
+    ctx.ring = &cluster->ring;
+    ctx.self_index = cluster->self_index;
+    ctx.hlc = &cluster->hlc;
+    binary_server_ = MakeBinaryPeerServer(worker.loop(), ctx);
+  }
+
+  void Handle(Request& req, Responder r) override {
+    std::string_view path, query;
+    SplitTarget(req.target, &path, &query);
+    if (path == "/v0/entity") return Entity(req, query, r);
+    if (path == "/v0/entities") return Entities(req, query, r);
+    if (path == "/v0/status") {
+      if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
+      return r.Respond(200, Status(), {{"Content-Type", "application/json"}});
+    }
+    if (path == "/metrics") {
+      if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
+      return r.Respond(200, MetricsText(), {{"Content-Type", "text/plain; version=0.0.4"}});
+    }
+    r.Respond(400, "unknown path\n");
+  }
+
+  void AdoptPeerConnection(void* handle, std::string_view first_bytes) override {
+    binary_server_->Adopt(static_cast<uv_tcp_t*>(handle), first_bytes);
+  }
+
+  size_t pending() const override { return coordinator_->pending(); }
+
+  void Close() override {
+    coordinator_->Close();
+    binary_server_->Close();
+  }
+
+ private:
+  static bool ParseOpMethod(int method, cluster::PeerOp* op) {
+    switch (method) {
+      case HTTP_GET: *op = cluster::PeerOp::kGet; return true;
+      case HTTP_PUT: *op = cluster::PeerOp::kPut; return true;
+      case HTTP_DELETE: *op = cluster::PeerOp::kRemove; return true;
+      default: return false;
+    }
+  }
+
+  void Entity(Request& req, std::string_view query, Responder r) {
+    cluster::PeerOp op;
+    if (!ParseOpMethod(req.method, &op)) return r.Respond(405, "", {{"Allow", "GET, PUT, DELETE"}});
+    std::string& key = key_buf_;
+    int found = QueryParam(query, "id", &key);
+    if (found < 0) return r.Respond(400, "malformed percent-encoding in id\n");
+    if (found == 0 || key.empty()) return r.Respond(400, "id is required\n");
+    if (req.internal) return Internal(req, op, key, r);
+
+    int n = static_cast<int>(cluster_->ring.size());
+    std::string num;
+    uint64_t ack = 0, from = 0;
+    int has_ack = QueryParam(query, "ack", &num);
+    if (has_ack > 0 && !ParseU64(num, &ack)) return r.Respond(400, "ack must be a number\n");
+    int has_from = QueryParam(query, "from", &num);
+    if (has_from > 0 && !ParseU64(num, &from)) return r.Respond(400, "from must be a number\n");
+    if (has_ack < 0 || has_from < 0) return r.Respond(400, "malformed ack/from\n");
+    if (has_from <= 0) from = static_cast<uint64_t>(n);
+    if (has_ack <= 0) ack = from / 2 + 1;
+    if (from < 1 || from > static_cast<uint64_t>(n) ||
+        from > static_cast<uint64_t>(cluster::Accumulator::kMaxReplicas)) {
+      return r.Respond(400, "from must be between 1 and the cluster size\n");
+    }
+    if (ack < 1 || ack > from) return r.Respond(400, "ack must be between 1 and from\n");
+
+    cluster::Completion done;
+    done.fn = &NodeApp::OnOutcome;
+    done.ctx = r.connection();
+    done.ctx2 = (static_cast<uint64_t>(op) << kSeqBits) | r.sequence();
+    coordinator_->Execute(op, key, req.body, static_cast<int>(ack), static_cast<int>(from), done);
+  }
+
+  static void OnOutcome(void* conn, uint64_t ctx2, cluster::Outcome&& o) {
+    auto op = static_cast<cluster::PeerOp>(ctx2 >> kSeqBits);
+    Responder r(static_cast<HttpConnection*>(conn), ctx2 & ((uint64_t{1} << kSeqBits) - 1));
+    switch (o.kind) {
+      case cluster::Outcome::kValue: return r.Respond(200, o.value);
+      case cluster::Outcome::kNotFound: return r.Respond(404, "");
+      case cluster::Outcome::kStored: return r.Respond(op == cluster::PeerOp::kPut ? 201 : 202, "");
+      case cluster::Outcome::kNoSpace: return r.Respond(507, "no space left on device\n");
+      default: return r.Respond(504, "not enough replicas answered\n");
+    }
+  }
+
+  // A replica request from a peer in HTTP peer mode: execute locally, never forward.
+  void Internal(Request& req, cluster::PeerOp op, const std::string& key, Responder r) {
+    if (op != cluster::PeerOp::kGet && req.version_header != 1) {
+      return r.Respond(400, "internal write without a valid X-KV-Version\n");
+    }
+    if (req.version_header == -1) return r.Respond(400, "malformed X-KV-Version\n");
+    if (op != cluster::PeerOp::kGet) cluster_->hlc.Observe(req.version);
+    cluster::PeerRequest preq{op, key, req.body, req.version};
+    storage::Code code;
+    cluster::PeerResponse resp = cluster::ExecuteLocal(*cluster_->engine, preq, &code);
+    std::string v = U64(resp.version);
+    switch (resp.kind) {
+      case cluster::PeerResponse::kValue: return r.Respond(200, resp.value, {{"X-KV-Version", v}});
+      case cluster::PeerResponse::kTombstone:
+        return r.Respond(404, "", {{"X-KV-Version", v}, {"X-KV-Tombstone", "1"}});
+      case cluster::PeerResponse::kAbsent: return r.Respond(404, "");
+      case cluster::PeerResponse::kStored:
+        return r.Respond(op == cluster::PeerOp::kPut ? 201 : 202, "", {{"X-KV-Version", v}});
+      default:
+        return r.Respond(code == storage::Code::kNoSpace ? 507 : 500, resp.error + "\n");
+    }
+  }
+
+  void Entities(Request& req, std::string_view query, Responder r) {
+    if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
+    std::string start, end;
+    int s = QueryParam(query, "start", &start);
+    int e = QueryParam(query, "end", &end);
+    if (s < 0 || e < 0) return r.Respond(400, "malformed percent-encoding\n");
+    if (s == 0 || start.empty()) return r.Respond(400, "start is required\n");
+    std::optional<std::string_view> end_opt;
+    if (e > 0) end_opt = end;
+    auto it = cluster_->engine->Scan(start, end_opt);
+    r.Stream(200, std::make_unique<RangeStream>(std::move(it)),
+             {{"Content-Type", "application/octet-stream"}});
+  }
+
+  std::string Status() const {
+    const Config& cfg = worker_.config();
+    uint64_t now_ms = MonotonicNs() / 1000000;
+    std::string j = "{\"url\":\"" + cfg.self_url + "\",\"version\":\"" + kVersion +
+                    "\",\"cluster_size\":" + U64(cluster_->ring.size()) +
+                    ",\"uptime_s\":" + U64((now_ms - worker_.server()->start_time_ms()) / 1000) +
+                    ",\"threads\":" + U64(static_cast<uint64_t>(cfg.threads)) +
+                    ",\"peer_protocol\":\"" +
+                    (cfg.peer_protocol == PeerProtocol::kHttp ? "http" : "binary") +
+                    "\",\"open_connections\":" +
+                    U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) +
+                    ",\"peers\":[";
+    bool first = true;
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      auto& br = *cluster_->breakers[i];
+      j += first ? "" : ",";
+      first = false;
+      j += "{\"url\":\"" + cluster_->ring.url(i) + "\",\"state\":\"" +
+           cluster::CircuitBreaker::StateName(br.state(now_ms)) +
+           "\",\"failures\":" + U64(cluster_->peer_failures[i]->load()) + "}";
+    }
+    j += "]}\n";
+    return j;
+  }
+
+  std::string MetricsText() const {
+    static const char* kMethods[] = {"GET", "PUT", "DELETE", "OTHER"};
+    uint64_t counts[Metrics::kMethods][600] = {};
+    uint64_t buckets[Metrics::kBuckets] = {};
+    uint64_t sum_ns = 0, count = 0, proto_errors = 0, rejected = 0;
+    worker_.server()->ForEachMetrics([&](const Metrics& m) {
+      for (int a = 0; a < Metrics::kMethods; ++a)
+        for (int s = 0; s < 600; ++s) counts[a][s] += m.requests[a][s].load();
+      for (int b = 0; b < Metrics::kBuckets; ++b) buckets[b] += m.latency_buckets[b].load();
+      sum_ns += m.latency_sum_ns.load();
+      count += m.latency_count.load();
+      proto_errors += m.protocol_errors.load();
+      rejected += m.rejected_connections.load();
+    });
+    std::string t;
+    t += "# HELP kv_requests_total HTTP requests answered, by method and status.\n";
+    t += "# TYPE kv_requests_total counter\n";
+    for (int a = 0; a < Metrics::kMethods; ++a)
+      for (int s = 0; s < 600; ++s)
+        if (counts[a][s])
+          t += std::string("kv_requests_total{method=\"") + kMethods[a] + "\",status=\"" +
+               U64(static_cast<uint64_t>(s)) + "\"} " + U64(counts[a][s]) + "\n";
+    t += "# HELP kv_request_duration_seconds Time from a complete request to its answer.\n";
+    t += "# TYPE kv_request_duration_seconds histogram\n";
+    uint64_t cum = 0;
+    for (int b = 0; b < Metrics::kBuckets; ++b) {
+      cum += buckets[b];
+      char le[32];
+      if (b == Metrics::kBuckets - 1) snprintf(le, sizeof le, "+Inf");
+      else snprintf(le, sizeof le, "%g", Metrics::kBucketBounds[b]);
+      t += std::string("kv_request_duration_seconds_bucket{le=\"") + le + "\"} " + U64(cum) + "\n";
+    }
+    char sum[64];
+    snprintf(sum, sizeof sum, "%.9f", static_cast<double>(sum_ns) / 1e9);
+    t += std::string("kv_request_duration_seconds_sum ") + sum + "\n";
+    t += "kv_request_duration_seconds_count " + U64(count) + "\n";
+    t += "# TYPE kv_open_connections gauge\n";
+    t += "kv_open_connections " + U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) + "\n";
+    t += "# TYPE kv_protocol_errors_total counter\nkv_protocol_errors_total " + U64(proto_errors) + "\n";
+    t += "# TYPE kv_rejected_connections_total counter\nkv_rejected_connections_total " + U64(rejected) + "\n";
+    t += "# HELP kv_peer_failures_total Failed replica requests, by peer.\n";
+    t += "# TYPE kv_peer_failures_total counter\n";
+    uint64_t now_ms = MonotonicNs() / 1000000;
+    std::string states;
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      const std::string& u = cluster_->ring.url(i);
+      t += "kv_peer_failures_total{peer=\"" + u + "\"} " + U64(cluster_->peer_failures[i]->load()) + "\n";
+      states += "kv_peer_circuit_open{peer=\"" + u + "\"} " +
+                (cluster_->breakers[i]->state(now_ms) == cluster::CircuitBreaker::State::kClosed ? "0" : "1") + "\n";
+    }
+    t += "# TYPE kv_peer_circuit_open gauge\n" + states;
+    storage::Stats st = cluster_->engine->GetStats();
+    t += "# TYPE kv_storage_memtable_bytes gauge\nkv_storage_memtable_bytes " + U64(st.memtable_bytes) + "\n";
+    t += "# TYPE kv_storage_segments gauge\nkv_storage_segments " + U64(st.segments) + "\n";
+    t += "# TYPE kv_storage_segment_bytes gauge\nkv_storage_segment_bytes " + U64(st.segment_bytes) + "\n";
+    t += "# TYPE kv_storage_index_filter_bytes gauge\nkv_storage_index_filter_bytes " + U64(st.index_filter_bytes) + "\n";
+    t += "# TYPE kv_storage_keys_estimate gauge\nkv_storage_keys_estimate " + U64(st.keys_estimate) + "\n";
+    t += "# TYPE kv_storage_flushes_total counter\nkv_storage_flushes_total " + U64(st.flushes) + "\n";
+    t += "# TYPE kv_storage_compactions_total counter\nkv_storage_compactions_total " + U64(st.compactions) + "\n";
+    return t;
+  }
+
+  Worker& worker_;
+  cluster::ClusterState* cluster_;
+  std::unique_ptr<cluster::Coordinator> coordinator_;
+  std::unique_ptr<BinaryPeerServer> binary_server_;
+  std::string key_buf_;
+};
+
+}  // namespace
+
+std::unique_ptr<RequestHandler> MakeNodeApp(Worker& worker, cluster::ClusterState* cluster) {
+  return std::make_unique<NodeApp>(worker, cluster);
+}
+
+}  // namespace kv::net
