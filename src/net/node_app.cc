@@ -9,6 +9,7 @@
 #include "net/peer_binary.h"
 #include "net/peer_http.h"
 #include "net/url.h"
+#include "proto/wire.h"
 
 namespace kv::net {
 
@@ -58,6 +59,7 @@ class NodeApp final : public RequestHandler {
   NodeApp(Worker& worker, cluster::ClusterState* cluster) : worker_(worker), cluster_(cluster) {
     const Config& cfg = worker.config();
     std::vector<std::unique_ptr<cluster::PeerTransport>> transports;
+    const uint64_t fingerprint = proto::ClusterFingerprint(cfg.cluster);
     for (size_t i = 0; i < cluster->ring.size(); ++i) {
       if (i == cluster->self_index) {
         transports.emplace_back();
@@ -67,7 +69,7 @@ class NodeApp final : public RequestHandler {
       ep.url = cluster->ring.url(i);
       cluster::Ring::ParseUrl(ep.url, &ep.host, &ep.port);
       ep.self_url = cfg.self_url;
-      ep.cluster_fingerprint = cluster->ring.Fingerprint();
+      ep.cluster_fingerprint = fingerprint;
       if (cfg.peer_protocol == PeerProtocol::kHttp) {
         transports.push_back(MakeHttpPeerTransport(worker.loop(), ep));
       } else {
