@@ -124,6 +124,8 @@ void HttpConnection::Close() {
   reading_ = false;
   // Streams hold storage snapshots: release them now, not when the last answer arrives.
   for (Slot& s : slots_) s.stream.reset();
+  unanswered_ -= deferred_.size();  // never dispatched: nobody will answer them
+  deferred_.clear();
   worker_->RemoveConnection(this);
   worker_->server()->open_connections().fetch_sub(1, std::memory_order_relaxed);
   uv_close(reinterpret_cast<uv_handle_t*>(handle_), OnClose);
@@ -374,13 +376,41 @@ int HttpConnection::OnMessageComplete(llhttp_t* p) {
     self->slots_.back().close_after = true;
     self->stop_parsing_ = true;
   }
-  self->slots_.back().head_only = p->method == HTTP_HEAD;
-  self->slots_.back().http10 = self->req_.http10;
-  self->slots_.back().method = self->req_.method;
-  self->slots_.back().start_ns = self->req_.start_ns;
-  self->worker_->handler()->Handle(self->req_, Responder(self, seq));
+  Slot& slot = self->slots_.back();
+  slot.head_only = p->method == HTTP_HEAD;
+  slot.http10 = self->req_.http10;
+  slot.method = self->req_.method;
+  slot.start_ns = self->req_.start_ns;
+  slot.unsafe = p->method != HTTP_GET && p->method != HTTP_HEAD;
+  if (self->deferred_.empty() && self->CanDispatch(slot.unsafe)) {
+    self->Dispatch(seq, self->req_);
+  } else {
+    self->deferred_.emplace_back(seq, std::move(self->req_));
+  }
   // Pause after a request that ends the connection so llhttp stops here.
   return self->stop_parsing_ ? HPE_PAUSED : 0;
+}
+
+void HttpConnection::Dispatch(uint64_t seq, Request& req) {
+  Slot& slot = slots_[seq - head_seq_];
+  slot.dispatched = true;
+  ++dispatched_unanswered_;
+  if (slot.unsafe) ++unsafe_unanswered_;
+  worker_->handler()->Handle(req, Responder(this, seq));
+}
+
+void HttpConnection::DispatchDeferred() {
+  if (dispatching_deferred_) return;  // a synchronous answer inside Dispatch: the loop continues
+  dispatching_deferred_ = true;
+  while (!deferred_.empty() && !closing_) {
+    auto& [seq, req] = deferred_.front();
+    if (!CanDispatch(slots_[seq - head_seq_].unsafe)) break;
+    Request r = std::move(req);
+    uint64_t s = seq;
+    deferred_.pop_front();
+    Dispatch(s, r);
+  }
+  dispatching_deferred_ = false;
 }
 
 // ---- answers -----------------------------------------------------------------------------------
@@ -411,6 +441,10 @@ void HttpConnection::Complete(uint64_t seq, int status, std::string_view body,
   }
   Slot& s = slots_[seq - head_seq_];
   s.ready = true;
+  if (s.dispatched) {
+    --dispatched_unanswered_;
+    if (s.unsafe) --unsafe_unanswered_;
+  }
   worker_->metrics().Record(s.method, status, MonotonicNs() - s.start_ns);
   std::string& out = s.bytes;
   out.reserve(128 + (s.head_only ? 0 : body.size()));
@@ -446,6 +480,7 @@ void HttpConnection::Complete(uint64_t seq, int status, std::string_view body,
     }
   }
   MarkDirty();
+  if (!deferred_.empty()) DispatchDeferred();
 }
 
 void HttpConnection::MarkDirty() {

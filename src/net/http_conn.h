@@ -44,6 +44,8 @@ class HttpConnection {
     bool head_only = false;
     bool http10 = false;
     int method = 0;
+    bool dispatched = false;  // handed to the handler (error answers are not)
+    bool unsafe = false;      // not GET/HEAD
     uint64_t start_ns = 0;
     std::string bytes;                  // status line + headers (+ body when not streamed)
     std::unique_ptr<BodyStream> stream;  // chunked body pulled after `bytes`
@@ -65,6 +67,14 @@ class HttpConnection {
   static void OnClose(uv_handle_t* h);
 
   void HandleRead(const char* data, size_t len);
+  // Pipelined requests run concurrently only while they are all safe (GET/HEAD); a PUT or
+  // DELETE waits for everything before it, and everything after it waits for it, so replicas
+  // see one connection's writes in the order it sent them.
+  bool CanDispatch(bool unsafe) const {
+    return dispatched_unanswered_ == 0 || (!unsafe && unsafe_unanswered_ == 0);
+  }
+  void Dispatch(uint64_t seq, Request& req);
+  void DispatchDeferred();
   bool CountHeaderBytes(size_t len);
   // Queues an error answer that ends the connection (400/413/431/503), after earlier answers.
   void FailRequest(int status);
@@ -94,7 +104,11 @@ class HttpConnection {
 
   std::deque<Slot> slots_;
   uint64_t head_seq_ = 0;  // sequence number of slots_.front()
-  size_t unanswered_ = 0;  // slots dispatched to the handler and not yet answered
+  size_t unanswered_ = 0;  // slots not yet answered (dispatched or deferred)
+  size_t dispatched_unanswered_ = 0;
+  size_t unsafe_unanswered_ = 0;
+  std::deque<std::pair<uint64_t, Request>> deferred_;  // complete, waiting for CanDispatch
+  bool dispatching_deferred_ = false;
 
   std::string out_;      // answers waiting for the next write
   std::string writing_;  // the write in flight

@@ -1,38 +1,431 @@
-// Placeholder until the binary transport lands: every request fails as a replica error and
-// adopted connections are closed. --peer-protocol http is the working mode meanwhile.
+// Client side of the binary peer protocol: cluster::PeerTransport over one multiplexed TCP
+// connection per (loop thread, peer). Policies are documented in peer_binary.h.
 #include "net/peer_binary.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/log.h"
+#include "net/http_client.h"
+#include "net/peer_binary_io.h"
+#include "proto/frame_decoder.h"
+#include "proto/wire.h"
 
 namespace kv::net {
 
 namespace {
-class FailingTransport final : public cluster::PeerTransport {
- public:
-  void Send(const cluster::PeerRequest&, uint64_t, cluster::PeerWaiter* w, uint64_t c) override {
-    cluster::PeerResponse r;
-    r.error = "binary peer protocol not available";
-    w->OnPeerResponse(c, std::move(r));
-  }
-  size_t in_flight() const override { return 0; }
-  void Close() override {}
-};
 
-class ClosingServer final : public BinaryPeerServer {
- public:
-  void Adopt(uv_tcp_t* h, std::string_view) override {
-    uv_close(reinterpret_cast<uv_handle_t*>(h),
-             [](uv_handle_t* x) { delete reinterpret_cast<uv_tcp_t*>(x); });
-  }
-  void Close() override {}
-};
-}  // namespace
+using cluster::PeerEndpoint;
+using cluster::PeerOp;
+using cluster::PeerRequest;
+using cluster::PeerResponse;
+using cluster::PeerWaiter;
 
-std::unique_ptr<cluster::PeerTransport> MakeBinaryPeerTransport(uv_loop_t*,
-                                                                const cluster::PeerEndpoint&) {
-  return std::make_unique<FailingTransport>();
+constexpr std::string_view kTimeout = "timeout";
+constexpr std::string_view kClosed = "closed";
+constexpr std::string_view kOverloaded = "overloaded";
+
+PeerResponse ErrorResponse(std::string_view reason) {
+  PeerResponse r;
+  r.kind = PeerResponse::kError;
+  r.error.assign(reason);
+  return r;
 }
 
-std::unique_ptr<BinaryPeerServer> MakeBinaryPeerServer(uv_loop_t*, const BinaryServerContext&) {
-  return std::make_unique<ClosingServer>();
+// A request to fail once the transport's state is consistent again.
+struct Failure {
+  PeerWaiter* waiter;
+  uint64_t cookie;
+};
+
+// Hands out failures with one reason. Touches nothing but its arguments: a waiter may re-enter
+// or even destroy the transport.
+void Deliver(const std::vector<Failure>& failures, const std::string& reason) {
+  for (const Failure& f : failures) f.waiter->OnPeerResponse(f.cookie, ErrorResponse(reason));
+}
+
+class BinaryPeer;
+
+// One TCP connection to the peer. While attached (owner != nullptr) the transport owns it; once
+// detached it only finishes closing: its close callback deletes it (all uv requests embedded
+// here have had their callbacks, with UV_ECANCELED if need be, before that).
+struct ClientConn {
+  explicit ClientConn(BinaryPeer* o) : owner(o), decoder(proto::FrameDecoder::Role::kClient) {}
+
+  BinaryPeer* owner;
+  uv_tcp_t tcp;
+  uv_connect_t connect_req;
+  uv_write_t write_req;
+  proto::FrameDecoder decoder;
+  std::string out;      // frames queued and not yet handed to uv_write
+  std::string writing;  // the bytes of the write in flight
+  bool connected = false;
+  bool write_active = false;
+  bool handshake_ok = false;
+  bool closing = false;
+};
+
+void OnConnClosed(uv_handle_t* h) {
+  delete static_cast<ClientConn*>(h->data);
+}
+
+template <typename Handle>
+void DeleteHandle(uv_handle_t* h) {
+  delete reinterpret_cast<Handle*>(h);
+}
+
+class BinaryPeer final : public cluster::PeerTransport {
+ public:
+  BinaryPeer(uv_loop_t* loop, const PeerEndpoint& ep, const BinaryPeerOptions& opts)
+      : loop_(loop),
+        peer_urls_{ep.url},
+        self_url_(ep.self_url),
+        fingerprint_(ep.cluster_fingerprint),
+        max_bytes_(ep.max_in_flight_bytes),
+        opts_(opts) {
+    if (opts_.sweep_interval_ms == 0) opts_.sweep_interval_ms = 1;
+    int rc = ep.host.find(':') != std::string::npos
+                 ? uv_ip6_addr(ep.host.c_str(), ep.port, reinterpret_cast<sockaddr_in6*>(&addr_))
+                 : uv_ip4_addr(ep.host.c_str(), ep.port, reinterpret_cast<sockaddr_in*>(&addr_));
+    if (rc != 0) addr_error_ = "bad peer address " + ep.host;
+    sweep_ = new uv_timer_t;
+    uv_timer_init(loop_, sweep_);
+    sweep_->data = this;
+    flush_ = new uv_prepare_t;
+    uv_prepare_init(loop_, flush_);
+    flush_->data = this;
+  }
+
+  ~BinaryPeer() override { Close(); }
+
+  void Send(const PeerRequest& req, uint64_t deadline_ms, PeerWaiter* waiter,
+            uint64_t cookie) override {
+    if (closed_) return waiter->OnPeerResponse(cookie, ErrorResponse(kClosed));
+    if (deadline_ms <= uv_now(loop_)) {
+      return waiter->OnPeerResponse(cookie, ErrorResponse(kTimeout));
+    }
+    const std::string_view value = req.op == PeerOp::kPut ? req.value : std::string_view();
+    if (!proto::RequestFits(req.key, value)) {
+      return waiter->OnPeerResponse(
+          cookie, ErrorResponse(req.key.empty() ? "invalid request: empty key"
+                                                : "invalid request: key or value too large"));
+    }
+    const size_t bytes = proto::RequestFrameSize(req.op, req.key, value);
+    if (bytes_in_flight_ > 0 && bytes_in_flight_ + bytes > max_bytes_) {
+      return waiter->OnPeerResponse(cookie, ErrorResponse(kOverloaded));
+    }
+    if (conn_ == nullptr && !Open()) {
+      return waiter->OnPeerResponse(cookie, ErrorResponse(last_error_));
+    }
+    const uint64_t id = Acquire(waiter, cookie, deadline_ms, bytes);
+    proto::EncodeRequest(&conn_->out, id, req.op, req.key, value, req.version);
+    ArmFlush();
+    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(sweep_))) {
+      uv_timer_start(sweep_, &BinaryPeer::OnSweep, opts_.sweep_interval_ms,
+                     opts_.sweep_interval_ms);
+    }
+  }
+
+  size_t in_flight() const override { return in_flight_; }
+
+  void Close() override {
+    if (closed_) return;
+    closed_ = true;
+    std::vector<Failure> failures;
+    if (conn_ != nullptr) Detach(&failures);
+    uv_close(reinterpret_cast<uv_handle_t*>(sweep_), &DeleteHandle<uv_timer_t>);
+    uv_close(reinterpret_cast<uv_handle_t*>(flush_), &DeleteHandle<uv_prepare_t>);
+    sweep_ = nullptr;
+    flush_ = nullptr;
+    Deliver(failures, std::string(kClosed));
+  }
+
+ private:
+  // One request sent (or queued) and not answered yet. A slot is reused after its request
+  // completes; its generation changes then, so the old request id no longer matches it.
+  struct Slot {
+    PeerWaiter* waiter = nullptr;
+    uint64_t cookie = 0;
+    uint64_t deadline_ms = 0;
+    size_t bytes = 0;
+    uint32_t generation = 1;
+    bool live = false;
+  };
+
+  static uint32_t SlotIndex(uint64_t id) { return static_cast<uint32_t>(id); }
+  static uint32_t SlotGeneration(uint64_t id) { return static_cast<uint32_t>(id >> 32); }
+
+  uint64_t Acquire(PeerWaiter* waiter, uint64_t cookie, uint64_t deadline_ms, size_t bytes) {
+    uint32_t index;
+    if (!free_.empty()) {
+      index = free_.back();
+      free_.pop_back();
+    } else {
+      index = static_cast<uint32_t>(slots_.size());
+      slots_.emplace_back();
+    }
+    Slot& s = slots_[index];
+    s.waiter = waiter;
+    s.cookie = cookie;
+    s.deadline_ms = deadline_ms;
+    s.bytes = bytes;
+    s.live = true;
+    ++in_flight_;
+    bytes_in_flight_ += bytes;
+    return (uint64_t{s.generation} << 32) | index;
+  }
+
+  // The live slot request `id` names, or nullptr (unknown, stale or already failed).
+  Slot* Find(uint64_t id) {
+    const uint32_t index = SlotIndex(id);
+    if (index >= slots_.size()) return nullptr;
+    Slot& s = slots_[index];
+    return s.live && s.generation == SlotGeneration(id) ? &s : nullptr;
+  }
+
+  void Release(Slot* s) {
+    s->live = false;
+    if (++s->generation == 0) s->generation = 1;  // ids are never 0 (0 names the connection)
+    --in_flight_;
+    bytes_in_flight_ -= s->bytes;
+    free_.push_back(static_cast<uint32_t>(s - slots_.data()));
+  }
+
+  void CollectAll(std::vector<Failure>* failures) {
+    if (in_flight_ == 0) return;
+    for (Slot& s : slots_) {
+      if (!s.live) continue;
+      failures->push_back(Failure{s.waiter, s.cookie});
+      Release(&s);
+    }
+  }
+
+  // Starts a connection with preface + HANDSHAKE queued; false with last_error_ set if backing
+  // off after a failure or the connect could not start.
+  bool Open() {
+    if (connect_failed_ && uv_now(loop_) < last_failure_ms_ + opts_.reconnect_backoff_ms) {
+      return false;
+    }
+    if (!addr_error_.empty()) {
+      last_error_ = addr_error_;
+      return false;
+    }
+    auto* c = new ClientConn(this);
+    uv_tcp_init(loop_, &c->tcp);
+    c->tcp.data = c;
+    c->connect_req.data = c;
+    c->write_req.data = c;
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, 30);
+    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, reinterpret_cast<const sockaddr*>(&addr_),
+                            &BinaryPeer::OnConnect);
+    if (rc != 0) {
+      c->owner = nullptr;
+      c->closing = true;
+      uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), &OnConnClosed);
+      NoteConnectFailure(std::string(UvErrorReason(rc)));
+      return false;
+    }
+    proto::AppendPreface(&c->out);
+    proto::EncodeHandshake(&c->out, self_url_, fingerprint_);
+    conn_ = c;
+    return true;
+  }
+
+  void NoteConnectFailure(std::string reason) {
+    connect_failed_ = true;
+    last_failure_ms_ = uv_now(loop_);
+    last_error_ = std::move(reason);
+  }
+
+  // Drops the current connection (closing it) and moves every pending request to *failures.
+  void Detach(std::vector<Failure>* failures) {
+    ClientConn* c = std::exchange(conn_, nullptr);
+    c->owner = nullptr;
+    if (!c->closing) {
+      c->closing = true;
+      uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), &OnConnClosed);
+    }
+    CollectAll(failures);
+  }
+
+  // The connection failed: every pending request fails with `reason`. A failure before the
+  // handshake completed counts as a failed connect (backoff). May destroy nothing itself, but
+  // the waiters may destroy the transport: nothing touches `this` after Deliver.
+  void FailConnection(std::string reason) {
+    if (!conn_->handshake_ok) NoteConnectFailure(reason);
+    LOG_DEBUG("binary peer %s: connection failed: %s", peer_urls_[0].c_str(), reason.c_str());
+    std::vector<Failure> failures;
+    Detach(&failures);
+    if (in_flight_ == 0 && sweep_ != nullptr) uv_timer_stop(sweep_);
+    Deliver(failures, reason);
+  }
+
+  void ArmFlush() {
+    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(flush_))) {
+      uv_prepare_start(flush_, &BinaryPeer::OnFlush);
+    }
+  }
+
+  // Hands everything queued to one uv_write, unless not connected yet or a write is in flight
+  // (its completion sends what accumulated meanwhile).
+  void StartWrite() {
+    ClientConn* c = conn_;
+    if (c == nullptr || !c->connected || c->write_active || c->out.empty()) return;
+    std::swap(c->out, c->writing);
+    uv_buf_t buf = uv_buf_init(c->writing.data(), static_cast<unsigned>(c->writing.size()));
+    int rc = uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1,
+                      &BinaryPeer::OnWrite);
+    if (rc != 0) return FailConnection(std::string(UvErrorReason(rc)));
+    c->write_active = true;
+  }
+
+  // Handles one frame from the peer. Returns after at most one waiter callback, which comes
+  // last: the caller re-checks conn->owner before using the transport again.
+  void OnFrame(const proto::Frame& f) {
+    ClientConn* c = conn_;
+    switch (f.type) {
+      case proto::FrameType::kHandshakeOk: {
+        auto refused = proto::CheckHandshake(f.url, f.fingerprint, peer_urls_, fingerprint_);
+        if (refused) {
+          return FailConnection(std::string(proto::ErrorCodeName(refused->code)) + ": " +
+                                refused->reason);
+        }
+        c->handshake_ok = true;
+        connect_failed_ = false;
+        return;
+      }
+      case proto::FrameType::kError:
+        return FailConnection(proto::ToPeerResponse(f).error);
+      case proto::FrameType::kPing:
+        proto::EncodePong(&c->out, f.request_id, f.payload);
+        return ArmFlush();
+      case proto::FrameType::kPong:
+        return;
+      default:
+        break;
+    }
+    Slot* s = Find(f.request_id);
+    if (s == nullptr) return;  // answer to a request that already timed out: dropped
+    PeerWaiter* waiter = s->waiter;
+    const uint64_t cookie = s->cookie;
+    Release(s);
+    waiter->OnPeerResponse(cookie, proto::ToPeerResponse(f));
+  }
+
+  // Decodes and handles every complete frame buffered in c. Stops as soon as c is detached
+  // (a waiter closed the transport, or the connection failed).
+  static void DrainFrames(ClientConn* c) {
+    proto::Frame f;
+    while (c->owner != nullptr) {
+      switch (c->decoder.Next(&f)) {
+        case proto::DecodeResult::kNeedMore:
+          return;
+        case proto::DecodeResult::kError: {
+          const proto::ProtocolError& e = c->decoder.error();
+          LOG_WARN("binary peer %s: protocol error %s: %s", c->owner->peer_urls_[0].c_str(),
+                   proto::ErrorCodeName(e.code), e.reason.c_str());
+          return c->owner->FailConnection(std::string("protocol error: ") +
+                                          proto::ErrorCodeName(e.code) + ": " + e.reason);
+        }
+        case proto::DecodeResult::kFrame:
+          c->owner->OnFrame(f);
+          break;
+      }
+    }
+  }
+
+  static void OnConnect(uv_connect_t* req, int status) {
+    auto* c = static_cast<ClientConn*>(req->data);
+    BinaryPeer* self = c->owner;
+    if (self == nullptr) return;  // detached: closing (UV_ECANCELED) or already failed
+    if (status != 0) return self->FailConnection(std::string(UvErrorReason(status)));
+    c->connected = true;
+    int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), &binary_io::AllocReadBuffer,
+                           &BinaryPeer::OnRead);
+    if (rc != 0) return self->FailConnection(std::string(UvErrorReason(rc)));
+    self->StartWrite();
+  }
+
+  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    auto* c = static_cast<ClientConn*>(stream->data);
+    if (c->owner == nullptr) return;
+    if (nread > 0) {
+      c->decoder.Feed(buf->base, static_cast<size_t>(nread));
+      return DrainFrames(c);
+    }
+    if (nread == 0) return;
+    std::string reason(UvErrorReason(static_cast<int>(nread)));
+    if (nread == UV_EOF && !c->decoder.Finish()) reason += " mid-frame";
+    c->owner->FailConnection(std::move(reason));
+  }
+
+  static void OnWrite(uv_write_t* req, int status) {
+    auto* c = static_cast<ClientConn*>(req->data);
+    c->write_active = false;
+    BinaryPeer* self = c->owner;
+    if (self == nullptr) return;
+    if (status != 0) return self->FailConnection(std::string(UvErrorReason(status)));
+    binary_io::ResetWritten(&c->writing);
+    self->StartWrite();
+  }
+
+  static void OnFlush(uv_prepare_t* h) {
+    auto* self = static_cast<BinaryPeer*>(h->data);
+    uv_prepare_stop(h);
+    self->StartWrite();
+  }
+
+  static void OnSweep(uv_timer_t* h) {
+    auto* self = static_cast<BinaryPeer*>(h->data);
+    const uint64_t now = uv_now(self->loop_);
+    std::vector<Failure> expired;
+    for (Slot& s : self->slots_) {
+      if (!s.live || s.deadline_ms > now) continue;
+      expired.push_back(Failure{s.waiter, s.cookie});
+      self->Release(&s);
+    }
+    if (self->in_flight_ == 0) uv_timer_stop(h);
+    Deliver(expired, std::string(kTimeout));
+  }
+
+  uv_loop_t* loop_;
+  const std::vector<std::string> peer_urls_;  // the one URL HANDSHAKE_OK must carry
+  const std::string self_url_;
+  const uint64_t fingerprint_;
+  const size_t max_bytes_;
+  BinaryPeerOptions opts_;
+  sockaddr_storage addr_{};
+  std::string addr_error_;
+  uv_timer_t* sweep_;    // owned; freed by its close callback
+  uv_prepare_t* flush_;  // owned; freed by its close callback
+  ClientConn* conn_ = nullptr;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_;
+  size_t in_flight_ = 0;
+  size_t bytes_in_flight_ = 0;
+  bool closed_ = false;
+  bool connect_failed_ = false;
+  uint64_t last_failure_ms_ = 0;
+  std::string last_error_ = "connection failed";
+};
+
+}  // namespace
+
+std::unique_ptr<cluster::PeerTransport> MakeBinaryPeerTransport(uv_loop_t* loop,
+                                                                const cluster::PeerEndpoint& ep,
+                                                                const BinaryPeerOptions& options) {
+  return std::make_unique<BinaryPeer>(loop, ep, options);
+}
+
+std::unique_ptr<cluster::PeerTransport> MakeBinaryPeerTransport(uv_loop_t* loop,
+                                                                const cluster::PeerEndpoint& ep) {
+  return MakeBinaryPeerTransport(loop, ep, BinaryPeerOptions{});
 }
 
 }  // namespace kv::net

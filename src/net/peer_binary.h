@@ -1,9 +1,54 @@
 // The binary peer protocol over libuv (proto_spec/peer-protocol.md): the client transport, one
 // per (loop thread, peer), and the server side that serves peers' connections on this loop.
 // Everything runs on the owning loop thread.
+//
+// Connections: one per (loop thread, peer) in each direction. A node runs one loop per core and
+// each loop owns its transports, so a connection is only ever touched by one thread: no locks,
+// no cross-thread wake-ups (uv_async) on the request path, and the coordinator's Send goes
+// straight into the connection's output buffer. The cost is more sockets (threads x peers x 2
+// per node), which is small for the cluster sizes this store targets; one multiplexed
+// connection already carries thousands of requests in flight, so sharing one per peer across
+// threads would add a hand-off (lock + uv_async + extra copy) per request for nothing.
+//
+// Client (MakeBinaryPeerTransport):
+// - Lazy: the first Send connects, writes preface + HANDSHAKE and then, without waiting for
+//   HANDSHAKE_OK, the queued requests (the server decodes in order; if it refuses the handshake
+//   it executes none of them and every pending request fails with the ERROR frame's reason).
+// - Multiplexed: request id = (slot generation << 32) | slot index in a reusable slot table, so
+//   answers are matched in any order without per-request allocation, and a late answer to a
+//   request that already failed (timeout) matches nothing and is dropped; the connection stays.
+// - Coalesced: Send appends the encoded frame to the connection's output buffer; a uv_prepare
+//   hands everything queued during the loop iteration to one uv_write before the loop next
+//   polls; frames queued while a write is in flight leave together when it completes.
+// - Deadlines: one repeating timer (sweep_interval_ms, running only while requests are pending)
+//   fails requests past their deadline with "timeout", exactly once each.
+// - Failures: connect failure, EOF, reset, write error, ERROR frame, refused HANDSHAKE_OK or a
+//   protocol error in the peer's bytes fail every pending request at once with the reason and
+//   drop the connection; the next Send opens a fresh one. A failure before HANDSHAKE_OK counts as
+//   a failed connect: for reconnect_backoff_ms, Sends fail at once with the same reason.
+// - Bound: a Send that would take the queued + unanswered request bytes over
+//   ep.max_in_flight_bytes fails at once with "overloaded" (a single request larger than the cap
+//   is still sent when nothing else is in flight, as in the HTTP transport, so the largest legal
+//   value always goes through). A request over the protocol limits fails at once.
+// - Close() fails every pending request with "closed", closes the connection and the handles;
+//   later Sends fail with "closed". The destructor calls Close(). Handles free themselves in
+//   their close callbacks without touching the transport, so the transport may be destroyed
+//   right after Close() (even from inside a waiter callback); the loop must run once more
+//   (uv_run NOWAIT) to free them.
+//
+// Server (MakeBinaryPeerServer): one per loop; executes GET/PUT/REMOVE with
+// cluster::ExecuteLocal (PUT/REMOVE versions observed by the HLC first), answers PING with PONG,
+// coalesces answers into one write per loop iteration, stops reading a connection whose unsent
+// answers pass options.output_high_water bytes and resumes once they drain. A refused HANDSHAKE
+// or any protocol error in the input is answered with an ERROR frame (nothing after the bad
+// frame is executed) and the connection closes once it is written; other connections are not
+// affected. Close() (also called by the destructor) closes every adopted connection; as for the
+// client, the object may be destroyed right after it.
 #pragma once
 #include <uv.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string_view>
 
@@ -17,11 +62,21 @@ namespace kv::net {
 std::unique_ptr<cluster::PeerTransport> MakeBinaryPeerTransport(uv_loop_t* loop,
                                                                 const cluster::PeerEndpoint& ep);
 
+// Tunables of the client transport (the defaults are what the node uses).
+struct BinaryPeerOptions {
+  uint64_t reconnect_backoff_ms = 150;  // after a failed connect or handshake, fail fast this long
+  uint64_t sweep_interval_ms = 20;      // deadline sweep period
+};
+
+std::unique_ptr<cluster::PeerTransport> MakeBinaryPeerTransport(uv_loop_t* loop,
+                                                                const cluster::PeerEndpoint& ep,
+                                                                const BinaryPeerOptions& options);
+
 struct BinaryServerContext {
   storage::Engine* engine = nullptr;
   const cluster::Ring* ring = nullptr;  // for the handshake: peer URL in ring, same fingerprint
   size_t self_index = 0;
-  cluster::Hlc* hlc = nullptr;          // observes the versions of incoming writes
+  cluster::Hlc* hlc = nullptr;  // observes the versions of incoming writes
 };
 
 class BinaryPeerServer {
@@ -36,5 +91,14 @@ class BinaryPeerServer {
 
 std::unique_ptr<BinaryPeerServer> MakeBinaryPeerServer(uv_loop_t* loop,
                                                        const BinaryServerContext& ctx);
+
+// Tunables of the server side (the defaults are what the node uses).
+struct BinaryServerOptions {
+  size_t output_high_water = 1u << 20;  // stop reading a connection with this much unsent output
+};
+
+std::unique_ptr<BinaryPeerServer> MakeBinaryPeerServer(uv_loop_t* loop,
+                                                       const BinaryServerContext& ctx,
+                                                       const BinaryServerOptions& options);
 
 }  // namespace kv::net

@@ -223,7 +223,25 @@ void Worker::MaybeFinish() {
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
 }
 
-// ---- Server ------------------------------------------------------------------------------------
+// ---- Server ----
+
+static bool ProbePortFree(uint16_t port, std::string* err) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = std::string("socket: ") + strerror(errno);
+    return false;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  if (!ok) *err = "cannot listen on port " + std::to_string(port) + ": " + strerror(errno);
+  close(fd);
+  return ok;
+}
 
 Server::Server(const Config& cfg, HandlerFactory factory) : cfg_(cfg), factory_(std::move(factory)) {}
 
@@ -236,6 +254,9 @@ bool Server::Start(std::string* err) {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   start_ms_ = static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+  // SO_REUSEPORT would let a second node share this port silently: a plain bind first proves the
+  // port is free (another process's reuseport sockets make it fail with EADDRINUSE).
+  if (!ProbePortFree(cfg_.port, err)) return false;
   for (int i = 0; i < cfg_.threads; ++i) {
     workers_.push_back(std::make_unique<Worker>(this, i));
     if (!workers_.back()->Listen("", cfg_.port, err)) return false;

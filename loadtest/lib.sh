@@ -1,0 +1,57 @@
+# Shared helpers of the benchmark scripts (sourced). Every process started here is tracked by PID
+# and stopped by PID on exit.
+KV_PIDS=()
+kv_cleanup() {
+  for p in "${KV_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${KV_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  KV_PIDS=()
+}
+trap kv_cleanup EXIT
+
+kv_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+kv_wait_http() {  # URL: poll until it answers (bounded: 10 s)
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "no answer from $1" >&2
+  return 1
+}
+
+# kv_start_nginx PORT DIR: nginx (2 workers) answering 200 with a 100-byte body.
+kv_start_nginx() {
+  local port=$1 dir=$2 body
+  body=$(head -c 100 /dev/zero | tr '\0' 'x')
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<NGX
+worker_processes 2;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:$port; location / { return 200 "$body"; } }
+}
+NGX
+  nginx -c "$dir/nginx.conf" -p "$dir" &
+  KV_PIDS+=($!)
+  kv_wait_http "http://127.0.0.1:$port/"
+}
+
+# kv_wrk OUT ARGS...: runs wrk with --latency, saves its output; prints "rps p50_ms p99_ms".
+kv_wrk() {
+  local out=$1; shift
+  wrk --latency "$@" >"$out" 2>&1
+  awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /Requests\/sec/ { rps=$2 }
+    $1=="50%" { p50=ms($2) }
+    $1=="99%" { p99=ms($2) }
+    END { printf "%s %.3f %.3f\n", rps, p50, p99 }' "$out"
+}
+
+kv_rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -1,0 +1,294 @@
+#include "net/http_client.h"
+
+#include <netinet/in.h>
+
+#include <cstring>
+
+namespace kv::net {
+
+namespace {
+
+constexpr size_t kReadBufferSize = 64 * 1024;
+// A write buffer that grew past this (a huge value) is released instead of kept for reuse.
+constexpr size_t kKeepCapacity = 1 << 20;
+
+HttpClientConnection* FromParser(llhttp_t* p) {
+  return static_cast<HttpClientConnection*>(p->data);
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::string_view UvErrorReason(int uv_status) {
+  switch (uv_status) {
+    case UV_ECONNREFUSED:
+      return "connection refused";
+    case UV_ECONNRESET:
+      return "connection reset";
+    case UV_EOF:
+      return "connection closed";
+    case UV_ETIMEDOUT:
+      return "connect timed out";
+    case UV_EHOSTUNREACH:
+      return "host unreachable";
+    case UV_ENETUNREACH:
+      return "network unreachable";
+    case UV_EPIPE:
+      return "broken pipe";
+    case UV_ECANCELED:
+      return "canceled";
+    default:
+      return uv_err_name(uv_status);
+  }
+}
+
+void AppendPercentEncoded(std::string* out, std::string_view key) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (unsigned char c : key) {
+    bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '.' || c == '_' || c == '~';
+    if (plain) {
+      out->push_back(static_cast<char>(c));
+    } else {
+      char esc[3] = {'%', kHex[c >> 4], kHex[c & 15]};
+      out->append(esc, 3);
+    }
+  }
+}
+
+const llhttp_settings_t* HttpClientConnection::Settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_header_field = &HttpClientConnection::OnHeaderField;
+    s.on_header_field_complete = &HttpClientConnection::OnHeaderFieldDone;
+    s.on_header_value = &HttpClientConnection::OnHeaderValue;
+    s.on_header_value_complete = &HttpClientConnection::OnHeaderValueDone;
+    s.on_headers_complete = &HttpClientConnection::OnHeadersComplete;
+    s.on_body = &HttpClientConnection::OnBody;
+    s.on_message_complete = &HttpClientConnection::OnMessageComplete;
+    return s;
+  }();
+  return &settings;
+}
+
+HttpClientConnection::HttpClientConnection(uv_loop_t* loop, HttpClientDelegate* delegate)
+    : loop_(loop), delegate_(delegate), read_buf_(new char[kReadBufferSize]) {
+  uv_tcp_init(loop_, &tcp_);  // cannot fail for AF_UNSPEC
+  tcp_.data = this;
+  connect_req_.data = this;
+  write_req_.data = this;
+  resolve_req_.data = this;
+  llhttp_init(&parser_, HTTP_RESPONSE, Settings());
+  parser_.data = this;
+}
+
+HttpClientConnection* HttpClientConnection::Create(uv_loop_t* loop, HttpClientDelegate* delegate) {
+  return new HttpClientConnection(loop, delegate);
+}
+
+int HttpClientConnection::Connect(std::string_view host, uint16_t port) {
+  port_ = port;
+  std::string h(host);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  sockaddr_storage addr{};
+  if (uv_ip4_addr(h.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) == 0 ||
+      uv_ip6_addr(h.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) == 0) {
+    int rc = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<const sockaddr*>(&addr),
+                            &HttpClientConnection::OnConnect);
+    if (rc != 0) failed_ = true;
+    return rc;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = uv_getaddrinfo(loop_, &resolve_req_, &HttpClientConnection::OnResolved, h.c_str(),
+                          nullptr, &hints);
+  if (rc != 0) {
+    failed_ = true;
+    return rc;
+  }
+  resolving_ = true;
+  return 0;
+}
+
+void HttpClientConnection::OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+  auto* self = static_cast<HttpClientConnection*>(req->data);
+  self->resolving_ = false;
+  if (self->closing_) {
+    if (res) uv_freeaddrinfo(res);
+    self->MaybeFree();
+    return;
+  }
+  if (status != 0 || res == nullptr) {
+    if (res) uv_freeaddrinfo(res);
+    self->Fail("cannot resolve host");
+    return;
+  }
+  sockaddr_storage addr{};
+  std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
+  uv_freeaddrinfo(res);
+  if (addr.ss_family == AF_INET) {
+    reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(self->port_);
+  } else {
+    reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(self->port_);
+  }
+  int rc =
+      uv_tcp_connect(&self->connect_req_, &self->tcp_, reinterpret_cast<const sockaddr*>(&addr),
+                     &HttpClientConnection::OnConnect);
+  if (rc != 0) self->Fail(UvErrorReason(rc));
+}
+
+void HttpClientConnection::OnConnect(uv_connect_t* req, int status) {
+  auto* self = static_cast<HttpClientConnection*>(req->data);
+  if (self->closing_) return;  // includes UV_ECANCELED from uv_close
+  if (status != 0) {
+    self->Fail(UvErrorReason(status));
+    return;
+  }
+  self->connected_ = true;
+  uv_tcp_nodelay(&self->tcp_, 1);
+  int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&self->tcp_),
+                         &HttpClientConnection::OnAlloc, &HttpClientConnection::OnRead);
+  if (rc != 0) {
+    self->Fail(UvErrorReason(rc));
+    return;
+  }
+  self->delegate_->OnConnected(self);
+  if (!self->closing_) self->Flush();
+}
+
+void HttpClientConnection::Flush() {
+  if (!connected_ || failed_ || closing_ || writing_now_ || out_.empty()) return;
+  StartWrite();
+}
+
+void HttpClientConnection::StartWrite() {
+  writing_.swap(out_);  // out_ takes the (empty) previous write buffer and its capacity
+  uv_buf_t buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
+  int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
+                    &HttpClientConnection::OnWrite);
+  if (rc != 0) {
+    Fail(UvErrorReason(rc));
+    return;
+  }
+  writing_now_ = true;
+}
+
+void HttpClientConnection::OnWrite(uv_write_t* req, int status) {
+  auto* self = static_cast<HttpClientConnection*>(req->data);
+  self->writing_now_ = false;
+  if (self->writing_.capacity() > kKeepCapacity) {
+    std::string().swap(self->writing_);
+  } else {
+    self->writing_.clear();
+  }
+  if (self->closing_) return;
+  if (status != 0) {
+    self->Fail(UvErrorReason(status));
+    return;
+  }
+  self->Flush();
+}
+
+void HttpClientConnection::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<HttpClientConnection*>(h->data);
+  *buf = uv_buf_init(self->read_buf_.get(), kReadBufferSize);
+}
+
+void HttpClientConnection::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<HttpClientConnection*>(s->data);
+  if (self->closing_ || self->failed_) return;
+  if (nread == 0) return;  // EAGAIN
+  if (nread < 0) {
+    if (nread == UV_EOF) {
+      // A body delimited by EOF completes here; a half-received answer stays unanswered and the
+      // delegate hears "connection closed" below.
+      llhttp_finish(&self->parser_);
+      if (self->closing_) return;
+    }
+    self->Fail(UvErrorReason(static_cast<int>(nread)));
+    return;
+  }
+  llhttp_errno_t err = llhttp_execute(&self->parser_, buf->base, static_cast<size_t>(nread));
+  if (self->closing_) return;
+  if (err != HPE_OK) {
+    std::string reason = "bad response: ";
+    reason += llhttp_errno_name(err);
+    self->Fail(reason);
+  }
+}
+
+int HttpClientConnection::OnHeaderField(llhttp_t* p, const char* at, size_t len) {
+  FromParser(p)->field_.append(at, len);
+  return 0;
+}
+
+int HttpClientConnection::OnHeaderFieldDone(llhttp_t*) {
+  return 0;
+}
+
+int HttpClientConnection::OnHeaderValue(llhttp_t* p, const char* at, size_t len) {
+  FromParser(p)->value_.append(at, len);
+  return 0;
+}
+
+int HttpClientConnection::OnHeaderValueDone(llhttp_t* p) {
+  auto* self = FromParser(p);
+  self->delegate_->OnResponseHeader(self, self->field_, Trim(self->value_));
+  self->field_.clear();
+  self->value_.clear();
+  return self->closing_ ? -1 : 0;
+}
+
+int HttpClientConnection::OnHeadersComplete(llhttp_t* p) {
+  auto* self = FromParser(p);
+  self->field_.clear();
+  self->value_.clear();
+  self->delegate_->OnResponseHeadersDone(self, llhttp_get_status_code(p));
+  return self->closing_ ? -1 : 0;
+}
+
+int HttpClientConnection::OnBody(llhttp_t* p, const char* at, size_t len) {
+  auto* self = FromParser(p);
+  self->delegate_->OnResponseBody(self, std::string_view(at, len));
+  return self->closing_ ? -1 : 0;
+}
+
+int HttpClientConnection::OnMessageComplete(llhttp_t* p) {
+  auto* self = FromParser(p);
+  self->delegate_->OnResponseComplete(self, llhttp_get_status_code(p),
+                                      llhttp_should_keep_alive(p) != 0);
+  return self->closing_ ? -1 : 0;
+}
+
+void HttpClientConnection::Fail(std::string_view reason) {
+  if (failed_ || closing_) return;
+  failed_ = true;
+  if (connected_) uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  delegate_->OnConnectionError(this, reason, connected_);
+}
+
+void HttpClientConnection::Close() {
+  if (closing_) return;
+  closing_ = true;
+  if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &HttpClientConnection::OnClosed);
+}
+
+void HttpClientConnection::OnClosed(uv_handle_t* h) {
+  auto* self = static_cast<HttpClientConnection*>(h->data);
+  self->handle_closed_ = true;
+  self->MaybeFree();
+}
+
+void HttpClientConnection::MaybeFree() {
+  if (handle_closed_ && !resolving_) delete this;
+}
+
+}  // namespace kv::net

@@ -1,0 +1,297 @@
+// Server side of the binary peer protocol: serves the connections other nodes opened to this
+// loop (handed over by the HTTP server once it saw the preface). Policies in peer_binary.h.
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cluster/local_replica.h"
+#include "common/log.h"
+#include "net/peer_binary.h"
+#include "net/peer_binary_io.h"
+#include "proto/frame_decoder.h"
+#include "proto/wire.h"
+
+namespace kv::net {
+
+namespace {
+
+class BinaryServer;
+
+// One adopted connection. Attached (owner != nullptr) until it starts closing; its close
+// callback deletes it and the handle, which the acceptor allocated with new.
+struct ServerConn {
+  ServerConn(BinaryServer* o, uv_tcp_t* h)
+      : owner(o), tcp(h), decoder(proto::FrameDecoder::Role::kServer) {
+    write_req.data = this;
+  }
+
+  size_t unsent() const { return out.size() + writing.size(); }
+
+  BinaryServer* owner;
+  uv_tcp_t* tcp;
+  uv_write_t write_req;
+  proto::FrameDecoder decoder;
+  std::string out;      // answers queued and not yet handed to uv_write
+  std::string writing;  // the bytes of the write in flight
+  bool reading = false;
+  bool read_done = false;  // EOF or read error seen: nothing more will arrive
+  bool stopped = false;    // ERROR sent or received: no further frame is handled
+  bool paused = false;     // frames left in the decoder while over the output high water
+  bool write_active = false;
+  bool close_after_write = false;
+  bool dirty = false;  // in owner->dirty_
+  bool closing = false;
+};
+
+void OnConnClosed(uv_handle_t* h) {
+  delete static_cast<ServerConn*>(h->data);
+  delete reinterpret_cast<uv_tcp_t*>(h);
+}
+
+void OnPrepareClosed(uv_handle_t* h) {
+  delete reinterpret_cast<uv_prepare_t*>(h);
+}
+
+class BinaryServer final : public BinaryPeerServer {
+ public:
+  BinaryServer(uv_loop_t* loop, const BinaryServerContext& ctx, const BinaryServerOptions& opts)
+      : loop_(loop), ctx_(ctx), opts_(opts) {
+    for (size_t i = 0; i < ctx_.ring->size(); ++i) urls_.push_back(ctx_.ring->url(i));
+    fingerprint_ = proto::ClusterFingerprint(urls_);
+    self_url_ = ctx_.ring->url(ctx_.self_index);
+    if (opts_.output_high_water == 0) opts_.output_high_water = 1;
+    flush_ = new uv_prepare_t;
+    uv_prepare_init(loop_, flush_);
+    flush_->data = this;
+  }
+
+  ~BinaryServer() override { Close(); }
+
+  void Adopt(uv_tcp_t* handle, std::string_view first_bytes) override {
+    if (closed_) {
+      uv_close(reinterpret_cast<uv_handle_t*>(handle),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+      return;
+    }
+    auto* c = new ServerConn(this, handle);
+    handle->data = c;
+    conns_.push_back(c);
+    uv_tcp_nodelay(handle, 1);
+    c->decoder.Feed(first_bytes.data(), first_bytes.size());
+    Process(c);
+  }
+
+  void Close() override {
+    if (closed_) return;
+    closed_ = true;
+    std::vector<ServerConn*> conns = std::move(conns_);
+    for (ServerConn* c : conns) CloseNow(c);
+    dirty_.clear();
+    uv_close(reinterpret_cast<uv_handle_t*>(flush_), &OnPrepareClosed);
+    flush_ = nullptr;
+  }
+
+ private:
+  // Handles the frames buffered in c's decoder until it needs more input, the connection
+  // stops, or the unsent output passes the high water (then reading pauses until it drains).
+  void Process(ServerConn* c) {
+    proto::Frame f;
+    c->paused = false;
+    while (!c->stopped) {
+      if (c->unsent() >= opts_.output_high_water) {
+        c->paused = true;
+        break;
+      }
+      proto::DecodeResult r = c->decoder.Next(&f);
+      if (r == proto::DecodeResult::kNeedMore) break;
+      if (r == proto::DecodeResult::kError) {
+        const proto::ProtocolError& e = c->decoder.error();
+        LOG_WARN("binary peer connection: protocol error %s: %s", proto::ErrorCodeName(e.code),
+                 e.reason.c_str());
+        Fatal(c, e.code, e.reason);
+        break;
+      }
+      Handle(c, f);
+    }
+    if (c->closing) return;
+    if (c->read_done && !c->paused && !c->stopped) FinishInput(c);
+    UpdateReading(c);
+    if (!c->out.empty()) MarkDirty(c);
+  }
+
+  // The peer half-closed and every complete frame it sent was handled: a clean end unless a
+  // frame was cut short. Either way the connection closes once its answers are written.
+  void FinishInput(ServerConn* c) {
+    if (!c->decoder.Finish()) {
+      const proto::ProtocolError& e = c->decoder.error();
+      LOG_WARN("binary peer connection: %s", e.reason.c_str());
+      return Fatal(c, e.code, e.reason);
+    }
+    c->stopped = true;
+    CloseAfterWrite(c);
+  }
+
+  void Handle(ServerConn* c, const proto::Frame& f) {
+    cluster::PeerOp op;
+    if (proto::RequestOp(f.type, &op)) {
+      const cluster::PeerRequest req = proto::ToPeerRequest(f);
+      if (op != cluster::PeerOp::kGet) ctx_.hlc->Observe(req.version);
+      storage::Code code = storage::Code::kOk;
+      const cluster::PeerResponse resp = cluster::ExecuteLocal(*ctx_.engine, req, &code);
+      proto::EncodeResponse(&c->out, f.request_id, resp,
+                            code == storage::Code::kNoSpace ? proto::ErrorCode::kNoSpace
+                                                            : proto::ErrorCode::kStorageError);
+      return;
+    }
+    switch (f.type) {
+      case proto::FrameType::kHandshake: {
+        auto refused = proto::CheckHandshake(f.url, f.fingerprint, urls_, fingerprint_);
+        if (refused) {
+          LOG_WARN("binary peer connection from %.*s refused: %s: %s",
+                   static_cast<int>(f.url.size()), f.url.data(),
+                   proto::ErrorCodeName(refused->code), refused->reason.c_str());
+          return Fatal(c, refused->code, refused->reason);
+        }
+        proto::EncodeHandshakeOk(&c->out, self_url_, fingerprint_);
+        return;
+      }
+      case proto::FrameType::kPing:
+        proto::EncodePong(&c->out, f.request_id, f.payload);
+        return;
+      case proto::FrameType::kError:  // the peer is closing: nothing more will come
+        LOG_DEBUG("binary peer connection closed by the peer: %s",
+                  proto::ToPeerResponse(f).error.c_str());
+        c->stopped = true;
+        return CloseAfterWrite(c);
+      default:  // PONG: nothing to do
+        return;
+    }
+  }
+
+  // Answers with an ERROR frame after whatever was already answered, handles nothing more and
+  // closes once it is written.
+  void Fatal(ServerConn* c, proto::ErrorCode code, std::string_view reason) {
+    proto::EncodeError(&c->out, code, reason);
+    c->stopped = true;
+    CloseAfterWrite(c);
+  }
+
+  void CloseAfterWrite(ServerConn* c) {
+    c->close_after_write = true;
+    if (c->out.empty() && !c->write_active) return CloseNow(c);
+    MarkDirty(c);
+  }
+
+  void UpdateReading(ServerConn* c) {
+    if (c->closing) return;
+    const bool want = !c->stopped && !c->read_done && !c->paused;
+    auto* stream = reinterpret_cast<uv_stream_t*>(c->tcp);
+    if (want && !c->reading) {
+      int rc = uv_read_start(stream, &binary_io::AllocReadBuffer, &BinaryServer::OnRead);
+      if (rc != 0) return CloseNow(c);
+      c->reading = true;
+    } else if (!want && c->reading) {
+      uv_read_stop(stream);
+      c->reading = false;
+    }
+  }
+
+  void MarkDirty(ServerConn* c) {
+    if (c->dirty || c->closing) return;
+    c->dirty = true;
+    dirty_.push_back(c);
+    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(flush_))) {
+      uv_prepare_start(flush_, &BinaryServer::OnFlush);
+    }
+  }
+
+  void CloseNow(ServerConn* c) {
+    if (c->closing) return;
+    c->closing = true;
+    c->owner = nullptr;
+    c->reading = false;
+    if (c->dirty) std::erase(dirty_, c);
+    std::erase(conns_, c);
+    uv_close(reinterpret_cast<uv_handle_t*>(c->tcp), &OnConnClosed);
+  }
+
+  void StartWrite(ServerConn* c) {
+    if (c->closing || c->write_active || c->out.empty()) return;
+    std::swap(c->out, c->writing);
+    uv_buf_t buf = uv_buf_init(c->writing.data(), static_cast<unsigned>(c->writing.size()));
+    int rc = uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(c->tcp), &buf, 1,
+                      &BinaryServer::OnWrite);
+    if (rc != 0) return CloseNow(c);
+    c->write_active = true;
+  }
+
+  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    auto* c = static_cast<ServerConn*>(stream->data);
+    BinaryServer* self = c->owner;
+    if (self == nullptr) return;
+    if (nread > 0) {
+      c->decoder.Feed(buf->base, static_cast<size_t>(nread));
+      return self->Process(c);
+    }
+    if (nread == 0) return;
+    c->read_done = true;
+    self->UpdateReading(c);
+    if (nread != UV_EOF) return self->CloseNow(c);  // reset or error: nobody to answer
+    // Paused: the frames still buffered are handled first (OnWrite -> Process).
+    if (!c->stopped && !c->paused) self->FinishInput(c);
+  }
+
+  static void OnWrite(uv_write_t* req, int status) {
+    auto* c = static_cast<ServerConn*>(req->data);
+    c->write_active = false;
+    BinaryServer* self = c->owner;
+    if (self == nullptr) return;  // closing: cancelled
+    if (status != 0) return self->CloseNow(c);
+    binary_io::ResetWritten(&c->writing);
+    if (c->paused) {
+      self->Process(c);  // frames left over from before the pause
+      if (c->closing) return;
+    }
+    if (!c->out.empty()) return self->StartWrite(c);
+    if (c->close_after_write) self->CloseNow(c);
+  }
+
+  static void OnFlush(uv_prepare_t* h) {
+    auto* self = static_cast<BinaryServer*>(h->data);
+    uv_prepare_stop(h);
+    std::swap(self->dirty_, self->flushing_);
+    for (ServerConn* c : self->flushing_) {
+      c->dirty = false;
+      self->StartWrite(c);
+    }
+    self->flushing_.clear();
+  }
+
+  uv_loop_t* loop_;
+  BinaryServerContext ctx_;
+  BinaryServerOptions opts_;
+  std::vector<std::string> urls_;
+  uint64_t fingerprint_ = 0;
+  std::string self_url_;
+  uv_prepare_t* flush_;  // owned; freed by its close callback
+  std::vector<ServerConn*> conns_;
+  std::vector<ServerConn*> dirty_;     // connections with output to flush
+  std::vector<ServerConn*> flushing_;  // dirty_ being flushed (kept for its capacity)
+  bool closed_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<BinaryPeerServer> MakeBinaryPeerServer(uv_loop_t* loop,
+                                                       const BinaryServerContext& ctx,
+                                                       const BinaryServerOptions& options) {
+  return std::make_unique<BinaryServer>(loop, ctx, options);
+}
+
+std::unique_ptr<BinaryPeerServer> MakeBinaryPeerServer(uv_loop_t* loop,
+                                                       const BinaryServerContext& ctx) {
+  return MakeBinaryPeerServer(loop, ctx, BinaryServerOptions{});
+}
+
+}  // namespace kv::net

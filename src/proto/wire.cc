@@ -1,0 +1,386 @@
+#include "proto/wire.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+namespace kv::proto {
+
+namespace {
+
+void PutU8(std::string* out, uint8_t v) {
+  out->push_back(static_cast<char>(v));
+}
+
+void PutU16(std::string* out, uint16_t v) {
+  const char b[2] = {static_cast<char>(v >> 8), static_cast<char>(v)};
+  out->append(b, 2);
+}
+
+void PutU32(std::string* out, uint32_t v) {
+  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                     static_cast<char>(v >> 8), static_cast<char>(v)};
+  out->append(b, 4);
+}
+
+void PutU64(std::string* out, uint64_t v) {
+  PutU32(out, static_cast<uint32_t>(v >> 32));
+  PutU32(out, static_cast<uint32_t>(v));
+}
+
+// Appends the header and reserves room for the payload so the frame costs at most one growth.
+void PutHeader(std::string* out, FrameType type, uint64_t request_id, size_t payload_len) {
+  out->reserve(out->size() + kFrameHeaderSize + payload_len);
+  PutU32(out, static_cast<uint32_t>(payload_len));
+  PutU8(out, static_cast<uint8_t>(type));
+  PutU8(out, 0);  // flags
+  PutU64(out, request_id);
+}
+
+void PutUrlFrame(std::string* out, FrameType type, std::string_view url, uint64_t fingerprint) {
+  PutHeader(out, type, 0, 2 + url.size() + 8);
+  PutU16(out, static_cast<uint16_t>(url.size()));
+  out->append(url);
+  PutU64(out, fingerprint);
+}
+
+void PutCodeFrame(std::string* out, FrameType type, uint64_t request_id, ErrorCode code,
+                  std::string_view message) {
+  message = message.substr(0, kMaxMessageBytes);
+  PutHeader(out, type, request_id, 4 + message.size());
+  PutU16(out, static_cast<uint16_t>(code));
+  PutU16(out, static_cast<uint16_t>(message.size()));
+  out->append(message);
+}
+
+void PutVersionFrame(std::string* out, FrameType type, uint64_t request_id, uint64_t version) {
+  PutHeader(out, type, request_id, 8);
+  PutU64(out, version);
+}
+
+void PutValueFrame(std::string* out, uint64_t request_id, uint64_t version,
+                   std::string_view value) {
+  PutHeader(out, FrameType::kValue, request_id, 8 + 4 + value.size());
+  PutU64(out, version);
+  PutU32(out, static_cast<uint32_t>(value.size()));
+  out->append(value);
+}
+
+void PutOpaqueFrame(std::string* out, FrameType type, uint64_t request_id,
+                    std::string_view payload) {
+  PutHeader(out, type, request_id, payload.size());
+  out->append(payload);
+}
+
+size_t RequestPayloadSize(cluster::PeerOp op, std::string_view key, std::string_view value) {
+  switch (op) {
+    case cluster::PeerOp::kGet:
+      return 4 + key.size();
+    case cluster::PeerOp::kPut:
+      return 8 + 4 + key.size() + 4 + value.size();
+    case cluster::PeerOp::kRemove:
+      return 8 + 4 + key.size();
+  }
+  return 4 + key.size();
+}
+
+std::string CodeAndMessage(const Frame& f) {
+  std::string s = ErrorCodeName(f.code);
+  if (s == "UNKNOWN") s += " " + std::to_string(static_cast<uint16_t>(f.code));
+  if (!f.message.empty()) {
+    s += ": ";
+    s.append(f.message);
+  }
+  return s;
+}
+
+}  // namespace
+
+const char* ErrorCodeName(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kBadPreface:
+      return "BAD_PREFACE";
+    case ErrorCode::kUnsupportedVersion:
+      return "UNSUPPORTED_VERSION";
+    case ErrorCode::kBadHandshake:
+      return "BAD_HANDSHAKE";
+    case ErrorCode::kNotInCluster:
+      return "NOT_IN_CLUSTER";
+    case ErrorCode::kClusterMismatch:
+      return "CLUSTER_MISMATCH";
+    case ErrorCode::kFrameTooLarge:
+      return "FRAME_TOO_LARGE";
+    case ErrorCode::kUnknownFrameType:
+      return "UNKNOWN_FRAME_TYPE";
+    case ErrorCode::kMalformedFrame:
+      return "MALFORMED_FRAME";
+    case ErrorCode::kUnexpectedFrame:
+      return "UNEXPECTED_FRAME";
+    case ErrorCode::kTruncatedFrame:
+      return "TRUNCATED_FRAME";
+    case ErrorCode::kIdleTimeout:
+      return "IDLE_TIMEOUT";
+    case ErrorCode::kShuttingDown:
+      return "SHUTTING_DOWN";
+    case ErrorCode::kStorageError:
+      return "STORAGE_ERROR";
+    case ErrorCode::kNoSpace:
+      return "NO_SPACE";
+    case ErrorCode::kOverloaded:
+      return "OVERLOADED";
+    case ErrorCode::kInvalidRequest:
+      return "INVALID_REQUEST";
+    case ErrorCode::kInternal:
+      return "INTERNAL";
+  }
+  return "UNKNOWN";
+}
+
+const char* FrameTypeName(FrameType type) {
+  switch (type) {
+    case FrameType::kHandshake:
+      return "HANDSHAKE";
+    case FrameType::kHandshakeOk:
+      return "HANDSHAKE_OK";
+    case FrameType::kError:
+      return "ERROR";
+    case FrameType::kPing:
+      return "PING";
+    case FrameType::kPong:
+      return "PONG";
+    case FrameType::kGet:
+      return "GET";
+    case FrameType::kPut:
+      return "PUT";
+    case FrameType::kRemove:
+      return "REMOVE";
+    case FrameType::kValue:
+      return "VALUE";
+    case FrameType::kTombstone:
+      return "TOMBSTONE";
+    case FrameType::kAbsent:
+      return "ABSENT";
+    case FrameType::kStored:
+      return "STORED";
+    case FrameType::kErrorResponse:
+      return "ERROR_RESPONSE";
+  }
+  return "UNKNOWN";
+}
+
+bool IsKnownFrameType(uint8_t type) {
+  return std::string_view(FrameTypeName(static_cast<FrameType>(type))) != "UNKNOWN";
+}
+
+Sniff SniffPreface(const char* data, size_t n) {
+  const size_t m = std::min(n, kPrefaceMagicSize);
+  if (m > 0 && std::memcmp(data, kPrefaceMagic, m) != 0) return Sniff::kHttp;
+  return n < kPrefaceMagicSize ? Sniff::kNeedMore : Sniff::kBinary;
+}
+
+void AppendPreface(std::string* out, uint8_t version) {
+  out->append(kPrefaceMagic, kPrefaceMagicSize);
+  PutU8(out, version);
+}
+
+void EncodeHandshake(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint) {
+  PutUrlFrame(out, FrameType::kHandshake, self_url, cluster_fingerprint);
+}
+
+void EncodeHandshakeOk(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint) {
+  PutUrlFrame(out, FrameType::kHandshakeOk, self_url, cluster_fingerprint);
+}
+
+void EncodeError(std::string* out, ErrorCode code, std::string_view message, uint64_t request_id) {
+  PutCodeFrame(out, FrameType::kError, request_id, code, message);
+}
+
+void EncodePing(std::string* out, uint64_t request_id, std::string_view payload) {
+  PutOpaqueFrame(out, FrameType::kPing, request_id, payload);
+}
+
+void EncodePong(std::string* out, uint64_t request_id, std::string_view payload) {
+  PutOpaqueFrame(out, FrameType::kPong, request_id, payload);
+}
+
+void EncodeRequest(std::string* out, uint64_t request_id, cluster::PeerOp op, std::string_view key,
+                   std::string_view value, uint64_t version) {
+  switch (op) {
+    case cluster::PeerOp::kGet:
+      PutHeader(out, FrameType::kGet, request_id, RequestPayloadSize(op, key, value));
+      break;
+    case cluster::PeerOp::kPut:
+      PutHeader(out, FrameType::kPut, request_id, RequestPayloadSize(op, key, value));
+      PutU64(out, version);
+      break;
+    case cluster::PeerOp::kRemove:
+      PutHeader(out, FrameType::kRemove, request_id, RequestPayloadSize(op, key, value));
+      PutU64(out, version);
+      break;
+  }
+  PutU32(out, static_cast<uint32_t>(key.size()));
+  out->append(key);
+  if (op == cluster::PeerOp::kPut) {
+    PutU32(out, static_cast<uint32_t>(value.size()));
+    out->append(value);
+  }
+}
+
+void EncodeResponse(std::string* out, uint64_t request_id, const cluster::PeerResponse& r,
+                    ErrorCode error_code) {
+  switch (r.kind) {
+    case cluster::PeerResponse::kValue:
+      PutValueFrame(out, request_id, r.version, r.value);
+      return;
+    case cluster::PeerResponse::kTombstone:
+      PutVersionFrame(out, FrameType::kTombstone, request_id, r.version);
+      return;
+    case cluster::PeerResponse::kAbsent:
+      PutHeader(out, FrameType::kAbsent, request_id, 0);
+      return;
+    case cluster::PeerResponse::kStored:
+      PutVersionFrame(out, FrameType::kStored, request_id, r.version);
+      return;
+    case cluster::PeerResponse::kError:
+      break;
+  }
+  PutCodeFrame(out, FrameType::kErrorResponse, request_id, error_code, r.error);
+}
+
+void EncodeErrorResponse(std::string* out, uint64_t request_id, ErrorCode code,
+                         std::string_view message) {
+  PutCodeFrame(out, FrameType::kErrorResponse, request_id, code, message);
+}
+
+void EncodeFrame(std::string* out, const Frame& f) {
+  switch (f.type) {
+    case FrameType::kHandshake:
+    case FrameType::kHandshakeOk:
+      PutUrlFrame(out, f.type, f.url, f.fingerprint);
+      return;
+    case FrameType::kError:
+    case FrameType::kErrorResponse:
+      PutCodeFrame(out, f.type, f.request_id, f.code, f.message);
+      return;
+    case FrameType::kPing:
+    case FrameType::kPong:
+      PutOpaqueFrame(out, f.type, f.request_id, f.payload);
+      return;
+    case FrameType::kGet:
+      EncodeRequest(out, f.request_id, cluster::PeerOp::kGet, f.key, {}, 0);
+      return;
+    case FrameType::kPut:
+      EncodeRequest(out, f.request_id, cluster::PeerOp::kPut, f.key, f.value, f.version);
+      return;
+    case FrameType::kRemove:
+      EncodeRequest(out, f.request_id, cluster::PeerOp::kRemove, f.key, {}, f.version);
+      return;
+    case FrameType::kValue:
+      PutValueFrame(out, f.request_id, f.version, f.value);
+      return;
+    case FrameType::kTombstone:
+    case FrameType::kStored:
+      PutVersionFrame(out, f.type, f.request_id, f.version);
+      return;
+    case FrameType::kAbsent:
+      PutHeader(out, f.type, f.request_id, 0);
+      return;
+  }
+}
+
+size_t RequestFrameSize(cluster::PeerOp op, std::string_view key, std::string_view value) {
+  return kFrameHeaderSize + RequestPayloadSize(op, key, value);
+}
+
+bool RequestFits(std::string_view key, std::string_view value) {
+  return !key.empty() && key.size() <= kMaxKeyBytes && value.size() <= kMaxValueBytes;
+}
+
+bool RequestOp(FrameType type, cluster::PeerOp* op) {
+  switch (type) {
+    case FrameType::kGet:
+      *op = cluster::PeerOp::kGet;
+      return true;
+    case FrameType::kPut:
+      *op = cluster::PeerOp::kPut;
+      return true;
+    case FrameType::kRemove:
+      *op = cluster::PeerOp::kRemove;
+      return true;
+    default:
+      return false;
+  }
+}
+
+cluster::PeerRequest ToPeerRequest(const Frame& f) {
+  cluster::PeerRequest req{};
+  if (!RequestOp(f.type, &req.op)) req.op = cluster::PeerOp::kGet;
+  req.key = f.key;
+  if (req.op == cluster::PeerOp::kPut) req.value = f.value;
+  if (req.op != cluster::PeerOp::kGet) req.version = f.version;
+  return req;
+}
+
+cluster::PeerResponse ToPeerResponse(const Frame& f) {
+  cluster::PeerResponse r;
+  switch (f.type) {
+    case FrameType::kValue:
+      r.kind = cluster::PeerResponse::kValue;
+      r.version = f.version;
+      r.value.assign(f.value);
+      break;
+    case FrameType::kTombstone:
+      r.kind = cluster::PeerResponse::kTombstone;
+      r.version = f.version;
+      break;
+    case FrameType::kAbsent:
+      r.kind = cluster::PeerResponse::kAbsent;
+      break;
+    case FrameType::kStored:
+      r.kind = cluster::PeerResponse::kStored;
+      r.version = f.version;
+      break;
+    case FrameType::kErrorResponse:
+    case FrameType::kError:
+      r.kind = cluster::PeerResponse::kError;
+      r.error = CodeAndMessage(f);
+      break;
+    default:
+      r.kind = cluster::PeerResponse::kError;
+      r.error = std::string("unexpected frame ") + FrameTypeName(f.type);
+      break;
+  }
+  return r;
+}
+
+uint64_t ClusterFingerprint(const std::vector<std::string>& cluster_urls) {
+  std::vector<std::string_view> sorted(cluster_urls.begin(), cluster_urls.end());
+  std::sort(sorted.begin(), sorted.end());
+  std::string joined;
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    if (i > 0) joined.push_back('\n');
+    joined.append(sorted[i]);
+  }
+  return XXH3_64bits(joined.data(), joined.size());
+}
+
+std::optional<ProtocolError> CheckHandshake(std::string_view peer_url, uint64_t peer_fingerprint,
+                                            const std::vector<std::string>& cluster_urls,
+                                            uint64_t local_fingerprint) {
+  if (std::find(cluster_urls.begin(), cluster_urls.end(), peer_url) == cluster_urls.end()) {
+    return ProtocolError{ErrorCode::kNotInCluster,
+                         "peer " + std::string(peer_url) + " is not in this node's cluster"};
+  }
+  if (peer_fingerprint != local_fingerprint) {
+    char buf[96];
+    snprintf(buf, sizeof buf, "cluster fingerprint %016llx differs from ours %016llx",
+             static_cast<unsigned long long>(peer_fingerprint),
+             static_cast<unsigned long long>(local_fingerprint));
+    return ProtocolError{ErrorCode::kClusterMismatch, buf};
+  }
+  return std::nullopt;
+}
+
+}  // namespace kv::proto

@@ -1,0 +1,156 @@
+// Wire format of the binary peer protocol (proto_spec/peer-protocol.md): limits, types, codes,
+// preface sniffing and encoders. Caller keeps keys/values/URLs within the k*Bytes limits.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cluster/peer.h"
+
+namespace kv::proto {
+
+// ---- limits and layout (all integers on the wire are big-endian) -----------------------------
+inline constexpr uint8_t kProtocolVersion = 1;
+// 0x00 then ASCII "KVPEER": a NUL can never begin an HTTP request, so byte 0 tells them apart.
+inline constexpr char kPrefaceMagic[] = {'\0', 'K', 'V', 'P', 'E', 'E', 'R'};
+inline constexpr size_t kPrefaceMagicSize = sizeof(kPrefaceMagic);  // 7
+inline constexpr size_t kPrefaceSize = kPrefaceMagicSize + 1;       // magic + version byte
+
+// Frame header: u32 payload length | u8 type | u8 flags (0) | u64 request id.
+inline constexpr size_t kFrameHeaderSize = 14;
+inline constexpr size_t kMaxKeyBytes = 64u << 10;   // 65536
+inline constexpr size_t kMaxValueBytes = 8u << 20;  // 8388608
+inline constexpr size_t kMaxUrlBytes = 2048;
+inline constexpr size_t kMaxMessageBytes = 1024;
+inline constexpr size_t kMaxPingPayloadBytes = 64;
+// Largest payload a receiver accepts (a PUT with the largest key and value needs 8454160).
+inline constexpr size_t kMaxPayloadBytes = kMaxValueBytes + kMaxKeyBytes + 64;  // 8454208
+inline constexpr size_t kMaxFrameBytes = kFrameHeaderSize + kMaxPayloadBytes;
+
+enum class FrameType : uint8_t {
+  // connection-level
+  kHandshake = 0x01,    // client -> server: self URL + cluster fingerprint
+  kHandshakeOk = 0x02,  // server -> client: accepted; server URL + cluster fingerprint
+  kError = 0x03,        // either way: fatal connection error, sender closes after it
+  kPing = 0x04,         // either way: echo request
+  kPong = 0x05,         // either way: echo reply (same request id and payload as the ping)
+  // requests (client -> server)
+  kGet = 0x10,
+  kPut = 0x11,
+  kRemove = 0x12,
+  // responses (server -> client)
+  kValue = 0x20,
+  kTombstone = 0x21,
+  kAbsent = 0x22,
+  kStored = 0x23,
+  kErrorResponse = 0x24,  // one request failed; the connection stays up
+};
+
+// Codes 1..99 are fatal connection errors (ERROR frame, then close); 100.. are request errors
+// (ERROR_RESPONSE). Receivers accept codes they do not know and treat them as generic errors.
+enum class ErrorCode : uint16_t {
+  kBadPreface = 1,
+  kUnsupportedVersion = 2,
+  kBadHandshake = 3,
+  kNotInCluster = 4,
+  kClusterMismatch = 5,
+  kFrameTooLarge = 6,
+  kUnknownFrameType = 7,
+  kMalformedFrame = 8,
+  kUnexpectedFrame = 9,
+  kTruncatedFrame = 10,
+  kIdleTimeout = 11,
+  kShuttingDown = 12,
+  kStorageError = 100,
+  kNoSpace = 101,
+  kOverloaded = 102,
+  kInvalidRequest = 103,
+  kInternal = 104,
+};
+
+// "BAD_PREFACE", ... as in the spec; "UNKNOWN" for codes this build does not know.
+const char* ErrorCodeName(ErrorCode code);
+// "HANDSHAKE", ... ; "UNKNOWN" for other values.
+const char* FrameTypeName(FrameType type);
+// True for the frame types of protocol version 1.
+bool IsKnownFrameType(uint8_t type);
+
+struct ProtocolError {
+  ErrorCode code = ErrorCode::kInternal;
+  std::string reason;
+};
+
+// One decoded frame. Only the fields of its type are meaningful; the others stay default.
+// The string_views point into the FrameDecoder's buffer (see FrameDecoder for their lifetime).
+struct Frame {
+  FrameType type = FrameType::kError;
+  uint64_t request_id = 0;
+  uint64_t version = 0;      // PUT, REMOVE, VALUE, TOMBSTONE, STORED
+  uint64_t fingerprint = 0;  // HANDSHAKE, HANDSHAKE_OK
+  ErrorCode code{};          // ERROR, ERROR_RESPONSE (may be a value this build does not know)
+  std::string_view url;      // HANDSHAKE, HANDSHAKE_OK
+  std::string_view key;      // GET, PUT, REMOVE
+  std::string_view value;    // PUT, VALUE
+  std::string_view message;  // ERROR, ERROR_RESPONSE
+  std::string_view payload;  // PING, PONG
+};
+
+// ---- preface ---------------------------------------------------------------------------------
+enum class Sniff { kBinary, kHttp, kNeedMore };
+// Classifies the first bytes of an accepted connection. kNeedMore only while data[0..n) is a
+// proper prefix of kPrefaceMagic (n == 0 included); kHttp as soon as a byte differs; kBinary
+// once the whole magic matched (the version byte is checked by FrameDecoder, which answers an
+// unsupported version with an ERROR frame).
+Sniff SniffPreface(const char* data, size_t n);
+void AppendPreface(std::string* out, uint8_t version = kProtocolVersion);
+
+// ---- encoders (append one frame to *out) -----------------------------------------------------
+// Pure and infallible: a frame that breaks a limit is refused by the receiver instead. Messages
+// longer than kMaxMessageBytes are cut. Growth of *out is the only allocation.
+void EncodeHandshake(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint);
+void EncodeHandshakeOk(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint);
+// Connection error: the sender closes the connection right after writing it. request_id names
+// the frame that caused it, or 0.
+void EncodeError(std::string* out, ErrorCode code, std::string_view message,
+                 uint64_t request_id = 0);
+void EncodePing(std::string* out, uint64_t request_id, std::string_view payload = {});
+void EncodePong(std::string* out, uint64_t request_id, std::string_view payload = {});
+// kGet ignores value and version; kRemove ignores value.
+void EncodeRequest(std::string* out, uint64_t request_id, cluster::PeerOp op, std::string_view key,
+                   std::string_view value, uint64_t version);
+// kValue/kTombstone/kAbsent/kStored map to their frames; kError becomes an ERROR_RESPONSE with
+// error_code and r.error as the message.
+void EncodeResponse(std::string* out, uint64_t request_id, const cluster::PeerResponse& r,
+                    ErrorCode error_code = ErrorCode::kStorageError);
+void EncodeErrorResponse(std::string* out, uint64_t request_id, ErrorCode code,
+                         std::string_view message);
+// Encodes any decoded frame back to its bytes (used by tests and the fuzzer).
+void EncodeFrame(std::string* out, const Frame& frame);
+
+// Size of the frame EncodeRequest would append (for the client's bytes-in-flight accounting).
+size_t RequestFrameSize(cluster::PeerOp op, std::string_view key, std::string_view value);
+// True if a request with this key and value fits the protocol limits.
+bool RequestFits(std::string_view key, std::string_view value);
+
+// ---- helpers for the transport ---------------------------------------------------------------
+// True for GET/PUT/REMOVE; *op receives the operation.
+bool RequestOp(FrameType type, cluster::PeerOp* op);
+// Views into the frame (valid as long as the frame's views are).
+cluster::PeerRequest ToPeerRequest(const Frame& frame);
+// VALUE/TOMBSTONE/ABSENT/STORED -> their kinds; ERROR_RESPONSE and ERROR -> kError with
+// "<CODE_NAME>: <message>"; anything else -> kError "unexpected frame <TYPE>".
+cluster::PeerResponse ToPeerResponse(const Frame& frame);
+
+// XXH3-64 (seed 0) of the URLs sorted bytewise and joined by '\n' (no trailing newline): the
+// same value as cluster::Ring::Fingerprint(), independent of the order of --cluster.
+uint64_t ClusterFingerprint(const std::vector<std::string>& cluster_urls);
+// Whether to accept a peer's HANDSHAKE (server) or HANDSHAKE_OK (client): nullopt to accept,
+// else NOT_IN_CLUSTER (url is not byte-for-byte one of cluster_urls) or CLUSTER_MISMATCH.
+std::optional<ProtocolError> CheckHandshake(std::string_view peer_url, uint64_t peer_fingerprint,
+                                            const std::vector<std::string>& cluster_urls,
+                                            uint64_t local_fingerprint);
+
+}  // namespace kv::proto

@@ -1,0 +1,56 @@
+#include "storage/compaction.h"
+
+#include <algorithm>
+
+#include "storage/merge.h"
+
+namespace kv::storage {
+
+namespace {
+int Tier(uint64_t size, uint64_t base) {
+  int t = 0;
+  uint64_t limit = base;
+  while (size > limit && t < 30) {
+    limit *= 4;
+    t++;
+  }
+  return t;
+}
+}  // namespace
+
+bool PickCompaction(const std::vector<uint64_t>& sizes, uint64_t base_bytes, size_t* begin,
+                    size_t* end) {
+  if (base_bytes == 0) base_bytes = 1;
+  size_t i = 0;
+  while (i < sizes.size()) {
+    int t = Tier(sizes[i], base_bytes);
+    size_t j = i + 1;
+    while (j < sizes.size() && Tier(sizes[j], base_bytes) == t) j++;
+    if (j - i >= kMinMergeWidth) {
+      // Merge the oldest members of the run first: they are the ones that will not grow.
+      *end = j;
+      *begin = j - std::min(j - i, kMaxMergeWidth);
+      return true;
+    }
+    i = j;
+  }
+  return false;
+}
+
+Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
+                 uint64_t drop_tombstones_before_ms, SegmentWriter* out) {
+  std::vector<std::unique_ptr<EntryIter>> children;
+  for (const auto& seg : inputs) children.push_back(NewSegmentIter(seg));
+  MergingIter it(std::move(children));
+  for (it.Seek(std::string_view()); it.Valid(); it.Next()) {
+    if (it.type() == EntryType::kTombstone &&
+        VersionMillis(it.version()) < drop_tombstones_before_ms) {
+      continue;
+    }
+    Status s = out->Add(it.key(), it.value(), it.version(), it.type());
+    if (!s.ok()) return s;
+  }
+  return it.status();
+}
+
+}  // namespace kv::storage

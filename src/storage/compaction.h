@@ -1,0 +1,38 @@
+// Size-tiered compaction: which segments to merge, and the merge itself.
+// Segments are kept newest first and a merge always takes a contiguous run of them, so the
+// output can take the run's place without breaking "a newer segment holds newer versions".
+// Pure policy + a single-threaded merge; the engine serializes compactions and installs results.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "storage/engine.h"
+#include "storage/segment.h"
+#include "storage/segment_writer.h"
+
+namespace kv::storage {
+
+constexpr size_t kMinMergeWidth = 4;  // segments of one tier merged together
+constexpr size_t kMaxMergeWidth = 10;
+
+// Picks a contiguous run [*begin, *end) of the newest-first sizes to merge: the newest run of
+// at least kMinMergeWidth segments in the same size tier (tier = log4(size / base_bytes)).
+// False when nothing needs merging.
+bool PickCompaction(const std::vector<uint64_t>& sizes, uint64_t base_bytes, size_t* begin,
+                    size_t* end);
+
+// Tombstone garbage collection relies on the cluster's HLC version layout:
+// bits 63..20 = unix ms, so a tombstone's age is now_ms - (version >> 20).
+inline uint64_t VersionMillis(uint64_t version) {
+  return version >> 20;
+}
+
+// Merges inputs (newest first) into out, keeping the newest entry of each key. Tombstones whose
+// version time is below drop_tombstones_before_ms are dropped (pass 0 to keep all: the caller
+// must only drop them when the run includes the oldest segment, or an older value would
+// come back). Stops at the first read error.
+Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
+                 uint64_t drop_tombstones_before_ms, SegmentWriter* out);
+
+}  // namespace kv::storage

@@ -1,0 +1,19 @@
+// Replays one log file at startup, record by record. A torn or corrupt tail (short record, bad
+// checksum) ends the replay: the file is cut at the last whole record with a warning naming the
+// file and offset. Single-threaded; used only by Engine::Open.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "storage/engine.h"
+#include "storage/log_format.h"
+
+namespace kv::storage {
+
+// Calls fn for each valid record in order. *valid_bytes is the length of the kept prefix.
+// If truncate_tail, a bad tail is removed from the file with ftruncate.
+Status ReplayLog(const std::string& path, bool truncate_tail,
+                 const std::function<void(const LogRecord&)>& fn, uint64_t* valid_bytes);
+
+}  // namespace kv::storage

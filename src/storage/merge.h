@@ -1,0 +1,57 @@
+// Sorted entry sources (memtable, segment) behind one small interface, and their newest-wins
+// merge: for each key in ascending order, the entry with the highest version among all sources.
+// Used by Scan and by compaction. Single-threaded; sources must outlive the iterators (callers
+// hold the memtables/segments through shared_ptr).
+#pragma once
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "storage/coding.h"
+#include "storage/engine.h"
+#include "storage/memtable.h"
+#include "storage/segment.h"
+
+namespace kv::storage {
+
+class EntryIter {
+ public:
+  virtual ~EntryIter() = default;
+  virtual void Seek(std::string_view key) = 0;
+  virtual bool Valid() const = 0;
+  virtual void Next() = 0;
+  virtual std::string_view key() const = 0;
+  virtual std::string_view value() const = 0;
+  virtual uint64_t version() const = 0;
+  virtual EntryType type() const = 0;
+  virtual Status status() const { return Status::Ok(); }
+};
+
+// The memtable must stay alive while the iterator is used.
+std::unique_ptr<EntryIter> NewMemIter(std::shared_ptr<const MemTable> mem, uint64_t snapshot);
+std::unique_ptr<EntryIter> NewSegmentIter(std::shared_ptr<const Segment> seg);
+
+class MergingIter : public EntryIter {
+ public:
+  explicit MergingIter(std::vector<std::unique_ptr<EntryIter>> children)
+      : children_(std::move(children)) {}
+  void Seek(std::string_view key) override;
+  bool Valid() const override { return cur_ != nullptr; }
+  void Next() override;
+  std::string_view key() const override { return cur_->key(); }
+  std::string_view value() const override { return cur_->value(); }
+  uint64_t version() const override { return cur_->version(); }
+  EntryType type() const override { return cur_->type(); }
+  // First error of any child; iteration stops at it.
+  Status status() const override { return status_; }
+
+ private:
+  void FindCurrent();
+  std::vector<std::unique_ptr<EntryIter>> children_;
+  EntryIter* cur_ = nullptr;
+  std::string key_buf_;
+  Status status_;
+};
+
+}  // namespace kv::storage

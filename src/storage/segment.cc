@@ -1,0 +1,240 @@
+#include "storage/segment.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "storage/file_io.h"
+
+namespace kv::storage {
+
+namespace {
+inline uint64_t KeyPrefix(std::string_view key) {
+  uint64_t p = 0;
+  size_t n = key.size() < 8 ? key.size() : 8;
+  for (size_t i = 0; i < n; i++) p |= uint64_t{static_cast<uint8_t>(key[i])} << (56 - 8 * i);
+  return p;
+}
+
+Status Corrupt(const std::string& path, const char* what, uint64_t offset) {
+  return Status(Code::kCorruption,
+                "corrupted segment " + path + ": " + what + " at offset " + std::to_string(offset));
+}
+
+}  // namespace
+
+Status Segment::Open(const std::string& dir, uint64_t number, std::shared_ptr<Segment>* out) {
+  std::shared_ptr<Segment> seg(new Segment());
+  seg->dir_ = dir;
+  seg->number_ = number;
+  seg->path_ = dir + "/" + SegmentFileName(number);
+  const std::string& path = seg->path_;
+  seg->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (seg->fd_ < 0) return ErrnoStatus(errno, "open segment", path);
+  struct stat st;
+  if (::fstat(seg->fd_, &st) != 0) return ErrnoStatus(errno, "stat segment", path);
+  seg->size_ = static_cast<uint64_t>(st.st_size);
+  if (seg->size_ < kFooterBytes) return Corrupt(path, "file shorter than footer", 0);
+  void* m = ::mmap(nullptr, seg->size_, PROT_READ, MAP_SHARED, seg->fd_, 0);
+  if (m == MAP_FAILED) return ErrnoStatus(errno, "mmap segment", path);
+  seg->map_ = static_cast<const char*>(m);
+  const char* base = seg->map_;
+  uint64_t footer_off = seg->size_ - kFooterBytes;
+  Footer& f = seg->footer_;
+  if (!f.DecodeFrom(base + footer_off)) return Corrupt(path, "bad footer", footer_off);
+  if (f.filter_offset + f.filter_size + kChecksumBytes != f.index_offset ||
+      f.index_offset + f.index_size + kChecksumBytes != footer_off) {
+    return Corrupt(path, "footer offsets do not add up", footer_off);
+  }
+  // Filter.
+  const char* fp = base + f.filter_offset;
+  if (Checksum(fp, f.filter_size) != GetFixed64(fp + f.filter_size) ||
+      !seg->filter_.Init(std::string(fp, f.filter_size))) {
+    return Corrupt(path, "bad filter", f.filter_offset);
+  }
+  // Sparse index.
+  const char* ip = base + f.index_offset;
+  if (f.index_size < 4 || Checksum(ip, f.index_size) != GetFixed64(ip + f.index_size)) {
+    return Corrupt(path, "bad index", f.index_offset);
+  }
+  uint32_t blocks = GetFixed32(ip);
+  const char* p = ip + 4;
+  const char* end = ip + f.index_size;
+  seg->index_.reserve(blocks + 1);
+  uint64_t expect_off = 0;
+  for (uint32_t i = 0; i < blocks; i++) {
+    if (end - p < 16) return Corrupt(path, "bad index", f.index_offset);
+    IndexEntry e;
+    e.offset = GetFixed64(p);
+    e.size = GetFixed32(p + 8);
+    uint32_t klen = GetFixed32(p + 12);
+    p += 16;
+    if (static_cast<uint64_t>(end - p) < klen || e.offset != expect_off) {
+      return Corrupt(path, "bad index", f.index_offset);
+    }
+    expect_off = e.offset + e.size + kChecksumBytes;
+    e.key_off = static_cast<uint32_t>(seg->index_keys_.size());
+    e.prefix = KeyPrefix(std::string_view(p, klen));
+    seg->index_keys_.append(p, klen);
+    p += klen;
+    seg->index_.push_back(e);
+  }
+  if (p != end || expect_off != f.filter_offset) return Corrupt(path, "bad index", f.index_offset);
+  seg->index_.push_back(
+      IndexEntry{0, f.filter_offset, 0, static_cast<uint32_t>(seg->index_keys_.size())});
+  seg->index_.shrink_to_fit();
+  seg->index_keys_.shrink_to_fit();
+  *out = std::move(seg);
+  return Status::Ok();
+}
+
+Segment::~Segment() {
+  if (map_ != nullptr) ::munmap(const_cast<char*>(map_), size_);
+  if (fd_ >= 0) ::close(fd_);
+  if (obsolete_.load()) ::unlink(path_.c_str());
+}
+
+uint64_t Segment::MemoryUsage() const {
+  return index_.capacity() * sizeof(IndexEntry) + index_keys_.capacity() + filter_.MemoryUsage();
+}
+
+long Segment::FindBlock(std::string_view key) const {
+  // Last block whose first key <= key.
+  // Differing zero-padded prefixes order like the keys; equal ones need the full compare.
+  uint64_t prefix = KeyPrefix(key);
+  size_t lo = 0, hi = index_.size() - 1;  // search [lo, hi)
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    uint64_t p = index_[mid].prefix;
+    if (p < prefix || (p == prefix && IndexKey(mid) <= key)) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return static_cast<long>(lo) - 1;
+}
+
+Status Segment::ReadBlock(size_t b, BlockView* view) const {
+  const IndexEntry& e = index_[b];
+  const char* p = map_ + e.offset;
+  if (e.size < 4) return Corrupt(path_, "bad block", e.offset);
+  uint32_t count = GetFixed32(p + e.size - 4);
+  if (count == 0 || (uint64_t{count} + 1) * 4 > e.size)
+    return Corrupt(path_, "bad block", e.offset);
+  const char* offsets = p + e.size - 4 - 4ull * count;
+  if (Checksum(offsets, 4ull * count + 4) != GetFixed64(p + e.size)) {
+    return Corrupt(path_, "bad block", e.offset);
+  }
+  view->data = p;
+  view->offsets = offsets;
+  view->count = count;
+  return Status::Ok();
+}
+
+Status Segment::ReadEntry(size_t b, const BlockView& view, uint32_t i, std::string_view* key,
+                          std::string_view* value, uint64_t* version, EntryType* type) const {
+  uint32_t start = view.EntryStart(i), end = view.EntryEnd(i);
+  uint64_t limit = static_cast<uint64_t>(view.offsets - view.data);
+  if (start >= end || end > limit || end - start < kEntryHeaderBytes + kEntryChecksumBytes) {
+    return Corrupt(path_, "bad entry offsets in block", index_[b].offset);
+  }
+  const char* p = view.data + start;
+  size_t n = end - start - kEntryChecksumBytes;
+  if (EntryChecksum(p, n) != GetFixed32(p + n)) {
+    return Corrupt(path_, "bad entry checksum in block", index_[b].offset);
+  }
+  uint32_t klen = GetFixed32(p), vlen = GetFixed32(p + 4);
+  uint8_t t = static_cast<uint8_t>(p[16]);
+  if (kEntryHeaderBytes + uint64_t{klen} + vlen != n ||
+      (t != static_cast<uint8_t>(EntryType::kValue) &&
+       t != static_cast<uint8_t>(EntryType::kTombstone))) {
+    return Corrupt(path_, "bad entry in block", index_[b].offset);
+  }
+  *version = GetFixed64(p + 8);
+  *type = static_cast<EntryType>(t);
+  *key = std::string_view(p + kEntryHeaderBytes, klen);
+  *value = std::string_view(p + kEntryHeaderBytes + klen, vlen);
+  return Status::Ok();
+}
+
+Status Segment::FindInBlock(std::string_view key, std::string* value, uint64_t* version,
+                            EntryType* type) const {
+  long fb = FindBlock(key);
+  if (fb < 0) return Status(Code::kNotFound, "");
+  size_t b = static_cast<size_t>(fb);
+  BlockView view;
+  Status s = ReadBlock(b, &view);
+  if (!s.ok()) return s;
+  // Binary search for the first entry >= key; every entry it looks at is verified first.
+  uint32_t lo = 0, hi = view.count;
+  std::string_view k, v;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    s = ReadEntry(b, view, mid, &k, &v, version, type);
+    if (!s.ok()) return s;
+    int c = k.compare(key);
+    if (c == 0) {
+      if (value) value->assign(v);
+      return Status::Ok();
+    }
+    if (c < 0) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return Status(Code::kNotFound, "");
+}
+
+Status Segment::Get(std::string_view key, std::string* value, uint64_t* version,
+                    EntryType* type) const {
+  if (!filter_.MayContain(key)) return Status(Code::kNotFound, "");
+  return FindInBlock(key, value, version, type);
+}
+
+Status Segment::GetVersion(std::string_view key, uint64_t* version, EntryType* type) const {
+  if (!filter_.MayContain(key)) return Status(Code::kNotFound, "");
+  return FindInBlock(key, nullptr, version, type);
+}
+
+bool Segment::Iterator::LoadBlock(size_t b) {
+  block_ = b;
+  entry_ = 0;
+  view_ = BlockView();
+  if (b + 1 >= seg_->index_.size()) {  // past the last block
+    valid_ = false;
+    return false;
+  }
+  status_ = seg_->ReadBlock(b, &view_);
+  if (!status_.ok()) {
+    valid_ = false;
+    return false;
+  }
+  return true;
+}
+
+void Segment::Iterator::ParseEntry() {
+  while (entry_ >= view_.count) {
+    if (!LoadBlock(block_ + 1)) return;
+  }
+  status_ = seg_->ReadEntry(block_, view_, entry_, &key_, &value_, &version_, &type_);
+  valid_ = status_.ok();
+  entry_++;
+}
+
+void Segment::Iterator::Seek(std::string_view key) {
+  long b = seg_->FindBlock(key);
+  if (!LoadBlock(b < 0 ? 0 : static_cast<size_t>(b))) return;
+  ParseEntry();
+  while (valid_ && key_ < key) ParseEntry();
+}
+
+void Segment::Iterator::Next() {
+  ParseEntry();
+}
+
+}  // namespace kv::storage

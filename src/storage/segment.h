@@ -1,0 +1,102 @@
+// An open, immutable segment file: footer, sparse index and bloom filter are verified and held
+// in memory at open; data blocks are read through a read-only mmap and verified on every read.
+// Thread-safe (immutable after Open). Shared by shared_ptr: a segment marked obsolete by
+// compaction deletes its file when the last reader (Get, iterator, snapshot) lets go of it.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "storage/bloom.h"
+#include "storage/coding.h"
+#include "storage/engine.h"
+#include "storage/segment_format.h"
+
+namespace kv::storage {
+
+class Segment {
+ public:
+  // Fails with kCorruption naming the file when footer, index or filter do not check out.
+  static Status Open(const std::string& dir, uint64_t number, std::shared_ptr<Segment>* out);
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  // kOk with the entry, kNotFound, or kCorruption (bad block checksum) naming file and offset.
+  Status Get(std::string_view key, std::string* value, uint64_t* version, EntryType* type) const;
+  // Only the version/type (no value copy): used by writers to check newest-wins.
+  Status GetVersion(std::string_view key, uint64_t* version, EntryType* type) const;
+
+  void MarkObsolete() { obsolete_.store(true); }
+  uint64_t number() const { return number_; }
+  uint64_t file_size() const { return size_; }
+  uint64_t entries() const { return footer_.entries; }
+  uint64_t MemoryUsage() const;  // sparse index + filter
+  const Footer& footer() const { return footer_; }
+  const std::string& path() const { return path_; }
+
+  class Iterator {
+   public:
+    explicit Iterator(std::shared_ptr<const Segment> seg) : seg_(std::move(seg)) {}
+    void Seek(std::string_view key);  // first key >= key
+    bool Valid() const { return valid_; }
+    void Next();
+    std::string_view key() const { return key_; }
+    std::string_view value() const { return value_; }
+    uint64_t version() const { return version_; }
+    EntryType type() const { return type_; }
+    const Status& status() const { return status_; }
+
+   private:
+    bool LoadBlock(size_t b);  // verifies; positions before its first entry
+    void ParseEntry();         // entry_ of the block, or the next block's first at block end
+    std::shared_ptr<const Segment> seg_;
+    size_t block_ = 0;
+    BlockView view_;
+    uint32_t entry_ = 0;
+    bool valid_ = false;
+    std::string_view key_, value_;
+    uint64_t version_ = 0;
+    EntryType type_ = EntryType::kValue;
+    Status status_;
+  };
+
+ private:
+  struct IndexEntry {
+    uint64_t prefix;  // first 8 key bytes, big-endian, zero padded: most compares stop here
+    uint64_t offset;
+    uint32_t size;     // entry bytes, without the block checksum
+    uint32_t key_off;  // into index_keys_; the key ends at the next entry's key_off
+  };
+  Segment() = default;
+  std::string_view IndexKey(size_t i) const {
+    return std::string_view(index_keys_)
+        .substr(index_[i].key_off, index_[i + 1].key_off - index_[i].key_off);
+  }
+  // Block that may hold key, or -1 when key sorts before the first block.
+  long FindBlock(std::string_view key) const;
+  // Checks block b's offsets and their checksum.
+  Status ReadBlock(size_t b, BlockView* view) const;
+  // Verifies entry i of a block and decodes it.
+  Status ReadEntry(size_t b, const BlockView& view, uint32_t i, std::string_view* key,
+                   std::string_view* value, uint64_t* version, EntryType* type) const;
+  // Linear search of one verified block.
+  Status FindInBlock(std::string_view key, std::string* value, uint64_t* version,
+                     EntryType* type) const;
+
+  std::string dir_, path_;
+  uint64_t number_ = 0;
+  int fd_ = -1;
+  const char* map_ = nullptr;
+  uint64_t size_ = 0;
+  Footer footer_;
+  std::vector<IndexEntry> index_;  // one per block plus a sentinel (key_off = total)
+  std::string index_keys_;
+  BloomFilter filter_;
+  std::atomic<bool> obsolete_{false};
+};
+
+}  // namespace kv::storage

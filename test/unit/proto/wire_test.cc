@@ -1,0 +1,386 @@
+// Test vectors (proto_spec/vectors/*.hex) decode to the documented fields and re-encode byte for
+// byte; preface sniffing; encoders; fingerprint and handshake checks; response mapping.
+#include "proto/wire.h"
+
+#include <doctest/doctest.h>
+#include <xxhash.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "proto/frame_decoder.h"
+
+namespace kv::proto {
+namespace {
+
+using cluster::PeerOp;
+using cluster::PeerResponse;
+using Role = FrameDecoder::Role;
+
+constexpr uint64_t kFp = 0xc1822ae292bd75fbull;
+constexpr uint64_t kV1 = (1700000000000ull << 20) | (3u << 10) | 2;
+constexpr uint64_t kV2 = (1700000000500ull << 20) | 1;
+const std::vector<std::string> kCluster = {"http://127.0.0.1:8081", "http://127.0.0.1:8082",
+                                           "http://127.0.0.1:8083"};
+
+std::string VectorDir() {
+  const char* root = std::getenv("KV_REPO_ROOT");
+  return std::string(root && *root ? root : ".") + "/proto_spec/vectors/";
+}
+
+// Reads a vector file: '#' starts a comment to the end of the line, the rest is hex digits and
+// whitespace.
+std::string ReadVector(const std::string& name) {
+  const std::string path = VectorDir() + name + ".hex";
+  std::ifstream in(path);
+  REQUIRE_MESSAGE(in.good(), "cannot open " << path
+                                            << " (run from the repo root or set "
+                                               "KV_REPO_ROOT)");
+  std::string out, line, digits;
+  while (std::getline(in, line)) {
+    line = line.substr(0, line.find('#'));
+    for (char c : line) {
+      if (std::isspace(static_cast<unsigned char>(c))) continue;
+      REQUIRE_MESSAGE(std::isxdigit(static_cast<unsigned char>(c)), path << ": bad char " << c);
+      digits.push_back(c);
+    }
+  }
+  REQUIRE_MESSAGE(digits.size() % 2 == 0, path << ": odd number of hex digits");
+  for (size_t i = 0; i < digits.size(); i += 2) {
+    out.push_back(static_cast<char>(std::stoi(digits.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+void CheckSameFrame(const Frame& a, const Frame& b) {
+  CHECK(a.type == b.type);
+  CHECK(a.request_id == b.request_id);
+  CHECK(a.version == b.version);
+  CHECK(a.fingerprint == b.fingerprint);
+  CHECK(a.code == b.code);
+  CHECK(a.url == b.url);
+  CHECK(a.key == b.key);
+  CHECK(a.value == b.value);
+  CHECK(a.message == b.message);
+  CHECK(a.payload == b.payload);
+}
+
+// Feeds `setup` + `bytes` to d and returns the last frame (the one `bytes` holds); its views
+// point into d.
+Frame DecodeLast(FrameDecoder& d, const std::string& setup, const std::string& bytes) {
+  const std::string all = setup + bytes;
+  d.Feed(all.data(), all.size());
+  Frame f, last;
+  int n = 0;
+  DecodeResult r;
+  while ((r = d.Next(&f)) == DecodeResult::kFrame) {
+    last = f;
+    ++n;
+  }
+  REQUIRE_MESSAGE(r == DecodeResult::kNeedMore, d.error().reason);
+  CHECK(d.buffered() == 0);
+  CHECK(d.Finish());
+  REQUIRE(n >= 1);
+  return last;
+}
+
+struct Setup {
+  std::string server;  // preface + handshake: what precedes requests
+  std::string client;  // handshake-ok: what precedes responses
+};
+
+Setup MakeSetup() {
+  Setup s;
+  s.server = ReadVector("preface") + ReadVector("handshake");
+  s.client = ReadVector("handshake_ok");
+  return s;
+}
+
+TEST_CASE("vector: preface") {
+  const std::string v = ReadVector("preface");
+  std::string enc;
+  AppendPreface(&enc);
+  CHECK(enc == v);
+  CHECK(v.size() == kPrefaceSize);
+  CHECK(SniffPreface(v.data(), v.size()) == Sniff::kBinary);
+  CHECK(SniffPreface(v.data(), kPrefaceMagicSize) == Sniff::kBinary);
+  FrameDecoder d(Role::kServer);
+  d.Feed(v.data(), v.size());
+  Frame f;
+  CHECK(d.Next(&f) == DecodeResult::kNeedMore);
+  CHECK(d.buffered() == 0);
+  CHECK_FALSE(d.handshake_done());
+}
+
+TEST_CASE("vector: handshake and handshake_ok") {
+  const std::string preface = ReadVector("preface");
+  const std::string hs = ReadVector("handshake");
+  FrameDecoder d1(Role::kServer);
+  Frame f = DecodeLast(d1, preface, hs);
+  Frame want;
+  want.type = FrameType::kHandshake;
+  want.url = "http://127.0.0.1:8081";
+  want.fingerprint = kFp;
+  CheckSameFrame(f, want);
+  std::string enc;
+  EncodeHandshake(&enc, "http://127.0.0.1:8081", kFp);
+  CHECK(enc == hs);
+  enc.clear();
+  EncodeFrame(&enc, f);
+  CHECK(enc == hs);
+
+  const std::string ok = ReadVector("handshake_ok");
+  FrameDecoder d2(Role::kClient);
+  f = DecodeLast(d2, "", ok);
+  want.type = FrameType::kHandshakeOk;
+  want.url = "http://127.0.0.1:8082";
+  CheckSameFrame(f, want);
+  enc.clear();
+  EncodeHandshakeOk(&enc, "http://127.0.0.1:8082", kFp);
+  CHECK(enc == ok);
+}
+
+TEST_CASE("vector: requests") {
+  const Setup s = MakeSetup();
+  struct Case {
+    const char* name;
+    PeerOp op;
+    uint64_t id;
+    const char* value;
+    uint64_t version;
+  };
+  const Case cases[] = {{"get_request", PeerOp::kGet, 1, "", 0},
+                        {"put_request", PeerOp::kPut, 2, "hello", kV1},
+                        {"remove_request", PeerOp::kRemove, 3, "", kV2}};
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    const std::string v = ReadVector(c.name);
+    FrameDecoder d(Role::kServer);
+    const Frame f = DecodeLast(d, s.server, v);
+    PeerOp op{};
+    REQUIRE(RequestOp(f.type, &op));
+    CHECK(op == c.op);
+    CHECK(f.request_id == c.id);
+    CHECK(f.key == "user:42");
+    CHECK(f.value == c.value);
+    CHECK(f.version == c.version);
+    const cluster::PeerRequest req = ToPeerRequest(f);
+    CHECK(req.op == c.op);
+    CHECK(req.key == "user:42");
+    CHECK(req.value == c.value);
+    CHECK(req.version == c.version);
+    std::string enc;
+    EncodeRequest(&enc, c.id, c.op, "user:42", c.value, c.version);
+    CHECK(enc == v);
+    CHECK(RequestFrameSize(c.op, "user:42", c.value) == v.size());
+    enc.clear();
+    EncodeFrame(&enc, f);
+    CHECK(enc == v);
+  }
+}
+
+TEST_CASE("vector: responses") {
+  const Setup s = MakeSetup();
+  struct Case {
+    const char* name;
+    uint64_t id;
+    PeerResponse r;
+    ErrorCode code;
+  };
+  auto resp = [](PeerResponse::Kind k, uint64_t version, std::string value, std::string err) {
+    PeerResponse r;
+    r.kind = k;
+    r.version = version;
+    r.value = std::move(value);
+    r.error = std::move(err);
+    return r;
+  };
+  const Case cases[] = {
+      {"value_response", 1, resp(PeerResponse::kValue, kV1, "hello", ""), {}},
+      {"tombstone_response", 4, resp(PeerResponse::kTombstone, kV2, "", ""), {}},
+      {"absent_response", 5, resp(PeerResponse::kAbsent, 0, "", ""), {}},
+      {"stored_response", 2, resp(PeerResponse::kStored, kV1, "", ""), {}},
+      {"error_response", 6, resp(PeerResponse::kError, 0, "", "disk full"), ErrorCode::kNoSpace},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    const std::string v = ReadVector(c.name);
+    FrameDecoder d(Role::kClient);
+    const Frame f = DecodeLast(d, s.client, v);
+    CHECK(f.request_id == c.id);
+    const PeerResponse got = ToPeerResponse(f);
+    CHECK(got.kind == c.r.kind);
+    CHECK(got.version == c.r.version);
+    CHECK(got.value == c.r.value);
+    if (c.r.kind == PeerResponse::kError) {
+      CHECK(f.code == ErrorCode::kNoSpace);
+      CHECK(f.message == "disk full");
+      CHECK(got.error == "NO_SPACE: disk full");
+    }
+    std::string enc;
+    EncodeResponse(&enc, c.id, c.r, c.code);
+    CHECK(enc == v);
+    enc.clear();
+    EncodeFrame(&enc, f);
+    CHECK(enc == v);
+  }
+  std::string enc;
+  EncodeErrorResponse(&enc, 6, ErrorCode::kNoSpace, "disk full");
+  CHECK(enc == ReadVector("error_response"));
+}
+
+TEST_CASE("vector: ping, pong, error frame (both directions)") {
+  const Setup s = MakeSetup();
+  const std::string ping = ReadVector("ping"), pong = ReadVector("pong");
+  const std::string err = ReadVector("error_frame");
+  const std::string payload("\x00\x00\x01\x8b\xcf\xe5\x68\x00", 8);
+  for (Role role : {Role::kServer, Role::kClient}) {
+    const std::string& setup = role == Role::kServer ? s.server : s.client;
+    FrameDecoder d1(role), d2(role), d3(role);
+    Frame f = DecodeLast(d1, setup, ping);
+    CHECK(f.type == FrameType::kPing);
+    CHECK(f.request_id == 7);
+    CHECK(f.payload == payload);
+    f = DecodeLast(d2, setup, pong);
+    CHECK(f.type == FrameType::kPong);
+    CHECK(f.request_id == 7);
+    CHECK(f.payload == payload);
+    f = DecodeLast(d3, setup, err);
+    CHECK(f.type == FrameType::kError);
+    CHECK(f.request_id == 0);
+    CHECK(f.code == ErrorCode::kClusterMismatch);
+    CHECK(f.message == "cluster list differs");
+    CHECK(ToPeerResponse(f).error == "CLUSTER_MISMATCH: cluster list differs");
+  }
+  std::string enc;
+  EncodePing(&enc, 7, payload);
+  CHECK(enc == ping);
+  enc.clear();
+  EncodePong(&enc, 7, payload);
+  CHECK(enc == pong);
+  enc.clear();
+  EncodeError(&enc, ErrorCode::kClusterMismatch, "cluster list differs");
+  CHECK(enc == err);
+  // A refused handshake: the client decoder takes an ERROR frame instead of HANDSHAKE_OK.
+  FrameDecoder d(Role::kClient);
+  const Frame f = DecodeLast(d, "", err);
+  CHECK(f.type == FrameType::kError);
+}
+
+TEST_CASE("sniff: no HTTP request can look like the preface") {
+  std::string preface;
+  AppendPreface(&preface);
+  for (size_t n = 0; n < kPrefaceMagicSize; ++n) {
+    CHECK(SniffPreface(preface.data(), n) == Sniff::kNeedMore);
+  }
+  CHECK(SniffPreface(preface.data(), preface.size()) == Sniff::kBinary);
+  // Any first byte other than 0x00 is HTTP at once.
+  for (int b = 1; b < 256; ++b) {
+    const char c = static_cast<char>(b);
+    CHECK(SniffPreface(&c, 1) == Sniff::kHttp);
+  }
+  for (const char* req : {"GET / HTTP/1.1\r\n", "PUT /kv?key=a HTTP/1.1\r\n", "POST /x", "DELETE",
+                          "HEAD /", "OPTIONS *", "PRI * HTTP/2.0\r\n", "\r\nGET /"}) {
+    CAPTURE(req);
+    CHECK(SniffPreface(req, std::string_view(req).size()) == Sniff::kHttp);
+  }
+  // Differs in the middle of the magic: HTTP as soon as the differing byte arrives.
+  const std::string near("\0KVPEEX\x01", 8);
+  CHECK(SniffPreface(near.data(), 6) == Sniff::kNeedMore);
+  CHECK(SniffPreface(near.data(), 7) == Sniff::kHttp);
+  // The version byte does not matter to the sniffer; the decoder rejects unknown versions.
+  const std::string v9("\0KVPEER\x09", 8);
+  CHECK(SniffPreface(v9.data(), v9.size()) == Sniff::kBinary);
+}
+
+TEST_CASE("cluster fingerprint: sorted URL list joined by newlines, XXH3-64") {
+  const std::string joined = "http://127.0.0.1:8081\nhttp://127.0.0.1:8082\nhttp://127.0.0.1:8083";
+  CHECK(ClusterFingerprint(kCluster) == XXH3_64bits(joined.data(), joined.size()));
+  CHECK(ClusterFingerprint(kCluster) == kFp);
+  CHECK(ClusterFingerprint({kCluster[2], kCluster[0], kCluster[1]}) == kFp);
+  CHECK(ClusterFingerprint({kCluster[0], kCluster[1]}) != kFp);
+  CHECK(ClusterFingerprint({kCluster[0], kCluster[1], "http://127.0.0.1:8084"}) != kFp);
+}
+
+TEST_CASE("handshake check: membership and fingerprint") {
+  CHECK_FALSE(CheckHandshake("http://127.0.0.1:8082", kFp, kCluster, kFp).has_value());
+  auto e = CheckHandshake("http://127.0.0.1:9999", kFp, kCluster, kFp);
+  REQUIRE(e.has_value());
+  CHECK(e->code == ErrorCode::kNotInCluster);
+  // URLs compare byte for byte: no normalisation.
+  e = CheckHandshake("http://127.0.0.1:8082/", kFp, kCluster, kFp);
+  REQUIRE(e.has_value());
+  CHECK(e->code == ErrorCode::kNotInCluster);
+  e = CheckHandshake("http://127.0.0.1:8082", kFp ^ 1, kCluster, kFp);
+  REQUIRE(e.has_value());
+  CHECK(e->code == ErrorCode::kClusterMismatch);
+  CHECK(e->reason.find("c1822ae292bd75fa") != std::string::npos);
+}
+
+TEST_CASE("encoders append to the caller's buffer") {
+  std::string out = "xyz";
+  EncodeRequest(&out, 9, PeerOp::kGet, "k", "ignored", 123);
+  CHECK(out.substr(0, 3) == "xyz");
+  CHECK(out.size() == 3 + RequestFrameSize(PeerOp::kGet, "k", ""));
+  // kGet ignores value and version; kRemove ignores the value.
+  std::string a, b;
+  EncodeRequest(&a, 9, PeerOp::kGet, "k", "", 0);
+  CHECK(out.substr(3) == a);
+  EncodeRequest(&a, 1, PeerOp::kRemove, "k", "v", 5);
+  EncodeRequest(&b, 9, PeerOp::kGet, "k", "", 0);
+  EncodeRequest(&b, 1, PeerOp::kRemove, "k", "", 5);
+  CHECK(a == b);
+}
+
+TEST_CASE("error messages are cut to kMaxMessageBytes") {
+  std::string out;
+  const std::string longmsg(5000, 'm');
+  EncodeError(&out, ErrorCode::kInternal, longmsg);
+  CHECK(out.size() == kFrameHeaderSize + 4 + kMaxMessageBytes);
+  PeerResponse r;
+  r.error = longmsg;
+  std::string out2;
+  EncodeResponse(&out2, 3, r);
+  FrameDecoder d(Role::kClient);
+  std::string all = ReadVector("handshake_ok") + out2;
+  d.Feed(all.data(), all.size());
+  Frame f;
+  REQUIRE(d.Next(&f) == DecodeResult::kFrame);
+  REQUIRE(d.Next(&f) == DecodeResult::kFrame);
+  CHECK(f.type == FrameType::kErrorResponse);
+  CHECK(f.code == ErrorCode::kStorageError);  // EncodeResponse's default code
+  CHECK(f.message.size() == kMaxMessageBytes);
+}
+
+TEST_CASE("request limits") {
+  CHECK(RequestFits("k", ""));
+  CHECK_FALSE(RequestFits("", "v"));
+  CHECK(RequestFits(std::string(kMaxKeyBytes, 'k'), std::string(kMaxValueBytes, 'v')));
+  CHECK_FALSE(RequestFits(std::string(kMaxKeyBytes + 1, 'k'), ""));
+  CHECK_FALSE(RequestFits("k", std::string(kMaxValueBytes + 1, 'v')));
+  CHECK(RequestFrameSize(PeerOp::kPut, std::string(kMaxKeyBytes, 'k'),
+                         std::string(kMaxValueBytes, 'v')) <= kMaxFrameBytes);
+}
+
+TEST_CASE("names") {
+  CHECK(std::string(ErrorCodeName(ErrorCode::kOverloaded)) == "OVERLOADED");
+  CHECK(std::string(ErrorCodeName(static_cast<ErrorCode>(999))) == "UNKNOWN");
+  CHECK(std::string(FrameTypeName(FrameType::kErrorResponse)) == "ERROR_RESPONSE");
+  int known = 0;
+  for (int t = 0; t < 256; ++t) known += IsKnownFrameType(static_cast<uint8_t>(t));
+  CHECK(known == 13);
+  Frame f;
+  f.type = FrameType::kErrorResponse;
+  f.code = static_cast<ErrorCode>(999);
+  f.message = "later";
+  CHECK(ToPeerResponse(f).error == "UNKNOWN 999: later");
+  f.type = FrameType::kGet;
+  CHECK(ToPeerResponse(f).kind == PeerResponse::kError);
+}
+
+}  // namespace
+}  // namespace kv::proto

@@ -1,0 +1,244 @@
+// Unit tests of the storage building blocks (memtable, bloom filter, log records, segments,
+// compaction policy) and of the Engine's basic contract.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <set>
+
+#include "storage/bloom.h"
+#include "storage/compaction.h"
+#include "storage/engine.h"
+#include "storage/log_format.h"
+#include "storage/memtable.h"
+#include "storage/segment.h"
+#include "storage/segment_writer.h"
+#include "storage_test_util.h"
+
+using namespace kv::storage;
+using namespace kv::storage::testutil;
+
+TEST_CASE("storage: memtable keeps newest version first and snapshots hide later inserts") {
+  MemTable mt(4096);
+  mt.Insert("b", "b1", 1, EntryType::kValue);
+  mt.Insert("a", "a1", 5, EntryType::kValue);
+  MemTable::Iterator snap(&mt, mt.Count());
+  mt.Insert("b", "", 7, EntryType::kTombstone);
+  mt.Insert("c", "c1", 2, EntryType::kValue);
+
+  std::string_view v;
+  uint64_t ver;
+  EntryType t;
+  REQUIRE(mt.Get("b", &v, &ver, &t));
+  CHECK(ver == 7);
+  CHECK(t == EntryType::kTombstone);
+  CHECK_FALSE(mt.Get("bb", &v, &ver, &t));
+
+  std::vector<std::pair<std::string, uint64_t>> seen;
+  for (snap.SeekToFirst(); snap.Valid(); snap.Next()) seen.emplace_back(snap.key(), snap.version());
+  CHECK(seen == std::vector<std::pair<std::string, uint64_t>>{{"a", 5}, {"b", 1}});
+
+  MemTable::Iterator all(&mt, mt.Count());
+  seen.clear();
+  for (all.Seek("b"); all.Valid(); all.Next()) seen.emplace_back(all.key(), all.version());
+  CHECK(seen == std::vector<std::pair<std::string, uint64_t>>{{"b", 7}, {"c", 2}});
+}
+
+TEST_CASE("storage: bloom filter has no false negatives and few false positives") {
+  BloomBuilder b;
+  for (int i = 0; i < 10000; i++) b.AddKey("key" + std::to_string(i));
+  BloomFilter f;
+  REQUIRE(f.Init(b.Finish()));
+  for (int i = 0; i < 10000; i++) CHECK(f.MayContain("key" + std::to_string(i)));
+  int fp = 0;
+  for (int i = 0; i < 10000; i++) fp += f.MayContain("other" + std::to_string(i));
+  CHECK(fp < 300);  // ~1% expected at 10 bits/key; 3% bounds it with wide margin
+  CHECK(f.MemoryUsage() <= 10000 * 10 / 8 + 128);
+  BloomFilter bad;
+  CHECK_FALSE(bad.Init(std::string(7, '\0')));
+}
+
+TEST_CASE("storage: log record round trip and torn record detection") {
+  std::string rec;
+  EncodeLogRecord("key", "value", 42, EntryType::kValue, &rec);
+  LogRecord r;
+  size_t n = 0;
+  REQUIRE(DecodeLogRecord(rec, &r, &n) == DecodeResult::kOk);
+  CHECK(n == rec.size());
+  CHECK(r.key == "key");
+  CHECK(r.value == "value");
+  CHECK(r.version == 42);
+  CHECK(r.type == EntryType::kValue);
+  for (size_t cut = 0; cut < rec.size(); cut++) {
+    CHECK(DecodeLogRecord(std::string_view(rec).substr(0, cut), &r, &n) != DecodeResult::kOk);
+  }
+  for (size_t i = 0; i < rec.size(); i++) {
+    std::string bad = rec;
+    bad[i] ^= 0x10;
+    CHECK(DecodeLogRecord(bad, &r, &n) != DecodeResult::kOk);
+  }
+}
+
+TEST_CASE("storage: segment write, point reads, seeks and iteration") {
+  TempDir tmp;
+  std::map<std::string, std::pair<uint64_t, std::string>> model;
+  SegmentWriter w(128);
+  REQUIRE(w.Open(tmp.path() + "/" + SegmentFileName(7)).ok());
+  for (int i = 0; i < 2000; i += 2) {
+    char k[16];
+    snprintf(k, sizeof(k), "k%06d", i);
+    std::string v(static_cast<size_t>(i % 50), static_cast<char>('a' + i % 26));
+    model[k] = {static_cast<uint64_t>(i + 1), v};
+    REQUIRE(w.Add(k, v, static_cast<uint64_t>(i + 1),
+                  i % 10 == 0 ? EntryType::kTombstone : EntryType::kValue)
+                .ok());
+  }
+  REQUIRE(w.Finish().ok());
+  std::shared_ptr<Segment> seg;
+  REQUIRE(Segment::Open(tmp.path(), 7, &seg).ok());
+  CHECK(seg->entries() == 1000);
+  for (int i = 0; i < 2000; i++) {
+    char k[16];
+    snprintf(k, sizeof(k), "k%06d", i);
+    std::string v;
+    uint64_t ver;
+    EntryType t;
+    Status s = seg->Get(k, &v, &ver, &t);
+    if (i % 2 == 0) {
+      REQUIRE(s.ok());
+      CHECK(ver == static_cast<uint64_t>(i + 1));
+      CHECK(v == model[k].second);
+      CHECK((t == EntryType::kTombstone) == (i % 10 == 0));
+    } else {
+      CHECK(s.code() == Code::kNotFound);
+    }
+  }
+  std::string v;
+  uint64_t ver;
+  EntryType t;
+  CHECK(seg->Get("a", &v, &ver, &t).code() == Code::kNotFound);
+  CHECK(seg->Get("z", &v, &ver, &t).code() == Code::kNotFound);
+  Segment::Iterator it(seg);
+  it.Seek("k000999");
+  auto mit = model.lower_bound("k000999");
+  size_t count = 0;
+  for (; it.Valid(); it.Next(), ++mit, ++count) {
+    REQUIRE(mit != model.end());
+    CHECK(it.key() == mit->first);
+    CHECK(it.version() == mit->second.first);
+  }
+  CHECK(mit == model.end());
+  CHECK(count == 500);
+  CHECK(it.status().ok());
+}
+
+TEST_CASE("storage: size-tiered pick merges a contiguous run of one tier") {
+  size_t b = 0, e = 0;
+  CHECK_FALSE(PickCompaction({100, 100, 100}, 100, &b, &e));
+  REQUIRE(PickCompaction({100, 90, 80, 100, 5000}, 100, &b, &e));
+  CHECK(b == 0);
+  CHECK(e == 4);
+  REQUIRE(PickCompaction({100, 350, 300, 390, 310, 5000}, 100, &b, &e));
+  CHECK(b == 1);
+  CHECK(e == 5);
+}
+
+TEST_CASE("storage: engine put/get/remove, newest version wins, reopen") {
+  TempDir tmp;
+  for (bool background : {false, true}) {
+    std::unique_ptr<Engine> db;
+    REQUIRE(
+        Engine::Open(SmallOptions(tmp.store() + std::to_string(background), background), &db).ok());
+    uint64_t stored = 0;
+    REQUIRE(db->Put("k", "v10", 10, &stored).ok());
+    CHECK(stored == 10);
+    REQUIRE(db->Put("k", "v5", 5, &stored).ok());  // older: no-op, reports the newer version
+    CHECK(stored == 10);
+    ReadResult r;
+    REQUIRE(db->Get("k", &r).ok());
+    CHECK(r.kind == ReadResult::kValue);
+    CHECK(r.value == "v10");
+    CHECK(r.version == 10);
+    REQUIRE(db->Remove("k", 8, &stored).ok());  // older tombstone: no-op
+    CHECK(stored == 10);
+    REQUIRE(db->Remove("k", 12, &stored).ok());
+    CHECK(stored == 12);
+    REQUIRE(db->Get("k", &r).ok());
+    CHECK(r.kind == ReadResult::kTombstone);
+    CHECK(r.version == 12);
+    REQUIRE(db->Flush().ok());
+    // The check also applies against data that is only in segments.
+    REQUIRE(db->Put("k", "v11", 11, &stored).ok());
+    CHECK(stored == 12);
+    REQUIRE(db->Put("k", "v13", 13, &stored).ok());
+    CHECK(stored == 13);
+    REQUIRE(db->Get("absent", &r).ok());
+    CHECK(r.kind == ReadResult::kAbsent);
+    db.reset();
+    REQUIRE(
+        Engine::Open(SmallOptions(tmp.store() + std::to_string(background), background), &db).ok());
+    REQUIRE(db->Get("k", &r).ok());
+    CHECK(r.value == "v13");
+    CHECK(r.version == 13);
+  }
+}
+
+TEST_CASE("storage: a second Open of the same directory is refused") {
+  TempDir tmp;
+  std::unique_ptr<Engine> a, b;
+  REQUIRE(Engine::Open(SmallOptions(tmp.store(), false), &a).ok());
+  CHECK_FALSE(Engine::Open(SmallOptions(tmp.store(), false), &b).ok());
+}
+
+TEST_CASE("storage: tombstones are dropped by compaction only when old enough") {
+  TempDir tmp;
+  Options o = SmallOptions(tmp.store(), false);
+  o.tombstone_gc_seconds = 3600;
+  std::unique_ptr<Engine> db;
+  REQUIRE(Engine::Open(o, &db).ok());
+  uint64_t now = NowMillis();
+  uint64_t old_v = HlcVersion(now - 2 * 3600 * 1000), young_v = HlcVersion(now);
+  REQUIRE(db->Put("old", "x", old_v - 5).ok());
+  REQUIRE(db->Put("young", "x", young_v - 5).ok());
+  REQUIRE(db->Flush().ok());
+  REQUIRE(db->Remove("old", old_v).ok());
+  REQUIRE(db->Remove("young", young_v).ok());
+  REQUIRE(db->Flush().ok());
+  REQUIRE(db->Put("other", "x", young_v).ok());
+  REQUIRE(db->Flush().ok());
+  REQUIRE(db->CompactAll().ok());
+  CHECK(db->GetStats().segments == 1);
+  ReadResult r;
+  REQUIRE(db->Get("old", &r).ok());
+  CHECK(r.kind == ReadResult::kAbsent);  // tombstone and the value under it are gone
+  REQUIRE(db->Get("young", &r).ok());
+  CHECK(r.kind == ReadResult::kTombstone);
+  CHECK(r.version == young_v);
+  int n = 0;
+  for (auto it = db->Scan("", std::nullopt); it->Valid(); it->Next()) n++;
+  CHECK(n == 2);
+}
+
+TEST_CASE("storage: an open iterator keeps its snapshot through writes, flush and compaction") {
+  TempDir tmp;
+  std::unique_ptr<Engine> db;
+  REQUIRE(Engine::Open(SmallOptions(tmp.store(), false), &db).ok());
+  for (int i = 0; i < 300; i++) REQUIRE(db->Put("k" + std::to_string(1000 + i), "a", 1).ok());
+  REQUIRE(db->Flush().ok());
+  for (int i = 0; i < 300; i += 2) REQUIRE(db->Put("k" + std::to_string(1000 + i), "b", 2).ok());
+  auto it = db->Scan("k1100", "k1200");
+  for (int i = 0; i < 300; i++) REQUIRE(db->Put("k" + std::to_string(1000 + i), "c", 3).ok());
+  REQUIRE(db->Put("k1150x", "new", 3).ok());
+  REQUIRE(db->Flush().ok());
+  REQUIRE(db->CompactAll().ok());
+  int n = 0;
+  for (; it->Valid(); it->Next(), n++) {
+    int i = std::stoi(std::string(it->key().substr(1)));
+    CHECK(it->value() == (i % 2 == 0 ? "b" : "a"));
+  }
+  CHECK(it->status().ok());
+  CHECK(n == 100);
+  it.reset();
+  ReadResult r;
+  REQUIRE(db->Get("k1150", &r).ok());
+  CHECK(r.value == "c");
+}
