@@ -108,15 +108,15 @@ deps:
 	@bash test/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all unit fuzz
+	@$(MAKE) --no-print-directory -j$$(nproc) all unit fuzz
 	@bash test/run_all.sh
 
 asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit
+	@$(MAKE) --no-print-directory -j$$(nproc) BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit
 	@bash test/run_unit.sh build/asan
 
 tsan:
-	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" unit
+	@$(MAKE) --no-print-directory -j$$(nproc) BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" unit
 	@bash test/run_unit.sh build/tsan
 
 run: node

@@ -19,9 +19,14 @@ int main(int argc, char** argv) {
   kv::net::Config cfg;
   std::string err;
   switch (kv::net::ParseArgs(argc, argv, &cfg, &err)) {
-    case kv::net::ParseResult::kHelp: fputs(kv::net::Usage(), stdout); return 0;
-    case kv::net::ParseResult::kError: fprintf(stderr, "node: %s\n", err.c_str()); return 2;
-    case kv::net::ParseResult::kOk: break;
+    case kv::net::ParseResult::kHelp:
+      fputs(kv::net::Usage(), stdout);
+      return 0;
+    case kv::net::ParseResult::kError:
+      fprintf(stderr, "node: %s\n", err.c_str());
+      return 2;
+    case kv::net::ParseResult::kOk:
+      break;
   }
   kv::set_log_level(static_cast<kv::LogLevel>(cfg.log_level));
 
@@ -47,9 +52,8 @@ int main(int argc, char** argv) {
   }
 
   kv::cluster::ClusterState cluster(cfg.cluster, cfg.self_index, engine.get());
-  kv::net::Server server(cfg, [&cluster](kv::net::Worker& w) {
-    return kv::net::MakeNodeApp(w, &cluster);
-  });
+  kv::net::Server server(
+      cfg, [&cluster](kv::net::Worker& w) { return kv::net::MakeNodeApp(w, &cluster); });
   if (!server.Start(&err)) {
     fprintf(stderr, "node: %s\n", err.c_str());
     return 1;

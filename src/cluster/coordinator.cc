@@ -16,11 +16,16 @@ uint64_t SteadyMs() {
 
 AnswerKind KindOf(const PeerResponse& r) {
   switch (r.kind) {
-    case PeerResponse::kAbsent: return AnswerKind::kAbsent;
-    case PeerResponse::kValue: return AnswerKind::kValue;
-    case PeerResponse::kTombstone: return AnswerKind::kTombstone;
-    case PeerResponse::kStored: return AnswerKind::kStored;
-    default: return AnswerKind::kFailed;
+    case PeerResponse::kAbsent:
+      return AnswerKind::kAbsent;
+    case PeerResponse::kValue:
+      return AnswerKind::kValue;
+    case PeerResponse::kTombstone:
+      return AnswerKind::kTombstone;
+    case PeerResponse::kStored:
+      return AnswerKind::kStored;
+    default:
+      return AnswerKind::kFailed;
   }
 }
 }  // namespace
@@ -59,7 +64,8 @@ class Coordinator::Waiter final : public PeerWaiter {
   Coordinator* c_;
 };
 
-Coordinator::Coordinator(ClusterState* state, std::vector<std::unique_ptr<PeerTransport>> transports,
+Coordinator::Coordinator(ClusterState* state,
+                         std::vector<std::unique_ptr<PeerTransport>> transports,
                          uint64_t request_timeout_ms, uint64_t (*now_ms)(void*), void* clock)
     : state_(state),
       transports_(std::move(transports)),
@@ -140,7 +146,8 @@ void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
       br.OnSuccess();
     }
   }
-  if (r->op == PeerOp::kGet && kind == AnswerKind::kValue) r->values[replica] = std::move(resp.value);
+  if (r->op == PeerOp::kGet && kind == AnswerKind::kValue)
+    r->values[replica] = std::move(resp.value);
   bool decided = r->acc->Deliver(replica, kind, resp.version);
   if (decided) Finish(r);
   Release(r);

@@ -45,7 +45,7 @@ struct ClusterState {
   size_t self_index;
   Hlc hlc;
   storage::Engine* engine;
-  std::vector<std::unique_ptr<CircuitBreaker>> breakers;  // per node (self's unused)
+  std::vector<std::unique_ptr<CircuitBreaker>> breakers;              // per node (self's unused)
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_failures;  // per node, for /metrics
 };
 

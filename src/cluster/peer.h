@@ -63,8 +63,8 @@ struct PeerEndpoint {
   std::string url;   // "http://127.0.0.1:8081" as listed in --cluster
   std::string host;  // "127.0.0.1" (numeric IPv4/IPv6 or a name resolved once at start)
   uint16_t port = 0;
-  std::string self_url;              // this node's URL
-  uint64_t cluster_fingerprint = 0;  // Ring::Fingerprint() of the cluster list
+  std::string self_url;                   // this node's URL
+  uint64_t cluster_fingerprint = 0;       // Ring::Fingerprint() of the cluster list
   size_t max_in_flight_bytes = 8u << 20;  // per connection; over it Send fails fast
 };
 

@@ -8,14 +8,21 @@ namespace kv {
 
 std::atomic<int> g_log_level{static_cast<int>(LogLevel::kInfo)};
 
-void set_log_level(LogLevel l) { g_log_level.store(static_cast<int>(l)); }
+void set_log_level(LogLevel l) {
+  g_log_level.store(static_cast<int>(l));
+}
 
 bool parse_log_level(std::string_view s, LogLevel* out) {
-  if (s == "debug") *out = LogLevel::kDebug;
-  else if (s == "info") *out = LogLevel::kInfo;
-  else if (s == "warn") *out = LogLevel::kWarn;
-  else if (s == "error") *out = LogLevel::kError;
-  else return false;
+  if (s == "debug")
+    *out = LogLevel::kDebug;
+  else if (s == "info")
+    *out = LogLevel::kInfo;
+  else if (s == "warn")
+    *out = LogLevel::kWarn;
+  else if (s == "error")
+    *out = LogLevel::kError;
+  else
+    return false;
   return true;
 }
 

@@ -19,8 +19,8 @@ void log_write(LogLevel l, const char* fmt, ...) __attribute__((format(printf, 2
 
 }  // namespace kv
 
-#define KV_LOG(level, ...)                                   \
-  do {                                                       \
+#define KV_LOG(level, ...)                                             \
+  do {                                                                 \
     if (::kv::log_enabled(level)) ::kv::log_write(level, __VA_ARGS__); \
   } while (0)
 #define LOG_DEBUG(...) KV_LOG(::kv::LogLevel::kDebug, __VA_ARGS__)

@@ -18,7 +18,8 @@ const char* Usage() {
   return "usage: node --port PORT [options]\n"
          "  --cluster URL,URL,...      all nodes (http://host:port), this one included;\n"
          "                             default: a cluster of one\n"
-         "  --self URL                 this node's URL in --cluster (default: the entry on --port)\n"
+         "  --self URL                 this node's URL in --cluster (default: the entry on "
+         "--port)\n"
          "  --data DIR                 data directory (default ./data/<port>)\n"
          "  --threads N                event-loop threads (default: number of cores)\n"
          "  --peer-protocol P          binary|http between nodes (default binary)\n"
@@ -129,9 +130,12 @@ ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err) {
       cfg->threads = static_cast<int>(n);
       have_threads = true;
     } else if (name == "--peer-protocol") {
-      if (value == "binary") cfg->peer_protocol = PeerProtocol::kBinary;
-      else if (value == "http") cfg->peer_protocol = PeerProtocol::kHttp;
-      else return bad("expected binary or http");
+      if (value == "binary")
+        cfg->peer_protocol = PeerProtocol::kBinary;
+      else if (value == "http")
+        cfg->peer_protocol = PeerProtocol::kHttp;
+      else
+        return bad("expected binary or http");
     } else if (name == "--max-value-bytes") {
       if (!ParseNum(value, 0, 1ull << 30, &cfg->max_value_bytes)) return bad("expected 0..2^30");
     } else if (name == "--max-connections") {
@@ -141,12 +145,17 @@ ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err) {
     } else if (name == "--request-timeout-ms") {
       if (!ParseNum(value, 1, 600000, &cfg->request_timeout_ms)) return bad("expected 1..600000");
     } else if (name == "--fsync") {
-      if (value == "periodic") cfg->fsync = storage::FsyncPolicy::kPeriodic;
-      else if (value == "always") cfg->fsync = storage::FsyncPolicy::kAlways;
-      else if (value == "never") cfg->fsync = storage::FsyncPolicy::kNever;
-      else return bad("expected periodic, always or never");
+      if (value == "periodic")
+        cfg->fsync = storage::FsyncPolicy::kPeriodic;
+      else if (value == "always")
+        cfg->fsync = storage::FsyncPolicy::kAlways;
+      else if (value == "never")
+        cfg->fsync = storage::FsyncPolicy::kNever;
+      else
+        return bad("expected periodic, always or never");
     } else if (name == "--memtable-bytes") {
-      if (!ParseNum(value, 4096, 1ull << 36, &cfg->memtable_bytes)) return bad("expected 4096..2^36");
+      if (!ParseNum(value, 4096, 1ull << 36, &cfg->memtable_bytes))
+        return bad("expected 4096..2^36");
     } else if (name == "--tombstone-gc-seconds") {
       if (!ParseNum(value, 0, 1ull << 40, &cfg->tombstone_gc_seconds)) return bad("out of range");
     } else if (name == "--log-level") {

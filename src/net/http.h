@@ -18,7 +18,7 @@ struct Request {
   std::string body;
   bool keep_alive = true;
   bool http10 = false;
-  bool internal = false;  // X-KV-Internal: 1 (a replica request from a peer)
+  bool internal = false;   // X-KV-Internal: 1 (a replica request from a peer)
   int version_header = 0;  // 0 absent, 1 valid X-KV-Version, -1 malformed
   uint64_t version = 0;
   uint64_t start_ns = 0;  // when the request was complete (monotonic)

@@ -10,7 +10,7 @@
 namespace kv::net {
 
 namespace {
-constexpr size_t kMaxQueuedAnswers = 256;        // pause reading past this many pipelined
+constexpr size_t kMaxQueuedAnswers = 256;         // pause reading past this many pipelined
 constexpr size_t kMaxPendingOutput = 256 * 1024;  // pause reading / streaming past this
 constexpr size_t kStreamSlice = 64 * 1024;        // body bytes produced per loop iteration
 
@@ -46,7 +46,9 @@ void AppendHex(std::string* out, size_t v) {
   while (n) out->push_back(buf[--n]);
 }
 
-uint64_t NowMs(uv_loop_t* loop) { return uv_now(loop); }
+uint64_t NowMs(uv_loop_t* loop) {
+  return uv_now(loop);
+}
 }  // namespace
 
 void Request::Reset() {
@@ -63,21 +65,36 @@ void Request::Reset() {
 
 const char* StatusText(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 507: return "Insufficient Storage";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 507:
+      return "Insufficient Storage";
+    default:
+      return "Unknown";
   }
 }
 
@@ -96,7 +113,8 @@ void Responder::Stream(int status, std::unique_ptr<BodyStream> body,
 
 // ---- lifecycle ---------------------------------------------------------------------------------
 
-HttpConnection::HttpConnection(Worker* worker, uv_tcp_t* handle) : worker_(worker), handle_(handle) {
+HttpConnection::HttpConnection(Worker* worker, uv_tcp_t* handle)
+    : worker_(worker), handle_(handle) {
   handle_->data = this;
   llhttp_init(&parser_, HTTP_REQUEST, Settings());
   parser_.data = this;
@@ -243,7 +261,8 @@ void HttpConnection::HandleRead(const char* data, size_t len) {
   if (stop_parsing_ && reading_) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(handle_));
     reading_ = false;
-  } else if (reading_ && (slots_.size() >= kMaxQueuedAnswers || pending_output() > kMaxPendingOutput)) {
+  } else if (reading_ &&
+             (slots_.size() >= kMaxQueuedAnswers || pending_output() > kMaxPendingOutput)) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(handle_));
     reading_ = false;
     read_paused_ = true;

@@ -32,8 +32,8 @@ class HttpConnection {
   // Immediate close (shutdown deadline).
   void Abort() { Close(); }
 
-  bool dirty = false;                   // queued for Flush in the worker's list
-  HttpConnection* prev = nullptr;       // worker's intrusive list of live connections
+  bool dirty = false;              // queued for Flush in the worker's list
+  HttpConnection* prev = nullptr;  // worker's intrusive list of live connections
   HttpConnection* next = nullptr;
 
  private:
@@ -47,7 +47,7 @@ class HttpConnection {
     bool dispatched = false;  // handed to the handler (error answers are not)
     bool unsafe = false;      // not GET/HEAD
     uint64_t start_ns = 0;
-    std::string bytes;                  // status line + headers (+ body when not streamed)
+    std::string bytes;                   // status line + headers (+ body when not streamed)
     std::unique_ptr<BodyStream> stream;  // chunked body pulled after `bytes`
   };
 
@@ -116,7 +116,7 @@ class HttpConnection {
   bool write_active_ = false;
 
   bool reading_ = false;
-  bool read_paused_ = false;  // backpressure: too many queued answers or too much output
+  bool read_paused_ = false;   // backpressure: too many queued answers or too much output
   bool stop_parsing_ = false;  // after an error or Connection: close: ignore further bytes
   bool close_when_flushed_ = false;
   bool draining_ = false;

@@ -18,7 +18,9 @@ namespace {
 constexpr char kVersion[] = "0.1.0";
 constexpr uint64_t kSeqBits = 56;  // Completion ctx2 = op << 56 | pipeline sequence number
 
-uint64_t LoopNow(void* loop) { return uv_now(static_cast<uv_loop_t*>(loop)); }
+uint64_t LoopNow(void* loop) {
+  return uv_now(static_cast<uv_loop_t*>(loop));
+}
 
 std::string U64(uint64_t v) {
   char buf[24];
@@ -116,10 +118,17 @@ class NodeApp final : public RequestHandler {
  private:
   static bool ParseOpMethod(int method, cluster::PeerOp* op) {
     switch (method) {
-      case HTTP_GET: *op = cluster::PeerOp::kGet; return true;
-      case HTTP_PUT: *op = cluster::PeerOp::kPut; return true;
-      case HTTP_DELETE: *op = cluster::PeerOp::kRemove; return true;
-      default: return false;
+      case HTTP_GET:
+        *op = cluster::PeerOp::kGet;
+        return true;
+      case HTTP_PUT:
+        *op = cluster::PeerOp::kPut;
+        return true;
+      case HTTP_DELETE:
+        *op = cluster::PeerOp::kRemove;
+        return true;
+      default:
+        return false;
     }
   }
 
@@ -159,11 +168,16 @@ class NodeApp final : public RequestHandler {
     auto op = static_cast<cluster::PeerOp>(ctx2 >> kSeqBits);
     Responder r(static_cast<HttpConnection*>(conn), ctx2 & ((uint64_t{1} << kSeqBits) - 1));
     switch (o.kind) {
-      case cluster::Outcome::kValue: return r.Respond(200, o.value);
-      case cluster::Outcome::kNotFound: return r.Respond(404, "");
-      case cluster::Outcome::kStored: return r.Respond(op == cluster::PeerOp::kPut ? 201 : 202, "");
-      case cluster::Outcome::kNoSpace: return r.Respond(507, "no space left on device\n");
-      default: return r.Respond(504, "not enough replicas answered\n");
+      case cluster::Outcome::kValue:
+        return r.Respond(200, o.value);
+      case cluster::Outcome::kNotFound:
+        return r.Respond(404, "");
+      case cluster::Outcome::kStored:
+        return r.Respond(op == cluster::PeerOp::kPut ? 201 : 202, "");
+      case cluster::Outcome::kNoSpace:
+        return r.Respond(507, "no space left on device\n");
+      default:
+        return r.Respond(504, "not enough replicas answered\n");
     }
   }
 
@@ -179,10 +193,12 @@ class NodeApp final : public RequestHandler {
     cluster::PeerResponse resp = cluster::ExecuteLocal(*cluster_->engine, preq, &code);
     std::string v = U64(resp.version);
     switch (resp.kind) {
-      case cluster::PeerResponse::kValue: return r.Respond(200, resp.value, {{"X-KV-Version", v}});
+      case cluster::PeerResponse::kValue:
+        return r.Respond(200, resp.value, {{"X-KV-Version", v}});
       case cluster::PeerResponse::kTombstone:
         return r.Respond(404, "", {{"X-KV-Version", v}, {"X-KV-Tombstone", "1"}});
-      case cluster::PeerResponse::kAbsent: return r.Respond(404, "");
+      case cluster::PeerResponse::kAbsent:
+        return r.Respond(404, "");
       case cluster::PeerResponse::kStored:
         return r.Respond(op == cluster::PeerOp::kPut ? 201 : 202, "", {{"X-KV-Version", v}});
       default:
@@ -207,15 +223,14 @@ class NodeApp final : public RequestHandler {
   std::string Status() const {
     const Config& cfg = worker_.config();
     uint64_t now_ms = MonotonicNs() / 1000000;
-    std::string j = "{\"url\":\"" + cfg.self_url + "\",\"version\":\"" + kVersion +
-                    "\",\"cluster_size\":" + U64(cluster_->ring.size()) +
-                    ",\"uptime_s\":" + U64((now_ms - worker_.server()->start_time_ms()) / 1000) +
-                    ",\"threads\":" + U64(static_cast<uint64_t>(cfg.threads)) +
-                    ",\"peer_protocol\":\"" +
-                    (cfg.peer_protocol == PeerProtocol::kHttp ? "http" : "binary") +
-                    "\",\"open_connections\":" +
-                    U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) +
-                    ",\"peers\":[";
+    std::string j =
+        "{\"url\":\"" + cfg.self_url + "\",\"version\":\"" + kVersion +
+        "\",\"cluster_size\":" + U64(cluster_->ring.size()) +
+        ",\"uptime_s\":" + U64((now_ms - worker_.server()->start_time_ms()) / 1000) +
+        ",\"threads\":" + U64(static_cast<uint64_t>(cfg.threads)) + ",\"peer_protocol\":\"" +
+        (cfg.peer_protocol == PeerProtocol::kHttp ? "http" : "binary") +
+        "\",\"open_connections\":" +
+        U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) + ",\"peers\":[";
     bool first = true;
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {
       if (i == cluster_->self_index) continue;
@@ -258,8 +273,10 @@ class NodeApp final : public RequestHandler {
     for (int b = 0; b < Metrics::kBuckets; ++b) {
       cum += buckets[b];
       char le[32];
-      if (b == Metrics::kBuckets - 1) snprintf(le, sizeof le, "+Inf");
-      else snprintf(le, sizeof le, "%g", Metrics::kBucketBounds[b]);
+      if (b == Metrics::kBuckets - 1)
+        snprintf(le, sizeof le, "+Inf");
+      else
+        snprintf(le, sizeof le, "%g", Metrics::kBucketBounds[b]);
       t += std::string("kv_request_duration_seconds_bucket{le=\"") + le + "\"} " + U64(cum) + "\n";
     }
     char sum[64];
@@ -267,9 +284,12 @@ class NodeApp final : public RequestHandler {
     t += std::string("kv_request_duration_seconds_sum ") + sum + "\n";
     t += "kv_request_duration_seconds_count " + U64(count) + "\n";
     t += "# TYPE kv_open_connections gauge\n";
-    t += "kv_open_connections " + U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) + "\n";
-    t += "# TYPE kv_protocol_errors_total counter\nkv_protocol_errors_total " + U64(proto_errors) + "\n";
-    t += "# TYPE kv_rejected_connections_total counter\nkv_rejected_connections_total " + U64(rejected) + "\n";
+    t += "kv_open_connections " +
+         U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) + "\n";
+    t += "# TYPE kv_protocol_errors_total counter\nkv_protocol_errors_total " + U64(proto_errors) +
+         "\n";
+    t += "# TYPE kv_rejected_connections_total counter\nkv_rejected_connections_total " +
+         U64(rejected) + "\n";
     t += "# HELP kv_peer_failures_total Failed replica requests, by peer.\n";
     t += "# TYPE kv_peer_failures_total counter\n";
     uint64_t now_ms = MonotonicNs() / 1000000;
@@ -277,19 +297,29 @@ class NodeApp final : public RequestHandler {
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {
       if (i == cluster_->self_index) continue;
       const std::string& u = cluster_->ring.url(i);
-      t += "kv_peer_failures_total{peer=\"" + u + "\"} " + U64(cluster_->peer_failures[i]->load()) + "\n";
-      states += "kv_peer_circuit_open{peer=\"" + u + "\"} " +
-                (cluster_->breakers[i]->state(now_ms) == cluster::CircuitBreaker::State::kClosed ? "0" : "1") + "\n";
+      t += "kv_peer_failures_total{peer=\"" + u + "\"} " + U64(cluster_->peer_failures[i]->load()) +
+           "\n";
+      states +=
+          "kv_peer_circuit_open{peer=\"" + u + "\"} " +
+          (cluster_->breakers[i]->state(now_ms) == cluster::CircuitBreaker::State::kClosed ? "0"
+                                                                                           : "1") +
+          "\n";
     }
     t += "# TYPE kv_peer_circuit_open gauge\n" + states;
     storage::Stats st = cluster_->engine->GetStats();
-    t += "# TYPE kv_storage_memtable_bytes gauge\nkv_storage_memtable_bytes " + U64(st.memtable_bytes) + "\n";
+    t += "# TYPE kv_storage_memtable_bytes gauge\nkv_storage_memtable_bytes " +
+         U64(st.memtable_bytes) + "\n";
     t += "# TYPE kv_storage_segments gauge\nkv_storage_segments " + U64(st.segments) + "\n";
-    t += "# TYPE kv_storage_segment_bytes gauge\nkv_storage_segment_bytes " + U64(st.segment_bytes) + "\n";
-    t += "# TYPE kv_storage_index_filter_bytes gauge\nkv_storage_index_filter_bytes " + U64(st.index_filter_bytes) + "\n";
-    t += "# TYPE kv_storage_keys_estimate gauge\nkv_storage_keys_estimate " + U64(st.keys_estimate) + "\n";
-    t += "# TYPE kv_storage_flushes_total counter\nkv_storage_flushes_total " + U64(st.flushes) + "\n";
-    t += "# TYPE kv_storage_compactions_total counter\nkv_storage_compactions_total " + U64(st.compactions) + "\n";
+    t += "# TYPE kv_storage_segment_bytes gauge\nkv_storage_segment_bytes " +
+         U64(st.segment_bytes) + "\n";
+    t += "# TYPE kv_storage_index_filter_bytes gauge\nkv_storage_index_filter_bytes " +
+         U64(st.index_filter_bytes) + "\n";
+    t += "# TYPE kv_storage_keys_estimate gauge\nkv_storage_keys_estimate " +
+         U64(st.keys_estimate) + "\n";
+    t += "# TYPE kv_storage_flushes_total counter\nkv_storage_flushes_total " + U64(st.flushes) +
+         "\n";
+    t += "# TYPE kv_storage_compactions_total counter\nkv_storage_compactions_total " +
+         U64(st.compactions) + "\n";
     return t;
   }
 

@@ -27,10 +27,14 @@ const double Metrics::kBucketBounds[kBuckets] = {0.0001, 0.00025, 0.0005, 0.001,
 
 int Metrics::MethodIndex(int m) {
   switch (m) {
-    case HTTP_GET: return 0;
-    case HTTP_PUT: return 1;
-    case HTTP_DELETE: return 2;
-    default: return 3;
+    case HTTP_GET:
+      return 0;
+    case HTTP_PUT:
+      return 1;
+    case HTTP_DELETE:
+      return 2;
+    default:
+      return 3;
   }
 }
 
@@ -68,7 +72,9 @@ Worker::~Worker() {
   uv_loop_close(&loop_);
 }
 
-const Config& Worker::config() const { return server_->config(); }
+const Config& Worker::config() const {
+  return server_->config();
+}
 
 bool Worker::Listen(const std::string& host, uint16_t port, std::string* err) {
   (void)host;
@@ -148,8 +154,10 @@ void Worker::AddConnection(HttpConnection* c) {
 }
 
 void Worker::RemoveConnection(HttpConnection* c) {
-  if (c->prev) c->prev->next = c->next;
-  else conns_ = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    conns_ = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = nullptr;
   --conn_count_;
@@ -243,7 +251,8 @@ static bool ProbePortFree(uint16_t port, std::string* err) {
   return ok;
 }
 
-Server::Server(const Config& cfg, HandlerFactory factory) : cfg_(cfg), factory_(std::move(factory)) {}
+Server::Server(const Config& cfg, HandlerFactory factory)
+    : cfg_(cfg), factory_(std::move(factory)) {}
 
 Server::~Server() {
   Stop();

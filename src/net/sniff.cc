@@ -6,9 +6,12 @@ namespace kv::net {
 
 SniffResult SniffConnection(const char* data, size_t n) {
   switch (proto::SniffPreface(data, n)) {
-    case proto::Sniff::kBinary: return SniffResult::kBinary;
-    case proto::Sniff::kNeedMore: return SniffResult::kNeedMore;
-    default: return SniffResult::kHttp;
+    case proto::Sniff::kBinary:
+      return SniffResult::kBinary;
+    case proto::Sniff::kNeedMore:
+      return SniffResult::kNeedMore;
+    default:
+      return SniffResult::kHttp;
   }
 }
 

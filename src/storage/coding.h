@@ -40,6 +40,15 @@ inline void AppendFixed64(std::string* s, uint64_t v) {
   s->append(b, 8);
 }
 
+// The first 8 bytes of key as a big-endian number, zero padded. When two keys' prefixes differ
+// they order like the keys; when they are equal the keys must be compared in full.
+inline uint64_t KeyPrefix(std::string_view key) {
+  uint64_t p = 0;
+  size_t n = key.size() < 8 ? key.size() : 8;
+  for (size_t i = 0; i < n; i++) p |= uint64_t{static_cast<uint8_t>(key[i])} << (56 - 8 * i);
+  return p;
+}
+
 inline uint64_t Checksum(const char* p, size_t n) {
   return XXH3_64bits(p, n);
 }

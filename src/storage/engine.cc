@@ -478,7 +478,7 @@ Status Engine::Impl::FlushOldest(bool* did) {
   }
   if (s.ok()) s = w.Finish();
   std::shared_ptr<Segment> seg;
-  if (s.ok()) s = Segment::Open(opts.dir, number, &seg);
+  if (s.ok()) s = Segment::Open(opts.dir, number, &seg, true);
   if (!s.ok()) {
     w.Abandon();
     ::unlink(path.c_str());
@@ -582,7 +582,7 @@ Status Engine::Impl::CompactRange(const std::shared_ptr<const State>& st, size_t
   if (s.ok()) s = MergeInto(inputs, drop_before, &w);
   if (s.ok() && w.entries() > 0) s = w.Finish();
   std::shared_ptr<Segment> seg;
-  if (s.ok() && w.entries() > 0) s = Segment::Open(opts.dir, number, &seg);
+  if (s.ok() && w.entries() > 0) s = Segment::Open(opts.dir, number, &seg, true);
   if (!s.ok() || w.entries() == 0) w.Abandon();
   if (!s.ok()) {
     ::unlink(path.c_str());

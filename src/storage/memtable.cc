@@ -19,6 +19,7 @@ char* Arena::AllocateSlow(size_t n) {
 }
 
 struct MemTable::Node {
+  uint64_t prefix;  // first 8 key bytes, big-endian, zero padded: most compares stop here
   uint64_t seq;  // 1-based insert number: iterators hide nodes past their snapshot
   uint64_t version;
   uint32_t key_len;
@@ -34,8 +35,10 @@ struct MemTable::Node {
 };
 
 namespace {
-// Orders (key asc, version desc).
-inline int Compare(const MemTable::Node* n, std::string_view key, uint64_t version) {
+// Orders (key asc, version desc). Differing zero-padded prefixes order like the keys.
+inline int Compare(const MemTable::Node* n, std::string_view key, uint64_t prefix,
+                   uint64_t version) {
+  if (n->prefix != prefix) return n->prefix < prefix ? -1 : 1;
   int c = n->key().compare(key);
   if (c != 0) return c;
   if (n->version > version) return -1;
@@ -76,10 +79,11 @@ int MemTable::RandomHeight() {
 MemTable::Node* MemTable::FindGreaterOrEqual(std::string_view key, uint64_t version,
                                              Node** prev) const {
   Node* x = head_;
+  uint64_t prefix = KeyPrefix(key);
   int level = max_height_.load(std::memory_order_relaxed) - 1;
   for (;;) {
     Node* next = x->Next(level);
-    if (next != nullptr && Compare(next, key, version) < 0) {
+    if (next != nullptr && Compare(next, key, prefix, version) < 0) {
       x = next;
     } else {
       if (prev) prev[level] = x;
@@ -123,6 +127,7 @@ void MemTable::InsertWithHint(const InsertHint& hint, std::string_view key, std:
   char* data = const_cast<char*>(n->data);
   if (!key.empty()) memcpy(data, key.data(), key.size());
   if (!value.empty()) memcpy(data + key.size(), value.data(), value.size());
+  n->prefix = KeyPrefix(key);
   n->seq = count_.load(std::memory_order_relaxed) + 1;
   n->version = version;
   n->key_len = static_cast<uint32_t>(key.size());

@@ -12,13 +12,6 @@
 namespace kv::storage {
 
 namespace {
-inline uint64_t KeyPrefix(std::string_view key) {
-  uint64_t p = 0;
-  size_t n = key.size() < 8 ? key.size() : 8;
-  for (size_t i = 0; i < n; i++) p |= uint64_t{static_cast<uint8_t>(key[i])} << (56 - 8 * i);
-  return p;
-}
-
 Status Corrupt(const std::string& path, const char* what, uint64_t offset) {
   return Status(Code::kCorruption,
                 "corrupted segment " + path + ": " + what + " at offset " + std::to_string(offset));
@@ -26,7 +19,8 @@ Status Corrupt(const std::string& path, const char* what, uint64_t offset) {
 
 }  // namespace
 
-Status Segment::Open(const std::string& dir, uint64_t number, std::shared_ptr<Segment>* out) {
+Status Segment::Open(const std::string& dir, uint64_t number, std::shared_ptr<Segment>* out,
+                     bool populate) {
   std::shared_ptr<Segment> seg(new Segment());
   seg->dir_ = dir;
   seg->number_ = number;
@@ -38,7 +32,8 @@ Status Segment::Open(const std::string& dir, uint64_t number, std::shared_ptr<Se
   if (::fstat(seg->fd_, &st) != 0) return ErrnoStatus(errno, "stat segment", path);
   seg->size_ = static_cast<uint64_t>(st.st_size);
   if (seg->size_ < kFooterBytes) return Corrupt(path, "file shorter than footer", 0);
-  void* m = ::mmap(nullptr, seg->size_, PROT_READ, MAP_SHARED, seg->fd_, 0);
+  void* m = ::mmap(nullptr, seg->size_, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0),
+                   seg->fd_, 0);
   if (m == MAP_FAILED) return ErrnoStatus(errno, "mmap segment", path);
   seg->map_ = static_cast<const char*>(m);
   const char* base = seg->map_;

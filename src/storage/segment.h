@@ -20,7 +20,10 @@ namespace kv::storage {
 class Segment {
  public:
   // Fails with kCorruption naming the file when footer, index or filter do not check out.
-  static Status Open(const std::string& dir, uint64_t number, std::shared_ptr<Segment>* out);
+  // populate: map every page up front (MAP_POPULATE). Used for files just written, whose pages
+  // are in the page cache: point reads then take no page faults.
+  static Status Open(const std::string& dir, uint64_t number, std::shared_ptr<Segment>* out,
+                     bool populate = false);
   ~Segment();
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;

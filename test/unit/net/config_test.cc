@@ -1,11 +1,11 @@
+#include "net/config.h"
+
 #include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include "net/config.h"
 
 using namespace kv::net;
 

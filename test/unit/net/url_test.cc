@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "net/url.h"
+
+#include <doctest/doctest.h>
 
 using namespace kv::net;
 
