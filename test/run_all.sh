@@ -3,9 +3,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 pass=0; fail=0
-add() { # parse "... N passed, M failed" from the last such line of a log
-  local l; l=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$1" | tail -1)
-  local p f; p=$(echo "$l" | sed -nE 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\1/p'); f=$(echo "$l" | sed -nE 's/.*passed, ([0-9]+) failed.*/\1/p')
+add() { # adds the counts of the last "N passed, M failed" in a suite's log
+  local l p f
+  l=$(grep -oE '[0-9]+ passed, [0-9]+ failed' "$1" | tail -1)
+  p=$(echo "$l" | awk '{print $1}'); f=$(echo "$l" | awk '{print $3}')
   if [ -z "$p" ]; then echo "($2 printed no summary: counted as one failure)"; p=0; f=1; fi
   pass=$((pass + p)); fail=$((fail + f))
 }
