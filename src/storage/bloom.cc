@@ -26,7 +26,7 @@ inline void ForEachBit(uint64_t h, uint32_t probes, uint64_t blocks, uint64_t* b
 }  // namespace
 
 void BloomBuilder::AddKey(std::string_view key) {
-  hashes_.push_back(XXH3_64bits(key.data(), key.size()));
+  hashes_.push_back(BloomHash(key));
 }
 
 std::string BloomBuilder::Finish() const {
@@ -56,9 +56,18 @@ bool BloomFilter::Init(std::string data) {
   return true;
 }
 
-bool BloomFilter::MayContain(std::string_view key) const {
+uint64_t BloomHash(std::string_view key) {
+  return XXH3_64bits(key.data(), key.size());
+}
+
+void BloomFilter::Prefetch(uint64_t h) const {
+  if (blocks_ == 0) return;
+  uint64_t block = (static_cast<unsigned __int128>(h & 0xffffffffu) * blocks_) >> 32;
+  __builtin_prefetch(data_.data() + 4 + block * (kBlockBits / 8));
+}
+
+bool BloomFilter::MayContainHash(uint64_t h) const {
   if (blocks_ == 0) return true;
-  uint64_t h = XXH3_64bits(key.data(), key.size());
   uint64_t block;
   uint32_t pos[30];
   ForEachBit(h, probes_, blocks_, &block, pos);

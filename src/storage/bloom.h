@@ -1,4 +1,4 @@
-// Blocked bloom filter over XXH3 key hashes: each key sets kProbes bits inside one 64-byte
+// Blocked bloom filter over XXH3 key hashes: each key sets kBloomProbes bits inside one 64-byte
 // block, so a lookup touches one cache line. ~10 bits per key gives about 1% false positives.
 // Builder is single-threaded; a built filter (BloomFilter) is immutable and safe to share.
 #pragma once
@@ -11,6 +11,9 @@ namespace kv::storage {
 
 constexpr uint32_t kBloomBitsPerKey = 10;
 constexpr uint32_t kBloomProbes = 6;
+
+// The key hash every filter uses: callers probing several filters hash once.
+uint64_t BloomHash(std::string_view key);
 
 class BloomBuilder {
  public:
@@ -28,7 +31,10 @@ class BloomFilter {
   // Takes the bytes made by BloomBuilder::Finish(); false if they are malformed.
   bool Init(std::string data);
   // False means definitely absent. An empty/uninitialized filter says maybe.
-  bool MayContain(std::string_view key) const;
+  bool MayContain(std::string_view key) const { return MayContainHash(BloomHash(key)); }
+  bool MayContainHash(uint64_t hash) const;
+  // Starts loading the cache line MayContainHash(hash) will read.
+  void Prefetch(uint64_t hash) const;
   size_t MemoryUsage() const { return data_.capacity(); }
 
  private:

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "storage/bloom.h"
 #include "storage/compaction.h"
 #include "storage/file_io.h"
 #include "storage/log_format.h"
@@ -135,7 +136,9 @@ struct Engine::Impl {
                uint64_t* stored_version);
   // Newest version of key in the frozen memtables and segments (the caller checked the active
   // memtable already).
-  Status LookupVersion(const State& st, std::string_view key, bool* found, uint64_t* version);
+  // hash = BloomHash(key).
+  Status LookupVersion(const State& st, std::string_view key, uint64_t hash, bool* found,
+                       uint64_t* version);
   Status Freeze();                // write_mu held
   Status FlushOldest(bool* did);  // flush_mu held
   // Merges segments [begin, end) of st (newest-first indexes); compact_mu held.
@@ -290,8 +293,8 @@ Engine::~Engine() {
 
 // ---- writes --------------------------------------------------------------------------------
 
-Status Engine::Impl::LookupVersion(const State& st, std::string_view key, bool* found,
-                                   uint64_t* version) {
+Status Engine::Impl::LookupVersion(const State& st, std::string_view key, uint64_t hash,
+                                   bool* found, uint64_t* version) {
   std::string_view v;
   EntryType t;
   *found = true;
@@ -299,7 +302,7 @@ Status Engine::Impl::LookupVersion(const State& st, std::string_view key, bool* 
     if (f->mem->Get(key, &v, version, &t)) return Status::Ok();
   }
   for (const auto& seg : st.segments) {
-    Status s = seg->GetVersion(key, version, &t);
+    Status s = seg->GetHashed(key, hash, nullptr, version, &t);
     if (s.ok()) return s;
     if (s.code() != Code::kNotFound) return s;
   }
@@ -357,16 +360,24 @@ Status Engine::Impl::Write(std::string_view key, std::string_view value, uint64_
       stall_cv.wait(lock);
       st = Snapshot();
     }
-    // Newest-wins check. The active memtable search also yields the insert position.
+    // Newest-wins check. The active memtable search also yields the insert position. The
+    // segments' filter lines are prefetched first so their misses overlap the memtable search.
+    uint64_t hash = BloomHash(key);
+    for (const auto& seg : st->segments) seg->PrefetchFilter(hash);
     MemTable::InsertHint hint;
     uint64_t have = 0;
     bool found = st->active->FindForInsert(key, &hint, &have);
     Status s;
-    if (!found) s = LookupVersion(*st, key, &found, &have);
+    if (!found) s = LookupVersion(*st, key, hash, &found, &have);
     if (!s.ok()) return s;
     if (found && have >= version) {
       if (stored_version) *stored_version = have;
-      return Status::Ok();
+      if (opts.fsync != FsyncPolicy::kAlways) return Status::Ok();
+      // The newer write may still await its group commit: do not answer before it is durable.
+      sync_log = log;
+      end = log->size();
+      lock.unlock();
+      return sync_log->SyncTo(end);
     }
     s = log->Append(record, &end);
     if (!s.ok()) return s;
@@ -421,8 +432,10 @@ Status Engine::Get(std::string_view key, ReadResult* out) {
     out->value.assign(v);
     return Status::Ok();
   }
+  uint64_t hash = BloomHash(key);
+  for (const auto& seg : st->segments) seg->PrefetchFilter(hash);
   for (const auto& seg : st->segments) {
-    Status s = seg->Get(key, &out->value, &out->version, &t);
+    Status s = seg->GetHashed(key, hash, &out->value, &out->version, &t);
     if (s.ok()) {
       out->kind = t == EntryType::kValue ? ReadResult::kValue : ReadResult::kTombstone;
       return s;

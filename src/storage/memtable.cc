@@ -20,7 +20,7 @@ char* Arena::AllocateSlow(size_t n) {
 
 struct MemTable::Node {
   uint64_t prefix;  // first 8 key bytes, big-endian, zero padded: most compares stop here
-  uint64_t seq;  // 1-based insert number: iterators hide nodes past their snapshot
+  uint64_t seq;     // 1-based insert number: iterators hide nodes past their snapshot
   uint64_t version;
   uint32_t key_len;
   uint32_t value_len;

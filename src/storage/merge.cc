@@ -74,9 +74,11 @@ void MergingIter::Seek(std::string_view key) {
 void MergingIter::Next() {
   if (!status_.ok() || cur_ == nullptr) return;
   // Copy the key: advancing the current child invalidates its view.
-  key_buf_.assign(cur_->key());
+  // Keys point into memory that lives as long as the source (segment mmap, memtable arena),
+  // so the view stays valid while the children advance.
+  std::string_view key = cur_->key();
   for (auto& c : children_) {
-    if (c->Valid() && c->key() == key_buf_) c->Next();
+    if (c->Valid() && c->key() == key) c->Next();
   }
   FindCurrent();
 }

@@ -15,6 +15,8 @@
 
 namespace kv::storage {
 
+// key() and value() stay valid while the source lives, even after Next() (they point into the
+// segment's mmap or the memtable's arena).
 class EntryIter {
  public:
   virtual ~EntryIter() = default;
@@ -50,7 +52,6 @@ class MergingIter : public EntryIter {
   void FindCurrent();
   std::vector<std::unique_ptr<EntryIter>> children_;
   EntryIter* cur_ = nullptr;
-  std::string key_buf_;
   Status status_;
 };
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "storage/file_io.h"
@@ -72,14 +73,19 @@ Status Segment::Open(const std::string& dir, uint64_t number, std::shared_ptr<Se
     }
     expect_off = e.offset + e.size + kChecksumBytes;
     e.key_off = static_cast<uint32_t>(seg->index_keys_.size());
-    e.prefix = KeyPrefix(std::string_view(p, klen));
+    seg->prefixes_.push_back(KeyPrefix(std::string_view(p, klen)));
     seg->index_keys_.append(p, klen);
     p += klen;
     seg->index_.push_back(e);
   }
   if (p != end || expect_off != f.filter_offset) return Corrupt(path, "bad index", f.index_offset);
   seg->index_.push_back(
-      IndexEntry{0, f.filter_offset, 0, static_cast<uint32_t>(seg->index_keys_.size())});
+      IndexEntry{f.filter_offset, 0, static_cast<uint32_t>(seg->index_keys_.size())});
+  for (size_t i = 0; i < seg->prefixes_.size(); i += kTopFanout) {
+    seg->top_.push_back(seg->prefixes_[i]);
+  }
+  seg->prefixes_.shrink_to_fit();
+  seg->top_.shrink_to_fit();
   seg->index_.shrink_to_fit();
   seg->index_keys_.shrink_to_fit();
   *out = std::move(seg);
@@ -93,24 +99,37 @@ Segment::~Segment() {
 }
 
 uint64_t Segment::MemoryUsage() const {
-  return index_.capacity() * sizeof(IndexEntry) + index_keys_.capacity() + filter_.MemoryUsage();
+  return index_.capacity() * sizeof(IndexEntry) + index_keys_.capacity() +
+         (prefixes_.capacity() + top_.capacity()) * sizeof(uint64_t) + filter_.MemoryUsage();
 }
 
 long Segment::FindBlock(std::string_view key) const {
-  // Last block whose first key <= key.
-  // Differing zero-padded prefixes order like the keys; equal ones need the full compare.
-  uint64_t prefix = KeyPrefix(key);
-  size_t lo = 0, hi = index_.size() - 1;  // search [lo, hi)
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    uint64_t p = index_[mid].prefix;
-    if (p < prefix || (p == prefix && IndexKey(mid) <= key)) {
-      lo = mid + 1;
+  // The answer is the last block whose first key <= key. Blocks whose prefix is below the key's
+  // prefix qualify, those above do not; only equal prefixes need full key compares.
+  const uint64_t prefix = KeyPrefix(key);
+  // hi = number of blocks with prefix <= key's prefix, via the top level then one bucket.
+  size_t j = static_cast<size_t>(std::upper_bound(top_.begin(), top_.end(), prefix) - top_.begin());
+  if (j == 0) return -1;
+  size_t bucket_end = std::min(j * kTopFanout, prefixes_.size());
+  size_t hi = static_cast<size_t>(
+      std::upper_bound(prefixes_.begin() + static_cast<long>((j - 1) * kTopFanout),
+                       prefixes_.begin() + static_cast<long>(bucket_end), prefix) -
+      prefixes_.begin());
+  if (prefixes_[hi - 1] != prefix) return static_cast<long>(hi) - 1;
+  // Blocks [lo, hi) share the key's prefix (long common key prefixes): search their full keys.
+  size_t lo = static_cast<size_t>(
+      std::lower_bound(prefixes_.begin(), prefixes_.begin() + static_cast<long>(hi), prefix) -
+      prefixes_.begin());
+  size_t a = lo, b = hi;  // first block in [lo, hi) whose key > key
+  while (a < b) {
+    size_t mid = a + (b - a) / 2;
+    if (IndexKey(mid) <= key) {
+      a = mid + 1;
     } else {
-      hi = mid;
+      b = mid;
     }
   }
-  return static_cast<long>(lo) - 1;
+  return static_cast<long>(a) - 1;
 }
 
 Status Segment::ReadBlock(size_t b, BlockView* view) const {
@@ -118,14 +137,14 @@ Status Segment::ReadBlock(size_t b, BlockView* view) const {
   const char* p = map_ + e.offset;
   if (e.size < 4) return Corrupt(path_, "bad block", e.offset);
   uint32_t count = GetFixed32(p + e.size - 4);
-  if (count == 0 || (uint64_t{count} + 1) * 4 > e.size)
-    return Corrupt(path_, "bad block", e.offset);
-  const char* offsets = p + e.size - 4 - 4ull * count;
-  if (Checksum(offsets, 4ull * count + 4) != GetFixed64(p + e.size)) {
+  if (count == 0 || 12ull * count + 4 > e.size) return Corrupt(path_, "bad block", e.offset);
+  const char* offsets = p + e.size - 4 - 12ull * count;
+  if (Checksum(offsets, 12ull * count + 4) != GetFixed64(p + e.size)) {
     return Corrupt(path_, "bad block", e.offset);
   }
   view->data = p;
   view->offsets = offsets;
+  view->prefixes = offsets + 4ull * count;
   view->count = count;
   return Status::Ok();
 }
@@ -164,11 +183,35 @@ Status Segment::FindInBlock(std::string_view key, std::string* value, uint64_t* 
   BlockView view;
   Status s = ReadBlock(b, &view);
   if (!s.ok()) return s;
-  // Binary search for the first entry >= key; every entry it looks at is verified first.
+  // The verified prefixes narrow the search to the entries sharing the key's prefix (almost
+  // always one or none); only those are read, each verified before its key is trusted.
+  const uint64_t prefix = KeyPrefix(key);
   uint32_t lo = 0, hi = view.count;
-  std::string_view k, v;
-  while (lo < hi) {
+  while (lo < hi) {  // first entry with prefix >= key's
     uint32_t mid = lo + (hi - lo) / 2;
+    if (view.Prefix(mid) < prefix) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo == view.count || view.Prefix(lo) != prefix) return Status(Code::kNotFound, "");
+  uint32_t end = lo + 1;
+  if (end < view.count && view.Prefix(end) == prefix) {  // several: find the end of the run
+    uint32_t a = end, z = view.count;
+    while (a < z) {
+      uint32_t mid = a + (z - a) / 2;
+      if (view.Prefix(mid) <= prefix) {
+        a = mid + 1;
+      } else {
+        z = mid;
+      }
+    }
+    end = a;
+  }
+  std::string_view k, v;
+  while (lo < end) {  // binary search of full keys within [lo, end)
+    uint32_t mid = lo + (end - lo) / 2;
     s = ReadEntry(b, view, mid, &k, &v, version, type);
     if (!s.ok()) return s;
     int c = k.compare(key);
@@ -179,7 +222,7 @@ Status Segment::FindInBlock(std::string_view key, std::string* value, uint64_t* 
     if (c < 0) {
       lo = mid + 1;
     } else {
-      hi = mid;
+      end = mid;
     }
   }
   return Status(Code::kNotFound, "");
@@ -187,13 +230,13 @@ Status Segment::FindInBlock(std::string_view key, std::string* value, uint64_t* 
 
 Status Segment::Get(std::string_view key, std::string* value, uint64_t* version,
                     EntryType* type) const {
-  if (!filter_.MayContain(key)) return Status(Code::kNotFound, "");
-  return FindInBlock(key, value, version, type);
+  return GetHashed(key, BloomHash(key), value, version, type);
 }
 
-Status Segment::GetVersion(std::string_view key, uint64_t* version, EntryType* type) const {
-  if (!filter_.MayContain(key)) return Status(Code::kNotFound, "");
-  return FindInBlock(key, nullptr, version, type);
+Status Segment::GetHashed(std::string_view key, uint64_t hash, std::string* value,
+                          uint64_t* version, EntryType* type) const {
+  if (!filter_.MayContainHash(hash)) return Status(Code::kNotFound, "");
+  return FindInBlock(key, value, version, type);
 }
 
 bool Segment::Iterator::LoadBlock(size_t b) {

@@ -30,8 +30,10 @@ class Segment {
 
   // kOk with the entry, kNotFound, or kCorruption (bad block checksum) naming file and offset.
   Status Get(std::string_view key, std::string* value, uint64_t* version, EntryType* type) const;
-  // Only the version/type (no value copy): used by writers to check newest-wins.
-  Status GetVersion(std::string_view key, uint64_t* version, EntryType* type) const;
+  // Same with the key's BloomHash() computed by the caller; value may be null (version only).
+  Status GetHashed(std::string_view key, uint64_t hash, std::string* value, uint64_t* version,
+                   EntryType* type) const;
+  void PrefetchFilter(uint64_t hash) const { filter_.Prefetch(hash); }
 
   void MarkObsolete() { obsolete_.store(true); }
   uint64_t number() const { return number_; }
@@ -69,11 +71,11 @@ class Segment {
 
  private:
   struct IndexEntry {
-    uint64_t prefix;  // first 8 key bytes, big-endian, zero padded: most compares stop here
     uint64_t offset;
-    uint32_t size;     // entry bytes, without the block checksum
+    uint32_t size;     // block bytes, without the block checksum
     uint32_t key_off;  // into index_keys_; the key ends at the next entry's key_off
   };
+  static constexpr size_t kTopFanout = 16;
   Segment() = default;
   std::string_view IndexKey(size_t i) const {
     return std::string_view(index_keys_)
@@ -98,6 +100,11 @@ class Segment {
   Footer footer_;
   std::vector<IndexEntry> index_;  // one per block plus a sentinel (key_off = total)
   std::string index_keys_;
+  // Block search structure: the first-key prefix of every block (dense, so the last steps of a
+  // search stay within a cache line or two) and every kTopFanout-th of them (small enough to
+  // stay in cache), so a lookup takes one or two cache misses whatever the segment size.
+  std::vector<uint64_t> prefixes_;
+  std::vector<uint64_t> top_;
   BloomFilter filter_;
   std::atomic<bool> obsolete_{false};
 };

@@ -1,10 +1,12 @@
 // Layout constants and the footer of a segment file (see proto_spec/storage-format.md):
 //   data blocks | filter | filter xxh3 | index | index xxh3 | footer (56 bytes)
 // A data block is
-//   entry 0 | ... | entry n-1 | offset u32 x n | n u32 | xxh3 u64 of the offsets and n
+//   entry 0 | ... | entry n-1 | offset u32 x n | key prefix u64 x n | n u32
+//   | xxh3 u64 of the offsets, prefixes and n
 // and an entry is
 //   key_len u32 | value_len u32 | version u64 | type u8 | key | value | low 32 bits of its xxh3
-// so a point read verifies only the offsets and the few entries its binary search touches.
+// A key prefix is KeyPrefix() of the entry's key. A point read verifies the trailer, binary
+// searches the prefixes and reads (and verifies) only the entry it lands on.
 // Pure data and functions; no I/O.
 #pragma once
 #include <cstdint>
@@ -27,16 +29,19 @@ inline uint32_t EntryChecksum(const char* p, size_t n) {
   return static_cast<uint32_t>(Checksum(p, n));
 }
 
-// A verified data block: `count` entries whose start offsets are at `offsets`.
+// A verified data block: `count` entries whose start offsets are at `offsets`, followed by
+// their key prefixes at `prefixes`.
 struct BlockView {
   const char* data = nullptr;
-  const char* offsets = nullptr;  // count little-endian u32, then the count itself
+  const char* offsets = nullptr;   // count little-endian u32
+  const char* prefixes = nullptr;  // count little-endian u64
   uint32_t count = 0;
   uint32_t EntryStart(uint32_t i) const { return GetFixed32(offsets + 4 * i); }
   // End of entry i: the next entry's start, or the start of the offsets for the last one.
   uint32_t EntryEnd(uint32_t i) const {
     return i + 1 < count ? EntryStart(i + 1) : static_cast<uint32_t>(offsets - data);
   }
+  uint64_t Prefix(uint32_t i) const { return GetFixed64(prefixes + 8 * i); }
 };
 
 struct Footer {

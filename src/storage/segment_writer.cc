@@ -69,9 +69,11 @@ void SegmentWriter::FinishBlock() {
   if (block_.empty()) return;
   size_t trailer = block_.size();
   for (uint32_t o : offsets_) AppendFixed32(&block_, o);
+  for (uint64_t p : prefixes_) AppendFixed64(&block_, p);
   AppendFixed32(&block_, static_cast<uint32_t>(offsets_.size()));
   AppendFixed64(&block_, Checksum(block_.data() + trailer, block_.size() - trailer));
   offsets_.clear();
+  prefixes_.clear();
   AppendFixed64(&index_, offset_);
   AppendFixed32(&index_, static_cast<uint32_t>(block_.size() - kChecksumBytes));
   AppendFixed32(&index_, static_cast<uint32_t>(first_key_.size()));
@@ -87,6 +89,7 @@ Status SegmentWriter::Add(std::string_view key, std::string_view value, uint64_t
   if (block_.empty()) first_key_.assign(key);
   size_t start = block_.size();
   offsets_.push_back(static_cast<uint32_t>(start));
+  prefixes_.push_back(KeyPrefix(key));
   char h[kEntryHeaderBytes];
   PutFixed32(h, static_cast<uint32_t>(key.size()));
   PutFixed32(h + 4, static_cast<uint32_t>(value.size()));

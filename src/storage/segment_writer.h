@@ -35,10 +35,11 @@ class SegmentWriter {
   uint32_t block_bytes_;
   int fd_ = -1;
   std::string path_;
-  std::string out_;                // pending file bytes (whole file in memory mode)
-  std::string block_;              // current data block
-  std::vector<uint32_t> offsets_;  // entry starts within block_
-  std::string index_;              // encoded index body, without the count
+  std::string out_;                 // pending file bytes (whole file in memory mode)
+  std::string block_;               // current data block
+  std::vector<uint32_t> offsets_;   // entry starts within block_
+  std::vector<uint64_t> prefixes_;  // entry key prefixes
+  std::string index_;               // encoded index body, without the count
   uint32_t blocks_ = 0;
   std::string first_key_;  // of the current block
   std::string last_key_;

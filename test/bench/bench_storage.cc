@@ -2,13 +2,15 @@
 // LevelDB. 16-byte keys, 100-byte values; random put, random get of present and absent keys
 // after flush, full scan. Prints ops/s, p50/p99 latency per op, the ratio to LevelDB, write
 // amplification and index+filter RAM per key.
-// Usage: bench_storage [keys...]   (default: 100000 1000000 10000000); BENCH_DIR sets the
-// scratch directory (default /tmp).
+// Usage: bench_storage [keys...]   (default: 100000 1000000 10000000). Environment: BENCH_DIR
+// scratch directory (default /tmp); BENCH_FSYNC=periodic|never|always for this engine;
+// BENCH_SKIP_LEVELDB=1 runs this engine alone (for profiling).
 #include <leveldb/cache.h>
 #include <leveldb/db.h>
 #include <leveldb/filter_policy.h>
 #include <leveldb/write_batch.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,11 +54,19 @@ uint64_t WcharBytes() {  // bytes this process handed to write(2) and friends
 struct Result {
   double ops_per_s = 0;
   double p50_us = 0, p99_us = 0;
+  uint64_t faults = 0;  // page faults (minor + major) taken during the run
 };
+
+uint64_t PageFaults() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<uint64_t>(ru.ru_minflt + ru.ru_majflt);
+}
 
 // Runs op(i) for i in [0, n) timing each call.
 Result Measure(uint64_t n, const std::function<void(uint64_t)>& op) {
   std::vector<uint32_t> lat(n);
+  uint64_t faults0 = PageFaults();
   auto start = Clock::now();
   for (uint64_t i = 0; i < n; i++) {
     auto t0 = Clock::now();
@@ -66,6 +76,7 @@ Result Measure(uint64_t n, const std::function<void(uint64_t)>& op) {
   }
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   Result r;
+  r.faults = PageFaults() - faults0;
   r.ops_per_s = n / secs;
   std::nth_element(lat.begin(), lat.begin() + n / 2, lat.end());
   r.p50_us = lat[n / 2] / 1000.0;
@@ -159,6 +170,12 @@ int main(int argc, char** argv) {
     // This engine.
     kv::storage::Options opts;
     opts.dir = base + "/kv";
+    if (const char* f = getenv("BENCH_FSYNC")) {  // periodic (default) | never | always
+      std::string_view v(f);
+      opts.fsync = v == "never"    ? kv::storage::FsyncPolicy::kNever
+                   : v == "always" ? kv::storage::FsyncPolicy::kAlways
+                                   : kv::storage::FsyncPolicy::kPeriodic;
+    }
     std::unique_ptr<Engine> db;
     kv::storage::Status s = Engine::Open(opts, &db);
     if (!s.ok()) {
@@ -192,11 +209,13 @@ int main(int argc, char** argv) {
     std::filesystem::remove_all(opts.dir);
 
     if (getenv("BENCH_SKIP_LEVELDB") != nullptr) {  // for profiling this engine alone
-      printf("  kv: put %.0f/s p50 %.2f us, get %.0f/s p50 %.2f us p99 %.2f us, absent %.0f/s, "
-             "scan %.0f/s\n",
-             ours.put.ops_per_s, ours.put.p50_us, ours.get_present.ops_per_s,
-             ours.get_present.p50_us, ours.get_present.p99_us, ours.get_absent.ops_per_s,
-             ours.scan.ops_per_s);
+      printf(
+          "  kv: put %.0f/s p50 %.2f us, get %.0f/s p50 %.2f us p99 %.2f us (%llu faults), "
+          "absent %.0f/s, scan %.0f/s\n",
+          ours.put.ops_per_s, ours.put.p50_us, ours.get_present.ops_per_s, ours.get_present.p50_us,
+          ours.get_present.p99_us, (unsigned long long)ours.get_present.faults,
+          ours.get_absent.ops_per_s, ours.scan.ops_per_s);
+      std::filesystem::remove_all(base);
       continue;
     }
     // LevelDB.

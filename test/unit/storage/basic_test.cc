@@ -2,6 +2,8 @@
 // compaction policy) and of the Engine's basic contract.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -131,6 +133,55 @@ TEST_CASE("storage: segment write, point reads, seeks and iteration") {
   CHECK(it.status().ok());
 }
 
+TEST_CASE("storage: segment lookups when many blocks share a long key prefix") {
+  TempDir tmp;
+  SegmentWriter w(64);  // tiny blocks: many blocks, all with the same 8-byte key prefix
+  std::vector<std::string> keys;
+  for (int i = 0; i < 3000; i += 3) {
+    char k[32];
+    snprintf(k, sizeof(k), "user:000000%05d", i);
+    keys.push_back(k);
+    REQUIRE(w.Add(k, std::to_string(i), 1, EntryType::kValue).ok());
+  }
+  REQUIRE(w.Finish().ok());
+  REQUIRE(w.entries() == keys.size());
+  {
+    std::string path = tmp.path() + "/" + SegmentFileName(9);
+    FILE* f = fopen(path.c_str(), "wb");
+    REQUIRE(f != nullptr);
+    fwrite(w.Contents().data(), 1, w.Contents().size(), f);
+    fclose(f);
+  }
+  std::shared_ptr<Segment> seg;
+  REQUIRE(Segment::Open(tmp.path(), 9, &seg).ok());
+  for (int i = 0; i < 3000; i++) {
+    char k[32];
+    snprintf(k, sizeof(k), "user:000000%05d", i);
+    std::string v;
+    uint64_t ver;
+    EntryType t;
+    Status s = seg->Get(k, &v, &ver, &t);
+    if (i % 3 == 0) {
+      REQUIRE(s.ok());
+      CHECK(v == std::to_string(i));
+    } else {
+      CHECK(s.code() == Code::kNotFound);
+    }
+    Segment::Iterator it(seg);
+    it.Seek(k);
+    auto want = std::lower_bound(keys.begin(), keys.end(), std::string(k));
+    REQUIRE(it.Valid() == (want != keys.end()));
+    if (it.Valid()) CHECK(it.key() == *want);
+  }
+  std::string v;
+  uint64_t ver;
+  EntryType t;
+  CHECK(seg->Get("user:", &v, &ver, &t).code() == Code::kNotFound);
+  CHECK(seg->Get("user:000000", &v, &ver, &t).code() == Code::kNotFound);
+  CHECK(seg->Get("user:000000999999", &v, &ver, &t).code() == Code::kNotFound);
+  CHECK(seg->Get("user:1", &v, &ver, &t).code() == Code::kNotFound);
+}
+
 TEST_CASE("storage: size-tiered pick merges a contiguous run of one tier") {
   size_t b = 0, e = 0;
   CHECK_FALSE(PickCompaction({100, 100, 100}, 100, &b, &e));
@@ -237,8 +288,59 @@ TEST_CASE("storage: an open iterator keeps its snapshot through writes, flush an
   }
   CHECK(it->status().ok());
   CHECK(n == 100);
+  auto seg_files = [&] {
+    int files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(tmp.store())) {
+      files += e.path().extension() == ".seg";
+    }
+    return files;
+  };
+  CHECK(db->GetStats().segments == 1);
+  CHECK(seg_files() == 3);  // the compacted inputs live on while the iterator reads them
   it.reset();
+  CHECK(seg_files() == 1);  // and go away with it
   ReadResult r;
   REQUIRE(db->Get("k1150", &r).ok());
   CHECK(r.value == "c");
+}
+
+TEST_CASE("storage: background compactions that skip the oldest segment keep old tombstones") {
+  TempDir tmp;
+  Options o = SmallOptions(tmp.store(), true);
+  o.tombstone_gc_seconds = 1;  // every tombstone below is old enough to collect
+  std::unique_ptr<Engine> db;
+  REQUIRE(Engine::Open(o, &db).ok());
+  uint64_t old = HlcVersion(NowMillis() - 3600 * 1000);
+  auto key = [](int i) { return "k" + std::to_string(1000 + i); };
+  // The oldest segment: large (a higher size tier than the small ones below) with the values.
+  for (int i = 0; i < 300; i++) REQUIRE(db->Put(key(i), "value", old + 1).ok());
+  for (int i = 0; i < 3000; i++) REQUIRE(db->Put("filler" + std::to_string(i), "x", old).ok());
+  REQUIRE(db->Flush().ok());
+  auto check_removed = [&](Engine* e, int upto) {
+    for (int i = 0; i < upto; i++) {
+      ReadResult r;
+      REQUIRE(e->Get(key(i), &r).ok());
+      CHECK(r.kind != ReadResult::kValue);  // a delete never comes back
+    }
+  };
+  for (int round = 0; round < 12; round++) {
+    for (int i = round * 25; i < round * 25 + 25; i++) REQUIRE(db->Remove(key(i), old + 2).ok());
+    REQUIRE(db->Flush().ok());  // small segments: background merges them among themselves
+    check_removed(db.get(), round * 25 + 25);
+  }
+  Stats st = db->GetStats();
+  db.reset();  // joins the background threads
+  o.background = false;
+  REQUIRE(Engine::Open(o, &db).ok());
+  check_removed(db.get(), 300);
+  MESSAGE("background compactions before the full one: " << st.compactions);
+  REQUIRE(db->CompactAll().ok());  // includes the oldest segment: tombstones and values go
+  for (int i = 0; i < 300; i++) {
+    ReadResult r;
+    REQUIRE(db->Get(key(i), &r).ok());
+    CHECK(r.kind == ReadResult::kAbsent);
+  }
+  ReadResult r;
+  REQUIRE(db->Get("filler7", &r).ok());
+  CHECK(r.kind == ReadResult::kValue);
 }

@@ -16,7 +16,7 @@ using namespace kv::storage::testutil;
 
 namespace {
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kWritesPerThread = 2500;
+constexpr int kWritesPerThread = 6000;
 #else
 constexpr int kWritesPerThread = 15000;
 #endif

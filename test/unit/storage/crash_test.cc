@@ -105,7 +105,7 @@ TEST_CASE("storage crash: SIGKILL at random moments loses no acknowledged write"
   Rng rng(77);
   uint64_t next_version = HlcVersion(NowMillis());
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-  const int rounds = 4;
+  const int rounds = 6;
 #else
   const int rounds = 10;
 #endif
@@ -132,7 +132,7 @@ TEST_CASE("storage crash: SIGKILL at random moments loses no acknowledged write"
     }
     close(fds[1]);
     // fsync=always rounds are slow (one fdatasync per write): kill those sooner.
-    uint64_t kill_after = round % 2 == 1 ? UINT64_MAX
+    uint64_t kill_after = round % 2 == 1   ? UINT64_MAX
                           : round % 3 == 2 ? 20 + rng.Uniform(200)
                                            : 50 + rng.Uniform(round % 4 == 0 ? 800 : 6000);
     uint64_t got = 0, max_acked = start - 1;

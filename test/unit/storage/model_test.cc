@@ -13,7 +13,7 @@ using namespace kv::storage::testutil;
 namespace {
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kOpsPerConfig = 15000;
+constexpr int kOpsPerConfig = 40000;
 #else
 constexpr int kOpsPerConfig = 100000;
 #endif
