@@ -22,8 +22,7 @@ kv_wait_http "http://127.0.0.1:$port/v0/status"
 idle_rss=$(kv_rss_kb "$node_pid")
 
 echo "filling $KEYS keys with 100-byte values ..."
-KV_KEYS=$KEYS KV_VALUE_SIZE=100 wrk -t1 -c64 -d600s -s loadtest/fill.lua "http://127.0.0.1:$port" >"$out/fill.txt"
-grep -E "requests in" "$out/fill.txt" || true
+kv_fill "http://127.0.0.1:$port" "$KEYS" 100 | tee "$out/fill.txt"
 
 read -r get_rps get_p50 get_p99 < <(KV_KEYS=$KEYS kv_wrk "$out/node-get.txt" -t1 -c64 -d"${DUR}s" -s loadtest/get.lua "http://127.0.0.1:$port")
 read -r put_rps put_p50 put_p99 < <(KV_KEYS=$KEYS KV_VALUE_SIZE=100 kv_wrk "$out/node-put.txt" -t1 -c64 -d"${DUR}s" -s loadtest/put.lua "http://127.0.0.1:$port")

@@ -55,3 +55,25 @@ kv_wrk() {
 }
 
 kv_rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# kv_puts URL: PUTs this node has answered 201 (from /metrics).
+kv_puts() {
+  curl -s "$1/metrics" | awk -F' ' '/^kv_requests_total\{method="PUT",status="201"\}/ {print $2; f=1} END {if (!f) print 0}'
+}
+
+# kv_fill URL KEYS [VALUE_SIZE]: PUTs k0..k(KEYS-1) once each through URL with wrk and fill.lua.
+# wrk keeps running until -d even after fill.lua stops sending, so it is stopped by PID once the
+# node's /metrics shows KEYS more PUTs answered (bounded: 20 minutes).
+kv_fill() {
+  local url=$1 keys=$2 vsize=${3:-100} start pid
+  start=$(kv_puts "$url")
+  KV_KEYS=$keys KV_VALUE_SIZE=$vsize wrk -t1 -c64 -d1200s -s loadtest/fill.lua "$url" >/dev/null &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ $(($(kv_puts "$url") - start)) -ge "$keys" ]; then break; fi
+    sleep 0.2
+  done
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  echo "filled $(($(kv_puts "$url") - start)) keys"
+}

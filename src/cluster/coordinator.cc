@@ -112,6 +112,17 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
     uint32_t node = replicas[i];
     r->nodes[i] = node;
     if (node == state_->self_index) {
+      if (op != PeerOp::kGet && value.size() <= kMaxBatchedValue) {
+        if (local_.size() <= local_count_) local_.emplace_back();
+        LocalWrite& w = local_[local_count_++];
+        w.request = r;
+        w.replica = i;
+        w.tombstone = op == PeerOp::kRemove;
+        w.version = version;
+        w.key.assign(key);
+        w.value.assign(op == PeerOp::kPut ? value : std::string_view());
+        continue;
+      }
       storage::Code code;
       PeerResponse resp = ExecuteLocal(*state_->engine, preq, &code);
       if (code == storage::Code::kNoSpace) r->no_space = true;
@@ -130,6 +141,33 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
     transports_[node]->Send(preq, deadline, waiter_.get(), cookie);
   }
   Release(r);
+}
+
+void Coordinator::FlushLocalWrites() {
+  // Answers delivered here can dispatch more pipelined requests, which queue new local writes:
+  // repeat until none is left.
+  while (local_count_ != 0) {
+    size_t n = local_count_;
+    local_count_ = 0;
+    flushing_.swap(local_);
+    ops_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const LocalWrite& w = flushing_[i];
+      ops_[i] = storage::Engine::WriteOp{w.key, w.value, w.version, w.tombstone, 0};
+    }
+    storage::Status st = state_->engine->Write(ops_.data(), n);
+    for (size_t i = 0; i < n; ++i) {
+      PeerResponse resp;
+      if (st.ok()) {
+        resp.kind = PeerResponse::kStored;
+        resp.version = ops_[i].stored_version;
+      } else {
+        resp.error = st.message();
+        if (st.code() == storage::Code::kNoSpace) flushing_[i].request->no_space = true;
+      }
+      Deliver(flushing_[i].request, flushing_[i].replica, std::move(resp));
+    }
+  }
 }
 
 void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {

@@ -61,6 +61,10 @@ class Coordinator {
   void Execute(PeerOp op, std::string_view key, std::string_view value, int ack, int from,
                Completion done);
   size_t pending() const { return pending_; }
+  // Commits the local replica writes queued since the last call with one engine write (one
+  // log write(2)) and delivers their answers. The owner calls it once per loop iteration,
+  // after I/O callbacks and before answers are written; clients are answered only after it.
+  void FlushLocalWrites();
   void Close();
   PeerTransport* transport(size_t node) { return transports_[node].get(); }
 
@@ -71,7 +75,23 @@ class Coordinator {
   void Finish(Request* r);
   void Release(Request* r);
 
+  // A local replica write waiting for FlushLocalWrites (key and value copied: the request's
+  // buffers are reused by the next pipelined request).
+  struct LocalWrite {
+    Request* request = nullptr;
+    int replica = 0;
+    bool tombstone = false;
+    uint64_t version = 0;
+    std::string key;
+    std::string value;
+  };
+  static constexpr size_t kMaxBatchedValue = 64 * 1024;  // larger values are written at once
+
   ClusterState* state_;
+  std::vector<LocalWrite> local_;     // queued this iteration
+  std::vector<LocalWrite> flushing_;  // being committed
+  size_t local_count_ = 0;
+  std::vector<storage::Engine::WriteOp> ops_;
   std::vector<std::unique_ptr<PeerTransport>> transports_;
   uint64_t timeout_ms_;
   uint64_t (*now_ms_)(void*);

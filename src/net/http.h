@@ -73,6 +73,9 @@ class RequestHandler {
   // (allocated with new, reading stopped; close it with uv_close and delete it in the close
   // callback). `first_bytes` were already read from it.
   virtual void AdoptPeerConnection(void* uv_tcp_handle, std::string_view first_bytes) = 0;
+  // Called once per loop iteration after I/O callbacks, before answers are written: work
+  // batched during the iteration (local log writes) is committed here.
+  virtual void OnLoopIteration() {}
   // Requests still waiting for an answer from peers (graceful shutdown waits for zero).
   virtual size_t pending() const = 0;
   // Closes this loop's peer transports and handles; called once at shutdown.

@@ -108,6 +108,8 @@ class NodeApp final : public RequestHandler {
     binary_server_->Adopt(static_cast<uv_tcp_t*>(handle), first_bytes);
   }
 
+  void OnLoopIteration() override { coordinator_->FlushLocalWrites(); }
+
   size_t pending() const override { return coordinator_->pending(); }
 
   void Close() override {

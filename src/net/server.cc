@@ -171,6 +171,7 @@ void Worker::MarkDirty(HttpConnection* c) {
 
 void Worker::OnCheck(uv_check_t* h) {
   auto* self = static_cast<Worker*>(h->data);
+  if (self->handler_) self->handler_->OnLoopIteration();
   self->flushing_.clear();
   self->flushing_.swap(self->dirty_);
   for (HttpConnection* c : self->flushing_) c->Flush();

@@ -132,6 +132,7 @@ struct Engine::Impl {
   std::string Path(const std::string& name) const { return opts.dir + "/" + name; }
 
   Status Recover();
+  Status WriteBatch(Engine::WriteOp* ops, size_t n);
   Status Write(std::string_view key, std::string_view value, uint64_t version, EntryType type,
                uint64_t* stored_version);
   // Newest version of key in the frozen memtables and segments (the caller checked the active
@@ -398,6 +399,90 @@ Status Engine::Impl::Write(std::string_view key, std::string_view value, uint64_
   if (stored_version) *stored_version = version;
   return Status::Ok();
 }
+
+// The batched twin of Write(): the version checks and memtable inserts are the same, the log
+// records of all accepted ops leave in one write(2).
+Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (ops[i].key.size() > kMaxKeyBytes || ops[i].value.size() > kMaxValueBytes) {
+      return Status(Code::kInvalidArgument, "key or value too large");
+    }
+  }
+  thread_local std::string records;
+  thread_local std::string one;
+  thread_local std::vector<uint8_t> accepted;
+  records.clear();
+  accepted.assign(n, 0);
+  std::shared_ptr<LogWriter> sync_log;
+  uint64_t end = 0;
+  {
+    std::unique_lock<std::mutex> lock(write_mu);
+    std::shared_ptr<const State> st = Snapshot();
+    while (opts.background && st->frozen.size() >= kMaxFrozen) {
+      if (flush_failing.load()) return flush_error;
+      stall_cv.wait(lock);
+      st = Snapshot();
+    }
+    bool any = false;
+    for (size_t i = 0; i < n; ++i) {
+      WriteOp& op = ops[i];
+      uint64_t have = 0;
+      bool found = false;
+      // An earlier op of this batch on the same key is newer than anything stored.
+      for (size_t j = i; j-- > 0;) {
+        if (accepted[j] && ops[j].key == op.key) {
+          found = true;
+          have = ops[j].version;
+          break;
+        }
+      }
+      if (!found) {
+        uint64_t hash = BloomHash(op.key);
+        MemTable::InsertHint hint;
+        found = st->active->FindForInsert(op.key, &hint, &have);
+        if (!found) {
+          Status s = LookupVersion(*st, op.key, hash, &found, &have);
+          if (!s.ok()) return s;
+        }
+      }
+      if (found && have >= op.version) {
+        op.stored_version = have;
+        continue;
+      }
+      accepted[i] = 1;
+      any = true;
+      op.stored_version = op.version;
+      EncodeLogRecord(op.key, op.value, op.version,
+                      op.tombstone ? EntryType::kTombstone : EntryType::kValue, &one);
+      records.append(one);
+    }
+    if (any) {
+      Status s = log->Append(records, &end);
+      if (!s.ok()) return s;
+      for (size_t i = 0; i < n; ++i) {
+        if (!accepted[i]) continue;
+        MemTable::InsertHint hint;
+        uint64_t have = 0;
+        st->active->FindForInsert(ops[i].key, &hint, &have);
+        st->active->InsertWithHint(hint, ops[i].key, ops[i].value, ops[i].version,
+                                   ops[i].tombstone ? EntryType::kTombstone : EntryType::kValue);
+        user_bytes.fetch_add(ops[i].key.size() + ops[i].value.size(), std::memory_order_relaxed);
+      }
+      disk_bytes.fetch_add(records.size(), std::memory_order_relaxed);
+      if (st->active->MemoryUsage() >= opts.memtable_bytes) {
+        s = Freeze();
+        if (!s.ok()) LOG_WARN("storage: memtable freeze failed: %s", s.message().c_str());
+      }
+    } else {
+      end = log->size();
+    }
+    if (opts.fsync == FsyncPolicy::kAlways) sync_log = log;
+  }
+  if (sync_log) return sync_log->SyncTo(end);
+  return Status::Ok();
+}
+
+Status Engine::Write(WriteOp* ops, size_t n) { return impl_->WriteBatch(ops, n); }
 
 Status Engine::Put(std::string_view key, std::string_view value, uint64_t version,
                    uint64_t* stored_version) {

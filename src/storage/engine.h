@@ -91,6 +91,18 @@ class Engine {
              uint64_t* stored_version = nullptr);
   Status Remove(std::string_view key, uint64_t version, uint64_t* stored_version = nullptr);
   Status Get(std::string_view key, ReadResult* out);
+
+  // Several writes with one log write(2) (and, with kAlways, one fdatasync): each op behaves as
+  // its own Put/Remove (newest version wins, also between ops of the same batch, applied in
+  // order). Returns the status shared by all ops; per-op results land in stored_version.
+  struct WriteOp {
+    std::string_view key;
+    std::string_view value;
+    uint64_t version = 0;
+    bool tombstone = false;
+    uint64_t stored_version = 0;  // out: the version the store holds for key afterwards
+  };
+  Status Write(WriteOp* ops, size_t n);
   std::unique_ptr<Iterator> Scan(std::string_view start, std::optional<std::string_view> end);
 
   Status Flush();       // freeze the memtable and write it as a segment now (waits)
