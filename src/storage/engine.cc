@@ -482,7 +482,9 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
   return Status::Ok();
 }
 
-Status Engine::Write(WriteOp* ops, size_t n) { return impl_->WriteBatch(ops, n); }
+Status Engine::Write(WriteOp* ops, size_t n) {
+  return impl_->WriteBatch(ops, n);
+}
 
 Status Engine::Put(std::string_view key, std::string_view value, uint64_t version,
                    uint64_t* stored_version) {

@@ -31,13 +31,13 @@ class Status {
 enum class FsyncPolicy { kPeriodic, kAlways, kNever };
 
 struct Options {
-  std::string dir;                                // created if missing
-  FsyncPolicy fsync = FsyncPolicy::kPeriodic;     // periodic: fdatasync every 100 ms
-  uint64_t memtable_bytes = 64ull << 20;          // freeze + flush past this
-  uint64_t tombstone_gc_seconds = 86400;          // compaction keeps younger tombstones
-  uint32_t block_bytes = 4096;                    // target data block size
-  bool background = true;                         // flush/compaction threads; false: only
-                                                  // when Flush()/CompactAll() are called
+  std::string dir;                             // created if missing
+  FsyncPolicy fsync = FsyncPolicy::kPeriodic;  // periodic: fdatasync every 100 ms
+  uint64_t memtable_bytes = 64ull << 20;       // freeze + flush past this
+  uint64_t tombstone_gc_seconds = 86400;       // compaction keeps younger tombstones
+  uint32_t block_bytes = 4096;                 // target data block size
+  bool background = true;                      // flush/compaction threads; false: only
+                                               // when Flush()/CompactAll() are called
 };
 
 // What Get() found for a key. Versions are caller-given ordered stamps (the cluster's HLC):
@@ -65,7 +65,7 @@ class Iterator {
 };
 
 struct Stats {
-  uint64_t memtable_bytes = 0;      // active + frozen
+  uint64_t memtable_bytes = 0;  // active + frozen
   uint64_t segments = 0;
   uint64_t segment_bytes = 0;       // on disk
   uint64_t index_filter_bytes = 0;  // RAM held by sparse indexes and bloom filters
