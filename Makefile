@@ -34,7 +34,7 @@ ALL_LIBS := $(foreach m,$(MODULES),$(BUILD)/lib$(m).a) $(BUILD)/libllhttp.a
 UNIT_BINS := $(foreach m,$(MODULES),$(if $(wildcard test/unit/$(m)/*.cc),$(BUILD)/unit_$(m)))
 
 .PHONY: all deps test unit integration fuzz fuzz-run asan tsan run clean format bench bench-single \
-        bench-storage check-format
+        bench-storage check-format test-kvload flame
 .DEFAULT_GOAL := all
 
 all: node loadtest/kvload
@@ -125,10 +125,23 @@ run: node
 bench: all
 	@bash loadtest/bench.sh
 
+# kvload's own correctness check (coordinated omission, saturation vs wrk): it measures timing
+# by nature, so it runs here and not in `make test`.
+test-kvload: loadtest/kvload
+	@bash test/deps.sh wrk nginx-light
+	@python3 loadtest/test_kvload.py
+
+# CPU flamegraph of the coordinating node: make flame WORKLOAD=put|get MODE=http|binary
+WORKLOAD ?= put
+MODE ?= binary
+flame: node
+	@bash flamegraphs/record.sh $(WORKLOAD) $(MODE)
+
 bench-single: all
 	@bash loadtest/bench_single.sh
 
 bench-storage:
+	@bash test/deps.sh libleveldb-dev
 	@$(MAKE) --no-print-directory $(BUILD)/bench_storage
 	@$(BUILD)/bench_storage
 
