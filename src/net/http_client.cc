@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "net/uv_write.h"
+
 namespace kv::net {
 
 namespace {
@@ -169,7 +171,13 @@ void HttpClientConnection::Flush() {
 }
 
 void HttpClientConnection::StartWrite() {
-  writing_.swap(out_);  // out_ takes the (empty) previous write buffer and its capacity
+  int tried = TryWriteNow(reinterpret_cast<uv_stream_t*>(&tcp_), &out_);
+  if (tried < 0) {
+    Fail(UvErrorReason(tried));
+    return;
+  }
+  if (out_.empty()) return;  // all taken by the socket
+  writing_.swap(out_);       // out_ takes the (empty) previous write buffer and its capacity
   uv_buf_t buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
   int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
                     &HttpClientConnection::OnWrite);

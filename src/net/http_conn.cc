@@ -6,6 +6,7 @@
 #include "net/server.h"
 #include "net/sniff.h"
 #include "net/url.h"
+#include "net/uv_write.h"
 
 namespace kv::net {
 
@@ -573,9 +574,18 @@ void HttpConnection::Flush() {
 
 void HttpConnection::StartWrite() {
   if (write_active_ || out_.empty()) return;
+  auto* stream = reinterpret_cast<uv_stream_t*>(handle_);
+  if (TryWriteNow(stream, &out_) < 0) {
+    Close();
+    return;
+  }
+  if (out_.empty()) {
+    last_active_ms_ = NowMs(worker_->loop());
+    return;
+  }
   writing_.swap(out_);
   uv_buf_t buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
-  if (uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(handle_), &buf, 1, OnWrite) != 0) {
+  if (uv_write(&write_req_, stream, &buf, 1, OnWrite) != 0) {
     writing_.clear();
     Close();
     return;

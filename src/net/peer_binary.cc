@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "net/http_client.h"
 #include "net/peer_binary_io.h"
+#include "net/uv_write.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
 
@@ -277,6 +278,9 @@ class BinaryPeer final : public cluster::PeerTransport {
   void StartWrite() {
     ClientConn* c = conn_;
     if (c == nullptr || !c->connected || c->write_active || c->out.empty()) return;
+    int tried = TryWriteNow(reinterpret_cast<uv_stream_t*>(&c->tcp), &c->out);
+    if (tried < 0) return FailConnection(std::string(UvErrorReason(tried)));
+    if (c->out.empty()) return;  // all taken by the socket: nothing to complete
     std::swap(c->out, c->writing);
     uv_buf_t buf = uv_buf_init(c->writing.data(), static_cast<unsigned>(c->writing.size()));
     int rc = uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1,

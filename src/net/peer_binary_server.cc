@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "net/peer_binary.h"
 #include "net/peer_binary_io.h"
+#include "net/uv_write.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
 
@@ -218,6 +219,8 @@ class BinaryServer final : public BinaryPeerServer {
 
   void StartWrite(ServerConn* c) {
     if (c->closing || c->write_active || c->out.empty()) return;
+    if (TryWriteNow(reinterpret_cast<uv_stream_t*>(c->tcp), &c->out) < 0) return CloseNow(c);
+    if (c->out.empty()) return AfterWrite(c);  // written at once: the same follow-up as OnWrite
     std::swap(c->out, c->writing);
     uv_buf_t buf = uv_buf_init(c->writing.data(), static_cast<unsigned>(c->writing.size()));
     int rc = uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(c->tcp), &buf, 1,
@@ -249,12 +252,18 @@ class BinaryServer final : public BinaryPeerServer {
     if (self == nullptr) return;  // closing: cancelled
     if (status != 0) return self->CloseNow(c);
     binary_io::ResetWritten(&c->writing);
+    self->AfterWrite(c);
+  }
+
+  // Everything queued so far is written: resume input held back by backpressure, send what it
+  // produced, or close after a final ERROR frame.
+  void AfterWrite(ServerConn* c) {
     if (c->paused) {
-      self->Process(c);  // frames left over from before the pause
+      Process(c);  // frames left over from before the pause
       if (c->closing) return;
     }
-    if (!c->out.empty()) return self->StartWrite(c);
-    if (c->close_after_write) self->CloseNow(c);
+    if (!c->out.empty()) return StartWrite(c);
+    if (c->close_after_write) CloseNow(c);
   }
 
   static void OnFlush(uv_prepare_t* h) {
