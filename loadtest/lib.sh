@@ -3,7 +3,7 @@
 KV_PIDS=()
 kv_cleanup() {
   for p in "${KV_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${KV_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  for p in "${KV_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   KV_PIDS=()
 }
 trap kv_cleanup EXIT
