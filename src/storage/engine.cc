@@ -344,64 +344,17 @@ Status Engine::Impl::Freeze() {
 
 Status Engine::Impl::Write(std::string_view key, std::string_view value, uint64_t version,
                            EntryType type, uint64_t* stored_version) {
-  if (key.size() > kMaxKeyBytes || value.size() > kMaxValueBytes) {
-    return Status(Code::kInvalidArgument, "key or value too large");
-  }
-  thread_local std::string record;
-  EncodeLogRecord(key, value, version, type, &record);
-  std::shared_ptr<LogWriter> sync_log;
-  uint64_t end = 0;
-  {
-    std::unique_lock<std::mutex> lock(write_mu);
-    std::shared_ptr<const State> st = Snapshot();
-    while (opts.background && st->frozen.size() >= kMaxFrozen) {
-      // Backpressure: memory stays bounded while flushes catch up. A failing flush (disk full)
-      // fails the write instead of blocking it forever.
-      if (flush_failing.load()) return flush_error;
-      stall_cv.wait(lock);
-      st = Snapshot();
-    }
-    // Newest-wins check. The active memtable search also yields the insert position. The
-    // segments' filter lines are prefetched first so their misses overlap the memtable search.
-    uint64_t hash = BloomHash(key);
-    for (const auto& seg : st->segments) seg->PrefetchFilter(hash);
-    MemTable::InsertHint hint;
-    uint64_t have = 0;
-    bool found = st->active->FindForInsert(key, &hint, &have);
-    Status s;
-    if (!found) s = LookupVersion(*st, key, hash, &found, &have);
-    if (!s.ok()) return s;
-    if (found && have >= version) {
-      if (stored_version) *stored_version = have;
-      if (opts.fsync != FsyncPolicy::kAlways) return Status::Ok();
-      // The newer write may still await its group commit: do not answer before it is durable.
-      sync_log = log;
-      end = log->size();
-      lock.unlock();
-      return sync_log->SyncTo(end);
-    }
-    s = log->Append(record, &end);
-    if (!s.ok()) return s;
-    st->active->InsertWithHint(hint, key, value, version, type);
-    user_bytes.fetch_add(key.size() + value.size(), std::memory_order_relaxed);
-    disk_bytes.fetch_add(record.size(), std::memory_order_relaxed);
-    if (opts.fsync == FsyncPolicy::kAlways) sync_log = log;
-    if (st->active->MemoryUsage() >= opts.memtable_bytes) {
-      s = Freeze();
-      // The write itself is logged and applied; a failed freeze is retried on the next write.
-      if (!s.ok()) LOG_WARN("storage: memtable freeze failed: %s", s.message().c_str());
-    }
-  }
-  if (sync_log) {
-    Status s = sync_log->SyncTo(end);
-    if (!s.ok()) return s;
-  }
-  if (stored_version) *stored_version = version;
-  return Status::Ok();
+  Engine::WriteOp op{key, value, version, type == EntryType::kTombstone, 0};
+  Status s = WriteBatch(&op, 1);
+  if (s.ok() && stored_version) *stored_version = op.stored_version;
+  return s;
 }
 
-// The batched twin of Write(): the version checks and memtable inserts are the same, the log
-// records of all accepted ops leave in one write(2).
+// Every write goes through here, alone or batched: under the write mutex each op gets the
+// newest-wins check (also against earlier ops of the batch); the records of the accepted ops
+// leave in one write(2); then they enter the memtable. With kAlways the caller returns after one
+// fdatasync that covers them, and also after the newer write an old op lost to (it may still await
+// its group commit).
 Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     if (ops[i].key.size() > kMaxKeyBytes || ops[i].value.size() > kMaxValueBytes) {
@@ -419,16 +372,21 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
     std::unique_lock<std::mutex> lock(write_mu);
     std::shared_ptr<const State> st = Snapshot();
     while (opts.background && st->frozen.size() >= kMaxFrozen) {
+      // Backpressure: memory stays bounded while flushes catch up. A failing flush (disk full)
+      // fails the write instead of blocking it forever.
       if (flush_failing.load()) return flush_error;
       stall_cv.wait(lock);
       st = Snapshot();
     }
-    bool any = false;
+    // The first accepted op's insert position stays valid until something is inserted, so a
+    // lone write searches the memtable once.
+    MemTable::InsertHint first_hint;
+    size_t first = n;
     for (size_t i = 0; i < n; ++i) {
-      WriteOp& op = ops[i];
+      Engine::WriteOp& op = ops[i];
       uint64_t have = 0;
       bool found = false;
-      // An earlier op of this batch on the same key is newer than anything stored.
+      // An earlier accepted op of this batch on the same key is newer than anything stored.
       for (size_t j = i; j-- > 0;) {
         if (accepted[j] && ops[j].key == op.key) {
           found = true;
@@ -436,9 +394,11 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
           break;
         }
       }
+      MemTable::InsertHint hint;
       if (!found) {
+        // The segments' filter lines are prefetched so their misses overlap the memtable search.
         uint64_t hash = BloomHash(op.key);
-        MemTable::InsertHint hint;
+        for (const auto& seg : st->segments) seg->PrefetchFilter(hash);
         found = st->active->FindForInsert(op.key, &hint, &have);
         if (!found) {
           Status s = LookupVersion(*st, op.key, hash, &found, &have);
@@ -449,21 +409,24 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
         op.stored_version = have;
         continue;
       }
+      if (first == n) {
+        first = i;
+        first_hint = hint;
+      }
       accepted[i] = 1;
-      any = true;
       op.stored_version = op.version;
       EncodeLogRecord(op.key, op.value, op.version,
                       op.tombstone ? EntryType::kTombstone : EntryType::kValue, &one);
       records.append(one);
     }
-    if (any) {
+    if (first != n) {
       Status s = log->Append(records, &end);
       if (!s.ok()) return s;
-      for (size_t i = 0; i < n; ++i) {
+      for (size_t i = first; i < n; ++i) {
         if (!accepted[i]) continue;
-        MemTable::InsertHint hint;
+        MemTable::InsertHint hint = first_hint;
         uint64_t have = 0;
-        st->active->FindForInsert(ops[i].key, &hint, &have);
+        if (i != first) st->active->FindForInsert(ops[i].key, &hint, &have);
         st->active->InsertWithHint(hint, ops[i].key, ops[i].value, ops[i].version,
                                    ops[i].tombstone ? EntryType::kTombstone : EntryType::kValue);
         user_bytes.fetch_add(ops[i].key.size() + ops[i].value.size(), std::memory_order_relaxed);
@@ -471,6 +434,7 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
       disk_bytes.fetch_add(records.size(), std::memory_order_relaxed);
       if (st->active->MemoryUsage() >= opts.memtable_bytes) {
         s = Freeze();
+        // The writes themselves are logged and applied; a failed freeze is retried next time.
         if (!s.ok()) LOG_WARN("storage: memtable freeze failed: %s", s.message().c_str());
       }
     } else {
