@@ -107,18 +107,57 @@ class BinaryServer final : public BinaryPeerServer {
       proto::DecodeResult r = c->decoder.Next(&f);
       if (r == proto::DecodeResult::kNeedMore) break;
       if (r == proto::DecodeResult::kError) {
+        FlushWrites(c);  // frames before the bad one are executed and answered
         const proto::ProtocolError& e = c->decoder.error();
         LOG_WARN("binary peer connection: protocol error %s: %s", proto::ErrorCodeName(e.code),
                  e.reason.c_str());
         Fatal(c, e.code, e.reason);
         break;
       }
+      cluster::PeerOp op;
+      if (proto::RequestOp(f.type, &op) && op != cluster::PeerOp::kGet) {
+        QueueWrite(c, f, op);
+        continue;
+      }
+      FlushWrites(c);  // anything else runs after the writes that came before it
       Handle(c, f);
     }
+    FlushWrites(c);
     if (c->closing) return;
     if (c->read_done && !c->paused && !c->stopped) FinishInput(c);
     UpdateReading(c);
     if (!c->out.empty()) MarkDirty(c);
+  }
+
+  // Consecutive PUT/REMOVE frames of one read are committed with one Engine::Write (one log
+  // write(2)) and answered after it. The frames' views stay valid until the next Feed(), which
+  // cannot happen before FlushWrites: Process flushes before it returns.
+  void QueueWrite(ServerConn* c, const proto::Frame& f, cluster::PeerOp op) {
+    ctx_.hlc->Observe(f.version);
+    batch_ops_.push_back(
+        storage::Engine::WriteOp{f.key, op == cluster::PeerOp::kPut ? f.value : std::string_view(),
+                                 f.version, op == cluster::PeerOp::kRemove, 0});
+    batch_ids_.push_back(f.request_id);
+    if (batch_ops_.size() >= kMaxBatch) FlushWrites(c);
+  }
+
+  void FlushWrites(ServerConn* c) {
+    if (batch_ops_.empty()) return;
+    storage::Status st = ctx_.engine->Write(batch_ops_.data(), batch_ops_.size());
+    for (size_t i = 0; i < batch_ops_.size(); ++i) {
+      cluster::PeerResponse resp;
+      if (st.ok()) {
+        resp.kind = cluster::PeerResponse::kStored;
+        resp.version = batch_ops_[i].stored_version;
+      } else {
+        resp.error = st.message();
+      }
+      proto::EncodeResponse(&c->out, batch_ids_[i], resp,
+                            st.code() == storage::Code::kNoSpace ? proto::ErrorCode::kNoSpace
+                                                                 : proto::ErrorCode::kStorageError);
+    }
+    batch_ops_.clear();
+    batch_ids_.clear();
   }
 
   // The peer half-closed and every complete frame it sent was handled: a clean end unless a
@@ -287,6 +326,9 @@ class BinaryServer final : public BinaryPeerServer {
   std::vector<ServerConn*> conns_;
   std::vector<ServerConn*> dirty_;     // connections with output to flush
   std::vector<ServerConn*> flushing_;  // dirty_ being flushed (kept for its capacity)
+  static constexpr size_t kMaxBatch = 256;
+  std::vector<storage::Engine::WriteOp> batch_ops_;  // queued writes of the connection in Process
+  std::vector<uint64_t> batch_ids_;                  // their request ids
   bool closed_ = false;
 };
 
