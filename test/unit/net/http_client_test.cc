@@ -7,19 +7,17 @@
 #include <utility>
 #include <vector>
 
-#include "unit/net/test_server.h"
+#include "unit/net/net_test_util.h"
 
 namespace {
+
+using kv::test::DeadPort;
+using kv::test::Loop;
+using kv::test::StopServer;
 
 using kv::net::HttpClientConnection;
 using kv::test::RunUntil;
 using kv::test::TestHttpServer;
-
-struct Loop {
-  uv_loop_t loop;
-  Loop() { uv_loop_init(&loop); }
-  ~Loop() { CHECK(kv::test::CloseLoop(&loop)); }
-};
 
 struct Recorder : kv::net::HttpClientDelegate {
   struct Resp {
@@ -68,21 +66,6 @@ struct Recorder : kv::net::HttpClientDelegate {
     return "<none>";
   }
 };
-
-// A port on 127.0.0.1 with nothing listening (bound once, then closed).
-uint16_t DeadPort(uv_loop_t* loop) {
-  TestHttpServer s(loop);
-  REQUIRE(s.Listen() == 0);
-  uint16_t port = s.port();
-  s.Stop();
-  REQUIRE(RunUntil(loop, [&] { return s.stopped(); }));
-  return port;
-}
-
-void StopServer(uv_loop_t* loop, TestHttpServer* s) {
-  s->Stop();
-  CHECK(RunUntil(loop, [&] { return s->stopped(); }));
-}
 
 }  // namespace
 

@@ -18,10 +18,14 @@
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
 #include "storage/engine.h"
-#include "unit/net/test_server.h"
+#include "unit/net/net_test_util.h"
 #include "unit/storage/storage_test_util.h"
 
 namespace {
+
+using kv::test::Collector;
+using kv::test::DeadPort;
+using kv::test::Loop;
 
 using kv::cluster::PeerEndpoint;
 using kv::cluster::PeerOp;
@@ -41,38 +45,6 @@ using kv::test::RunUntil;
 constexpr uint64_t kFar = 600000;  // a deadline that never fires within a test
 constexpr char kClientUrl[] = "http://127.0.0.1:7001";
 constexpr char kOtherUrl[] = "http://127.0.0.1:7002";
-
-struct Loop {
-  uv_loop_t loop;
-  Loop() { uv_loop_init(&loop); }
-  ~Loop() { CHECK(kv::test::CloseLoop(&loop)); }
-  uint64_t now() { return uv_now(&loop); }
-};
-
-// Records every response per cookie; `then` runs after recording (may re-enter the transport).
-struct Collector : kv::cluster::PeerWaiter {
-  std::map<uint64_t, std::vector<PeerResponse>> got;
-  size_t count = 0;
-  std::function<void(uint64_t, const PeerResponse&)> then;
-
-  void OnPeerResponse(uint64_t cookie, PeerResponse&& r) override {
-    ++count;
-    auto& v = got[cookie];
-    v.push_back(std::move(r));
-    if (then) then(cookie, v.back());
-  }
-  const PeerResponse& one(uint64_t cookie) {
-    REQUIRE(got.count(cookie) == 1);
-    REQUIRE(got[cookie].size() == 1);
-    return got[cookie][0];
-  }
-  bool each_once() const {
-    for (auto& [k, v] : got) {
-      if (v.size() != 1) return false;
-    }
-    return true;
-  }
-};
 
 PeerRequest Get(std::string_view key) {
   return PeerRequest{PeerOp::kGet, key, {}, 0};
@@ -393,24 +365,6 @@ class Harness {
   int sniffing_ = 0;
   std::vector<std::unique_ptr<RawConn>> raws_;
 };
-
-// A port nothing listens on (bound, then closed).
-uint16_t DeadPort(uv_loop_t* loop) {
-  uv_tcp_t t;
-  uv_tcp_init(loop, &t);
-  sockaddr_in addr;
-  uv_ip4_addr("127.0.0.1", 0, &addr);
-  REQUIRE(uv_tcp_bind(&t, reinterpret_cast<const sockaddr*>(&addr), 0) == 0);
-  sockaddr_storage bound;
-  int len = sizeof bound;
-  uv_tcp_getsockname(&t, reinterpret_cast<sockaddr*>(&bound), &len);
-  bool closed = false;
-  t.data = &closed;
-  uv_close(reinterpret_cast<uv_handle_t*>(&t),
-           [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
-  REQUIRE(RunUntil(loop, [&] { return closed; }));
-  return ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-}
 
 bool Contains(const std::string& s, std::string_view part) {
   return s.find(part) != std::string::npos;

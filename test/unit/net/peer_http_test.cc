@@ -8,9 +8,14 @@
 #include <string>
 #include <vector>
 
-#include "unit/net/test_server.h"
+#include "unit/net/net_test_util.h"
 
 namespace {
+
+using kv::test::Collector;
+using kv::test::DeadPort;
+using kv::test::Loop;
+using kv::test::StopServer;
 
 using kv::cluster::PeerEndpoint;
 using kv::cluster::PeerOp;
@@ -21,38 +26,6 @@ using kv::net::HttpPeerOptions;
 using kv::net::MakeHttpPeerTransport;
 using kv::test::RunUntil;
 using kv::test::TestHttpServer;
-
-struct Loop {
-  uv_loop_t loop;
-  Loop() { uv_loop_init(&loop); }
-  ~Loop() { CHECK(kv::test::CloseLoop(&loop)); }
-  uint64_t now() { return uv_now(&loop); }
-};
-
-// Records every response per cookie; `then` runs after recording (may re-enter the transport).
-struct Collector : kv::cluster::PeerWaiter {
-  std::map<uint64_t, std::vector<PeerResponse>> got;
-  size_t count = 0;
-  std::function<void(uint64_t, const PeerResponse&)> then;
-
-  void OnPeerResponse(uint64_t cookie, PeerResponse&& r) override {
-    ++count;
-    auto& v = got[cookie];
-    v.push_back(std::move(r));
-    if (then) then(cookie, v.back());
-  }
-  const PeerResponse& one(uint64_t cookie) {
-    REQUIRE(got.count(cookie) == 1);
-    REQUIRE(got[cookie].size() == 1);
-    return got[cookie][0];
-  }
-  bool each_once() const {
-    for (auto& [k, v] : got) {
-      if (v.size() != 1) return false;
-    }
-    return true;
-  }
-};
 
 PeerEndpoint Endpoint(uint16_t port) {
   PeerEndpoint ep;
@@ -70,20 +43,6 @@ PeerRequest Put(std::string_view key, std::string_view value, uint64_t v) {
 }
 PeerRequest Remove(std::string_view key, uint64_t v) {
   return PeerRequest{PeerOp::kRemove, key, {}, v};
-}
-
-uint16_t DeadPort(uv_loop_t* loop) {
-  TestHttpServer s(loop);
-  REQUIRE(s.Listen() == 0);
-  uint16_t port = s.port();
-  s.Stop();
-  REQUIRE(RunUntil(loop, [&] { return s.stopped(); }));
-  return port;
-}
-
-void StopServer(uv_loop_t* loop, TestHttpServer* s) {
-  s->Stop();
-  CHECK(RunUntil(loop, [&] { return s->stopped(); }));
 }
 
 // Runs the loop for `ms` of loop time (to step past a documented backoff window).
