@@ -57,7 +57,9 @@ class Coordinator::Waiter final : public PeerWaiter {
   void OnPeerResponse(uint64_t cookie, PeerResponse&& r) override {
     // cookie = request pointer * 256 + replica index (see Execute)
     auto* req = reinterpret_cast<Request*>(cookie >> 8);
-    c_->Deliver(req, static_cast<int>(cookie & 0xff), std::move(r));
+    int replica = static_cast<int>(cookie & 0xff);
+    c_->RecordPeerHealth(req->nodes[replica], r);
+    c_->Deliver(req, replica, std::move(r));
   }
 
  private:
@@ -170,20 +172,20 @@ void Coordinator::FlushLocalWrites() {
   }
 }
 
+// Only answers that came back through a transport say something about the peer (the local
+// replica and replicas skipped by an open circuit do not).
+void Coordinator::RecordPeerHealth(uint32_t node, const PeerResponse& resp) {
+  CircuitBreaker& br = *state_->breakers[node];
+  if (resp.kind == PeerResponse::kError) {
+    br.OnFailure(SteadyMs());
+    state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
+  } else {
+    br.OnSuccess();
+  }
+}
+
 void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
   AnswerKind kind = KindOf(resp);
-  uint32_t node = r->nodes[replica];
-  if (node != state_->self_index) {
-    CircuitBreaker& br = *state_->breakers[node];
-    if (kind == AnswerKind::kFailed) {
-      if (resp.error != "circuit open") {
-        br.OnFailure(SteadyMs());
-        state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
-      }
-    } else {
-      br.OnSuccess();
-    }
-  }
   if (r->op == PeerOp::kGet && kind == AnswerKind::kValue)
     r->values[replica] = std::move(resp.value);
   bool decided = r->acc->Deliver(replica, kind, resp.version);

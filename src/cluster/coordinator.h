@@ -72,6 +72,7 @@ class Coordinator {
   struct Request;
   class Waiter;
   void Deliver(Request* r, int replica, PeerResponse&& resp);
+  void RecordPeerHealth(uint32_t node, const PeerResponse& resp);
   void Finish(Request* r);
   void Release(Request* r);
 
