@@ -15,17 +15,6 @@ constexpr size_t kMaxQueuedAnswers = 256;         // pause reading past this man
 constexpr size_t kMaxPendingOutput = 256 * 1024;  // pause reading / streaming past this
 constexpr size_t kStreamSlice = 64 * 1024;        // body bytes produced per loop iteration
 
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x += 32;
-    if (y >= 'A' && y <= 'Z') y += 32;
-    if (x != y) return false;
-  }
-  return true;
-}
-
 void AppendDecimal(std::string* out, uint64_t v) {
   char buf[24];
   int n = 0;
@@ -341,12 +330,12 @@ int HttpConnection::OnHeaderValueComplete(llhttp_t* p) {
   auto* self = static_cast<HttpConnection*>(p->data);
   const std::string& f = self->header_field_;
   const std::string& v = self->header_value_;
-  if (IEquals(f, "x-kv-internal")) {
+  if (EqualsIgnoreCase(f, "x-kv-internal")) {
     self->req_.internal = v == "1";
-  } else if (IEquals(f, "x-kv-version")) {
+  } else if (EqualsIgnoreCase(f, "x-kv-version")) {
     self->req_.version_header = ParseU64(v, &self->req_.version) ? 1 : -1;
-  } else if (IEquals(f, "expect")) {
-    self->expect_continue_ = IEquals(v, "100-continue");
+  } else if (EqualsIgnoreCase(f, "expect")) {
+    self->expect_continue_ = EqualsIgnoreCase(v, "100-continue");
   }
   self->header_field_.clear();
   self->header_value_.clear();

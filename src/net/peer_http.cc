@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "net/http_client.h"
+#include "net/url.h"
 
 namespace kv::net {
 
@@ -24,10 +25,6 @@ using cluster::PeerWaiter;
 constexpr std::string_view kTimeout = "timeout";
 constexpr std::string_view kAborted = "aborted: pipeline timed out";
 constexpr std::string_view kClosed = "closed";
-
-bool IEquals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
 
 void AppendU64(std::string* out, uint64_t v) {
   char buf[24];
@@ -207,13 +204,13 @@ class HttpPeer final : public HttpClientDelegate {
   void OnResponseHeader(HttpClientConnection* c, std::string_view name,
                         std::string_view value) override {
     Conn* conn = static_cast<Conn*>(c->user_data);
-    if (IEquals(name, "x-kv-version")) {
+    if (EqualsIgnoreCase(name, "x-kv-version")) {
       uint64_t v = 0;
       auto r = std::from_chars(value.data(), value.data() + value.size(), v);
       conn->has_version = true;
       conn->bad_version = r.ec != std::errc() || r.ptr != value.data() + value.size();
       conn->version = v;
-    } else if (IEquals(name, "x-kv-tombstone")) {
+    } else if (EqualsIgnoreCase(name, "x-kv-tombstone")) {
       conn->tombstone = value == "1";
     }
   }

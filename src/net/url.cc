@@ -1,5 +1,7 @@
 #include "net/url.h"
 
+#include <strings.h>
+
 #include <cstdint>
 
 namespace kv::net {
@@ -67,6 +69,10 @@ int QueryParam(std::string_view query, std::string_view name, std::string* out) 
     return PercentDecode(v, out) ? 1 : -1;
   }
   return 0;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
 bool ParseU64(std::string_view s, uint64_t* out) {

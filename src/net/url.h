@@ -21,6 +21,9 @@ void PercentEncode(std::string_view in, std::string* out);
 // has an empty value. The first occurrence wins.
 int QueryParam(std::string_view query, std::string_view name, std::string* out);
 
+// ASCII case-insensitive equality (HTTP header names and tokens).
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
 // Parses a decimal unsigned integer that fits in uint64; no sign, no spaces, no empty string.
 bool ParseU64(std::string_view s, uint64_t* out);
 

@@ -70,3 +70,11 @@ TEST_CASE("ParseU64 accepts plain decimals only") {
   CHECK_FALSE(ParseU64("1a", &v));
   CHECK_FALSE(ParseU64(" 1", &v));
 }
+
+TEST_CASE("EqualsIgnoreCase compares ASCII letters without case, lengths exactly") {
+  CHECK(EqualsIgnoreCase("X-KV-Version", "x-kv-version"));
+  CHECK(EqualsIgnoreCase("", ""));
+  CHECK_FALSE(EqualsIgnoreCase("expect", "expects"));
+  CHECK_FALSE(EqualsIgnoreCase("x-kv-version", "x-kv-versioN2"));
+  CHECK_FALSE(EqualsIgnoreCase("a-b", "a_b"));
+}
