@@ -1,5 +1,6 @@
 // Fixtures shared by the net unit tests: a loop that must close cleanly, a PeerWaiter that
-// records every answer, a port nothing listens on, and stopping a TestHttpServer.
+// records every answer, replica request builders, running the loop for a while, a port nothing
+// listens on, and stopping a TestHttpServer.
 // Single-threaded: everything runs on the test's own loop.
 #pragma once
 #include <doctest/doctest.h>
@@ -7,6 +8,7 @@
 
 #include <functional>
 #include <map>
+#include <string_view>
 #include <vector>
 
 #include "cluster/peer.h"
@@ -62,6 +64,29 @@ inline uint16_t DeadPort(uv_loop_t* loop) {
            [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
   REQUIRE(RunUntil(loop, [&] { return closed; }));
   return ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+}
+
+inline cluster::PeerRequest Get(std::string_view key) {
+  return cluster::PeerRequest{cluster::PeerOp::kGet, key, {}, 0};
+}
+inline cluster::PeerRequest Put(std::string_view key, std::string_view value, uint64_t v) {
+  return cluster::PeerRequest{cluster::PeerOp::kPut, key, value, v};
+}
+inline cluster::PeerRequest Remove(std::string_view key, uint64_t v) {
+  return cluster::PeerRequest{cluster::PeerOp::kRemove, key, {}, v};
+}
+
+// Runs the loop for `ms` of loop time (to step past a documented backoff window).
+inline void RunFor(uv_loop_t* loop, uint64_t ms) {
+  bool fired = false;
+  uv_timer_t t;
+  uv_timer_init(loop, &t);
+  t.data = &fired;
+  uv_timer_start(
+      &t, [](uv_timer_t* h) { *static_cast<bool*>(h->data) = true; }, ms, 0);
+  while (!fired) uv_run(loop, UV_RUN_ONCE);
+  uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
+  uv_run(loop, UV_RUN_NOWAIT);
 }
 
 inline void StopServer(uv_loop_t* loop, TestHttpServer* s) {

@@ -25,7 +25,11 @@ namespace {
 
 using kv::test::Collector;
 using kv::test::DeadPort;
+using kv::test::Get;
 using kv::test::Loop;
+using kv::test::Put;
+using kv::test::Remove;
+using kv::test::RunFor;
 
 using kv::cluster::PeerEndpoint;
 using kv::cluster::PeerOp;
@@ -45,29 +49,6 @@ using kv::test::RunUntil;
 constexpr uint64_t kFar = 600000;  // a deadline that never fires within a test
 constexpr char kClientUrl[] = "http://127.0.0.1:7001";
 constexpr char kOtherUrl[] = "http://127.0.0.1:7002";
-
-PeerRequest Get(std::string_view key) {
-  return PeerRequest{PeerOp::kGet, key, {}, 0};
-}
-PeerRequest Put(std::string_view key, std::string_view value, uint64_t v) {
-  return PeerRequest{PeerOp::kPut, key, value, v};
-}
-PeerRequest Remove(std::string_view key, uint64_t v) {
-  return PeerRequest{PeerOp::kRemove, key, {}, v};
-}
-
-// Runs the loop for `ms` of loop time (to step past a documented backoff window).
-void RunFor(uv_loop_t* loop, uint64_t ms) {
-  bool fired = false;
-  uv_timer_t t;
-  uv_timer_init(loop, &t);
-  t.data = &fired;
-  uv_timer_start(
-      &t, [](uv_timer_t* h) { *static_cast<bool*>(h->data) = true; }, ms, 0);
-  while (!fired) uv_run(loop, UV_RUN_ONCE);
-  uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
-  uv_run(loop, UV_RUN_NOWAIT);
-}
 
 // A decoded frame that owns its bytes.
 struct OwnedFrame {

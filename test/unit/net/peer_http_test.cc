@@ -14,7 +14,11 @@ namespace {
 
 using kv::test::Collector;
 using kv::test::DeadPort;
+using kv::test::Get;
 using kv::test::Loop;
+using kv::test::Put;
+using kv::test::Remove;
+using kv::test::RunFor;
 using kv::test::StopServer;
 
 using kv::cluster::PeerEndpoint;
@@ -33,29 +37,6 @@ PeerEndpoint Endpoint(uint16_t port) {
   ep.port = port;
   ep.url = "http://127.0.0.1:" + std::to_string(port);
   return ep;
-}
-
-PeerRequest Get(std::string_view key) {
-  return PeerRequest{PeerOp::kGet, key, {}, 0};
-}
-PeerRequest Put(std::string_view key, std::string_view value, uint64_t v) {
-  return PeerRequest{PeerOp::kPut, key, value, v};
-}
-PeerRequest Remove(std::string_view key, uint64_t v) {
-  return PeerRequest{PeerOp::kRemove, key, {}, v};
-}
-
-// Runs the loop for `ms` of loop time (to step past a documented backoff window).
-void RunFor(uv_loop_t* loop, uint64_t ms) {
-  bool fired = false;
-  uv_timer_t t;
-  uv_timer_init(loop, &t);
-  t.data = &fired;
-  uv_timer_start(
-      &t, [](uv_timer_t* h) { *static_cast<bool*>(h->data) = true; }, ms, 0);
-  while (!fired) uv_run(loop, UV_RUN_ONCE);
-  uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
-  uv_run(loop, UV_RUN_NOWAIT);
 }
 
 constexpr uint64_t kFar = 600000;  // a deadline that never fires within a test
