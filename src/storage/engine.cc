@@ -18,7 +18,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,6 +49,14 @@ namespace kv::storage {
 namespace {
 
 constexpr size_t kMaxFrozen = 2;  // writers stall (background mode) past this many frozen tables
+
+// Lowers the calling thread's scheduling priority (Linux: a thread id is a PRIO_PROCESS target).
+void NiceThisThread(int nice) {
+  if (nice == 0) return;
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) != 0) {
+    LOG_DEBUG("storage: setpriority(%d) for a background thread failed: errno %d", nice, errno);
+  }
+}
 
 struct Frozen {
   std::shared_ptr<MemTable> mem;
@@ -119,6 +129,8 @@ struct Engine::Impl {
   bool flush_wanted = false;    // bg_mu
   bool compact_wanted = false;  // bg_mu
   std::vector<std::thread> threads;
+  int bg_started = 0;  // with bg_mu: flush/compaction threads past their setup
+  std::condition_variable bg_started_cv;
   std::atomic<bool> flush_failing{false};  // last background flush failed
   Status flush_error;                      // write_mu
 
@@ -264,6 +276,10 @@ Status Engine::Open(const Options& options, std::unique_ptr<Engine>* out) {
   if (options.background) {
     p->threads.emplace_back([p] { p->FlushThread(); });
     p->threads.emplace_back([p] { p->CompactThread(); });
+    {  // both are running at their priority before Open returns
+      std::unique_lock<std::mutex> lock(p->bg_mu);
+      p->bg_started_cv.wait(lock, [p] { return p->bg_started == 2; });
+    }
     p->Kick(true, true);
   }
   if (options.fsync == FsyncPolicy::kPeriodic) p->threads.emplace_back([p] { p->SyncThread(); });
@@ -595,7 +611,10 @@ Status Engine::Flush() {
 }
 
 void Engine::Impl::FlushThread() {
+  NiceThisThread(opts.background_nice);
   std::unique_lock<std::mutex> lock(bg_mu);
+  ++bg_started;
+  bg_started_cv.notify_all();
   for (;;) {
     if (shutting_down) return;
     if (!flush_wanted) {
@@ -705,7 +724,10 @@ Status Engine::CompactAll() {
 }
 
 void Engine::Impl::CompactThread() {
+  NiceThisThread(opts.background_nice);
   std::unique_lock<std::mutex> lock(bg_mu);
+  ++bg_started;
+  bg_started_cv.notify_all();
   for (;;) {
     if (shutting_down) return;
     if (!compact_wanted) {

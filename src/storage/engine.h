@@ -38,6 +38,11 @@ struct Options {
   uint32_t block_bytes = 4096;                 // target data block size
   bool background = true;                      // flush/compaction threads; false: only
                                                // when Flush()/CompactAll() are called
+  // Nice value of the flush and compaction threads (0: inherit). Background work yields the
+  // CPU to the threads serving requests, so a flush or a merge does not show up as a latency
+  // spike; it still gets a share (~10% of a busy core at nice 10), and writers stall past two
+  // frozen memtables, so it cannot fall behind without bound.
+  int background_nice = 10;
 };
 
 // What Get() found for a key. Versions are caller-given ordered stamps (the cluster's HLC):

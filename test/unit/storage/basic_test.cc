@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "storage/bloom.h"
 #include "storage/compaction.h"
@@ -343,4 +345,37 @@ TEST_CASE("storage: background compactions that skip the oldest segment keep old
   ReadResult r;
   REQUIRE(db->Get("filler7", &r).ok());
   CHECK(r.kind == ReadResult::kValue);
+}
+
+namespace {
+// Nice values of this process's threads, from /proc/self/task/*/stat (field 19).
+std::multiset<int> ThreadNiceValues() {
+  std::multiset<int> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream f(e.path() / "stat");
+    std::string line;
+    std::getline(f, line);
+    size_t close = line.rfind(')');  // the command name may hold spaces
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && rest >> field; i++) {
+      if (i == 19) out.insert(std::stoi(field));
+    }
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("storage: flush and compaction threads run at the configured nice value") {
+  TempDir tmp;
+  std::multiset<int> before = ThreadNiceValues();
+  REQUIRE(before.count(7) == 0);
+  Options o = SmallOptions(tmp.store(), true);
+  o.background_nice = 7;
+  std::unique_ptr<Engine> db;
+  REQUIRE(Engine::Open(o, &db).ok());
+  CHECK(ThreadNiceValues().count(7) == 2);  // flush + compaction; the sync thread keeps 0
+  db.reset();
+  CHECK(ThreadNiceValues().count(7) == 0);
 }
