@@ -159,15 +159,8 @@ void Coordinator::FlushLocalWrites() {
     }
     storage::Status st = state_->engine->Write(ops_.data(), n);
     for (size_t i = 0; i < n; ++i) {
-      PeerResponse resp;
-      if (st.ok()) {
-        resp.kind = PeerResponse::kStored;
-        resp.version = ops_[i].stored_version;
-      } else {
-        resp.error = st.message();
-        if (st.code() == storage::Code::kNoSpace) flushing_[i].request->no_space = true;
-      }
-      Deliver(flushing_[i].request, flushing_[i].replica, std::move(resp));
+      if (st.code() == storage::Code::kNoSpace) flushing_[i].request->no_space = true;
+      Deliver(flushing_[i].request, flushing_[i].replica, StoredResponse(st, ops_[i]));
     }
   }
 }

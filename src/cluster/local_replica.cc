@@ -42,4 +42,15 @@ PeerResponse ExecuteLocal(storage::Engine& engine, const PeerRequest& req,
   return resp;
 }
 
+PeerResponse StoredResponse(const storage::Status& st, const storage::Engine::WriteOp& op) {
+  PeerResponse resp;
+  if (st.ok()) {
+    resp.kind = PeerResponse::kStored;
+    resp.version = op.stored_version;
+  } else {
+    resp.error = st.message();
+  }
+  return resp;
+}
+
 }  // namespace kv::cluster

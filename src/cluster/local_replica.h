@@ -13,4 +13,8 @@ namespace kv::cluster {
 PeerResponse ExecuteLocal(storage::Engine& engine, const PeerRequest& req,
                           storage::Code* storage_code = nullptr);
 
+// The answer to one write of a committed Engine::Write batch that returned `st`: kStored with the
+// version the engine now holds, or kError with the reason.
+PeerResponse StoredResponse(const storage::Status& st, const storage::Engine::WriteOp& op);
+
 }  // namespace kv::cluster

@@ -145,14 +145,7 @@ class BinaryServer final : public BinaryPeerServer {
     if (batch_ops_.empty()) return;
     storage::Status st = ctx_.engine->Write(batch_ops_.data(), batch_ops_.size());
     for (size_t i = 0; i < batch_ops_.size(); ++i) {
-      cluster::PeerResponse resp;
-      if (st.ok()) {
-        resp.kind = cluster::PeerResponse::kStored;
-        resp.version = batch_ops_[i].stored_version;
-      } else {
-        resp.error = st.message();
-      }
-      proto::EncodeResponse(&c->out, batch_ids_[i], resp,
+      proto::EncodeResponse(&c->out, batch_ids_[i], cluster::StoredResponse(st, batch_ops_[i]),
                             st.code() == storage::Code::kNoSpace ? proto::ErrorCode::kNoSpace
                                                                  : proto::ErrorCode::kStorageError);
     }
