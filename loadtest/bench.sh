@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # make bench [QUICK=1]: the cluster benchmark, one command on a fresh machine.
 #
-# Builds, then for each peer protocol (http, then binary): starts a local 3-node cluster
+# Builds, then for each peer protocol (http, http-pipelined, binary): starts a local 3-node cluster
 # (--threads 1 per node: 3 nodes share 2 cores), fills it, finds PUT and GET saturation (closed
 # loop, wrk -t1 -c64), runs kvload at fixed rates of 50% and 80% of that saturation (binary mode
 # also at 50% of the HTTP-mode saturation), counts peer bytes and syscalls per client request,
-# re-measures saturation with 2 threads per node, stops the cluster. Then the single-node figures
+# re-measures saturation with 2 threads per node, stops the cluster (http-pipelined: saturation
+# only). Then the single-node figures
 # and the nginx reference (the method of bench_single.sh), and in the full run the range benchmark
 # (bench_range.sh). Writes loadtest/results/<date>-<host>[-quick]/: report.md, charts, raw output.
 #
@@ -136,13 +137,29 @@ stop_nodes() {
   NODE_PIDS=()
 }
 
-# sat NAME WORKLOAD URL: closed loop wrk -t1 -c64, records NAME.rps/.p50/.p99; prints rps.
+# io_calls PIDS...: read-like plus write-like syscalls the processes made so far (/proc/PID/io
+# syscr + syscw: read, readv, recvmsg, write, writev, sendmsg...; no epoll, no timers).
+io_calls() {
+  local p n=0
+  for p in "$@"; do n=$((n + $(awk '/^sysc[rw]:/ { s += $2 } END { print s + 0 }' "/proc/$p/io"))); done
+  echo "$n"
+}
+
+# sat NAME WORKLOAD URL: closed loop wrk -t1 -c64, records NAME.rps/.p50/.p99 and, over the
+# nodes in NODE_PIDS, NAME.io_per_req (read+write syscalls per completed request, under load,
+# where batching shows); prints rps.
 sat() {
-  local name=$1 wl=$2 url=$3 rps p50 p99
+  local name=$1 wl=$2 url=$3 rps p50 p99 io0 io1 reqs
   cmd "KV_KEYS=$KEYS KV_VALUE_SIZE=$VALUE KV_ACK=$ACK KV_FROM=$FROM wrk --latency -t1 -c64 -d${SAT_DUR}s -s loadtest/$wl.lua $url"
+  io0=$(io_calls "${NODE_PIDS[@]}")
   read -r rps p50 p99 < <(KV_KEYS=$KEYS KV_VALUE_SIZE=$VALUE KV_ACK=$ACK KV_FROM=$FROM \
     kv_wrk "$RAW/wrk-$name.txt" -t1 -c64 -d"${SAT_DUR}s" -s "loadtest/$wl.lua" "$url")
+  io1=$(io_calls "${NODE_PIDS[@]}")
+  reqs=$(awk '/requests in/ { print $1 }' "$RAW/wrk-$name.txt")
   fig "$name.rps" "$rps"; fig "$name.p50" "$p50"; fig "$name.p99" "$p99"
+  if [ -n "$reqs" ] && [ "$reqs" -gt 0 ]; then
+    fig "$name.io_per_req" "$(awk -v a="$io0" -v b="$io1" -v n="$reqs" 'BEGIN { printf "%.2f", (b - a) / n }')"
+  fi
   echo "  $name: $rps rps (wrk p50 $p50 ms, p99 $p99 ms)" >&2
   echo "$rps"
 }
@@ -187,7 +204,9 @@ peer_cost() {
 half() { awk -v r="$1" -v f="$2" 'BEGIN { printf "%d\n", r * f }'; }
 
 # ---- cluster, each peer protocol ---------------------------------------------------------------
-for mode in http binary; do
+# http: the usual HTTP/1.1 client (pooled connections, one request in flight on each), the
+# baseline; http-pipelined: our pipelined variant, saturation only; binary: everything.
+for mode in http http-pipelined binary; do
   echo "== cluster, peer protocol $mode, --threads 1 per node ($(loadavg))"
   start_cluster "$mode" 1
   kv_fill "$URL" "$KEYS" "$RAW/fill-$mode.txt" KV_ACK=$ACK KV_FROM=$FROM
@@ -195,6 +214,11 @@ for mode in http binary; do
   echo "  filled $KEYS keys at $FILL_RATE keys/s"
   put=$(sat "$mode.put" put "$URL")
   get=$(sat "$mode.get" get "$URL")
+  if [ "$mode" = http-pipelined ]; then
+    stop_nodes
+    rm -rf "${work:?}/$mode"
+    continue
+  fi
   for wl in put get; do
     s=$([ "$wl" = put ] && echo "$put" || echo "$get")
     fixed "$mode.$wl.r50" "$wl" "$(half "$s" 0.5)" "$URL"
@@ -230,18 +254,14 @@ kv_wait_http "http://127.0.0.1:$sport/v0/status"
 kv_fill "http://127.0.0.1:$sport" "$SINGLE_KEYS" "$RAW/fill-single.txt"
 fig single.fill_rps "$FILL_RATE"
 echo "  filled $SINGLE_KEYS keys at $FILL_RATE keys/s"
-for wl in get put; do
-  cmd "KV_KEYS=$SINGLE_KEYS KV_VALUE_SIZE=$VALUE wrk --latency -t1 -c64 -d${SAT_DUR}s -s loadtest/$wl.lua http://127.0.0.1:$sport"
-  read -r rps p50 p99 < <(KV_KEYS=$SINGLE_KEYS KV_VALUE_SIZE=$VALUE \
-    kv_wrk "$RAW/wrk-single.$wl.txt" -t1 -c64 -d"${SAT_DUR}s" -s "loadtest/$wl.lua" "http://127.0.0.1:$sport")
-  fig "single.$wl.rps" "$rps"; fig "single.$wl.p50" "$p50"; fig "single.$wl.p99" "$p99"
-  echo "  single.$wl: $rps rps (p50 $p50 ms, p99 $p99 ms)"
-done
+# the same measurements as the cluster's, with the single node's keys and ack 1 of 1
+NODE_PIDS=("$spid"); KEYS_SAVED=$KEYS; KEYS=$SINGLE_KEYS; ACK=1; FROM=1
+for wl in get put; do sat "single.$wl" "$wl" "http://127.0.0.1:$sport" >/dev/null; done
 # syscall reference without peers (same strace method as the cluster runs)
-PORTS=("$sport"); URL="http://127.0.0.1:$sport"; KEYS_SAVED=$KEYS; KEYS=$SINGLE_KEYS
+PORTS=("$sport"); URL="http://127.0.0.1:$sport"
 peer_cost single.put put "$spid"
 peer_cost single.get get "$spid"
-KEYS=$KEYS_SAVED
+NODE_PIDS=(); KEYS=$KEYS_SAVED; ACK=2; FROM=3
 kill -TERM "$spid"; wait "$spid" 2>/dev/null || true
 drop_pid "$spid"
 rm -rf "$work/single"

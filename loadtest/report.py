@@ -153,6 +153,10 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
+MODES = ("http", "http-pipelined", "binary", "single")
+MODE_NAMES = {"http": "HTTP peers", "http-pipelined": "HTTP pipelined", "binary": "binary peers",
+              "single": "single node"}
+
 LABELS = {
     "http.{w}.r50": "HTTP peers, 50% of HTTP sat.",
     "http.{w}.r80": "HTTP peers, 80% of HTTP sat.",
@@ -242,18 +246,32 @@ def cmd_build(out):
     # throughput
     w("## Throughput (closed loop, wrk -t1 -c64)")
     w("")
-    w("| workload | HTTP peers | binary peers | binary/HTTP | single node | HTTP/single | binary/single | nginx | single/nginx |")
-    w("|---|---|---|---|---|---|---|---|---|")
+    w("HTTP peers: the usual HTTP/1.1 client, pooled keep-alive connections with one request in flight on "
+      "each (`--peer-protocol http`, the baseline). HTTP pipelined: up to 4 connections per peer and loop, "
+      "requests pipelined on them (`--peer-protocol http-pipelined`).")
+    w("")
+    w("| workload | HTTP peers | HTTP pipelined | binary peers | binary/HTTP | binary/pipelined | single node | HTTP/single | binary/single | nginx | single/nginx |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
     ngx = num(f, "nginx.rps")
     for wl in ("put", "get"):
-        h, bn, s = num(f, f"http.{wl}.rps"), num(f, f"binary.{wl}.rps"), num(f, f"single.{wl}.rps")
-        w(f"| {wl.upper()} | {fmt(h)} | {fmt(bn)} | {fmt(ratio(bn, h), 2)} | {fmt(s)} | {fmt(ratio(h, s), 2)} | "
-          f"{fmt(ratio(bn, s), 2)} | {fmt(ngx)} | {fmt(ratio(s, ngx), 2)} |")
+        h, hp, bn, s = (num(f, f"{m}.{wl}.rps") for m in ("http", "http-pipelined", "binary", "single"))
+        w(f"| {wl.upper()} | {fmt(h)} | {fmt(hp)} | {fmt(bn)} | {fmt(ratio(bn, h), 2)} | {fmt(ratio(bn, hp), 2)} | "
+          f"{fmt(s)} | {fmt(ratio(h, s), 2)} | {fmt(ratio(bn, s), 2)} | {fmt(ngx)} | {fmt(ratio(s, ngx), 2)} |")
     w("")
+    if any(f"{m}.put.io_per_req" in f for m in MODES):
+        w("read+write syscalls per client request during those saturation runs, all nodes together "
+          "(`/proc/PID/io` syscr + syscw before and after, divided by the requests wrk completed; "
+          "under load the transports batch, unlike in the strace runs below):")
+        w("")
+        w("| workload | " + " | ".join(MODE_NAMES[m] for m in MODES) + " |")
+        w("|---|" + "---|" * len(MODES))
+        for wl in ("put", "get"):
+            w(f"| {wl.upper()} | " + " | ".join(fmt(num(f, f"{m}.{wl}.io_per_req"), 2) for m in MODES) + " |")
+        w("")
     w("wrk's own latency figures of these closed-loop runs (p50 / p99 ms; wrk 4.1 corrects its histogram, see "
       "loadtest/README.md): " + "; ".join(
           f"{n} {f.get(n + '.p50', 'n/a')} / {f.get(n + '.p99', 'n/a')}"
-          for n in ("http.put", "http.get", "binary.put", "binary.get", "single.put", "single.get", "nginx")) + ".")
+          for n in [f"{m}.{wl}" for m in MODES for wl in ("put", "get")] + ["nginx"]) + ".")
     w("")
     if "http.t2.put.rps" in f or "binary.t2.put.rps" in f:
         w("Threads per node (same cluster, same data, restarted with `--threads 2`):")
@@ -267,7 +285,7 @@ def cmd_build(out):
                     w(f"| {m} | {wl.upper()} | {fmt(a)} | {fmt(b2)} | {fmt(ratio(b2, a), 2)} |")
         w("")
     w("Fill rates (wrk fill.lua, -c64): " + ", ".join(
-        f"{n} {fmt(num(f, n + '.fill_rps'))} keys/s" for n in ("http", "binary", "single")) + ".")
+        f"{n} {fmt(num(f, n + '.fill_rps'))} keys/s" for n in MODES) + ".")
     w("")
 
     # latency
@@ -308,7 +326,9 @@ def cmd_build(out):
         target(f"HTTP peers: {wl.upper()} p99 at 50% of saturation < 3 ms", p, p is not None and p < 3, f"{fmt(p, 3)} ms")
     for wl in ("put", "get"):
         r = ratio(num(f, f"binary.{wl}.rps"), num(f, f"http.{wl}.rps"))
-        target(f"binary >= 1.5x HTTP-mode throughput, {wl.upper()}", r, r is not None and r >= 1.5, f"{fmt(r, 2)}x")
+        rp = ratio(num(f, f"binary.{wl}.rps"), num(f, f"http-pipelined.{wl}.rps"))
+        target(f"binary >= 1.5x HTTP-mode throughput, {wl.upper()}", r, r is not None and r >= 1.5,
+               f"{fmt(r, 2)}x (vs HTTP pipelined: {fmt(rp, 2)}x)")
     for wl in ("put", "get"):
         h, b = runs.get(f"http.{wl}.r50"), runs.get(f"binary.{wl}.rhttp50")
         r = ratio(b["latency_ms"]["p99"], h["latency_ms"]["p99"]) if h and b else None

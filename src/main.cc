@@ -60,8 +60,7 @@ int main(int argc, char** argv) {
   }
   LOG_INFO("node %s listening on port %u (%d threads, %zu nodes, %s peers, data %s)",
            cfg.self_url.c_str(), cfg.port, cfg.threads, cfg.cluster.size(),
-           cfg.peer_protocol == kv::net::PeerProtocol::kHttp ? "http" : "binary",
-           cfg.data_dir.c_str());
+           kv::net::PeerProtocolName(cfg.peer_protocol), cfg.data_dir.c_str());
 
   int sig = 0;
   sigwait(&stop_signals, &sig);

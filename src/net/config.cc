@@ -22,7 +22,7 @@ const char* Usage() {
          "--port)\n"
          "  --data DIR                 data directory (default ./data/<port>)\n"
          "  --threads N                event-loop threads (default: number of cores)\n"
-         "  --peer-protocol P          binary|http between nodes (default binary)\n"
+         "  --peer-protocol P          binary|http|http-pipelined between nodes (default binary)\n"
          "  --max-value-bytes N        largest request body (default 8388608)\n"
          "  --max-connections N        open client connections (default 10000)\n"
          "  --idle-timeout-ms N        close idle keep-alive connections (default 60000)\n"
@@ -134,8 +134,10 @@ ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err) {
         cfg->peer_protocol = PeerProtocol::kBinary;
       else if (value == "http")
         cfg->peer_protocol = PeerProtocol::kHttp;
+      else if (value == "http-pipelined")
+        cfg->peer_protocol = PeerProtocol::kHttpPipelined;
       else
-        return bad("expected binary or http");
+        return bad("expected binary, http or http-pipelined");
     } else if (name == "--max-value-bytes") {
       if (!ParseNum(value, 0, 1ull << 30, &cfg->max_value_bytes)) return bad("expected 0..2^30");
     } else if (name == "--max-connections") {
@@ -219,6 +221,17 @@ ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err) {
   cfg->data_dir = data_arg.empty() ? "./data/" + port_str : data_arg;
   if (!EnsureWritableDir(cfg->data_dir, err)) return ParseResult::kError;
   return ParseResult::kOk;
+}
+
+const char* PeerProtocolName(PeerProtocol p) {
+  switch (p) {
+    case PeerProtocol::kHttp:
+      return "http";
+    case PeerProtocol::kHttpPipelined:
+      return "http-pipelined";
+    default:
+      return "binary";
+  }
 }
 
 }  // namespace kv::net

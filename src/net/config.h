@@ -9,7 +9,10 @@
 
 namespace kv::net {
 
-enum class PeerProtocol { kBinary, kHttp };
+// kHttp: pooled keep-alive HTTP/1.1 connections, one request in flight on each (the usual HTTP
+// client, the baseline); kHttpPipelined: up to 4 connections per peer and loop, pipelined.
+enum class PeerProtocol { kBinary, kHttp, kHttpPipelined };
+const char* PeerProtocolName(PeerProtocol p);
 
 struct Config {
   uint16_t port = 0;

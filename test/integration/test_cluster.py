@@ -1,4 +1,5 @@
-"""Replicated clusters of two and three nodes, each run with --peer-protocol http and binary.
+"""Replicated clusters of two and three nodes, each run with --peer-protocol http, http-pipelined
+and binary.
 
 GET|PUT|DELETE /v0/entity?id=K[&ack=A&from=F]; from defaults to the cluster size, ack to
 from/2+1. A test that stops nodes leaves them stopped; before_each restarts whatever is down (same
@@ -463,3 +464,11 @@ class ThreeNodesHttp(ThreeNodes):
 
 class ThreeNodesBinary(ThreeNodes):
     mode = "binary"
+
+
+class TwoNodesHttpPipelined(TwoNodes):
+    mode = "http-pipelined"
+
+
+class ThreeNodesHttpPipelined(ThreeNodes):
+    mode = "http-pipelined"
