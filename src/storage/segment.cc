@@ -103,12 +103,42 @@ uint64_t Segment::MemoryUsage() const {
          (prefixes_.capacity() + top_.capacity()) * sizeof(uint64_t) + filter_.MemoryUsage();
 }
 
+size_t Segment::TopSlot(uint64_t prefix) const {
+  return static_cast<size_t>(std::upper_bound(top_.begin(), top_.end(), prefix) - top_.begin());
+}
+
+namespace {
+inline void PrefetchRange(const void* begin, const void* end) {
+  auto b = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t{63};
+  for (auto p = b; p < reinterpret_cast<uintptr_t>(end); p += 64) {
+    __builtin_prefetch(reinterpret_cast<const void*>(p));
+  }
+}
+}  // namespace
+
+void Segment::PrefetchBucket(size_t j) const {
+  if (j == 0) return;
+  size_t lo = (j - 1) * kTopFanout, hi = std::min(j * kTopFanout, prefixes_.size());
+  PrefetchRange(prefixes_.data() + lo, prefixes_.data() + hi);
+  PrefetchRange(index_.data() + lo, index_.data() + hi);
+}
+
+void Segment::PrefetchBlockTrailer(size_t b) const {
+  // The entry offsets and prefixes, the entry count and the checksum end the block; ~12 bytes
+  // per entry, so the last 512 bytes hold them for blocks of up to ~40 entries.
+  const char* end = map_ + index_[b].offset + index_[b].size + kChecksumBytes;
+  PrefetchRange(std::max(end - 512, map_ + index_[b].offset), end);
+}
+
 long Segment::FindBlock(std::string_view key) const {
+  return FindBlock(key, TopSlot(KeyPrefix(key)));
+}
+
+long Segment::FindBlock(std::string_view key, size_t j) const {
   // The answer is the last block whose first key <= key. Blocks whose prefix is below the key's
   // prefix qualify, those above do not; only equal prefixes need full key compares.
   const uint64_t prefix = KeyPrefix(key);
-  // hi = number of blocks with prefix <= key's prefix, via the top level then one bucket.
-  size_t j = static_cast<size_t>(std::upper_bound(top_.begin(), top_.end(), prefix) - top_.begin());
+  // hi = number of blocks with prefix <= key's prefix: j = TopSlot(prefix) picked the bucket.
   if (j == 0) return -1;
   size_t bucket_end = std::min(j * kTopFanout, prefixes_.size());
   size_t hi = static_cast<size_t>(
@@ -175,11 +205,8 @@ Status Segment::ReadEntry(size_t b, const BlockView& view, uint32_t i, std::stri
   return Status::Ok();
 }
 
-Status Segment::FindInBlock(std::string_view key, std::string* value, uint64_t* version,
+Status Segment::FindInBlock(std::string_view key, size_t b, std::string* value, uint64_t* version,
                             EntryType* type) const {
-  long fb = FindBlock(key);
-  if (fb < 0) return Status(Code::kNotFound, "");
-  size_t b = static_cast<size_t>(fb);
   BlockView view;
   Status s = ReadBlock(b, &view);
   if (!s.ok()) return s;
@@ -235,8 +262,16 @@ Status Segment::Get(std::string_view key, std::string* value, uint64_t* version,
 
 Status Segment::GetHashed(std::string_view key, uint64_t hash, std::string* value,
                           uint64_t* version, EntryType* type) const {
+  // A lookup at the scale of millions of keys is a chain of cache misses: filter, index bucket,
+  // block trailer, entry. The index bucket is fetched while the filter line arrives, and the
+  // trailer as soon as the block is known.
+  size_t j = TopSlot(KeyPrefix(key));
+  PrefetchBucket(j);
   if (!filter_.MayContainHash(hash)) return Status(Code::kNotFound, "");
-  return FindInBlock(key, value, version, type);
+  long b = FindBlock(key, j);
+  if (b < 0) return Status(Code::kNotFound, "");
+  PrefetchBlockTrailer(static_cast<size_t>(b));
+  return FindInBlock(key, static_cast<size_t>(b), value, version, type);
 }
 
 bool Segment::Iterator::LoadBlock(size_t b) {

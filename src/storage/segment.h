@@ -83,13 +83,20 @@ class Segment {
   }
   // Block that may hold key, or -1 when key sorts before the first block.
   long FindBlock(std::string_view key) const;
+  // Same, with j = TopSlot(KeyPrefix(key)) computed by the caller.
+  long FindBlock(std::string_view key, size_t j) const;
+  // Number of top_ entries <= prefix: the bucket of prefixes_ to search is j - 1.
+  size_t TopSlot(uint64_t prefix) const;
+  // Start loading the lines a FindBlock in bucket j - 1 and a read of block b will touch.
+  void PrefetchBucket(size_t j) const;
+  void PrefetchBlockTrailer(size_t b) const;
   // Checks block b's offsets and their checksum.
   Status ReadBlock(size_t b, BlockView* view) const;
   // Verifies entry i of a block and decodes it.
   Status ReadEntry(size_t b, const BlockView& view, uint32_t i, std::string_view* key,
                    std::string_view* value, uint64_t* version, EntryType* type) const;
-  // Linear search of one verified block.
-  Status FindInBlock(std::string_view key, std::string* value, uint64_t* version,
+  // Search of block b, verified first.
+  Status FindInBlock(std::string_view key, size_t b, std::string* value, uint64_t* version,
                      EntryType* type) const;
 
   std::string dir_, path_;
