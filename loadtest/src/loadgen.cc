@@ -1,12 +1,16 @@
 #include "loadgen.h"
 
 #include <llhttp.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
+#include <queue>
 #include <thread>
 
 namespace kvload {
@@ -36,6 +40,9 @@ void LoadStats::merge(const LoadStats& o) {
 namespace {
 
 constexpr uint64_t kNsPerMs = 1'000'000;
+// Open loop: a request may leave this much before its scheduled time (then it is measured from
+// its actual send); later than that, it waits for the pacing timer.
+constexpr uint64_t kEarlyNs = 20'000;
 constexpr int kReconnectDelayMs = 10;  // after a failed connect, so a dead server is no spin
 constexpr uint64_t kSampleNs = 1'000'000'000;
 
@@ -50,7 +57,8 @@ struct Conn {
   bool in_flight = false;
   bool done = false;  // set by the parser when a response is complete
   llhttp_t parser;
-  uv_timer_t timer;  // send pacing and reconnect delay
+  uv_timer_t timer;     // reconnect delay
+  bool waiting = false;  // in the worker's pacing queue until scheduled_ns
   std::string req;
   Op op = Op::kGet;
   uint64_t k = 0;             // index of the current/next request in this connection's schedule
@@ -78,6 +86,15 @@ struct Worker {
   bool stopping = false;
   uint64_t sample_start_ns = 0;
   int64_t sample_start_count = 0;
+  // Open-loop pacing with nanosecond precision: libuv timers count whole milliseconds, and a
+  // request sent up to 1 ms after its scheduled time would carry that delay into its latency.
+  // Connections waiting for their next scheduled time sit in a min-heap; a timerfd (absolute
+  // CLOCK_MONOTONIC, the clock of uv_hrtime) fires for the earliest.
+  using Due = std::pair<uint64_t, Conn*>;
+  std::priority_queue<Due, std::vector<Due>, std::greater<Due>> pacing;
+  int pace_fd = -1;
+  uv_poll_t pace_poll;
+  uint64_t pace_armed_ns = 0;  // 0: disarmed
   char buf[64 * 1024];
 };
 
@@ -126,7 +143,7 @@ void finish_response(Conn* c) {
   Worker* w = c->w;
   uint64_t now = uv_hrtime();
   // Open loop: charged from the scheduled time, or from the actual send if it went out early
-  // (pacing timers have millisecond granularity). Closed loop: from the actual send.
+  // (up to kEarlyNs). Closed loop: from the actual send.
   uint64_t from = c->sent_ns;
   if (w->interval_ns) from = std::min(c->scheduled_ns, c->sent_ns);
   w->stats.latency_us.record(static_cast<int64_t>((now - from) / 1000));
@@ -235,23 +252,45 @@ void send_now(Conn* c, uint64_t now) {
   }
 }
 
-void on_pace_timer(uv_timer_t* t) {
-  try_send(static_cast<Conn*>(t->data));
+void arm_pacing(Worker* w) {
+  uint64_t next = w->pacing.empty() ? 0 : w->pacing.top().first;
+  if (next == w->pace_armed_ns) return;
+  itimerspec its{};
+  its.it_value.tv_sec = static_cast<time_t>(next / 1'000'000'000);
+  its.it_value.tv_nsec = static_cast<long>(next % 1'000'000'000);
+  timerfd_settime(w->pace_fd, TFD_TIMER_ABSTIME, &its, nullptr);  // 0: disarms
+  w->pace_armed_ns = next;
+}
+
+void on_pace(uv_poll_t* h, int, int) {
+  Worker* w = static_cast<Worker*>(h->data);
+  uint64_t expirations;
+  if (read(w->pace_fd, &expirations, sizeof expirations) < 0) {
+    // EAGAIN: re-armed since it fired; the heap below decides what is due
+  }
+  w->pace_armed_ns = 0;
+  uint64_t now = uv_hrtime();
+  while (!w->pacing.empty() && w->pacing.top().first <= now + kEarlyNs) {
+    auto [due, c] = w->pacing.top();
+    w->pacing.pop();
+    if (!c->waiting || c->scheduled_ns != due) continue;  // stale entry
+    c->waiting = false;
+    try_send(c);
+  }
+  if (!w->stopping) arm_pacing(w);
 }
 
 void try_send(Conn* c) {
   Worker* w = c->w;
-  if (w->stopping || !c->connected || c->in_flight) return;
+  if (w->stopping || !c->connected || c->in_flight || c->waiting) return;
   uint64_t now = uv_hrtime();
   if (w->interval_ns) {
     c->scheduled_ns =
         w->start_ns + (c->global_index * w->interval_ns) / w->total_conns + c->k * w->interval_ns;
-    if (c->scheduled_ns > now + kNsPerMs / 2) {
-      // Not due yet: wait, rounding to the loop's millisecond timer resolution (a request sent
-      // up to 0.5 ms early is measured from its actual send).
-      uint64_t ms = (c->scheduled_ns - now + kNsPerMs / 2) / kNsPerMs;
-      uv_update_time(&w->loop);
-      uv_timer_start(&c->timer, on_pace_timer, ms, 0);
+    if (c->scheduled_ns > now + kEarlyNs) {  // not due yet: the pacing timer sends it
+      c->waiting = true;
+      w->pacing.emplace(c->scheduled_ns, c);
+      arm_pacing(w);
       return;
     }
   }
@@ -337,6 +376,16 @@ void run_worker(Worker* w, int first_conn, int nconns) {
   uint64_t left_ms = w->end_ns > now ? (w->end_ns - now + kNsPerMs - 1) / kNsPerMs : 0;
   uv_timer_start(&w->deadline, on_deadline, left_ms, 0);
   uv_timer_start(&w->tick, on_tick, 100, 100);
+  if (w->interval_ns) {
+    w->pace_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (w->pace_fd < 0) {
+      perror("kvload: timerfd_create");
+      std::exit(1);
+    }
+    uv_poll_init(&w->loop, &w->pace_poll, w->pace_fd);
+    w->pace_poll.data = w;
+    uv_poll_start(&w->pace_poll, UV_READABLE, on_pace);
+  }
   w->sample_start_ns = w->start_ns;
   for (int i = 0; i < nconns; i++) {
     auto c = std::make_unique<Conn>();
@@ -349,6 +398,7 @@ void run_worker(Worker* w, int first_conn, int nconns) {
   for (auto& c : w->conns) start_connect(c.get());
   uv_run(&w->loop, UV_RUN_DEFAULT);
   uv_loop_close(&w->loop);
+  if (w->pace_fd >= 0) close(w->pace_fd);
 }
 
 }  // namespace
