@@ -57,7 +57,7 @@ struct Conn {
   bool in_flight = false;
   bool done = false;  // set by the parser when a response is complete
   llhttp_t parser;
-  uv_timer_t timer;     // reconnect delay
+  uv_timer_t timer;      // reconnect delay
   bool waiting = false;  // in the worker's pacing queue until scheduled_ns
   std::string req;
   Op op = Op::kGet;
