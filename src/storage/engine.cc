@@ -113,6 +113,9 @@ struct Engine::Impl {
   std::condition_variable stall_cv;   // with write_mu: a flush finished
   std::shared_ptr<LogWriter> log;     // write_mu
   std::vector<uint64_t> active_logs;  // write_mu: logs replayable into the active memtable
+  // write_mu: the next log, created and its directory entry synced by the flush thread, so
+  // that Freeze (on a writer's thread, under write_mu) need not sync a directory itself.
+  std::unique_ptr<LogWriter> spare_log;
 
   std::mutex flush_mu, compact_mu, manifest_mu;
   Manifest manifest;  // manifest_mu
@@ -152,8 +155,10 @@ struct Engine::Impl {
   // hash = BloomHash(key).
   Status LookupVersion(const State& st, std::string_view key, uint64_t hash, bool* found,
                        uint64_t* version);
-  Status Freeze();                // write_mu held
-  Status FlushOldest(bool* did);  // flush_mu held
+  Status Freeze();                                 // write_mu held
+  Status NewLog(std::unique_ptr<LogWriter>* out);  // creates the next log, directory synced
+  void PrepareSpareLog();                          // flush thread: spare_log for Freeze
+  Status FlushOldest(bool* did);                   // flush_mu held
   // Merges segments [begin, end) of st (newest-first indexes); compact_mu held.
   Status CompactRange(const std::shared_ptr<const State>& st, size_t begin, size_t end);
   Status MaybeCompact();  // compact_mu held
@@ -327,9 +332,7 @@ Status Engine::Impl::LookupVersion(const State& st, std::string_view key, uint64
   return Status::Ok();
 }
 
-Status Engine::Impl::Freeze() {
-  std::shared_ptr<const State> cur = Snapshot();
-  if (cur->active->Empty()) return Status::Ok();
+Status Engine::Impl::NewLog(std::unique_ptr<LogWriter>* out) {
   uint64_t number = next_file.fetch_add(1);
   std::unique_ptr<LogWriter> w;
   Status s = LogWriter::Create(Path(LogFileName(number)), number, &w);
@@ -338,6 +341,45 @@ Status Engine::Impl::Freeze() {
   if (!s.ok()) {
     if (w) ::unlink(w->path().c_str());
     return s;
+  }
+  *out = std::move(w);
+  return Status::Ok();
+}
+
+void Engine::Impl::PrepareSpareLog() {
+  {
+    std::lock_guard<std::mutex> l(write_mu);
+    if (spare_log) return;
+  }
+  // An empty log left behind by a crash is replayed as nothing and removed with the others.
+  std::unique_ptr<LogWriter> w;
+  Status s = NewLog(&w);
+  if (!s.ok()) {
+    LOG_WARN("storage: preparing the next log failed: %s", s.message().c_str());
+    return;
+  }
+  std::lock_guard<std::mutex> l(write_mu);
+  spare_log = std::move(w);  // only this thread makes spares: none appeared meanwhile
+}
+
+Status Engine::Impl::Freeze() {
+  std::shared_ptr<const State> cur = Snapshot();
+  if (cur->active->Empty()) return Status::Ok();
+  std::unique_ptr<LogWriter> w = std::move(spare_log);
+  if (w && w->number() < log->number()) {
+    // Numbered before the active log (a freeze made its own log while the spare was being
+    // created): logs must be numbered in the order they are used, or recovery would treat
+    // this one as older than the flushed memtables. Never written to: drop it.
+    ::unlink(w->path().c_str());
+    w.reset();
+  }
+  uint64_t number;
+  if (w) {
+    number = w->number();
+  } else {  // no usable spare (first freeze, or the flush thread is behind): make one here
+    Status s = NewLog(&w);
+    if (!s.ok()) return s;
+    number = w->number();
   }
   auto f = std::make_shared<Frozen>();
   f->mem = cur->active;
@@ -380,8 +422,12 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
   thread_local std::string records;
   thread_local std::string one;
   thread_local std::vector<uint8_t> accepted;
+  thread_local std::vector<MemTable::InsertHint> hints;  // from the version check's search
+  thread_local std::vector<uint32_t> order;              // accepted ops, keys descending
   records.clear();
   accepted.assign(n, 0);
+  if (hints.size() < n) hints.resize(n);
+  order.clear();
   std::shared_ptr<LogWriter> sync_log;
   uint64_t end = 0;
   {
@@ -394,10 +440,9 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
       stall_cv.wait(lock);
       st = Snapshot();
     }
-    // The first accepted op's insert position stays valid until something is inserted, so a
-    // lone write searches the memtable once.
-    MemTable::InsertHint first_hint;
-    size_t first = n;
+    // Each op searches the memtable once: the search that finds the version it must beat also
+    // leaves its insert position (hint), and inserting in descending key order keeps every
+    // remaining hint valid. An op whose key an earlier op of the batch wrote has no hint.
     for (size_t i = 0; i < n; ++i) {
       Engine::WriteOp& op = ops[i];
       uint64_t have = 0;
@@ -410,7 +455,8 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
           break;
         }
       }
-      MemTable::InsertHint hint;
+      MemTable::InsertHint& hint = hints[i];
+      hint.height = -1;  // none
       if (!found) {
         // The segments' filter lines are prefetched so their misses overlap the memtable search.
         uint64_t hash = BloomHash(op.key);
@@ -425,24 +471,26 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
         op.stored_version = have;
         continue;
       }
-      if (first == n) {
-        first = i;
-        first_hint = hint;
-      }
       accepted[i] = 1;
+      order.push_back(static_cast<uint32_t>(i));
       op.stored_version = op.version;
       EncodeLogRecord(op.key, op.value, op.version,
                       op.tombstone ? EntryType::kTombstone : EntryType::kValue, &one);
       records.append(one);
     }
-    if (first != n) {
+    if (!order.empty()) {
       Status s = log->Append(records, &end);
       if (!s.ok()) return s;
-      for (size_t i = first; i < n; ++i) {
-        if (!accepted[i]) continue;
-        MemTable::InsertHint hint = first_hint;
-        uint64_t have = 0;
-        if (i != first) st->active->FindForInsert(ops[i].key, &hint, &have);
+      // Keys descending; one key's ops oldest first (batch order), so its newest lands first in
+      // the list. Only a key's first op carries a hint; the others search after the insert.
+      std::stable_sort(order.begin(), order.end(),
+                       [&](uint32_t a, uint32_t b) { return ops[a].key > ops[b].key; });
+      for (uint32_t i : order) {
+        MemTable::InsertHint& hint = hints[i];
+        if (hint.height < 0) {
+          uint64_t have = 0;
+          st->active->FindForInsert(ops[i].key, &hint, &have);
+        }
         st->active->InsertWithHint(hint, ops[i].key, ops[i].value, ops[i].version,
                                    ops[i].tombstone ? EntryType::kTombstone : EntryType::kValue);
         user_bytes.fetch_add(ops[i].key.size() + ops[i].value.size(), std::memory_order_relaxed);
@@ -623,6 +671,7 @@ void Engine::Impl::FlushThread() {
     }
     flush_wanted = false;
     lock.unlock();
+    PrepareSpareLog();  // for the next freeze, which asked for this flush
     Status s;
     bool did = true, any = false;
     {

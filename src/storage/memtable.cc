@@ -96,6 +96,7 @@ MemTable::Node* MemTable::FindGreaterOrEqual(std::string_view key, uint64_t vers
 static_assert(sizeof(MemTable::InsertHint::prev) / sizeof(MemTable::Node*) == 12);
 
 bool MemTable::FindForInsert(std::string_view key, InsertHint* hint, uint64_t* version) const {
+  hint->height = max_height_.load(std::memory_order_relaxed);
   Node* n = FindGreaterOrEqual(key, UINT64_MAX, hint->prev);
   if (n == nullptr || n->key() != key) return false;
   *version = n->version;
@@ -105,6 +106,7 @@ bool MemTable::FindForInsert(std::string_view key, InsertHint* hint, uint64_t* v
 void MemTable::Insert(std::string_view key, std::string_view value, uint64_t version,
                       EntryType type) {
   InsertHint hint;
+  hint.height = max_height_.load(std::memory_order_relaxed);
   FindGreaterOrEqual(key, version, hint.prev);
   InsertWithHint(hint, key, value, version, type);
 }
@@ -115,7 +117,7 @@ void MemTable::InsertWithHint(const InsertHint& hint, std::string_view key, std:
   // of them (nodes of a key are ordered newest first).
   Node* prev[kMaxHeight];
   int cur_height = max_height_.load(std::memory_order_relaxed);
-  for (int i = 0; i < cur_height; i++) prev[i] = hint.prev[i];
+  for (int i = 0; i < cur_height; i++) prev[i] = i < hint.height ? hint.prev[i] : head_;
   int height = RandomHeight();
   int cur_max = cur_height;
   if (height > cur_max) {

@@ -27,10 +27,13 @@ class MemTable {
   // for the key (the engine checks before logging), so a key's nodes stay newest-first.
   void Insert(std::string_view key, std::string_view value, uint64_t version, EntryType type);
 
-  // Insert position remembered by FindForInsert; valid until the next insert.
+  // Insert position remembered by FindForInsert. It stays valid across inserts of keys that
+  // sort after its key (they never become its predecessors), so a batch searched once can be
+  // inserted in descending key order without searching again; any other insert invalidates it.
   struct Node;
   struct InsertHint {
     Node* prev[12];
+    int height = 0;  // levels filled in prev[]; higher ones (grown since) start at the head
   };
   // Writer only: finds the newest version of key (false if none) and the insert position, so
   // that a following InsertWithHint of a newer version does not search again.

@@ -21,6 +21,48 @@
 using namespace kv::storage;
 using namespace kv::storage::testutil;
 
+TEST_CASE(
+    "storage: memtable hints taken before a batch stay valid when inserting keys descending") {
+  MemTable mt(1 << 16);
+  Rng rng(11);
+  std::map<std::string, uint64_t> model;
+  for (int round = 0; round < 200; ++round) {
+    // A batch of distinct keys, some already present: search all first, insert after.
+    std::set<std::string> batch;
+    size_t n = 1 + rng.Uniform(40);
+    while (batch.size() < n) batch.insert("key" + std::to_string(rng.Uniform(5000)));
+    std::vector<std::pair<std::string, MemTable::InsertHint>> hinted;
+    for (const std::string& k : batch) {
+      MemTable::InsertHint h;
+      uint64_t have = 0;
+      bool found = mt.FindForInsert(k, &h, &have);
+      CHECK(found == (model.count(k) == 1));
+      hinted.emplace_back(k, h);
+    }
+    uint64_t version = 1000 + static_cast<uint64_t>(round);
+    for (auto it = hinted.rbegin(); it != hinted.rend(); ++it) {  // keys descending
+      mt.InsertWithHint(it->second, it->first, it->first, version, EntryType::kValue);
+      model[it->first] = version;
+    }
+  }
+  std::string_view v;
+  uint64_t ver;
+  EntryType t;
+  for (const auto& [k, want] : model) {  // every level's links lead to every key
+    REQUIRE(mt.Get(k, &v, &ver, &t));
+    CHECK(ver == want);
+    CHECK(v == k);
+  }
+  MemTable::Iterator it(&mt, mt.Count());
+  auto want = model.begin();
+  for (it.SeekToFirst(); it.Valid(); it.Next(), ++want) {
+    REQUIRE(want != model.end());
+    CHECK(it.key() == want->first);
+    CHECK(it.version() == want->second);
+  }
+  CHECK(want == model.end());
+}
+
 TEST_CASE("storage: memtable keeps newest version first and snapshots hide later inserts") {
   MemTable mt(4096);
   mt.Insert("b", "b1", 1, EntryType::kValue);

@@ -20,6 +20,14 @@ struct ModelEntry {
 };
 
 void CheckAgainstModel(Engine& e, const std::map<std::string, ModelEntry>& model) {
+  // A scan walks the memtable's bottom level: keys ascending, each once, newest version.
+  auto want = model.begin();
+  for (auto it = e.Scan("", std::nullopt); it->Valid(); it->Next(), ++want) {
+    REQUIRE(want != model.end());
+    CHECK(it->key() == want->first);
+    CHECK(it->version() == want->second.version);
+  }
+  CHECK(want == model.end());
   for (const auto& [k, m] : model) {
     ReadResult r;
     REQUIRE(e.Get(k, &r).ok());
