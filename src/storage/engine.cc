@@ -49,6 +49,9 @@ namespace kv::storage {
 namespace {
 
 constexpr size_t kMaxFrozen = 2;  // writers stall (background mode) past this many frozen tables
+// Memtable nodes waiting for the skiplist before the index thread is woken: the larger the batch,
+// the shorter each node's finger search (and the longer a scan may wait to index the rest).
+constexpr uint64_t kIndexBatch = 4096;
 
 // Lowers the calling thread's scheduling priority (Linux: a thread id is a PRIO_PROCESS target).
 void NiceThisThread(int nice) {
@@ -75,6 +78,12 @@ uint64_t NowMillis() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count());
+}
+
+// About one bucket per entry of ~128 bytes: chains stay short for 100-byte values, and the
+// index costs 1/16 of the memtable (8 bytes per 128).
+size_t HashBucketsFor(uint64_t memtable_bytes) {
+  return static_cast<size_t>(std::clamp<uint64_t>(memtable_bytes / 128, 16, 1u << 24));
 }
 
 size_t ArenaBlockFor(uint64_t memtable_bytes) {
@@ -128,9 +137,11 @@ struct Engine::Impl {
   // Background threads.
   std::mutex bg_mu;
   std::condition_variable bg_cv;
-  bool shutting_down = false;   // bg_mu
-  bool flush_wanted = false;    // bg_mu
-  bool compact_wanted = false;  // bg_mu
+  bool shutting_down = false;             // bg_mu
+  bool flush_wanted = false;              // bg_mu
+  bool compact_wanted = false;            // bg_mu
+  std::atomic<bool> index_kicked{false};  // the index thread has memtable nodes to link
+  std::condition_variable index_cv;       // with bg_mu
   std::vector<std::thread> threads;
   int bg_started = 0;  // with bg_mu: flush/compaction threads past their setup
   std::condition_variable bg_started_cv;
@@ -164,6 +175,7 @@ struct Engine::Impl {
   Status MaybeCompact();  // compact_mu held
   void FlushThread();
   void CompactThread();
+  void IndexThread();  // links memtable nodes into the skiplist in batches (MemTable::Index)
   void SyncThread();
   void Kick(bool flush, bool compact) {
     {
@@ -230,7 +242,8 @@ Status Engine::Impl::Recover() {
     if (!s.ok()) return s;
     st->segments.push_back(std::move(seg));
   }
-  auto mem = std::make_shared<MemTable>(ArenaBlockFor(opts.memtable_bytes));
+  auto mem = std::make_shared<MemTable>(ArenaBlockFor(opts.memtable_bytes),
+                                        HashBucketsFor(opts.memtable_bytes));
   std::sort(logs.begin(), logs.end());
   for (uint64_t number : logs) {
     uint64_t valid;
@@ -281,6 +294,7 @@ Status Engine::Open(const Options& options, std::unique_ptr<Engine>* out) {
   if (options.background) {
     p->threads.emplace_back([p] { p->FlushThread(); });
     p->threads.emplace_back([p] { p->CompactThread(); });
+    p->threads.emplace_back([p] { p->IndexThread(); });
     {  // both are running at their priority before Open returns
       std::unique_lock<std::mutex> lock(p->bg_mu);
       p->bg_started_cv.wait(lock, [p] { return p->bg_started == 2; });
@@ -300,6 +314,7 @@ Engine::~Engine() {
     impl_->shutting_down = true;
   }
   impl_->bg_cv.notify_all();
+  impl_->index_cv.notify_all();
   for (auto& t : impl_->threads) t.join();
   std::shared_ptr<LogWriter> log;
   {
@@ -321,7 +336,7 @@ Status Engine::Impl::LookupVersion(const State& st, std::string_view key, uint64
   EntryType t;
   *found = true;
   for (const auto& f : st.frozen) {
-    if (f->mem->Get(key, &v, version, &t)) return Status::Ok();
+    if (f->mem->Get(key, hash, &v, version, &t)) return Status::Ok();
   }
   for (const auto& seg : st.segments) {
     Status s = seg->GetHashed(key, hash, nullptr, version, &t);
@@ -385,7 +400,8 @@ Status Engine::Impl::Freeze() {
   f->mem = cur->active;
   f->logs = active_logs;
   f->log = log;
-  auto fresh = std::make_shared<MemTable>(ArenaBlockFor(opts.memtable_bytes));
+  auto fresh = std::make_shared<MemTable>(ArenaBlockFor(opts.memtable_bytes),
+                                          HashBucketsFor(opts.memtable_bytes));
   {
     // Copy under state_mu: a flush or compaction may have installed a newer state since `cur`.
     std::lock_guard<std::mutex> l(state_mu);
@@ -422,11 +438,9 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
   thread_local std::string records;
   thread_local std::string one;
   thread_local std::vector<uint8_t> accepted;
-  thread_local std::vector<MemTable::InsertHint> hints;  // from the version check's search
-  thread_local std::vector<uint32_t> order;              // accepted ops, keys descending
+  thread_local std::vector<uint32_t> order;  // accepted ops
   records.clear();
   accepted.assign(n, 0);
-  if (hints.size() < n) hints.resize(n);
   order.clear();
   std::shared_ptr<LogWriter> sync_log;
   uint64_t end = 0;
@@ -440,9 +454,6 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
       stall_cv.wait(lock);
       st = Snapshot();
     }
-    // Each op searches the memtable once: the search that finds the version it must beat also
-    // leaves its insert position (hint), and inserting in descending key order keeps every
-    // remaining hint valid. An op whose key an earlier op of the batch wrote has no hint.
     for (size_t i = 0; i < n; ++i) {
       Engine::WriteOp& op = ops[i];
       uint64_t have = 0;
@@ -455,13 +466,13 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
           break;
         }
       }
-      MemTable::InsertHint& hint = hints[i];
-      hint.height = -1;  // none
       if (!found) {
-        // The segments' filter lines are prefetched so their misses overlap the memtable search.
+        // The segments' filter lines are prefetched so their misses overlap the memtable lookup.
         uint64_t hash = BloomHash(op.key);
         for (const auto& seg : st->segments) seg->PrefetchFilter(hash);
-        found = st->active->FindForInsert(op.key, &hint, &have);
+        std::string_view v;
+        EntryType t;
+        found = st->active->Get(op.key, hash, &v, &have, &t);
         if (!found) {
           Status s = LookupVersion(*st, op.key, hash, &found, &have);
           if (!s.ok()) return s;
@@ -481,19 +492,15 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
     if (!order.empty()) {
       Status s = log->Append(records, &end);
       if (!s.ok()) return s;
-      // Keys descending; one key's ops oldest first (batch order), so its newest lands first in
-      // the list. Only a key's first op carries a hint; the others search after the insert.
-      std::stable_sort(order.begin(), order.end(),
-                       [&](uint32_t a, uint32_t b) { return ops[a].key > ops[b].key; });
-      for (uint32_t i : order) {
-        MemTable::InsertHint& hint = hints[i];
-        if (hint.height < 0) {
-          uint64_t have = 0;
-          st->active->FindForInsert(ops[i].key, &hint, &have);
-        }
-        st->active->InsertWithHint(hint, ops[i].key, ops[i].value, ops[i].version,
-                                   ops[i].tombstone ? EntryType::kTombstone : EntryType::kValue);
+      for (uint32_t i : order) {  // batch order: one key's versions go in increasing
+        st->active->Insert(ops[i].key, ops[i].value, ops[i].version,
+                           ops[i].tombstone ? EntryType::kTombstone : EntryType::kValue);
         user_bytes.fetch_add(ops[i].key.size() + ops[i].value.size(), std::memory_order_relaxed);
+      }
+      // The skiplist (for scans and the flush) is built in the background, in batches.
+      if (opts.background && st->active->Pending() >= kIndexBatch && !index_kicked.exchange(true)) {
+        { std::lock_guard<std::mutex> l(bg_mu); }  // the thread checks the flag under bg_mu
+        index_cv.notify_one();
       }
       disk_bytes.fetch_add(records.size(), std::memory_order_relaxed);
       if (st->active->MemoryUsage() >= opts.memtable_bytes) {
@@ -538,17 +545,17 @@ Status Engine::Get(std::string_view key, ReadResult* out) {
   std::shared_ptr<const State> st = impl_->Snapshot();
   std::string_view v;
   EntryType t;
-  bool hit = st->active->Get(key, &v, &out->version, &t);
+  const uint64_t hash = BloomHash(key);  // also the memtables' KeyHash
+  for (const auto& seg : st->segments) seg->PrefetchFilter(hash);
+  bool hit = st->active->Get(key, hash, &v, &out->version, &t);
   for (size_t i = 0; !hit && i < st->frozen.size(); i++) {
-    hit = st->frozen[i]->mem->Get(key, &v, &out->version, &t);
+    hit = st->frozen[i]->mem->Get(key, hash, &v, &out->version, &t);
   }
   if (hit) {
     out->kind = t == EntryType::kValue ? ReadResult::kValue : ReadResult::kTombstone;
     out->value.assign(v);
     return Status::Ok();
   }
-  uint64_t hash = BloomHash(key);
-  for (const auto& seg : st->segments) seg->PrefetchFilter(hash);
   for (const auto& seg : st->segments) {
     Status s = seg->GetHashed(key, hash, &out->value, &out->version, &t);
     if (s.ok()) {
@@ -770,6 +777,30 @@ Status Engine::CompactAll() {
   size_t n = st->segments.size();
   if (n == 0) return Status::Ok();
   return impl_->CompactRange(st, 0, n);
+}
+
+void Engine::Impl::IndexThread() {
+  // Normal priority: this is the write path's own work, moved off the request threads.
+  std::unique_lock<std::mutex> lock(bg_mu);
+  for (;;) {
+    if (shutting_down) return;
+    if (!index_kicked.exchange(false)) {
+      index_cv.wait(lock);
+      continue;
+    }
+    lock.unlock();
+    // Only the memtables are kept while indexing: holding the State would keep segments that
+    // a compaction replaced alive (and their files on disk).
+    std::vector<std::shared_ptr<MemTable>> mems;
+    {
+      std::shared_ptr<const State> st = Snapshot();
+      mems.push_back(st->active);
+      for (const auto& f : st->frozen) mems.push_back(f->mem);
+    }
+    for (const auto& m : mems) m->Index();
+    mems.clear();
+    lock.lock();
+  }
 }
 
 void Engine::Impl::CompactThread() {

@@ -1,5 +1,8 @@
 #include "storage/memtable.h"
 
+#include <xxhash.h>
+
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -26,8 +29,10 @@ struct MemTable::Node {
   uint32_t value_len;
   EntryType type;
   uint8_t height;
-  const char* data;            // key bytes then value bytes
-  std::atomic<Node*> next[1];  // really `height` entries
+  const char* data;              // key bytes then value bytes
+  std::atomic<Node*> hash_next;  // older node in the same hash bucket
+  Node* pending_next;            // older node on the pending stack (until indexed)
+  std::atomic<Node*> next[1];    // really `height` entries
 
   std::string_view key() const { return {data, key_len}; }
   std::string_view value() const { return {data + key_len, value_len}; }
@@ -57,12 +62,26 @@ MemTable::Node* NewNode(Arena* arena, int height, size_t data_len) {
 }
 }  // namespace
 
-MemTable::MemTable(size_t arena_block_bytes) : arena_(arena_block_bytes) {
+MemTable::MemTable(size_t arena_block_bytes, size_t hash_buckets) : arena_(arena_block_bytes) {
+  int bits = 1;
+  while ((size_t{1} << bits) < hash_buckets && bits < 40) bits++;
+  bucket_count_ = size_t{1} << bits;
+  bucket_shift_ = 64 - bits;
+  buckets_ = new std::atomic<Node*>[bucket_count_];
+  for (size_t i = 0; i < bucket_count_; i++) buckets_[i].store(nullptr, std::memory_order_relaxed);
   head_ = NewNode(&arena_, kMaxHeight, 0);
   for (int i = 0; i < kMaxHeight; i++) head_->next[i].store(nullptr, std::memory_order_relaxed);
 }
 
-int MemTable::RandomHeight() {
+MemTable::~MemTable() {
+  delete[] buckets_;
+}
+
+uint64_t MemTable::KeyHash(std::string_view key) {
+  return XXH3_64bits(key.data(), key.size());
+}
+
+int MemTable::RandomHeight() const {
   int h = 1;
   for (;;) {
     rnd_ ^= rnd_ << 13;
@@ -93,39 +112,9 @@ MemTable::Node* MemTable::FindGreaterOrEqual(std::string_view key, uint64_t vers
   }
 }
 
-static_assert(sizeof(MemTable::InsertHint::prev) / sizeof(MemTable::Node*) == 12);
-
-bool MemTable::FindForInsert(std::string_view key, InsertHint* hint, uint64_t* version) const {
-  hint->height = max_height_.load(std::memory_order_relaxed);
-  Node* n = FindGreaterOrEqual(key, UINT64_MAX, hint->prev);
-  if (n == nullptr || n->key() != key) return false;
-  *version = n->version;
-  return true;
-}
-
 void MemTable::Insert(std::string_view key, std::string_view value, uint64_t version,
                       EntryType type) {
-  InsertHint hint;
-  hint.height = max_height_.load(std::memory_order_relaxed);
-  FindGreaterOrEqual(key, version, hint.prev);
-  InsertWithHint(hint, key, value, version, type);
-}
-
-void MemTable::InsertWithHint(const InsertHint& hint, std::string_view key, std::string_view value,
-                              uint64_t version, EntryType type) {
-  // The hint points before every node of `key`, which is right for a version newer than all
-  // of them (nodes of a key are ordered newest first).
-  Node* prev[kMaxHeight];
-  int cur_height = max_height_.load(std::memory_order_relaxed);
-  for (int i = 0; i < cur_height; i++) prev[i] = i < hint.height ? hint.prev[i] : head_;
-  int height = RandomHeight();
-  int cur_max = cur_height;
-  if (height > cur_max) {
-    for (int i = cur_max; i < height; i++) prev[i] = head_;
-    // Readers seeing the new height before the links only find nullptr from head_: harmless.
-    max_height_.store(height, std::memory_order_relaxed);
-  }
-  Node* n = NewNode(&arena_, height, key.size() + value.size());
+  Node* n = NewNode(&arena_, RandomHeight(), key.size() + value.size());
   char* data = const_cast<char*>(n->data);
   if (!key.empty()) memcpy(data, key.data(), key.size());
   if (!value.empty()) memcpy(data + key.size(), value.data(), value.size());
@@ -135,21 +124,94 @@ void MemTable::InsertWithHint(const InsertHint& hint, std::string_view key, std:
   n->key_len = static_cast<uint32_t>(key.size());
   n->value_len = static_cast<uint32_t>(value.size());
   n->type = type;
+  // Newest first in its chain: versions of a key are inserted in increasing order (the
+  // engine's contract), so the first match a reader finds is the newest.
+  std::atomic<Node*>& bucket = buckets_[KeyHash(key) >> bucket_shift_];
+  n->hash_next.store(bucket.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  bucket.store(n, std::memory_order_release);
+  // Onto the pending stack for Index(), which may take the whole stack at any moment.
+  Node* top = pending_.load(std::memory_order_relaxed);
+  do {
+    n->pending_next = top;
+  } while (!pending_.compare_exchange_weak(top, n, std::memory_order_release,
+                                           std::memory_order_relaxed));
+  count_.store(n->seq, std::memory_order_release);
+}
+
+void MemTable::Index() const {
+  std::lock_guard<std::mutex> lock(index_mu_);
+  Node* n = pending_.exchange(nullptr, std::memory_order_acquire);
+  if (n == nullptr) return;
+  batch_.clear();
+  uint64_t max_seq = 0;
+  for (; n != nullptr; n = n->pending_next) {
+    batch_.push_back(n);
+    max_seq = std::max(max_seq, n->seq);
+  }
+  // (key ascending, version descending): the skiplist's order, so each node goes after the
+  // previous one and its search starts where the previous one ended.
+  std::sort(batch_.begin(), batch_.end(), [](const Node* a, const Node* b) {
+    if (a->prefix != b->prefix) return a->prefix < b->prefix;
+    int c = a->key().compare(b->key());
+    if (c != 0) return c < 0;
+    return a->version > b->version;
+  });
+  Node* prev[kMaxHeight];
+  for (int i = 0; i < kMaxHeight; i++) prev[i] = head_;
+  for (Node* x : batch_) Link(x, prev);
+  indexed_.store(max_seq, std::memory_order_release);
+}
+
+void MemTable::Link(Node* n, Node** prev) const {
+  // Finger search: prev[level] is a node before n at every level (the head, or the previous,
+  // smaller insert's predecessor there). Top-down, each level starts from whichever is further
+  // along: the node reached on the level above, or prev[level].
+  const std::string_view key = n->key();
+  const int height = n->height;
+  int top = max_height_.load(std::memory_order_relaxed);
+  if (height > top) {
+    for (int i = top; i < height; i++) prev[i] = head_;
+    // Readers seeing the new height before the links only find nullptr from head_: harmless.
+    max_height_.store(height, std::memory_order_relaxed);
+    top = height;
+  }
+  Node* x = head_;
+  for (int level = top - 1; level >= 0; level--) {
+    Node* p = prev[level];
+    if (p != head_ && (x == head_ || Compare(x, p->key(), p->prefix, p->version) < 0)) x = p;
+    for (;;) {
+      Node* next = x->Next(level);
+      if (next == nullptr || Compare(next, key, n->prefix, n->version) >= 0) break;
+      x = next;
+    }
+    prev[level] = x;
+  }
   for (int i = 0; i < height; i++) {
     n->next[i].store(prev[i]->Next(i), std::memory_order_relaxed);
     prev[i]->next[i].store(n, std::memory_order_release);
   }
-  count_.store(n->seq, std::memory_order_release);
+  // n now precedes everything still to come in this batch.
+  for (int i = 0; i < height; i++) prev[i] = n;
 }
 
 bool MemTable::Get(std::string_view key, std::string_view* value, uint64_t* version,
                    EntryType* type) const {
-  Node* n = FindGreaterOrEqual(key, UINT64_MAX, nullptr);
-  if (n == nullptr || n->key() != key) return false;
-  *value = n->value();
-  *version = n->version;
-  *type = n->type;
-  return true;
+  return Get(key, KeyHash(key), value, version, type);
+}
+
+bool MemTable::Get(std::string_view key, uint64_t hash, std::string_view* value, uint64_t* version,
+                   EntryType* type) const {
+  const uint64_t prefix = KeyPrefix(key);
+  const Node* n = buckets_[hash >> bucket_shift_].load(std::memory_order_acquire);
+  for (; n != nullptr; n = n->hash_next.load(std::memory_order_acquire)) {
+    if (n->prefix == prefix && n->key() == key) {
+      *value = n->value();
+      *version = n->version;
+      *type = n->type;
+      return true;
+    }
+  }
+  return false;
 }
 
 void MemTable::Iterator::Seek(std::string_view key) {

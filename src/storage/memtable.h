@@ -1,16 +1,24 @@
-// The in-memory sorted table of recent writes: a skiplist ordered by (key ascending, version
-// descending), one node per accepted write. Insert() must be called by one thread at a time (the
-// engine serializes writers under its log mutex); Get() and iterators are lock-free and may run
-// from any number of threads concurrently with the writer.
+// The in-memory table of recent writes, one node per accepted write, with two indexes:
+// - a hash index (key -> newest node) for point lookups: Get() and the writer's version check
+//   cost a bucket and a short chain, a few cache misses whatever the table size;
+// - a skiplist ordered by (key ascending, version descending) for iterators (range scans,
+//   flush). Nodes enter it in sorted batches, not one by one: Insert() only publishes the node
+//   in the hash index and on a pending stack; Index() (a background thread, or an iterator that
+//   needs the nodes) sorts the pending nodes and links them in ascending order, each search
+//   starting from the previous insert position, so a node costs a few hops instead of a full
+//   descent with a cache miss per hop. The writer's request path never walks the skiplist.
 //
-// Concurrency choice: a skiplist whose links are published with release stores and read with
-// acquire loads, so readers never take a lock and never wait for the writer. Writers are already
-// serialized by the single log append, so a writer lock costs nothing extra; a shared_mutex over a
-// std::map was the alternative and makes every reader bounce the same cache line.
+// Concurrency: Insert() is called by one thread at a time (the engine serializes writers under
+// its log mutex); Index() by one thread at a time (index_mu_); Get() and iterators are lock-free
+// and run from any number of threads concurrently with both. Links are published with release
+// stores and read with acquire loads. The pending stack is single-producer (Insert) /
+// single-consumer (Index, which takes the whole stack at once).
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string_view>
+#include <vector>
 
 #include "storage/arena.h"
 #include "storage/coding.h"
@@ -19,40 +27,44 @@ namespace kv::storage {
 
 class MemTable {
  public:
-  explicit MemTable(size_t arena_block_bytes);
+  // hash_buckets (rounded up to a power of two): the point-lookup index, about one bucket per
+  // expected entry; 128 bytes of memtable per bucket is the engine's choice.
+  explicit MemTable(size_t arena_block_bytes, size_t hash_buckets = 1024);
+  ~MemTable();
   MemTable(const MemTable&) = delete;
   MemTable& operator=(const MemTable&) = delete;
 
   // Adds an entry. The caller guarantees the version is higher than any version already held
-  // for the key (the engine checks before logging), so a key's nodes stay newest-first.
+  // for the key (the engine checks with Get before logging), so a key's nodes stay newest-first.
+  // The node is visible to Get at once and to iterators once indexed (see Iterator).
   void Insert(std::string_view key, std::string_view value, uint64_t version, EntryType type);
 
-  // Insert position remembered by FindForInsert. It stays valid across inserts of keys that
-  // sort after its key (they never become its predecessors), so a batch searched once can be
-  // inserted in descending key order without searching again; any other insert invalidates it.
+  // Links every pending node into the skiplist. Any thread; callers are serialized.
+  void Index() const;
+  // Inserted nodes not yet in the skiplist (approximate while a writer inserts).
+  uint64_t Pending() const { return Count() - indexed_.load(std::memory_order_acquire); }
+
   struct Node;
-  struct InsertHint {
-    Node* prev[12];
-    int height = 0;  // levels filled in prev[]; higher ones (grown since) start at the head
-  };
-  // Writer only: finds the newest version of key (false if none) and the insert position, so
-  // that a following InsertWithHint of a newer version does not search again.
-  bool FindForInsert(std::string_view key, InsertHint* hint, uint64_t* version) const;
-  void InsertWithHint(const InsertHint& hint, std::string_view key, std::string_view value,
-                      uint64_t version, EntryType type);
-
-  // Newest entry for key; false when the memtable holds none.
+  // Newest entry for key; false when the memtable holds none. Looked up in the hash index
+  // (one bucket chain, newest insert first), not in the skiplist: a few cache misses instead
+  // of one per skiplist hop. hash = KeyHash(key).
   bool Get(std::string_view key, std::string_view* value, uint64_t* version, EntryType* type) const;
+  bool Get(std::string_view key, uint64_t hash, std::string_view* value, uint64_t* version,
+           EntryType* type) const;
+  static uint64_t KeyHash(std::string_view key);  // XXH3-64, the same as the segments' BloomHash
 
-  size_t MemoryUsage() const { return arena_.MemoryUsage(); }
+  size_t MemoryUsage() const { return arena_.MemoryUsage() + bucket_count_ * sizeof(Node*); }
   uint64_t Count() const { return count_.load(std::memory_order_acquire); }
   bool Empty() const { return Count() == 0; }
 
   // Iterates the newest entry of each key among the first `snapshot` inserts (a stable view
-  // while the writer keeps inserting). The memtable must outlive the iterator.
+  // while the writer keeps inserting). Construction indexes what is pending, so every one of
+  // those inserts is in the skiplist. The memtable must outlive the iterator.
   class Iterator {
    public:
-    Iterator(const MemTable* mt, uint64_t snapshot) : mt_(mt), snap_(snapshot) {}
+    Iterator(const MemTable* mt, uint64_t snapshot) : mt_(mt), snap_(snapshot) {
+      if (mt->indexed_.load(std::memory_order_acquire) < snapshot) mt->Index();
+    }
     void Seek(std::string_view key);  // first key >= key
     void SeekToFirst() { Seek(std::string_view()); }
     bool Valid() const { return node_ != nullptr; }
@@ -71,15 +83,29 @@ class MemTable {
 
  private:
   static constexpr int kMaxHeight = 12;
-  int RandomHeight();
+  int RandomHeight() const;
   // First node >= (key, version); fills prev[] when non-null.
   Node* FindGreaterOrEqual(std::string_view key, uint64_t version, Node** prev) const;
+  // Index(): links n into the skiplist; prev[] holds the previous (smaller) insert's
+  // predecessors, or the head, and is updated for the next one.
+  void Link(Node* n, Node** prev) const;
 
   Arena arena_;
+  // Hash index: bucket -> newest node of the chain; a node's hash_next links older ones. The
+  // writer publishes a node into its chain with a release store after it is fully built.
+  std::atomic<Node*>* buckets_;
+  size_t bucket_count_;
+  int bucket_shift_;  // bucket = hash >> bucket_shift_
   Node* head_;
-  std::atomic<int> max_height_{1};
+  // The skiplist and its bookkeeping change only in Index() (const: the table's content does
+  // not change, only how it is reachable).
+  mutable std::atomic<int> max_height_{1};
+  mutable uint64_t rnd_ = 0x2545F4914F6CDD1Dull;
+  mutable std::mutex index_mu_;
+  mutable std::vector<Node*> batch_;             // index_mu_: the pending nodes being indexed
+  mutable std::atomic<uint64_t> indexed_{0};     // every node with seq <= indexed_ is linked
+  mutable std::atomic<Node*> pending_{nullptr};  // newest first, via pending_next
   std::atomic<uint64_t> count_{0};
-  uint64_t rnd_ = 0x2545F4914F6CDD1Dull;
 };
 
 }  // namespace kv::storage
