@@ -201,6 +201,7 @@ bool MemTable::Get(std::string_view key, std::string_view* value, uint64_t* vers
 
 bool MemTable::Get(std::string_view key, uint64_t hash, std::string_view* value, uint64_t* version,
                    EntryType* type) const {
+  if (count_.load(std::memory_order_acquire) == 0) return false;  // no bucket line to miss on
   const uint64_t prefix = KeyPrefix(key);
   const Node* n = buckets_[hash >> bucket_shift_].load(std::memory_order_acquire);
   for (; n != nullptr; n = n->hash_next.load(std::memory_order_acquire)) {
