@@ -245,11 +245,13 @@ for mode in http http-pipelined binary; do
 done
 
 # ---- single node and nginx (the method of bench_single.sh) --------------------------------------
-echo "== single node (default flags) and nginx ($(loadavg))"
+# --threads 1 (as bench_single.sh): wrk takes one of the two cores; the same data restarted with
+# --threads 2 (the default on 2 cores) is measured after, for comparison.
+echo "== single node (--threads 1) and nginx ($(loadavg))"
 sport=$(kv_free_port)
-"$NODE" --port "$sport" --data "$work/single" --log-level warn >>"$RAW/node-single.log" 2>&1 &
+"$NODE" --port "$sport" --data "$work/single" --threads 1 --log-level warn >>"$RAW/node-single.log" 2>&1 &
 spid=$!; KV_PIDS+=("$spid")
-cmd "node --port $sport --data DIR --log-level warn"
+cmd "node --port $sport --data DIR --threads 1 --log-level warn"
 kv_wait_http "http://127.0.0.1:$sport/v0/status"
 kv_fill "http://127.0.0.1:$sport" "$SINGLE_KEYS" "$RAW/fill-single.txt"
 fig single.fill_rps "$FILL_RATE"
@@ -261,6 +263,13 @@ for wl in get put; do sat "single.$wl" "$wl" "http://127.0.0.1:$sport" >/dev/nul
 PORTS=("$sport"); URL="http://127.0.0.1:$sport"
 peer_cost single.put put "$spid"
 peer_cost single.get get "$spid"
+kill -TERM "$spid"; wait "$spid" 2>/dev/null || true
+drop_pid "$spid"
+"$NODE" --port "$sport" --data "$work/single" --threads 2 --log-level warn >>"$RAW/node-single.log" 2>&1 &
+spid=$!; KV_PIDS+=("$spid"); NODE_PIDS=("$spid")
+cmd "node --port $sport --data DIR --threads 2 --log-level warn   # same data"
+kv_wait_http "http://127.0.0.1:$sport/v0/status"
+for wl in get put; do sat "single.t2.$wl" "$wl" "http://127.0.0.1:$sport" >/dev/null; done
 NODE_PIDS=(); KEYS=$KEYS_SAVED; ACK=2; FROM=3
 kill -TERM "$spid"; wait "$spid" 2>/dev/null || true
 drop_pid "$spid"

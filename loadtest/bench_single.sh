@@ -9,13 +9,17 @@ bash test/deps.sh wrk nginx-light
 source loadtest/lib.sh
 KEYS=${KEYS:-1000000}
 DUR=${DUR:-10}
+# One loop thread: wrk needs one of the two cores of the machine this was written on, and two
+# loop threads plus wrk on two cores lose their gain to context switches (2026-11-29, 1M keys:
+# GET 143K rps with --threads 1 vs 117K with 2; PUT 114K vs 101K). nginx keeps 2 workers.
+THREADS=${THREADS:-1}
 work=$(mktemp -d /tmp/kvbench.XXXXXX)
 out=${OUT:-$work}
 mkdir -p "$out"
 port=$(kv_free_port)
 nport=$(kv_free_port)
 
-./node --port "$port" --data "$work/data" --log-level warn &
+./node --port "$port" --data "$work/data" --threads "$THREADS" --log-level warn &
 node_pid=$!
 KV_PIDS+=($node_pid)
 kv_wait_http "http://127.0.0.1:$port/v0/status"
@@ -52,7 +56,7 @@ after=$(cat "$out/idle.txt")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 cat <<TABLE | tee "$out/summary.md"
 ## bench-single ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r))
-wrk -t1 -c64 -d${DUR}s; node: default flags, $KEYS keys x 100 B; nginx: 2 workers, return 200 (100 B)
+wrk -t1 -c64 -d${DUR}s; node: --threads $THREADS, $KEYS keys x 100 B; nginx: 2 workers, return 200 (100 B)
 
 | target | rps | p50 ms | p99 ms | vs nginx |
 |---|---|---|---|---|

@@ -239,7 +239,7 @@ def cmd_build(out):
       f"replication ack 2 of 3, {fmt(num(f, 'run.keys'))} keys x 100 B filled with `fill.lua`; all client "
       f"requests go to the first node (coordinator). Saturation: closed loop `wrk -t1 -c64 -d{f.get('run.sat_dur')}s` "
       f"({f.get('tool.wrk')}). Fixed rates: `kvload -t1 -c64 -d{f.get('run.fix_dur')}s -R <rate>` (open loop, latency "
-      f"from the scheduled send time). Single node: default flags (2 threads), {fmt(num(f, 'run.single_keys'))} keys; "
+      f"from the scheduled send time). Single node: `--threads 1` (wrk needs the other core; `--threads 2` figures below), {fmt(num(f, 'run.single_keys'))} keys; "
       f"nginx ({f.get('tool.nginx')}): 2 workers, `return 200` with a 100-byte body. Exact commands: `raw/commands.txt`.")
     w("")
 
@@ -273,12 +273,12 @@ def cmd_build(out):
           f"{n} {f.get(n + '.p50', 'n/a')} / {f.get(n + '.p99', 'n/a')}"
           for n in [f"{m}.{wl}" for m in MODES for wl in ("put", "get")] + ["nginx"]) + ".")
     w("")
-    if "http.t2.put.rps" in f or "binary.t2.put.rps" in f:
-        w("Threads per node (same cluster, same data, restarted with `--threads 2`):")
+    if any(f"{m}.t2.put.rps" in f for m in ("http", "binary", "single")):
+        w("Threads per node (same cluster or node, same data, restarted with `--threads 2`):")
         w("")
         w("| mode | workload | --threads 1 | --threads 2 | t2/t1 |")
         w("|---|---|---|---|---|")
-        for m in ("http", "binary"):
+        for m in ("http", "binary", "single"):
             for wl in ("put", "get"):
                 a, b2 = num(f, f"{m}.{wl}.rps"), num(f, f"{m}.t2.{wl}.rps")
                 if b2 is not None:
