@@ -50,8 +50,9 @@ namespace {
 
 constexpr size_t kMaxFrozen = 2;  // writers stall (background mode) past this many frozen tables
 // Memtable nodes waiting for the skiplist before the index thread is woken: the larger the batch,
-// the shorter each node's finger search (and the longer a scan may wait to index the rest).
-constexpr uint64_t kIndexBatch = 4096;
+// the shorter each node's finger search, and the longer a scan may wait to index the rest
+// (~10 ms for 16K nodes). Measured single-node PUT, 1M keys: 16K gave 1.07x the rps of 4K.
+constexpr uint64_t kIndexBatch = 16384;
 
 // Lowers the calling thread's scheduling priority (Linux: a thread id is a PRIO_PROCESS target).
 void NiceThisThread(int nice) {
