@@ -67,4 +67,6 @@ wrk -t1 -c64 -d${DUR}s; node: --threads $THREADS, $KEYS keys x 100 B; nginx: 2 w
 Targets: GET >= 0.9x nginx, PUT >= 0.8x nginx.
 Memory: idle node RSS $((idle_rss / 1024)) MiB (target < 20); 10,000 idle connections add $(((after - before) / 1024)) MiB (target < 80).
 TABLE
+kill -TERM "$node_pid" 2>/dev/null || true   # stop it (it flushes) before its data goes
+wait "$node_pid" 2>/dev/null || true
 rm -rf "$work/data"
