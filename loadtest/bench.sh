@@ -164,9 +164,30 @@ sat() {
   echo "$rps"
 }
 
-# fixed NAME WORKLOAD RATE URL: kvload open loop at RATE, -t1 -c64, JSON + text in raw/.
+# settle: waits (at most 60 s) until no node has a flush or compaction running or pending
+# (/metrics kv_storage_background_jobs and kv_storage_frozen_memtables at 0 on every port in
+# PORTS), so a fixed-rate run measures its own load, not the merges left by the run before it.
+# Records how long it waited.
+settle() {
+  local name=$1 t0 p busy
+  t0=$(date +%s.%N)
+  for _ in $(seq 1 600); do
+    busy=0
+    for p in "${PORTS[@]}"; do
+      busy=$((busy + $(curl -s "http://127.0.0.1:$p/metrics" |
+        awk '/^kv_storage_(background_jobs|frozen_memtables) / { s += $2 } END { print s + 0 }')))
+    done
+    [ "$busy" = 0 ] && break
+    sleep 0.1
+  done
+  fig "$name.settle_s" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+}
+
+# fixed NAME WORKLOAD RATE URL: kvload open loop at RATE, -t1 -c64, JSON + text in raw/, after
+# settle.
 fixed() {
   local name=$1 wl=$2 rate=$3 url=$4
+  settle "$name"
   cmd "kvload -t1 -c64 -d${FIX_DUR}s -R $rate --workload $wl --keys $KEYS --value-size $VALUE --ack $ACK --from $FROM -L --json kv-$name.json $url"
   "$KVLOAD" -t1 -c64 -d"${FIX_DUR}s" -R "$rate" --workload "$wl" --keys "$KEYS" --value-size "$VALUE" \
     --ack "$ACK" --from "$FROM" -L --json "$RAW/kv-$name.json" "$url" >"$RAW/kv-$name.txt" 2>&1 || true

@@ -370,6 +370,10 @@ class NodeApp final : public RequestHandler {
          U64(st.keys_estimate) + "\n";
     t += "# TYPE kv_storage_flushes_total counter\nkv_storage_flushes_total " + U64(st.flushes) +
          "\n";
+    t += "# TYPE kv_storage_frozen_memtables gauge\nkv_storage_frozen_memtables " +
+         U64(st.frozen_memtables) + "\n";
+    t += "# TYPE kv_storage_background_jobs gauge\nkv_storage_background_jobs " +
+         U64(st.background_jobs) + "\n";
     t += "# TYPE kv_storage_compactions_total counter\nkv_storage_compactions_total " +
          U64(st.compactions) + "\n";
     return t;

@@ -142,6 +142,7 @@ struct Engine::Impl {
   bool flush_wanted = false;              // bg_mu
   bool compact_wanted = false;            // bg_mu
   std::atomic<bool> index_kicked{false};  // the index thread has memtable nodes to link
+  std::atomic<int> bg_running{0};         // flushes and compactions in progress
   std::condition_variable index_cv;       // with bg_mu
   std::vector<std::thread> threads;
   int bg_started = 0;  // with bg_mu: flush/compaction threads past their setup
@@ -678,6 +679,7 @@ void Engine::Impl::FlushThread() {
       continue;
     }
     flush_wanted = false;
+    bg_running.fetch_add(1);
     lock.unlock();
     PrepareSpareLog();  // for the next freeze, which asked for this flush
     Status s;
@@ -697,6 +699,7 @@ void Engine::Impl::FlushThread() {
     stall_cv.notify_all();
     if (any) Kick(false, true);
     lock.lock();
+    bg_running.fetch_sub(1);
     if (!s.ok()) {
       LOG_WARN("storage: background flush failed (retrying in 1 s): %s", s.message().c_str());
       flush_wanted = true;
@@ -816,6 +819,7 @@ void Engine::Impl::CompactThread() {
       continue;
     }
     compact_wanted = false;
+    bg_running.fetch_add(1);
     lock.unlock();
     Status s;
     {
@@ -823,6 +827,7 @@ void Engine::Impl::CompactThread() {
       s = MaybeCompact();
     }
     lock.lock();
+    bg_running.fetch_sub(1);
     if (!s.ok()) {
       // Disk full: retry later. Corruption: reads of the bad block already answer kCorruption;
       // the merge is retried on the next flush.
@@ -871,6 +876,12 @@ Stats Engine::GetStats() const {
   out.disk_bytes_written = impl_->disk_bytes.load();
   out.flushes = impl_->flushes.load();
   out.compactions = impl_->compactions.load();
+  out.frozen_memtables = st->frozen.size();
+  {
+    std::lock_guard<std::mutex> l(impl_->bg_mu);
+    out.background_jobs = static_cast<uint64_t>(impl_->bg_running.load()) +
+                          (impl_->flush_wanted ? 1 : 0) + (impl_->compact_wanted ? 1 : 0);
+  }
   return out;
 }
 

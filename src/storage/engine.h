@@ -79,6 +79,8 @@ struct Stats {
   uint64_t disk_bytes_written = 0;  // log + segments + compaction output
   uint64_t flushes = 0;
   uint64_t compactions = 0;
+  uint64_t frozen_memtables = 0;  // waiting for (or in) a flush
+  uint64_t background_jobs = 0;   // flushes and compactions running or asked for
 };
 
 class Engine {

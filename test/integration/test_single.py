@@ -178,6 +178,9 @@ class SingleNode(Group):
         check_eq(after - before, 5, "increase of GET/404 count after 5 GETs of absent keys")
         check((metric(m2, "kv_requests_total", method="PUT", status="201") or 0) >= 1,
               "kv_requests_total{method=PUT,status=201} missing or 0")
+        for gauge in ("kv_storage_frozen_memtables", "kv_storage_background_jobs"):
+            v = metric(m2, gauge)
+            check(v is not None and v >= 0, f"{gauge} missing or negative: {v}")
         buckets = [(l.get("le"), v) for n, l, v in m2 if n == "kv_request_duration_seconds_bucket"]
         check(len(buckets) >= 2, "no kv_request_duration_seconds_bucket samples")
         check(any(le == "+Inf" for le, _ in buckets), "no le=\"+Inf\" bucket")

@@ -453,3 +453,19 @@ TEST_CASE("storage: flush and compaction threads run at the configured nice valu
   db.reset();
   CHECK(ThreadNiceValues().count(7) == 0);
 }
+
+TEST_CASE("storage: stats count frozen memtables until they are flushed") {
+  TempDir tmp;
+  std::unique_ptr<Engine> db;
+  REQUIRE(Engine::Open(SmallOptions(tmp.store(), false), &db).ok());  // no background threads
+  const std::string value(200, 'v');
+  for (int i = 0; i < 400; i++) REQUIRE(db->Put("k" + std::to_string(i), value, 1).ok());
+  Stats st = db->GetStats();
+  CHECK(st.frozen_memtables >= 1);  // 80 KB through a 16 KB memtable, nothing flushes them
+  CHECK(st.background_jobs == 0);
+  REQUIRE(db->Flush().ok());
+  st = db->GetStats();
+  CHECK(st.frozen_memtables == 0);
+  CHECK(st.background_jobs == 0);
+  CHECK(st.flushes >= 2);
+}
