@@ -164,10 +164,10 @@ struct Engine::Impl {
   Status Write(std::string_view key, std::string_view value, uint64_t version, EntryType type,
                uint64_t* stored_version);
   // Newest version of key in the frozen memtables and segments (the caller checked the active
-  // memtable already).
-  // hash = BloomHash(key).
-  Status LookupVersion(const State& st, std::string_view key, uint64_t hash, bool* found,
-                       uint64_t* version);
+  // memtable already), where it can matter: tables whose newest version of any key is below
+  // min_version cannot hold one >= min_version and are skipped. hash = BloomHash(key).
+  Status LookupVersion(const State& st, std::string_view key, uint64_t hash, uint64_t min_version,
+                       bool* found, uint64_t* version);
   Status Freeze();                                 // write_mu held
   Status NewLog(std::unique_ptr<LogWriter>* out);  // creates the next log, directory synced
   void PrepareSpareLog();                          // flush thread: spare_log for Freeze
@@ -333,14 +333,16 @@ Engine::~Engine() {
 // ---- writes --------------------------------------------------------------------------------
 
 Status Engine::Impl::LookupVersion(const State& st, std::string_view key, uint64_t hash,
-                                   bool* found, uint64_t* version) {
+                                   uint64_t min_version, bool* found, uint64_t* version) {
   std::string_view v;
   EntryType t;
   *found = true;
   for (const auto& f : st.frozen) {
+    if (f->mem->MaxVersion() < min_version) continue;
     if (f->mem->Get(key, hash, &v, version, &t)) return Status::Ok();
   }
   for (const auto& seg : st.segments) {
+    if (seg->max_version() < min_version) continue;
     Status s = seg->GetHashed(key, hash, nullptr, version, &t);
     if (s.ok()) return s;
     if (s.code() != Code::kNotFound) return s;
@@ -469,14 +471,19 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
         }
       }
       if (!found) {
-        // The segments' filter lines are prefetched so their misses overlap the memtable lookup.
+        // Only tables that may hold a version >= op.version are asked: with versions from a
+        // clock, usually none but the active memtable. The filter lines of the segments that
+        // are asked are prefetched so their misses overlap the memtable lookup.
         uint64_t hash = BloomHash(op.key);
-        for (const auto& seg : st->segments) seg->PrefetchFilter(hash);
+        for (const auto& seg : st->segments) {
+          if (seg->max_version() >= op.version) seg->PrefetchFilter(hash);
+        }
         std::string_view v;
         EntryType t;
-        found = st->active->Get(op.key, hash, &v, &have, &t);
+        found = st->active->MaxVersion() >= op.version &&
+                st->active->Get(op.key, hash, &v, &have, &t);
         if (!found) {
-          Status s = LookupVersion(*st, op.key, hash, &found, &have);
+          Status s = LookupVersion(*st, op.key, hash, op.version, &found, &have);
           if (!s.ok()) return s;
         }
       }
@@ -616,6 +623,7 @@ Status Engine::Impl::FlushOldest(bool* did) {
   if (s.ok()) s = w.Finish();
   std::shared_ptr<Segment> seg;
   if (s.ok()) s = Segment::Open(opts.dir, number, &seg, true);
+  if (s.ok()) seg->set_max_version(w.max_version());
   if (!s.ok()) {
     w.Abandon();
     ::unlink(path.c_str());
@@ -726,6 +734,7 @@ Status Engine::Impl::CompactRange(const std::shared_ptr<const State>& st, size_t
   if (s.ok() && w.entries() > 0) s = w.Finish();
   std::shared_ptr<Segment> seg;
   if (s.ok() && w.entries() > 0) s = Segment::Open(opts.dir, number, &seg, true);
+  if (s.ok() && seg) seg->set_max_version(w.max_version());
   if (!s.ok() || w.entries() == 0) w.Abandon();
   if (!s.ok()) {
     ::unlink(path.c_str());

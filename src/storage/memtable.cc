@@ -135,6 +135,9 @@ void MemTable::Insert(std::string_view key, std::string_view value, uint64_t ver
     n->pending_next = top;
   } while (!pending_.compare_exchange_weak(top, n, std::memory_order_release,
                                            std::memory_order_relaxed));
+  if (version > max_version_.load(std::memory_order_relaxed)) {
+    max_version_.store(version, std::memory_order_release);
+  }
   count_.store(n->seq, std::memory_order_release);
 }
 

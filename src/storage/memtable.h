@@ -55,6 +55,8 @@ class MemTable {
 
   size_t MemoryUsage() const { return arena_.MemoryUsage() + bucket_count_ * sizeof(Node*); }
   uint64_t Count() const { return count_.load(std::memory_order_acquire); }
+  // Newest version inserted (0 when empty): no key here has a version above it.
+  uint64_t MaxVersion() const { return max_version_.load(std::memory_order_acquire); }
   bool Empty() const { return Count() == 0; }
 
   // Iterates the newest entry of each key among the first `snapshot` inserts (a stable view
@@ -106,6 +108,7 @@ class MemTable {
   mutable std::atomic<uint64_t> indexed_{0};     // every node with seq <= indexed_ is linked
   mutable std::atomic<Node*> pending_{nullptr};  // newest first, via pending_next
   std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> max_version_{0};
 };
 
 }  // namespace kv::storage

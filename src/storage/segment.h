@@ -36,6 +36,11 @@ class Segment {
   void PrefetchFilter(uint64_t hash) const { filter_.Prefetch(hash); }
 
   void MarkObsolete() { obsolete_.store(true); }
+  // Newest version of any entry, when known: set by the flush or compaction that wrote the file
+  // (before the segment is shared); a segment opened from disk says UINT64_MAX (not stored in
+  // the format). Writers skip segments that cannot hold a version >= theirs.
+  void set_max_version(uint64_t v) { max_version_ = v; }
+  uint64_t max_version() const { return max_version_; }
   uint64_t number() const { return number_; }
   uint64_t file_size() const { return size_; }
   uint64_t entries() const { return footer_.entries; }
@@ -114,6 +119,7 @@ class Segment {
   std::vector<uint64_t> top_;
   BloomFilter filter_;
   std::atomic<bool> obsolete_{false};
+  uint64_t max_version_ = UINT64_MAX;
 };
 
 }  // namespace kv::storage

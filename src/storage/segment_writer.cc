@@ -1,5 +1,6 @@
 #include "storage/segment_writer.h"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -101,6 +102,7 @@ Status SegmentWriter::Add(std::string_view key, std::string_view value, uint64_t
   AppendFixed32(&block_, EntryChecksum(block_.data() + start, block_.size() - start));
   bloom_.AddKey(key);
   entries_++;
+  max_version_ = std::max(max_version_, version);
   if (block_.size() >= block_bytes_) FinishBlock();
   return status_;
 }

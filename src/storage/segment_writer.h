@@ -25,6 +25,7 @@ class SegmentWriter {
   void Abandon();  // closes and deletes the file
 
   uint64_t entries() const { return entries_; }
+  uint64_t max_version() const { return max_version_; }  // newest version added
   uint64_t file_size() const { return offset_; }
   const std::string& Contents() const { return out_; }  // in-memory mode only
 
@@ -45,6 +46,7 @@ class SegmentWriter {
   std::string last_key_;
   uint64_t offset_ = 0;  // file bytes emitted so far
   uint64_t entries_ = 0;
+  uint64_t max_version_ = 0;
   BloomBuilder bloom_;
   Status status_;
 };

@@ -109,3 +109,27 @@ TEST_CASE("a batch op older than the stored version changes nothing and reports 
   CHECK(r.kind == ReadResult::kValue);
   CHECK(r.value == "x");
 }
+
+TEST_CASE("an old write is rejected by a flushed segment, also one opened from disk") {
+  TempDir dir;
+  std::unique_ptr<Engine> e;
+  REQUIRE(Engine::Open(SmallOptions(dir.store(), false), &e).ok());
+  uint64_t base = HlcVersion(NowMillis());
+  uint64_t stored = 0;
+  REQUIRE(e->Put("k", "new", base + 100, &stored).ok());
+  REQUIRE(e->Put("other", "x", base + 300).ok());  // the segment's newest version is above k's
+  REQUIRE(e->Flush().ok());
+  REQUIRE(e->Put("k", "late", base + 50, &stored).ok());  // older than the segment's entry
+  CHECK(stored == base + 100);
+  REQUIRE(e->Put("k", "newer", base + 200, &stored).ok());  // newer than anything stored: skips
+  CHECK(stored == base + 200);
+  REQUIRE(e->Flush().ok());
+  e.reset();
+  REQUIRE(Engine::Open(SmallOptions(dir.store(), false), &e).ok());  // max versions unknown now
+  REQUIRE(e->Put("k", "late", base + 150, &stored).ok());
+  CHECK(stored == base + 200);
+  ReadResult r;
+  REQUIRE(e->Get("k", &r).ok());
+  CHECK(r.value == "newer");
+  CHECK(r.version == base + 200);
+}
