@@ -480,8 +480,8 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
         }
         std::string_view v;
         EntryType t;
-        found = st->active->MaxVersion() >= op.version &&
-                st->active->Get(op.key, hash, &v, &have, &t);
+        found =
+            st->active->MaxVersion() >= op.version && st->active->Get(op.key, hash, &v, &have, &t);
         if (!found) {
           Status s = LookupVersion(*st, op.key, hash, op.version, &found, &have);
           if (!s.ok()) return s;

@@ -1,9 +1,9 @@
 #include "storage/segment_writer.h"
 
-#include <algorithm>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "storage/file_io.h"
