@@ -25,16 +25,8 @@ KV_PIDS+=($node_pid)
 kv_wait_http "http://127.0.0.1:$port/v0/status"
 idle_rss=$(kv_rss_kb "$node_pid")
 
-echo "filling $KEYS keys with 100-byte values ..."
-kv_fill "http://127.0.0.1:$port" "$KEYS" 100 | tee "$out/fill.txt"
-
-read -r get_rps get_p50 get_p99 < <(KV_KEYS=$KEYS kv_wrk "$out/node-get.txt" -t1 -c64 -d"${DUR}s" -s loadtest/get.lua "http://127.0.0.1:$port")
-read -r put_rps put_p50 put_p99 < <(KV_KEYS=$KEYS KV_VALUE_SIZE=100 kv_wrk "$out/node-put.txt" -t1 -c64 -d"${DUR}s" -s loadtest/put.lua "http://127.0.0.1:$port")
-
-kv_start_nginx "$nport" "$work/nginx"
-read -r ngx_rps ngx_p50 ngx_p99 < <(kv_wrk "$out/nginx.txt" -t1 -c64 -d"${DUR}s" "http://127.0.0.1:$nport/")
-
-# 10,000 idle keep-alive connections: RSS before and after.
+# 10,000 idle keep-alive connections: RSS before and after, on the fresh node (after the
+# load runs, freed heap would absorb them and hide their cost). The python client closes them.
 ulimit -n 65536 2>/dev/null || true
 before=$(kv_rss_kb "$node_pid")
 python3 - "$port" "$node_pid" >"$out/idle.txt" <<'PY'
@@ -52,6 +44,17 @@ rss = [l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0].split
 print(rss)
 PY
 after=$(cat "$out/idle.txt")
+
+echo "filling $KEYS keys with 100-byte values ..."
+kv_fill "http://127.0.0.1:$port" "$KEYS" 100 | tee "$out/fill.txt"
+
+read -r get_rps get_p50 get_p99 < <(KV_KEYS=$KEYS kv_wrk "$out/node-get.txt" -t1 -c64 -d"${DUR}s" -s loadtest/get.lua "http://127.0.0.1:$port")
+read -r put_rps put_p50 put_p99 < <(KV_KEYS=$KEYS KV_VALUE_SIZE=100 kv_wrk "$out/node-put.txt" -t1 -c64 -d"${DUR}s" -s loadtest/put.lua "http://127.0.0.1:$port")
+
+kv_start_nginx "$nport" "$work/nginx"
+read -r ngx_rps ngx_p50 ngx_p99 < <(kv_wrk "$out/nginx.txt" -t1 -c64 -d"${DUR}s" "http://127.0.0.1:$nport/")
+
+
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 cat <<TABLE | tee "$out/summary.md"

@@ -2,7 +2,7 @@
 # and stopped by PID on exit.
 KV_PIDS=()
 kv_cleanup() {
-  for p in "${KV_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${KV_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done  # some have exited
   for p in "${KV_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   KV_PIDS=()
 }
