@@ -114,15 +114,8 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
     uint32_t node = replicas[i];
     r->nodes[i] = node;
     if (node == state_->self_index) {
-      if (op != PeerOp::kGet && value.size() <= kMaxBatchedValue) {
-        if (local_.size() <= local_count_) local_.emplace_back();
-        LocalWrite& w = local_[local_count_++];
-        w.request = r;
-        w.replica = i;
-        w.tombstone = op == PeerOp::kRemove;
-        w.version = version;
-        w.key.assign(key);
-        w.value.assign(op == PeerOp::kPut ? value : std::string_view());
+      if (op != PeerOp::kGet && value.size() <= WriteQueue<LocalSlot>::kMaxValue) {
+        local_.Push(LocalSlot{r, i}, key, value, version, op == PeerOp::kRemove);
         continue;
       }
       storage::Code code;
@@ -148,20 +141,11 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
 void Coordinator::FlushLocalWrites() {
   // Answers delivered here can dispatch more pipelined requests, which queue new local writes:
   // repeat until none is left.
-  while (local_count_ != 0) {
-    size_t n = local_count_;
-    local_count_ = 0;
-    flushing_.swap(local_);
-    ops_.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      const LocalWrite& w = flushing_[i];
-      ops_[i] = storage::Engine::WriteOp{w.key, w.value, w.version, w.tombstone, 0};
-    }
-    storage::Status st = state_->engine->Write(ops_.data(), n);
-    for (size_t i = 0; i < n; ++i) {
-      if (st.code() == storage::Code::kNoSpace) flushing_[i].request->no_space = true;
-      Deliver(flushing_[i].request, flushing_[i].replica, StoredResponse(st, ops_[i]));
-    }
+  auto deliver = [this](const LocalSlot& slot, PeerResponse&& resp, const storage::Status& st) {
+    if (st.code() == storage::Code::kNoSpace) slot.request->no_space = true;
+    Deliver(slot.request, slot.replica, std::move(resp));
+  };
+  while (local_.Commit(*state_->engine, deliver)) {
   }
 }
 

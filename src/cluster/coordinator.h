@@ -13,6 +13,7 @@
 #include "cluster/accumulator.h"
 #include "cluster/breaker.h"
 #include "cluster/hlc.h"
+#include "cluster/local_replica.h"
 #include "cluster/peer.h"
 #include "cluster/ring.h"
 #include "storage/engine.h"
@@ -76,23 +77,14 @@ class Coordinator {
   void Finish(Request* r);
   void Release(Request* r);
 
-  // A local replica write waiting for FlushLocalWrites (key and value copied: the request's
-  // buffers are reused by the next pipelined request).
-  struct LocalWrite {
+  // A local replica write waiting for FlushLocalWrites: which request, which replica slot.
+  struct LocalSlot {
     Request* request = nullptr;
     int replica = 0;
-    bool tombstone = false;
-    uint64_t version = 0;
-    std::string key;
-    std::string value;
   };
-  static constexpr size_t kMaxBatchedValue = 64 * 1024;  // larger values are written at once
 
   ClusterState* state_;
-  std::vector<LocalWrite> local_;     // queued this iteration
-  std::vector<LocalWrite> flushing_;  // being committed
-  size_t local_count_ = 0;
-  std::vector<storage::Engine::WriteOp> ops_;
+  WriteQueue<LocalSlot> local_;
   std::vector<std::unique_ptr<PeerTransport>> transports_;
   uint64_t timeout_ms_;
   uint64_t (*now_ms_)(void*);

@@ -203,14 +203,9 @@ class NodeApp final : public RequestHandler {
     if (req.version_header == -1) return r.Respond(400, "malformed X-KV-Version\n");
     if (op != cluster::PeerOp::kGet) {
       cluster_->hlc.Observe(req.version);
-      if (req.body.size() <= kMaxBatchedValue) {  // committed with this iteration's other writes
-        if (internal_count_ == internal_.size()) internal_.emplace_back();
-        InternalWrite& w = internal_[internal_count_++];
-        w.responder = r;
-        w.op = op;
-        w.version = req.version;
-        w.key.assign(key);
-        w.value.assign(op == cluster::PeerOp::kPut ? req.body : std::string_view());
+      if (req.body.size() <= InternalQueue::kMaxValue) {  // with this iteration's other writes
+        internal_.Push(InternalSlot{r, op}, key, req.body, req.version,
+                       op == cluster::PeerOp::kRemove);
         return;
       }
     }
@@ -224,22 +219,11 @@ class NodeApp final : public RequestHandler {
   // as the binary peer server does for the frames of one read) and answers them. False when
   // there was nothing to commit.
   bool FlushInternalWrites() {
-    if (internal_count_ == 0) return false;
-    size_t n = internal_count_;
-    internal_count_ = 0;
-    internal_flushing_.swap(internal_);
-    internal_ops_.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      const InternalWrite& w = internal_flushing_[i];
-      internal_ops_[i] =
-          storage::Engine::WriteOp{w.key, w.value, w.version, w.op == cluster::PeerOp::kRemove, 0};
-    }
-    storage::Status st = cluster_->engine->Write(internal_ops_.data(), n);
-    for (size_t i = 0; i < n; ++i) {
-      const InternalWrite& w = internal_flushing_[i];
-      RespondInternal(w.responder, w.op, cluster::StoredResponse(st, internal_ops_[i]), st.code());
-    }
-    return true;
+    return internal_.Commit(
+        *cluster_->engine,
+        [](const InternalSlot& slot, cluster::PeerResponse&& resp, const storage::Status& st) {
+          RespondInternal(slot.responder, slot.op, resp, st.code());
+        });
   }
 
   static void RespondInternal(Responder r, cluster::PeerOp op, const cluster::PeerResponse& resp,
@@ -382,18 +366,13 @@ class NodeApp final : public RequestHandler {
   Worker& worker_;
   cluster::ClusterState* cluster_;
   std::unique_ptr<cluster::Coordinator> coordinator_;
-  // Internal (HTTP peer mode) replica writes waiting for OnLoopIteration; key and value are
-  // copied because the connection reuses its buffers for the next pipelined request.
-  struct InternalWrite {
+  // Internal (HTTP peer mode) replica writes waiting for OnLoopIteration.
+  struct InternalSlot {
     Responder responder;
     cluster::PeerOp op = cluster::PeerOp::kPut;
-    uint64_t version = 0;
-    std::string key, value;
   };
-  static constexpr size_t kMaxBatchedValue = 64 * 1024;  // larger values are written at once
-  std::vector<InternalWrite> internal_, internal_flushing_;
-  size_t internal_count_ = 0;
-  std::vector<storage::Engine::WriteOp> internal_ops_;
+  using InternalQueue = cluster::WriteQueue<InternalSlot>;
+  InternalQueue internal_;
   std::unique_ptr<BinaryPeerServer> binary_server_;
   std::string key_buf_;
 };
