@@ -273,6 +273,7 @@ class HttpPeer final : public HttpClientDelegate {
       if (c->draining || c->client->closing()) continue;
       if (!c->fifo.empty() && c->bytes + bytes > max_bytes_) continue;
       if (best == nullptr || c->fifo.size() < best->fifo.size()) best = c.get();
+      if (best->fifo.empty()) break;  // nothing beats an idle connection
     }
     bool want_new = best == nullptr || best->fifo.size() >= opts_.open_new_at;
     if (want_new && conns_.size() < opts_.max_connections) {
