@@ -554,7 +554,7 @@ Status Engine::Get(std::string_view key, ReadResult* out) {
   std::shared_ptr<const State> st = impl_->Snapshot();
   std::string_view v;
   EntryType t;
-  const uint64_t hash = BloomHash(key);  // also the memtables' KeyHash
+  const uint64_t hash = BloomHash(key);  // memtables and segments alike
   for (const auto& seg : st->segments) seg->PrefetchFilter(hash);
   bool hit = st->active->Get(key, hash, &v, &out->version, &t);
   for (size_t i = 0; !hit && i < st->frozen.size(); i++) {

@@ -1,10 +1,10 @@
 #include "storage/memtable.h"
 
-#include <xxhash.h>
-
 #include <algorithm>
 #include <cstring>
 #include <new>
+
+#include "storage/bloom.h"
 
 namespace kv::storage {
 
@@ -77,10 +77,6 @@ MemTable::~MemTable() {
   delete[] buckets_;
 }
 
-uint64_t MemTable::KeyHash(std::string_view key) {
-  return XXH3_64bits(key.data(), key.size());
-}
-
 int MemTable::RandomHeight() const {
   int h = 1;
   for (;;) {
@@ -126,7 +122,7 @@ void MemTable::Insert(std::string_view key, std::string_view value, uint64_t ver
   n->type = type;
   // Newest first in its chain: versions of a key are inserted in increasing order (the
   // engine's contract), so the first match a reader finds is the newest.
-  std::atomic<Node*>& bucket = buckets_[KeyHash(key) >> bucket_shift_];
+  std::atomic<Node*>& bucket = buckets_[BloomHash(key) >> bucket_shift_];
   n->hash_next.store(bucket.load(std::memory_order_relaxed), std::memory_order_relaxed);
   bucket.store(n, std::memory_order_release);
   // Onto the pending stack for Index(), which may take the whole stack at any moment.
@@ -199,7 +195,7 @@ void MemTable::Link(Node* n, Node** prev) const {
 
 bool MemTable::Get(std::string_view key, std::string_view* value, uint64_t* version,
                    EntryType* type) const {
-  return Get(key, KeyHash(key), value, version, type);
+  return Get(key, BloomHash(key), value, version, type);
 }
 
 bool MemTable::Get(std::string_view key, uint64_t hash, std::string_view* value, uint64_t* version,

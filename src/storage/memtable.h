@@ -47,11 +47,11 @@ class MemTable {
   struct Node;
   // Newest entry for key; false when the memtable holds none. Looked up in the hash index
   // (one bucket chain, newest insert first), not in the skiplist: a few cache misses instead
-  // of one per skiplist hop. hash = KeyHash(key).
+  // of one per skiplist hop. hash = BloomHash(key): the segments' key hash, so the engine
+  // computes it once for the memtables and the segments' filters.
   bool Get(std::string_view key, std::string_view* value, uint64_t* version, EntryType* type) const;
   bool Get(std::string_view key, uint64_t hash, std::string_view* value, uint64_t* version,
            EntryType* type) const;
-  static uint64_t KeyHash(std::string_view key);  // XXH3-64, the same as the segments' BloomHash
 
   size_t MemoryUsage() const { return arena_.MemoryUsage() + bucket_count_ * sizeof(Node*); }
   uint64_t Count() const { return count_.load(std::memory_order_acquire); }
