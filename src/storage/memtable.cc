@@ -77,7 +77,7 @@ MemTable::~MemTable() {
   delete[] buckets_;
 }
 
-int MemTable::RandomHeight() const {
+int MemTable::RandomHeight() {
   int h = 1;
   for (;;) {
     rnd_ ^= rnd_ << 13;
@@ -91,17 +91,15 @@ int MemTable::RandomHeight() const {
   }
 }
 
-MemTable::Node* MemTable::FindGreaterOrEqual(std::string_view key, uint64_t version,
-                                             Node** prev) const {
+MemTable::Node* MemTable::FindGreaterOrEqual(std::string_view key) const {
   Node* x = head_;
   uint64_t prefix = KeyPrefix(key);
   int level = max_height_.load(std::memory_order_relaxed) - 1;
   for (;;) {
     Node* next = x->Next(level);
-    if (next != nullptr && Compare(next, key, prefix, version) < 0) {
+    if (next != nullptr && Compare(next, key, prefix, UINT64_MAX) < 0) {
       x = next;
     } else {
-      if (prev) prev[level] = x;
       if (level == 0) return next;
       level--;
     }
@@ -215,7 +213,7 @@ bool MemTable::Get(std::string_view key, uint64_t hash, std::string_view* value,
 }
 
 void MemTable::Iterator::Seek(std::string_view key) {
-  node_ = mt_->FindGreaterOrEqual(key, UINT64_MAX, nullptr);
+  node_ = mt_->FindGreaterOrEqual(key);
   SkipInvisible();
 }
 

@@ -85,9 +85,9 @@ class MemTable {
 
  private:
   static constexpr int kMaxHeight = 12;
-  int RandomHeight() const;
-  // First node >= (key, version); fills prev[] when non-null.
-  Node* FindGreaterOrEqual(std::string_view key, uint64_t version, Node** prev) const;
+  int RandomHeight();  // Insert()'s: the height is chosen when the node is made
+  // First node of the first key >= key (its newest version).
+  Node* FindGreaterOrEqual(std::string_view key) const;
   // Index(): links n into the skiplist; prev[] holds the previous (smaller) insert's
   // predecessors, or the head, and is updated for the next one.
   void Link(Node* n, Node** prev) const;
@@ -102,13 +102,13 @@ class MemTable {
   // The skiplist and its bookkeeping change only in Index() (const: the table's content does
   // not change, only how it is reachable).
   mutable std::atomic<int> max_height_{1};
-  mutable uint64_t rnd_ = 0x2545F4914F6CDD1Dull;
   mutable std::mutex index_mu_;
   mutable std::vector<Node*> batch_;             // index_mu_: the pending nodes being indexed
   mutable std::atomic<uint64_t> indexed_{0};     // every node with seq <= indexed_ is linked
   mutable std::atomic<Node*> pending_{nullptr};  // newest first, via pending_next
   std::atomic<uint64_t> count_{0};
   std::atomic<uint64_t> max_version_{0};
+  uint64_t rnd_ = 0x2545F4914F6CDD1Dull;  // Insert() only
 };
 
 }  // namespace kv::storage
