@@ -392,14 +392,11 @@ Status Engine::Impl::Freeze() {
     ::unlink(w->path().c_str());
     w.reset();
   }
-  uint64_t number;
-  if (w) {
-    number = w->number();
-  } else {  // no usable spare (first freeze, or the flush thread is behind): make one here
+  if (!w) {  // no usable spare (first freeze, or the flush thread is behind): make one here
     Status s = NewLog(&w);
     if (!s.ok()) return s;
-    number = w->number();
   }
+  const uint64_t number = w->number();
   auto f = std::make_shared<Frozen>();
   f->mem = cur->active;
   f->logs = active_logs;
@@ -441,11 +438,9 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
   }
   thread_local std::string records;
   thread_local std::string one;
-  thread_local std::vector<uint8_t> accepted;
-  thread_local std::vector<uint32_t> order;  // accepted ops
+  thread_local std::vector<uint32_t> accepted;  // indexes of the accepted ops, ascending
   records.clear();
-  accepted.assign(n, 0);
-  order.clear();
+  accepted.clear();
   std::shared_ptr<LogWriter> sync_log;
   uint64_t end = 0;
   {
@@ -463,10 +458,10 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
       uint64_t have = 0;
       bool found = false;
       // An earlier accepted op of this batch on the same key is newer than anything stored.
-      for (size_t j = i; j-- > 0;) {
-        if (accepted[j] && ops[j].key == op.key) {
+      for (size_t a = accepted.size(); a-- > 0;) {
+        if (ops[accepted[a]].key == op.key) {
           found = true;
-          have = ops[j].version;
+          have = ops[accepted[a]].version;
           break;
         }
       }
@@ -491,17 +486,16 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
         op.stored_version = have;
         continue;
       }
-      accepted[i] = 1;
-      order.push_back(static_cast<uint32_t>(i));
+      accepted.push_back(static_cast<uint32_t>(i));
       op.stored_version = op.version;
       EncodeLogRecord(op.key, op.value, op.version,
                       op.tombstone ? EntryType::kTombstone : EntryType::kValue, &one);
       records.append(one);
     }
-    if (!order.empty()) {
+    if (!accepted.empty()) {
       Status s = log->Append(records, &end);
       if (!s.ok()) return s;
-      for (uint32_t i : order) {  // batch order: one key's versions go in increasing
+      for (uint32_t i : accepted) {  // batch order: one key's versions go in increasing
         st->active->Insert(ops[i].key, ops[i].value, ops[i].version,
                            ops[i].tombstone ? EntryType::kTombstone : EntryType::kValue);
         user_bytes.fetch_add(ops[i].key.size() + ops[i].value.size(), std::memory_order_relaxed);
