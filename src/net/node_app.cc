@@ -358,6 +358,8 @@ class NodeApp final : public RequestHandler {
          U64(st.frozen_memtables) + "\n";
     t += "# TYPE kv_storage_background_jobs gauge\nkv_storage_background_jobs " +
          U64(st.background_jobs) + "\n";
+    t += "# TYPE kv_storage_flush_waits_total counter\nkv_storage_flush_waits_total " +
+         U64(st.flush_waits) + "\n";
     t += "# TYPE kv_storage_compactions_total counter\nkv_storage_compactions_total " +
          U64(st.compactions) + "\n";
     return t;

@@ -37,6 +37,11 @@ bool PickCompaction(const std::vector<uint64_t>& sizes, uint64_t base_bytes, siz
   return false;
 }
 
+bool CompactionBehind(const std::vector<uint64_t>& sizes, uint64_t base_bytes) {
+  size_t b, e;
+  return sizes.size() > kMaxSegments && PickCompaction(sizes, base_bytes, &b, &e);
+}
+
 Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
                  uint64_t drop_tombstones_before_ms, SegmentWriter* out) {
   std::vector<std::unique_ptr<EntryIter>> children;

@@ -22,6 +22,15 @@ constexpr size_t kMaxMergeWidth = 10;
 bool PickCompaction(const std::vector<uint64_t>& sizes, uint64_t base_bytes, size_t* begin,
                     size_t* end);
 
+// Past this many segments a flush waits for compaction before adding one more (which in turn
+// stalls writers past two frozen memtables): so compaction, running at SCHED_IDLE, gets the CPU
+// even under a load that keeps every request thread busy. Size-tiered merging leaves fewer than
+// kMinMergeWidth segments per 4x size tier: ~12 segments for 1 TB over 64 MiB memtables.
+constexpr size_t kMaxSegments = 32;
+
+// True when compaction is behind: more than kMaxSegments segments and something to merge.
+bool CompactionBehind(const std::vector<uint64_t>& sizes, uint64_t base_bytes);
+
 // Tombstone garbage collection relies on the cluster's HLC version layout:
 // bits 63..20 = unix ms, so a tombstone's age is now_ms - (version >> 20).
 inline uint64_t VersionMillis(uint64_t version) {

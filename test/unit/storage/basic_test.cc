@@ -1,6 +1,7 @@
 // Unit tests of the storage building blocks (memtable, bloom filter, log records, segments,
 // compaction policy) and of the Engine's basic contract.
 #include <doctest/doctest.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -271,6 +272,19 @@ TEST_CASE("storage: size-tiered pick merges a contiguous run of one tier") {
   CHECK(e == 5);
 }
 
+TEST_CASE("storage: compaction is behind only past kMaxSegments with something to merge") {
+  std::vector<uint64_t> sizes(kMaxSegments, 100);  // one tier, mergeable, but not too many
+  CHECK_FALSE(CompactionBehind(sizes, 100));
+  sizes.push_back(100);
+  CHECK(CompactionBehind(sizes, 100));
+  // As many segments, each in its own 4x tier: nothing to merge, so nothing to wait for.
+  std::vector<uint64_t> tiers;
+  for (size_t i = 0; i <= kMaxSegments; i++) tiers.push_back(uint64_t{100} << (2 * i));
+  CHECK_FALSE(CompactionBehind(tiers, 100));
+  tiers.insert(tiers.begin(), {100, 100, 100});  // plus four in the smallest tier
+  CHECK(CompactionBehind(tiers, 100));
+}
+
 TEST_CASE("storage: engine put/get/remove, newest version wins, reopen") {
   TempDir tmp;
   for (bool background : {false, true}) {
@@ -427,8 +441,8 @@ TEST_CASE("storage: background compactions that skip the oldest segment keep old
 }
 
 namespace {
-// Nice values of this process's threads, from /proc/self/task/*/stat (field 19).
-std::multiset<int> ThreadNiceValues() {
+// Scheduling policy of each of this process's threads, from /proc/self/task/*/stat (field 41).
+std::multiset<int> ThreadPolicies() {
   std::multiset<int> out;
   for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
     std::ifstream f(e.path() / "stat");
@@ -438,25 +452,27 @@ std::multiset<int> ThreadNiceValues() {
     if (close == std::string::npos) continue;
     std::istringstream rest(line.substr(close + 2));
     std::string field;
-    for (int i = 3; i <= 19 && rest >> field; i++) {
-      if (i == 19) out.insert(std::stoi(field));
+    for (int i = 3; i <= 41 && rest >> field; i++) {
+      if (i == 41) out.insert(std::stoi(field));
     }
   }
   return out;
 }
 }  // namespace
 
-TEST_CASE("storage: flush and compaction threads run at the configured nice value") {
+TEST_CASE("storage: flush, compaction and index threads run under SCHED_IDLE") {
   TempDir tmp;
-  std::multiset<int> before = ThreadNiceValues();
-  REQUIRE(before.count(7) == 0);
-  Options o = SmallOptions(tmp.store(), true);
-  o.background_nice = 7;
-  std::unique_ptr<Engine> db;
-  REQUIRE(Engine::Open(o, &db).ok());
-  CHECK(ThreadNiceValues().count(7) == 2);  // flush + compaction; the sync thread keeps 0
-  db.reset();
-  CHECK(ThreadNiceValues().count(7) == 0);
+  REQUIRE(ThreadPolicies().count(SCHED_IDLE) == 0);
+  for (bool idle : {true, false}) {
+    Options o = SmallOptions(tmp.store() + std::to_string(idle), true);
+    o.background_idle = idle;
+    std::unique_ptr<Engine> db;
+    REQUIRE(Engine::Open(o, &db).ok());
+    // Open returns once the three are set up; the sync thread stays SCHED_OTHER.
+    CHECK(ThreadPolicies().count(SCHED_IDLE) == (idle ? 3u : 0u));
+    db.reset();
+    CHECK(ThreadPolicies().count(SCHED_IDLE) == 0);
+  }
 }
 
 TEST_CASE("storage: stats count frozen memtables until they are flushed") {
