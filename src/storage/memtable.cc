@@ -244,4 +244,55 @@ EntryType MemTable::Iterator::type() const {
   return node_->type;
 }
 
+MemTable::SortedRun::SortedRun(const MemTable* mt) {
+  items_.reserve(mt->Count());
+  // Every node is in one hash chain, and the chains no longer change. Bucket heads are
+  // independent loads: the ones a few buckets ahead are fetched while this chain is walked.
+  constexpr size_t kAhead = 64;
+  for (size_t b = 0; b < mt->bucket_count_; b++) {
+    if (b + kAhead < mt->bucket_count_) {
+      __builtin_prefetch(mt->buckets_[b + kAhead].load(std::memory_order_relaxed));
+    }
+    for (const Node* n = mt->buckets_[b].load(std::memory_order_acquire); n != nullptr;
+         n = n->hash_next.load(std::memory_order_acquire)) {
+      items_.push_back({n->prefix, n->version, n, n->key_len});
+    }
+  }
+  std::sort(items_.begin(), items_.end(), [](const Item& a, const Item& b) {
+    int c = CompareKeys(a, b);
+    return c != 0 ? c < 0 : a.version > b.version;  // a key's newest version first
+  });
+}
+
+std::string_view MemTable::SortedRun::NodeKey(const Node* n) {
+  return n->key();
+}
+
+void MemTable::SortedRun::Next() {
+  // Start loading the nodes a few steps ahead: header and first data line.
+  constexpr size_t kAhead = 8;
+  const size_t at = i_;
+  do {
+    if (i_ + kAhead < items_.size()) {
+      const char* p = reinterpret_cast<const char*>(items_[i_ + kAhead].node);
+      __builtin_prefetch(p);
+      __builtin_prefetch(p + 64);
+    }
+    i_++;
+  } while (i_ < items_.size() && CompareKeys(items_[i_], items_[at]) == 0);  // older versions
+}
+
+std::string_view MemTable::SortedRun::key() const {
+  return items_[i_].node->key();
+}
+std::string_view MemTable::SortedRun::value() const {
+  return items_[i_].node->value();
+}
+uint64_t MemTable::SortedRun::version() const {
+  return items_[i_].node->version;
+}
+EntryType MemTable::SortedRun::type() const {
+  return items_[i_].node->type;
+}
+
 }  // namespace kv::storage

@@ -83,6 +83,42 @@ class MemTable {
     const Node* node_ = nullptr;
   };
 
+  // The newest entry of each key, in key order, of a table no longer inserted into (frozen):
+  // the flush's view. It gathers the nodes from the hash index and sorts flat (prefix, version,
+  // node) items rather than linking the pending nodes into the skiplist and walking it: the
+  // flush of a 64 MiB table spent 97% of its CPU ordering nodes that way (walk 38%, sort 29%,
+  // linking 29%), a pointer chase with a cache miss per node. Here bucket heads are prefetched
+  // ahead, most compares stop at the item, and the walk prefetches the nodes ahead. The
+  // memtable must outlive it.
+  class SortedRun {
+   public:
+    explicit SortedRun(const MemTable* mt);
+    bool Valid() const { return i_ < items_.size(); }
+    void Next();
+    std::string_view key() const;
+    std::string_view value() const;
+    uint64_t version() const;
+    EntryType type() const;
+
+   private:
+    struct Item {
+      uint64_t prefix;
+      uint64_t version;
+      const Node* node;
+      uint32_t key_len;  // keys of up to 8 bytes are told apart by prefix and length alone
+    };
+    static int CompareKeys(const Item& a, const Item& b) {
+      if (a.prefix != b.prefix) return a.prefix < b.prefix ? -1 : 1;
+      if (a.key_len <= 8 && b.key_len <= 8) {  // zero-padded prefixes tie: shorter key first
+        return a.key_len == b.key_len ? 0 : (a.key_len < b.key_len ? -1 : 1);
+      }
+      return NodeKey(a.node).compare(NodeKey(b.node));
+    }
+    static std::string_view NodeKey(const Node* n);
+    std::vector<Item> items_;
+    size_t i_ = 0;
+  };
+
  private:
   static constexpr int kMaxHeight = 12;
   int RandomHeight();  // Insert()'s: the height is chosen when the node is made

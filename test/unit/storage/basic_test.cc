@@ -68,6 +68,42 @@ TEST_CASE("storage: memtable skiplist built in sorted batches matches a model, a
   }
 }
 
+TEST_CASE("storage: memtable sorted run (the flush's view) matches a model, partly indexed") {
+  for (int indexed_share : {0, 50, 100}) {  // percent of the inserts linked before the run
+    MemTable mt(1 << 16);
+    Rng rng(17 + indexed_share);
+    struct Want {
+      uint64_t version;
+      EntryType type;
+      std::string value;
+    };
+    std::map<std::string, Want> model;
+    const int total = 5000;
+    for (int i = 1; i <= total; i++) {
+      // Keys that tie on their 8-byte prefix ("user:000..."), short ones that tie on their
+      // zero-padded prefix ("7", "7\0", "7\0\0"), repeats.
+      std::string k = rng.Uniform(2)
+                          ? "user:0000000" + std::to_string(rng.Uniform(800))
+                          : std::to_string(rng.Uniform(300)) + std::string(rng.Uniform(3), '\0');
+      EntryType t = rng.Uniform(5) == 0 ? EntryType::kTombstone : EntryType::kValue;
+      std::string v = t == EntryType::kValue ? "v" + std::to_string(i) : "";
+      mt.Insert(k, v, static_cast<uint64_t>(i), t);
+      model[k] = Want{static_cast<uint64_t>(i), t, v};
+      if (i == total * indexed_share / 100) mt.Index();
+    }
+    MemTable::SortedRun run(&mt);
+    auto w = model.begin();
+    for (; run.Valid(); run.Next(), ++w) {
+      REQUIRE(w != model.end());
+      CHECK(run.key() == w->first);
+      CHECK(run.version() == w->second.version);
+      CHECK(run.type() == w->second.type);
+      CHECK(run.value() == w->second.value);
+    }
+    CHECK(w == model.end());
+  }
+}
+
 TEST_CASE("storage: memtable point lookups go through the hash index, also in crowded buckets") {
   MemTable mt(4096, 2);  // two buckets: every chain holds many keys and versions
   std::map<std::string, std::pair<uint64_t, std::string>> model;
