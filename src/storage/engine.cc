@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -62,6 +63,14 @@ constexpr uint64_t kScanRecentMs = 60000;
 
 // Longest a flush waits for compaction to catch up (CompactionBehind) before it goes ahead.
 constexpr auto kFlushWaitLimit = std::chrono::seconds(1);
+
+// Lowers the calling thread's scheduling priority (Linux: a thread id is a PRIO_PROCESS target).
+void NiceThisThread(int nice) {
+  if (nice == 0) return;
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) != 0) {
+    LOG_DEBUG("storage: setpriority(%d) for the flush thread failed: errno %d", nice, errno);
+  }
+}
 
 // Puts the calling thread under SCHED_IDLE (any thread may lower its own policy).
 void IdleThisThread() {
@@ -708,7 +717,7 @@ void Engine::Impl::WaitForCompaction() {
 }
 
 void Engine::Impl::FlushThread() {
-  if (opts.background_idle) IdleThisThread();
+  NiceThisThread(opts.flush_nice);
   std::unique_lock<std::mutex> lock(bg_mu);
   ++bg_started;
   bg_started_cv.notify_all();

@@ -477,9 +477,10 @@ TEST_CASE("storage: background compactions that skip the oldest segment keep old
 }
 
 namespace {
-// Scheduling policy of each of this process's threads, from /proc/self/task/*/stat (field 41).
-std::multiset<int> ThreadPolicies() {
-  std::multiset<int> out;
+// (nice, scheduling policy) of each of this process's threads, from /proc/self/task/*/stat
+// (fields 19 and 41).
+std::multiset<std::pair<int, int>> ThreadPriorities() {
+  std::multiset<std::pair<int, int>> out;
   for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
     std::ifstream f(e.path() / "stat");
     std::string line;
@@ -488,26 +489,33 @@ std::multiset<int> ThreadPolicies() {
     if (close == std::string::npos) continue;
     std::istringstream rest(line.substr(close + 2));
     std::string field;
+    int nice = 0;
     for (int i = 3; i <= 41 && rest >> field; i++) {
-      if (i == 41) out.insert(std::stoi(field));
+      if (i == 19) nice = std::stoi(field);
+      if (i == 41) out.insert({nice, std::stoi(field)});
     }
   }
   return out;
 }
 }  // namespace
 
-TEST_CASE("storage: flush, compaction and index threads run under SCHED_IDLE") {
+TEST_CASE("storage: compaction and index threads run under SCHED_IDLE, the flush thread niced") {
   TempDir tmp;
-  REQUIRE(ThreadPolicies().count(SCHED_IDLE) == 0);
-  for (bool idle : {true, false}) {
-    Options o = SmallOptions(tmp.store() + std::to_string(idle), true);
-    o.background_idle = idle;
+  const std::pair<int, int> idle{0, SCHED_IDLE}, flush{7, SCHED_OTHER};
+  REQUIRE(ThreadPriorities().count(idle) == 0);
+  REQUIRE(ThreadPriorities().count(flush) == 0);
+  for (bool background_idle : {true, false}) {
+    Options o = SmallOptions(tmp.store() + std::to_string(background_idle), true);
+    o.background_idle = background_idle;
+    o.flush_nice = 7;
     std::unique_ptr<Engine> db;
     REQUIRE(Engine::Open(o, &db).ok());
-    // Open returns once the three are set up; the sync thread stays SCHED_OTHER.
-    CHECK(ThreadPolicies().count(SCHED_IDLE) == (idle ? 3u : 0u));
+    // Open returns once the three are set up; the sync thread keeps the caller's priority.
+    CHECK(ThreadPriorities().count(idle) == (background_idle ? 2u : 0u));
+    CHECK(ThreadPriorities().count(flush) == 1);
     db.reset();
-    CHECK(ThreadPolicies().count(SCHED_IDLE) == 0);
+    CHECK(ThreadPriorities().count(idle) == 0);
+    CHECK(ThreadPriorities().count(flush) == 0);
   }
 }
 
