@@ -28,7 +28,8 @@ const char* Usage() {
          "  --idle-timeout-ms N        close idle keep-alive connections (default 60000)\n"
          "  --request-timeout-ms N     replica answers wait at most this (default 1000)\n"
          "  --fsync P                  periodic|always|never (default periodic, 100 ms)\n"
-         "  --memtable-bytes N         flush the memtable past this (default 67108864)\n"
+         "  --memtable-bytes N         flush the memtable past 3/4..1 of this, drawn per memtable\n"
+         "                             so replicas do not flush together (default 67108864)\n"
          "  --tombstone-gc-seconds N   keep tombstones at least this long (default 86400)\n"
          "  --log-level L              debug|info|warn|error (default info)\n"
          "  --help                     this text\n";

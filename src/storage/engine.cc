@@ -30,6 +30,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -144,6 +145,12 @@ struct Engine::Impl {
   // write_mu: the next log, created and its directory entry synced by the flush thread, so
   // that Freeze (on a writer's thread, under write_mu) need not sync a directory itself.
   std::unique_ptr<LogWriter> spare_log;
+  uint64_t freeze_at = 0;  // write_mu: the active memtable is frozen past this size
+  std::mt19937_64 rng{std::random_device{}()};  // write_mu
+  uint64_t NextFreezeSize() {                   // write_mu
+    if (!opts.memtable_jitter) return opts.memtable_bytes;
+    return opts.memtable_bytes - rng() % (opts.memtable_bytes / 4 + 1);
+  }
 
   std::mutex flush_mu, compact_mu, manifest_mu;
   Manifest manifest;  // manifest_mu
@@ -305,6 +312,7 @@ Status Engine::Impl::Recover() {
   active_logs.push_back(number);
   st->active = mem;
   state = st;
+  freeze_at = NextFreezeSize();
   if (mem->MemoryUsage() >= opts.memtable_bytes) {
     std::lock_guard<std::mutex> l(write_mu);
     Status fs = Freeze();
@@ -445,6 +453,7 @@ Status Engine::Impl::Freeze() {
   }
   log = std::move(w);
   active_logs = {number};
+  freeze_at = NextFreezeSize();
   if (opts.background) Kick(true, false);
   return Status::Ok();
 }
@@ -540,7 +549,7 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
         index_cv.notify_one();
       }
       disk_bytes.fetch_add(records.size(), std::memory_order_relaxed);
-      if (st->active->MemoryUsage() >= opts.memtable_bytes) {
+      if (st->active->MemoryUsage() >= freeze_at) {
         s = Freeze();
         // The writes themselves are logged and applied; a failed freeze is retried next time.
         if (!s.ok()) LOG_WARN("storage: memtable freeze failed: %s", s.message().c_str());

@@ -519,6 +519,36 @@ TEST_CASE("storage: compaction and index threads run under SCHED_IDLE, the flush
   }
 }
 
+TEST_CASE("storage: memtables freeze at sizes spread over [3/4, 1] of memtable_bytes") {
+  TempDir tmp;
+  for (bool jitter : {true, false}) {
+    Options o = SmallOptions(tmp.store() + std::to_string(jitter), false);
+    o.memtable_bytes = 64 << 10;
+    o.memtable_jitter = jitter;
+    std::unique_ptr<Engine> db;
+    REQUIRE(Engine::Open(o, &db).ok());
+    const std::string value(200, 'v');
+    std::set<uint64_t> before_freeze;  // the active table's size before the insert that froze it
+    int freezes = 0;
+    for (int i = 0; freezes < 20 && i < 200000; i++) {
+      uint64_t before = db->GetStats().memtable_bytes;  // active only: frozen ones are flushed
+      REQUIRE(db->Put("k" + std::to_string(i), value, static_cast<uint64_t>(i + 1)).ok());
+      if (db->GetStats().frozen_memtables == 0) continue;
+      CHECK(before <= o.memtable_bytes);
+      CHECK(before + 4096 + 256 >= o.memtable_bytes * 3 / 4);  // one arena block, one entry
+      before_freeze.insert(before);
+      freezes++;
+      REQUIRE(db->Flush().ok());
+    }
+    REQUIRE(freezes == 20);
+    if (jitter) {
+      CHECK(before_freeze.size() >= 2);  // 20 draws from [48K, 64K] in 4 KiB arena steps
+    } else {
+      CHECK(*before_freeze.begin() + 4096 + 256 >= o.memtable_bytes);
+    }
+  }
+}
+
 TEST_CASE("storage: stats count frozen memtables until they are flushed") {
   TempDir tmp;
   std::unique_ptr<Engine> db;
