@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "storage/compaction.h"
 #include "storage/engine.h"
 #include "storage_test_util.h"
 
@@ -150,4 +151,53 @@ TEST_CASE("storage concurrency: fsync=always group commit acknowledges every wri
   int n = 0;
   for (auto it = db->Scan("g", "h"); it->Valid(); it->Next()) n++;
   CHECK(n == 240);
+}
+
+TEST_CASE("storage concurrency: flushes wait while compaction works off a backlog of segments") {
+  // 40 segments of one tier, made without background threads, then reopened with them: the
+  // compaction thread merges (10 at a time) while writers freeze memtables, so flushes find
+  // the store past kMaxSegments and wait for it (or go ahead after 1 s). Nothing is lost and
+  // the backlog is worked off.
+  TempDir tmp;
+  Options o = SmallOptions(tmp.store(), false);
+  o.memtable_jitter = false;
+  std::unique_ptr<Engine> db;
+  REQUIRE(Engine::Open(o, &db).ok());
+  const std::string value(100, 'b');
+  const int backlog = static_cast<int>(kMaxSegments) + 8;
+  for (int s = 0; s < backlog; s++) {
+    for (int i = 0; i < 20; i++) REQUIRE(db->Put(WKey(s, i), value, 1).ok());
+    REQUIRE(db->Flush().ok());
+  }
+  REQUIRE(db->GetStats().segments == static_cast<uint64_t>(backlog));
+  db.reset();
+  o.background = true;
+  REQUIRE(Engine::Open(o, &db).ok());
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 2; t++) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < 2000; i++) {
+        REQUIRE(db->Put("n" + std::to_string(t) + "/" + std::to_string(i), value, 2).ok());
+      }
+    });
+  }
+  for (auto& th : writers) th.join();
+  REQUIRE(db->Flush().ok());
+  db.reset();  // the background threads stop with waits possibly pending
+  o.background = false;
+  REQUIRE(Engine::Open(o, &db).ok());
+  CHECK(db->GetStats().segments <= kMaxSegments);
+  ReadResult r;
+  for (int s = 0; s < backlog; s++) {
+    for (int i = 0; i < 20; i++) {
+      REQUIRE(db->Get(WKey(s, i), &r).ok());
+      CHECK(r.kind == ReadResult::kValue);
+    }
+  }
+  for (int t = 0; t < 2; t++) {
+    for (int i = 0; i < 2000; i++) {
+      REQUIRE(db->Get("n" + std::to_string(t) + "/" + std::to_string(i), &r).ok());
+      CHECK(r.kind == ReadResult::kValue);
+    }
+  }
 }
