@@ -213,6 +213,9 @@ struct Engine::Impl {
     for (const auto& seg : st.segments) sizes.push_back(seg->file_size());
     return sizes;
   }
+  // A background thread's first step: its priority (SCHED_IDLE, else nice), then counted as
+  // started (Open waits for all three); returns holding bg_mu.
+  std::unique_lock<std::mutex> StartBackgroundThread(bool idle, int nice);
   void FlushThread();
   void CompactThread();
   void IndexThread();  // links memtable nodes into the skiplist in batches (MemTable::Index)
@@ -725,11 +728,20 @@ void Engine::Impl::WaitForCompaction() {
   }
 }
 
-void Engine::Impl::FlushThread() {
-  NiceThisThread(opts.flush_nice);
+std::unique_lock<std::mutex> Engine::Impl::StartBackgroundThread(bool idle, int nice) {
+  if (idle) {
+    IdleThisThread();
+  } else {
+    NiceThisThread(nice);
+  }
   std::unique_lock<std::mutex> lock(bg_mu);
   ++bg_started;
   bg_started_cv.notify_all();
+  return lock;
+}
+
+void Engine::Impl::FlushThread() {
+  std::unique_lock<std::mutex> lock = StartBackgroundThread(false, opts.flush_nice);
   for (;;) {
     if (shutting_down) return;
     if (!flush_wanted) {
@@ -843,12 +855,9 @@ Status Engine::CompactAll() {
 }
 
 void Engine::Impl::IndexThread() {
-  // Nothing waits for it (a scan or a flush links what is still pending itself), so it can be
-  // the first to give way.
-  if (opts.background_idle) IdleThisThread();
-  std::unique_lock<std::mutex> lock(bg_mu);
-  ++bg_started;
-  bg_started_cv.notify_all();
+  // Nothing waits for it (a scan links what is still pending itself; a flush sorts the frozen
+  // table's nodes on its own), so it can be the first to give way.
+  std::unique_lock<std::mutex> lock = StartBackgroundThread(opts.background_idle, 0);
   for (;;) {
     if (shutting_down) return;
     if (!index_kicked.exchange(false)) {
@@ -871,10 +880,7 @@ void Engine::Impl::IndexThread() {
 }
 
 void Engine::Impl::CompactThread() {
-  if (opts.background_idle) IdleThisThread();
-  std::unique_lock<std::mutex> lock(bg_mu);
-  ++bg_started;
-  bg_started_cv.notify_all();
+  std::unique_lock<std::mutex> lock = StartBackgroundThread(opts.background_idle, 0);
   for (;;) {
     if (shutting_down) return;
     if (!compact_wanted) {
