@@ -57,7 +57,8 @@ constexpr size_t kMaxFrozen = 2;  // writers stall (background mode) past this m
 // (~10 ms for 16K nodes). Measured single-node PUT, 1M keys: 16K gave 1.07x the rps of 4K.
 constexpr uint64_t kIndexBatch = 16384;
 // The index thread keeps the skiplist current only while scans come (one in the last minute):
-// point reads and writes never need it, and the flush indexes what is left in one sorted batch.
+// point reads, writes and the flush (MemTable::SortedRun) never need it; otherwise the first
+// scan indexes what is pending.
 // Even at SCHED_IDLE its batches cost the request threads: on a 3-node cluster at 21K PUT/s,
 // p99 2.6-3.4 ms with it, 0.6-0.9 ms without (more rescheduling IPIs when a core is busy).
 constexpr uint64_t kScanRecentMs = 60000;
@@ -544,8 +545,8 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
                            ops[i].tombstone ? EntryType::kTombstone : EntryType::kValue);
         user_bytes.fetch_add(ops[i].key.size() + ops[i].value.size(), std::memory_order_relaxed);
       }
-      // The skiplist (for scans and the flush) is built in the background, in batches, while
-      // scans come; otherwise by the first scan or the flush.
+      // The skiplist (for scans) is built in the background, in batches, while scans come;
+      // otherwise by the first scan.
       if (opts.background && st->active->Pending() >= kIndexBatch && ScansRecent() &&
           !index_kicked.exchange(true)) {
         { std::lock_guard<std::mutex> l(bg_mu); }  // the thread checks the flag under bg_mu

@@ -1,12 +1,13 @@
 // The in-memory table of recent writes, one node per accepted write, with two indexes:
 // - a hash index (key -> newest node) for point lookups: Get() and the writer's version check
 //   cost a bucket and a short chain, a few cache misses whatever the table size;
-// - a skiplist ordered by (key ascending, version descending) for iterators (range scans,
-//   flush). Nodes enter it in sorted batches, not one by one: Insert() only publishes the node
-//   in the hash index and on a pending stack; Index() (a background thread, or an iterator that
-//   needs the nodes) sorts the pending nodes and links them in ascending order, each search
-//   starting from the previous insert position, so a node costs a few hops instead of a full
-//   descent with a cache miss per hop. The writer's request path never walks the skiplist.
+// - a skiplist ordered by (key ascending, version descending) for iterators (range scans).
+//   Nodes enter it in sorted batches, not one by one: Insert() only publishes the node in the
+//   hash index and on a pending stack; Index() (the engine's index thread while scans come, or
+//   an iterator that needs the nodes) sorts the pending nodes and links them in ascending
+//   order, each search starting from the previous insert position, so a node costs a few hops
+//   instead of a full descent with a cache miss per hop. The writer's request path never walks
+//   the skiplist, and the flush does not use it either (SortedRun).
 //
 // Concurrency: Insert() is called by one thread at a time (the engine serializes writers under
 // its log mutex); Index() by one thread at a time (index_mu_); Get() and iterators are lock-free
