@@ -135,6 +135,25 @@ void MemTable::Insert(std::string_view key, std::string_view value, uint64_t ver
   count_.store(n->seq, std::memory_order_release);
 }
 
+MemTable::SortItem MemTable::ItemOf(Node* n) {
+  return SortItem{n->prefix, n->version, n, n->key_len};
+}
+
+int MemTable::CompareKeys(const SortItem& a, const SortItem& b) {
+  if (a.prefix != b.prefix) return a.prefix < b.prefix ? -1 : 1;
+  if (a.key_len <= 8 && b.key_len <= 8) {  // zero-padded prefixes tie: the shorter key first
+    return a.key_len == b.key_len ? 0 : (a.key_len < b.key_len ? -1 : 1);
+  }
+  return a.node->key().compare(b.node->key());
+}
+
+void MemTable::SortItems(std::vector<SortItem>* items) {
+  std::sort(items->begin(), items->end(), [](const SortItem& a, const SortItem& b) {
+    int c = CompareKeys(a, b);
+    return c != 0 ? c < 0 : a.version > b.version;  // a key's newest version first
+  });
+}
+
 void MemTable::Index() const {
   std::lock_guard<std::mutex> lock(index_mu_);
   Node* n = pending_.exchange(nullptr, std::memory_order_acquire);
@@ -142,20 +161,15 @@ void MemTable::Index() const {
   batch_.clear();
   uint64_t max_seq = 0;
   for (; n != nullptr; n = n->pending_next) {
-    batch_.push_back(n);
+    batch_.push_back(ItemOf(n));
     max_seq = std::max(max_seq, n->seq);
   }
-  // (key ascending, version descending): the skiplist's order, so each node goes after the
-  // previous one and its search starts where the previous one ended.
-  std::sort(batch_.begin(), batch_.end(), [](const Node* a, const Node* b) {
-    if (a->prefix != b->prefix) return a->prefix < b->prefix;
-    int c = a->key().compare(b->key());
-    if (c != 0) return c < 0;
-    return a->version > b->version;
-  });
+  // In the skiplist's order, so each node goes after the previous one and its search starts
+  // where the previous one ended.
+  SortItems(&batch_);
   Node* prev[kMaxHeight];
   for (int i = 0; i < kMaxHeight; i++) prev[i] = head_;
-  for (Node* x : batch_) Link(x, prev);
+  for (const SortItem& x : batch_) Link(x.node, prev);
   indexed_.store(max_seq, std::memory_order_release);
 }
 
@@ -253,19 +267,12 @@ MemTable::SortedRun::SortedRun(const MemTable* mt) {
     if (b + kAhead < mt->bucket_count_) {
       __builtin_prefetch(mt->buckets_[b + kAhead].load(std::memory_order_relaxed));
     }
-    for (const Node* n = mt->buckets_[b].load(std::memory_order_acquire); n != nullptr;
+    for (Node* n = mt->buckets_[b].load(std::memory_order_acquire); n != nullptr;
          n = n->hash_next.load(std::memory_order_acquire)) {
-      items_.push_back({n->prefix, n->version, n, n->key_len});
+      items_.push_back(ItemOf(n));
     }
   }
-  std::sort(items_.begin(), items_.end(), [](const Item& a, const Item& b) {
-    int c = CompareKeys(a, b);
-    return c != 0 ? c < 0 : a.version > b.version;  // a key's newest version first
-  });
-}
-
-std::string_view MemTable::SortedRun::NodeKey(const Node* n) {
-  return n->key();
+  SortItems(&items_);
 }
 
 void MemTable::SortedRun::Next() {

@@ -84,6 +84,16 @@ class MemTable {
     const Node* node_ = nullptr;
   };
 
+  // A node with what ordering needs inline, so that sorting compares flat memory, not nodes
+  // (Index() and SortedRun): key prefix, version, and key length (keys of up to 8 bytes are told
+  // apart by prefix and length alone).
+  struct SortItem {
+    uint64_t prefix;
+    uint64_t version;
+    Node* node;
+    uint32_t key_len;
+  };
+
   // The newest entry of each key, in key order, of a table no longer inserted into (frozen):
   // the flush's view. It gathers the nodes from the hash index and sorts flat (prefix, version,
   // node) items rather than linking the pending nodes into the skiplist and walking it: the
@@ -102,21 +112,7 @@ class MemTable {
     EntryType type() const;
 
    private:
-    struct Item {
-      uint64_t prefix;
-      uint64_t version;
-      const Node* node;
-      uint32_t key_len;  // keys of up to 8 bytes are told apart by prefix and length alone
-    };
-    static int CompareKeys(const Item& a, const Item& b) {
-      if (a.prefix != b.prefix) return a.prefix < b.prefix ? -1 : 1;
-      if (a.key_len <= 8 && b.key_len <= 8) {  // zero-padded prefixes tie: shorter key first
-        return a.key_len == b.key_len ? 0 : (a.key_len < b.key_len ? -1 : 1);
-      }
-      return NodeKey(a.node).compare(NodeKey(b.node));
-    }
-    static std::string_view NodeKey(const Node* n);
-    std::vector<Item> items_;
+    std::vector<SortItem> items_;
     size_t i_ = 0;
   };
 
@@ -128,6 +124,10 @@ class MemTable {
   // Index(): links n into the skiplist; prev[] holds the previous (smaller) insert's
   // predecessors, or the head, and is updated for the next one.
   void Link(Node* n, Node** prev) const;
+  static SortItem ItemOf(Node* n);
+  static int CompareKeys(const SortItem& a, const SortItem& b);
+  // (key ascending, version descending): the skiplist's and the flush's order.
+  static void SortItems(std::vector<SortItem>* items);
 
   Arena arena_;
   // Hash index: bucket -> newest node of the chain; a node's hash_next links older ones. The
@@ -140,7 +140,7 @@ class MemTable {
   // not change, only how it is reachable).
   mutable std::atomic<int> max_height_{1};
   mutable std::mutex index_mu_;
-  mutable std::vector<Node*> batch_;             // index_mu_: the pending nodes being indexed
+  mutable std::vector<SortItem> batch_;          // index_mu_: the pending nodes being indexed
   mutable std::atomic<uint64_t> indexed_{0};     // every node with seq <= indexed_ is linked
   mutable std::atomic<Node*> pending_{nullptr};  // newest first, via pending_next
   std::atomic<uint64_t> count_{0};
