@@ -343,25 +343,19 @@ class NodeApp final : public RequestHandler {
     }
     t += "# TYPE kv_peer_circuit_open gauge\n" + states;
     storage::Stats st = cluster_->engine->GetStats();
-    t += "# TYPE kv_storage_memtable_bytes gauge\nkv_storage_memtable_bytes " +
-         U64(st.memtable_bytes) + "\n";
-    t += "# TYPE kv_storage_segments gauge\nkv_storage_segments " + U64(st.segments) + "\n";
-    t += "# TYPE kv_storage_segment_bytes gauge\nkv_storage_segment_bytes " +
-         U64(st.segment_bytes) + "\n";
-    t += "# TYPE kv_storage_index_filter_bytes gauge\nkv_storage_index_filter_bytes " +
-         U64(st.index_filter_bytes) + "\n";
-    t += "# TYPE kv_storage_keys_estimate gauge\nkv_storage_keys_estimate " +
-         U64(st.keys_estimate) + "\n";
-    t += "# TYPE kv_storage_flushes_total counter\nkv_storage_flushes_total " + U64(st.flushes) +
-         "\n";
-    t += "# TYPE kv_storage_frozen_memtables gauge\nkv_storage_frozen_memtables " +
-         U64(st.frozen_memtables) + "\n";
-    t += "# TYPE kv_storage_background_jobs gauge\nkv_storage_background_jobs " +
-         U64(st.background_jobs) + "\n";
-    t += "# TYPE kv_storage_flush_waits_total counter\nkv_storage_flush_waits_total " +
-         U64(st.flush_waits) + "\n";
-    t += "# TYPE kv_storage_compactions_total counter\nkv_storage_compactions_total " +
-         U64(st.compactions) + "\n";
+    auto metric = [&t](const char* name, const char* kind, uint64_t value) {
+      t += std::string("# TYPE ") + name + " " + kind + "\n" + name + " " + U64(value) + "\n";
+    };
+    metric("kv_storage_memtable_bytes", "gauge", st.memtable_bytes);
+    metric("kv_storage_segments", "gauge", st.segments);
+    metric("kv_storage_segment_bytes", "gauge", st.segment_bytes);
+    metric("kv_storage_index_filter_bytes", "gauge", st.index_filter_bytes);
+    metric("kv_storage_keys_estimate", "gauge", st.keys_estimate);
+    metric("kv_storage_flushes_total", "counter", st.flushes);
+    metric("kv_storage_frozen_memtables", "gauge", st.frozen_memtables);
+    metric("kv_storage_background_jobs", "gauge", st.background_jobs);
+    metric("kv_storage_flush_waits_total", "counter", st.flush_waits);
+    metric("kv_storage_compactions_total", "counter", st.compactions);
     return t;
   }
 
