@@ -197,11 +197,11 @@ struct Engine::Impl {
   Status WriteBatch(Engine::WriteOp* ops, size_t n);
   Status Write(std::string_view key, std::string_view value, uint64_t version, EntryType type,
                uint64_t* stored_version);
-  // Newest version of key in the frozen memtables and segments (the caller checked the active
-  // memtable already), where it can matter: tables whose newest version of any key is below
-  // min_version cannot hold one >= min_version and are skipped. hash = BloomHash(key).
-  Status LookupVersion(const State& st, std::string_view key, uint64_t hash, uint64_t min_version,
-                       bool* found, uint64_t* version);
+  // Newest version of key in st, where it can matter: tables whose newest version of any key
+  // is below min_version cannot hold one >= min_version and are skipped (with versions from a
+  // clock: all but the active memtable, so a write usually reads no segment).
+  Status LookupVersion(const State& st, std::string_view key, uint64_t min_version, bool* found,
+                       uint64_t* version);
   Status Freeze();                                 // write_mu held
   Status NewLog(std::unique_ptr<LogWriter>* out);  // creates the next log, directory synced
   void PrepareSpareLog();                          // flush thread: spare_log for Freeze
@@ -377,11 +377,19 @@ Engine::~Engine() {
 
 // ---- writes --------------------------------------------------------------------------------
 
-Status Engine::Impl::LookupVersion(const State& st, std::string_view key, uint64_t hash,
-                                   uint64_t min_version, bool* found, uint64_t* version) {
+Status Engine::Impl::LookupVersion(const State& st, std::string_view key, uint64_t min_version,
+                                   bool* found, uint64_t* version) {
+  // The filter lines of the segments that are asked are fetched while the memtables are.
+  const uint64_t hash = BloomHash(key);
+  for (const auto& seg : st.segments) {
+    if (seg->max_version() >= min_version) seg->PrefetchFilter(hash);
+  }
   std::string_view v;
   EntryType t;
   *found = true;
+  if (st.active->MaxVersion() >= min_version && st.active->Get(key, hash, &v, version, &t)) {
+    return Status::Ok();
+  }
   for (const auto& f : st.frozen) {
     if (f->mem->MaxVersion() < min_version) continue;
     if (f->mem->Get(key, hash, &v, version, &t)) return Status::Ok();
@@ -512,21 +520,8 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
         }
       }
       if (!found) {
-        // Only tables that may hold a version >= op.version are asked: with versions from a
-        // clock, usually none but the active memtable. The filter lines of the segments that
-        // are asked are prefetched so their misses overlap the memtable lookup.
-        uint64_t hash = BloomHash(op.key);
-        for (const auto& seg : st->segments) {
-          if (seg->max_version() >= op.version) seg->PrefetchFilter(hash);
-        }
-        std::string_view v;
-        EntryType t;
-        found =
-            st->active->MaxVersion() >= op.version && st->active->Get(op.key, hash, &v, &have, &t);
-        if (!found) {
-          Status s = LookupVersion(*st, op.key, hash, op.version, &found, &have);
-          if (!s.ok()) return s;
-        }
+        Status s = LookupVersion(*st, op.key, op.version, &found, &have);
+        if (!s.ok()) return s;
       }
       if (found && have >= op.version) {
         op.stored_version = have;
