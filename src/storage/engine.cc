@@ -171,7 +171,6 @@ struct Engine::Impl {
   std::atomic<int> bg_running{0};         // flushes and compactions in progress
   std::condition_variable index_cv;       // with bg_mu
   std::condition_variable compacted_cv;   // with bg_mu: a compaction replaced segments
-  uint64_t compactions_done = 0;          // bg_mu: merges installed by the compaction thread
   std::vector<std::thread> threads;
   int bg_started = 0;  // with bg_mu: background threads past their setup
   std::condition_variable bg_started_cv;
@@ -718,23 +717,19 @@ void Engine::Impl::WaitForCompaction() {
   flush_waits.fetch_add(1, std::memory_order_relaxed);
   Kick(false, true);
   const auto deadline = std::chrono::steady_clock::now() + kFlushWaitLimit;
-  uint64_t seen;
-  {
-    std::lock_guard<std::mutex> lock(bg_mu);
-    seen = compactions_done;
-  }
+  uint64_t seen = compactions.load();
   // The state is looked at without bg_mu (dropping the last reference to replaced segments
-  // unmaps and unlinks them); a merge finishing in between moves compactions_done, so its
-  // notification is not lost.
+  // unmaps and unlinks them); a merge installed in between has counted itself in `compactions`
+  // before its notification, so that is not lost.
   while (CompactionBehind(SegmentSizes(*Snapshot()), opts.memtable_bytes)) {
     std::unique_lock<std::mutex> lock(bg_mu);
     // Bounded: a compaction that cannot finish (disk full) delays each flush by at most this.
     if (!compacted_cv.wait_until(lock, deadline,
-                                 [&] { return shutting_down || compactions_done != seen; })) {
+                                 [&] { return shutting_down || compactions.load() != seen; })) {
       return;
     }
     if (shutting_down) return;
-    seen = compactions_done;
+    seen = compactions.load();
   }
 }
 
@@ -851,7 +846,6 @@ Status Engine::Impl::MaybeCompact() {
     Status s = CompactRange(st, b, e);
     if (!s.ok()) return s;
     std::lock_guard<std::mutex> l(bg_mu);
-    ++compactions_done;
     compacted_cv.notify_all();
     if (shutting_down) return Status::Ok();
   }
