@@ -84,6 +84,7 @@ class MemTable {
     const Node* node_ = nullptr;
   };
 
+ private:
   // A node with what ordering needs inline, so that sorting compares flat memory, not nodes
   // (Index() and SortedRun): key prefix, version, and key length (keys of up to 8 bytes are told
   // apart by prefix and length alone).
@@ -94,6 +95,7 @@ class MemTable {
     uint32_t key_len;
   };
 
+ public:
   // The newest entry of each key, in key order, of a table no longer inserted into (frozen):
   // the flush's view. It gathers the nodes from the hash index and sorts flat (prefix, version,
   // node) items rather than linking the pending nodes into the skiplist and walking it: the
