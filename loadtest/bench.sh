@@ -145,11 +145,14 @@ io_calls() {
   echo "$n"
 }
 
-# sat NAME WORKLOAD URL: closed loop wrk -t1 -c64, records NAME.rps/.p50/.p99 and, over the
-# nodes in NODE_PIDS, NAME.io_per_req (read+write syscalls per completed request, under load,
-# where batching shows); prints rps.
+# sat NAME WORKLOAD URL: closed loop wrk -t1 -c64 after settle, records NAME.rps/.p50/.p99 and,
+# over the nodes in NODE_PIDS, NAME.io_per_req (read+write syscalls per completed request, under
+# load, where batching shows); prints rps. (Until 2026-11-29 evening it did not settle: the
+# cluster's GET saturation ran while the nodes flushed and merged what the PUT saturation before
+# it had written, the single node's GET saturation came first, right after its fill.)
 sat() {
   local name=$1 wl=$2 url=$3 rps p50 p99 io0 io1 reqs
+  settle "$name" >&2
   cmd "KV_KEYS=$KEYS KV_VALUE_SIZE=$VALUE KV_ACK=$ACK KV_FROM=$FROM wrk --latency -t1 -c64 -d${SAT_DUR}s -s loadtest/$wl.lua $url"
   io0=$(io_calls "${NODE_PIDS[@]}")
   read -r rps p50 p99 < <(KV_KEYS=$KEYS KV_VALUE_SIZE=$VALUE KV_ACK=$ACK KV_FROM=$FROM \
@@ -278,10 +281,10 @@ kv_fill "http://127.0.0.1:$sport" "$SINGLE_KEYS" "$RAW/fill-single.txt"
 fig single.fill_rps "$FILL_RATE"
 echo "  filled $SINGLE_KEYS keys at $FILL_RATE keys/s"
 # the same measurements as the cluster's, with the single node's keys and ack 1 of 1
-NODE_PIDS=("$spid"); KEYS_SAVED=$KEYS; KEYS=$SINGLE_KEYS; ACK=1; FROM=1
+NODE_PIDS=("$spid"); PORTS=("$sport"); URL="http://127.0.0.1:$sport"
+KEYS_SAVED=$KEYS; KEYS=$SINGLE_KEYS; ACK=1; FROM=1
 for wl in get put; do sat "single.$wl" "$wl" "http://127.0.0.1:$sport" >/dev/null; done
 # syscall reference without peers (same strace method as the cluster runs)
-PORTS=("$sport"); URL="http://127.0.0.1:$sport"
 peer_cost single.put put "$spid"
 peer_cost single.get get "$spid"
 kill -TERM "$spid"; wait "$spid" 2>/dev/null || true
