@@ -36,13 +36,6 @@ Status Segment::Open(const std::string& dir, uint64_t number, std::shared_ptr<Se
   void* m = ::mmap(nullptr, seg->size_, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0),
                    seg->fd_, 0);
   if (m == MAP_FAILED) return ErrnoStatus(errno, "mmap segment", path);
-  // The writer wrote the file in aligned huge-page chunks, which the page cache keeps as huge
-  // folios where the file system supports them (ext4 since Linux 6.16), and the kernel places
-  // a mapping this large at a huge-page-aligned address: each chunk is then mapped by one
-  // page-table entry, and a point read in a 1.5 GB segment takes no 4 KiB TLB miss for its
-  // block (p50 get at 10M keys 1.38 -> 1.20 us). The advice asks readahead for huge folios
-  // when the pages come back from disk (after a restart); it is only advice.
-  ::madvise(m, seg->size_, MADV_HUGEPAGE);
   seg->map_ = static_cast<const char*>(m);
   const char* base = seg->map_;
   uint64_t footer_off = seg->size_ - kFooterBytes;

@@ -23,9 +23,6 @@ constexpr size_t kFooterBytes = 56;
 constexpr size_t kEntryHeaderBytes = 17;
 constexpr size_t kEntryChecksumBytes = 4;
 constexpr size_t kChecksumBytes = 8;
-// Segment files are written in aligned chunks of this size, one write(2) each: the x86-64 huge
-// page, so the page cache can hold each chunk as one folio that a mapping maps with one TLB entry.
-constexpr uint64_t kFileChunkBytes = 2u << 20;
 
 // Checksum stored after each entry: the low half of its XXH3.
 inline uint32_t EntryChecksum(const char* p, size_t n) {

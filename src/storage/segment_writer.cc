@@ -58,22 +58,11 @@ void SegmentWriter::Abandon() {
 Status SegmentWriter::Emit(std::string_view bytes, bool force_write) {
   out_.append(bytes);
   offset_ += bytes.size();
-  if (fd_ < 0) return Status::Ok();
-  // Whole kFileChunkBytes-aligned chunks go out in one write(2) each, so the page cache keeps
-  // them as huge folios that Segment maps with one TLB entry each; force_write sends the rest.
-  uint64_t start = offset_ - out_.size();  // file offset of out_[0]
-  size_t done = 0;
-  while (true) {
-    uint64_t boundary = (start / kFileChunkBytes + 1) * kFileChunkBytes;
-    size_t n = force_write ? out_.size() - done : 0;
-    if (!force_write && offset_ >= boundary) n = static_cast<size_t>(boundary - start);
-    if (n == 0) break;
-    Status s = WriteAll(fd_, std::string_view(out_).substr(done, n), path_);
-    if (!s.ok()) return s;
-    done += n;
-    start += n;
+  if (fd_ >= 0 && (force_write || out_.size() >= (256u << 10))) {
+    Status s = WriteAll(fd_, out_, path_);
+    out_.clear();
+    return s;
   }
-  out_.erase(0, done);
   return Status::Ok();
 }
 

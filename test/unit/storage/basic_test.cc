@@ -2,7 +2,6 @@
 // compaction policy) and of the Engine's basic contract.
 #include <doctest/doctest.h>
 #include <sched.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -14,7 +13,6 @@
 #include "storage/bloom.h"
 #include "storage/compaction.h"
 #include "storage/engine.h"
-#include "storage/file_io.h"
 #include "storage/log_format.h"
 #include "storage/memtable.h"
 #include "storage/segment.h"
@@ -248,59 +246,6 @@ TEST_CASE("storage: segment write, point reads, seeks and iteration") {
   CHECK(mit == model.end());
   CHECK(count == 500);
   CHECK(it.status().ok());
-}
-
-namespace {
-// Offsets and lengths of the writes made to one file through the write(2) seam.
-std::vector<std::pair<uint64_t, size_t>> g_seg_writes;
-ssize_t RecordWrite(int fd, const void* buf, size_t n) {
-  off_t at = ::lseek(fd, 0, SEEK_CUR);
-  ssize_t r = ::write(fd, buf, n);
-  if (r > 0) g_seg_writes.emplace_back(static_cast<uint64_t>(at), static_cast<size_t>(r));
-  return r;
-}
-}  // namespace
-
-TEST_CASE("storage: segments are written in aligned huge-page chunks") {
-  // The page cache keeps a chunk written by one write(2) as one huge folio (where the file
-  // system supports it), which a mapping can map with one page-table entry: each write but the
-  // last covers exactly one aligned chunk.
-  TempDir tmp;
-  const std::string path = tmp.path() + "/" + SegmentFileName(3);
-  g_seg_writes.clear();
-  g_write_hook.store(&RecordWrite);
-  SegmentWriter w(4096);
-  Status opened = w.Open(path);
-  std::string value(1000, 'v');
-  int n = 0;
-  for (; opened.ok() && w.file_size() < 5 * kFileChunkBytes + 12345; n++) {
-    char k[16];
-    snprintf(k, sizeof(k), "k%08d", n);
-    if (!w.Add(k, value, 1, EntryType::kValue).ok()) break;
-  }
-  Status finished = w.Finish();
-  g_write_hook.store(nullptr);
-  REQUIRE(opened.ok());
-  REQUIRE(finished.ok());
-  const uint64_t size = std::filesystem::file_size(path);
-  REQUIRE(g_seg_writes.size() >= 6);
-  uint64_t expect = 0;
-  for (size_t i = 0; i < g_seg_writes.size(); i++) {
-    CAPTURE(i);
-    CHECK(g_seg_writes[i].first == expect);
-    if (i + 1 < g_seg_writes.size()) CHECK(g_seg_writes[i].second == kFileChunkBytes);
-    expect += g_seg_writes[i].second;
-  }
-  CHECK(expect == size);
-
-  std::shared_ptr<Segment> seg;
-  REQUIRE(Segment::Open(tmp.path(), 3, &seg).ok());
-  std::string v;
-  uint64_t ver;
-  EntryType t;
-  REQUIRE(seg->Get("k00000007", &v, &ver, &t).ok());
-  CHECK(v == value);
-  CHECK(seg->Get("k99999999", &v, &ver, &t).code() == Code::kNotFound);
 }
 
 TEST_CASE("storage: segment lookups when many blocks share a long key prefix") {
