@@ -163,6 +163,7 @@ LABELS = {
     "binary.{w}.rhttp50": "binary peers, 50% of HTTP sat.",
     "binary.{w}.r50": "binary peers, 50% of binary sat.",
     "binary.{w}.r80": "binary peers, 80% of binary sat.",
+    "http.t2.{w}.r50": "HTTP peers, --threads 2, 50% of its sat.",
 }
 
 
@@ -186,7 +187,7 @@ def plot(out, raw, wl, runs):
         return None
     png = f"{out}/latency-{wl}.png"
     styles = ["lc rgb '#1f77b4' dt 1", "lc rgb '#1f77b4' dt 2", "lc rgb '#d62728' dt 3",
-              "lc rgb '#d62728' dt 1", "lc rgb '#d62728' dt 2"]
+              "lc rgb '#d62728' dt 1", "lc rgb '#d62728' dt 2", "lc rgb '#2ca02c' dt 1"]
     gp = [
         "set terminal pngcairo size 1000,600 font 'sans,10'",
         f"set output '{png}'",
@@ -325,11 +326,24 @@ def cmd_build(out):
 
     for wl, t in (("put", 0.25), ("get", 0.3)):
         r = ratio(num(f, f"http.{wl}.rps"), num(f, f"single.{wl}.rps"))
-        target(f"HTTP peers: cluster {wl.upper()} >= {t}x single-node rps", r, r is not None and r >= t, f"{fmt(r, 2)}x")
+        target(f"HTTP peers, --threads 1 per node: cluster {wl.upper()} >= {t}x single-node rps", r, r is not None and r >= t, f"{fmt(r, 2)}x")
     for wl in ("put", "get"):
         j = runs.get(f"http.{wl}.r50")
         p = j["latency_ms"]["p99"] if j else None
-        target(f"HTTP peers: {wl.upper()} p99 at 50% of saturation < 3 ms", p, p is not None and p < 3, f"{fmt(p, 3)} ms")
+        target(f"HTTP peers, --threads 1 per node: {wl.upper()} p99 at 50% of saturation < 3 ms", p, p is not None and p < 3, f"{fmt(p, 3)} ms")
+    # The node's default on 2 cores is --threads 2, HTTP mode's faster setting on this machine;
+    # the single node's best is --threads 1 (wrk takes the other core), which the ratios keep.
+    if "http.t2.get.rps" in f:
+        for wl, t in (("put", 0.25), ("get", 0.3)):
+            best = max(x for x in (num(f, f"single.{wl}.rps"), num(f, f"single.t2.{wl}.rps"), 0) if x is not None)
+            r = ratio(num(f, f"http.t2.{wl}.rps"), best)
+            target(f"HTTP peers, --threads 2 per node (the default): cluster {wl.upper()} >= {t}x the best single-node rps",
+                   r, r is not None and r >= t, f"{fmt(r, 2)}x")
+        for wl in ("put", "get"):
+            j = runs.get(f"http.t2.{wl}.r50")
+            p = j["latency_ms"]["p99"] if j else None
+            target(f"HTTP peers, --threads 2 per node: {wl.upper()} p99 at 50% of that saturation < 3 ms", p,
+                   p is not None and p < 3, f"{fmt(p, 3)} ms")
     for wl in ("put", "get"):
         r = ratio(num(f, f"binary.{wl}.rps"), num(f, f"http.{wl}.rps"))
         rp = ratio(num(f, f"binary.{wl}.rps"), num(f, f"http-pipelined.{wl}.rps"))
