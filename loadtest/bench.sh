@@ -6,13 +6,16 @@
 # loop, wrk -t1 -c64), runs kvload at fixed rates of 50% and 80% of that saturation (binary mode
 # also at 50% of the HTTP-mode saturation), counts peer bytes and syscalls per client request,
 # re-measures saturation with 2 threads per node (HTTP mode: also at 50% of that saturation),
-# stops the cluster (http-pipelined: saturation only). Then the single-node figures
-# and the nginx reference (the method of bench_single.sh), and in the full run the range benchmark
+# stops the cluster (http-pipelined: saturation only). Then (full run) an HTTP and a binary
+# cluster side by side for alternating fixed-rate runs at 50% of the HTTP-mode saturation (the
+# paired tail comparison). Then the single-node figures and the nginx reference (the method of bench_single.sh), and in the full run the range benchmark
 # (bench_range.sh). Writes loadtest/results/<date>-<host>[-quick]/: report.md, charts, raw output.
 #
 # Knobs (environment): QUICK=1, KEYS (cluster fill), SINGLE_KEYS, SAT_DUR, FIX_DUR, PEER_DUR,
 # PEER_RATE, RANGE_KEYS, RANGE=0|1 (run bench_range.sh; default 1 in the full run, 0 in QUICK),
-# THREADS2=0|1 (the 2-threads-per-node comparison; default 1 in the full run, 0 in QUICK), OUT.
+# THREADS2=0|1 (the 2-threads-per-node comparison; default 1 in the full run, 0 in QUICK),
+# PAIRS (alternating HTTP/binary fixed-rate runs per workload for the paired tail comparison;
+# default 3 in the full run, 0 in QUICK), OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T_START=$(date +%s)
@@ -21,11 +24,11 @@ QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   KEYS=${KEYS:-50000}; SINGLE_KEYS=${SINGLE_KEYS:-100000}
   SAT_DUR=${SAT_DUR:-4}; FIX_DUR=${FIX_DUR:-5}; PEER_DUR=${PEER_DUR:-3}
-  RANGE=${RANGE:-0}; THREADS2=${THREADS2:-0}
+  RANGE=${RANGE:-0}; THREADS2=${THREADS2:-0}; PAIRS=${PAIRS:-0}
 else
   KEYS=${KEYS:-300000}; SINGLE_KEYS=${SINGLE_KEYS:-1000000}
   SAT_DUR=${SAT_DUR:-10}; FIX_DUR=${FIX_DUR:-20}; PEER_DUR=${PEER_DUR:-5}
-  RANGE=${RANGE:-1}; THREADS2=${THREADS2:-1}
+  RANGE=${RANGE:-1}; THREADS2=${THREADS2:-1}; PAIRS=${PAIRS:-3}
 fi
 PEER_RATE=${PEER_RATE:-500}   # low fixed rate for the strace run: strace slows every syscall
 VALUE=100
@@ -76,6 +79,7 @@ fig run.sat_dur "$SAT_DUR"
 fig run.fix_dur "$FIX_DUR"
 fig run.peer_dur "$PEER_DUR"
 fig run.peer_rate "$PEER_RATE"
+fig run.pairs "$PAIRS"
 fig run.git "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty')"
 fig run.loadavg_start "$(loadavg)"
 fig tool.wrk "$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
@@ -273,6 +277,36 @@ for mode in http http-pipelined binary; do
   stop_nodes
   rm -rf "${work:?}/$mode"
 done
+
+# ---- paired tails --------------------------------------------------------------------------------
+# HTTP vs binary peers at 50% of the HTTP-mode saturation. The one run of each above are minutes
+# apart, and at this rate a p99 moves by up to 1.5x between runs of the same code (three nodes and
+# kvload scheduled on two cores). Here both clusters run side by side (the idle one takes no CPU),
+# each filled the same way, and PAIRS runs of each alternate, the order swapped every pair; every
+# run settles both clusters first. report.py compares the medians.
+if [ "$PAIRS" -gt 0 ]; then
+  echo "== paired tails: http and binary clusters side by side, $PAIRS runs of each per workload ($(loadavg))"
+  start_cluster http 1
+  h_ports=("${PORTS[@]}"); h_pids=("${NODE_PIDS[@]}"); h_url=$URL
+  kv_fill "$h_url" "$KEYS" "$RAW/fill-pair-http.txt" KV_ACK=$ACK KV_FROM=$FROM
+  start_cluster binary 1
+  b_ports=("${PORTS[@]}"); b_pids=("${NODE_PIDS[@]}"); b_url=$URL
+  kv_fill "$b_url" "$KEYS" "$RAW/fill-pair-binary.txt" KV_ACK=$ACK KV_FROM=$FROM
+  PORTS=("${h_ports[@]}" "${b_ports[@]}")  # settle waits for both
+  for wl in put get; do
+    rate=$(half "$(awk -F'\t' -v k="http.$wl.rps" '$1 == k { print $2 }' "$FIG")" 0.5)
+    for i in $(seq 1 "$PAIRS"); do
+      if [ $((i % 2)) = 1 ]; then order="http binary"; else order="binary http"; fi
+      for m in $order; do
+        if [ "$m" = http ]; then u=$h_url; else u=$b_url; fi
+        fixed "pair.$m.$wl.$i" "$wl" "$rate" "$u"
+      done
+    done
+  done
+  NODE_PIDS=("${h_pids[@]}" "${b_pids[@]}")
+  stop_nodes
+  rm -rf "${work:?}/http" "${work:?}/binary"
+fi
 
 # ---- single node and nginx (the method of bench_single.sh) --------------------------------------
 # --threads 1 (as bench_single.sh): wrk takes one of the two cores; the same data restarted with
