@@ -8,8 +8,8 @@
 # re-measures saturation with 2 threads per node (HTTP mode: also at 50% of that saturation),
 # stops the cluster (http-pipelined: saturation only). Then (full run) an HTTP and a binary
 # cluster side by side for alternating fixed-rate runs at 50% of the HTTP-mode saturation (the
-# paired tail comparison). Then the single-node figures and the nginx reference (the method of bench_single.sh), and in the full run the range benchmark
-# (bench_range.sh). Writes loadtest/results/<date>-<host>[-quick]/: report.md, charts, raw output.
+# paired tail comparison). Then the single-node figures and the nginx reference (the method of
+# bench_single.sh), and in the full run the range benchmark (bench_range.sh). Writes loadtest/results/<date>-<host>[-quick]/: report.md, charts, raw output.
 #
 # Knobs (environment): QUICK=1, KEYS (cluster fill), SINGLE_KEYS, SAT_DUR, FIX_DUR, PEER_DUR,
 # PEER_RATE, RANGE_KEYS, RANGE=0|1 (run bench_range.sh; default 1 in the full run, 0 in QUICK),
@@ -279,8 +279,8 @@ for mode in http http-pipelined binary; do
 done
 
 # ---- paired tails --------------------------------------------------------------------------------
-# HTTP vs binary peers at 50% of the HTTP-mode saturation. The one run of each above are minutes
-# apart, and at this rate a p99 moves by up to 1.5x between runs of the same code (three nodes and
+# HTTP vs binary peers at 50% of the HTTP-mode saturation. The single runs of each mode above are
+# minutes apart, and at this rate a p99 moves by up to 1.5x between runs of the same code (three nodes and
 # kvload scheduled on two cores). Here both clusters run side by side (the idle one takes no CPU),
 # each filled the same way, and PAIRS runs of each alternate, the order swapped every pair; every
 # run settles both clusters first. report.py compares the medians.
