@@ -317,7 +317,7 @@ Status Engine::Impl::Recover() {
   st->active = mem;
   state = st;
   freeze_at = NextFreezeSize();
-  if (mem->MemoryUsage() >= opts.memtable_bytes) {
+  if (mem->MemoryUsage() >= freeze_at) {  // the writers' rule, applied to what was replayed
     std::lock_guard<std::mutex> l(write_mu);
     Status fs = Freeze();
     if (!fs.ok()) LOG_WARN("storage: freeze after recovery failed: %s", fs.message().c_str());
