@@ -1,5 +1,6 @@
 #include "cluster/coordinator.h"
 
+#include <algorithm>
 #include <ctime>
 #include <optional>
 
@@ -35,19 +36,26 @@ ClusterState::ClusterState(std::vector<std::string> urls, size_t self, storage::
   for (size_t i = 0; i < ring.size(); ++i) {
     breakers.push_back(std::make_unique<CircuitBreaker>());
     peer_failures.push_back(std::make_unique<std::atomic<uint64_t>>(0));
+    peer_requests.push_back(std::make_unique<std::atomic<uint64_t>>(0));
   }
 }
 
 // One replicated request in flight. Lives until every replica asked has answered (transports
-// answer each Send exactly once, timeouts included), which may be after the client was answered.
+// answer each Send exactly once, timeouts included) and it has left the hedge queue, which may
+// be after the client was answered.
 struct Coordinator::Request {
   std::optional<Accumulator> acc;
-  uint32_t nodes[Accumulator::kMaxReplicas];
+  uint32_t nodes[Accumulator::kMaxReplicas];  // replica slot -> node, in the order they are asked
   PeerOp op = PeerOp::kGet;
   int from = 0;
-  int outstanding = 0;  // answers still expected, +1 while Execute runs
+  int next = 0;         // slots [0, next) have been asked
+  int outstanding = 0;  // answers still expected, +1 while Execute runs, +1 in the hedge queue
+  bool hedged = false;  // a GET asking `ack` replicas first
   bool no_space = false;
+  uint64_t deadline_ms = 0;
+  std::string key;  // kept for the replicas asked after Execute returned (hedged GETs only)
   Completion done;
+  uint64_t sent_us[Accumulator::kMaxReplicas];
   std::string values[Accumulator::kMaxReplicas];
 };
 
@@ -55,10 +63,12 @@ class Coordinator::Waiter final : public PeerWaiter {
  public:
   explicit Waiter(Coordinator* c) : c_(c) {}
   void OnPeerResponse(uint64_t cookie, PeerResponse&& r) override {
-    // cookie = request pointer * 256 + replica index (see Execute)
+    // cookie = request pointer * 256 + replica index (see Ask)
     auto* req = reinterpret_cast<Request*>(cookie >> 8);
     int replica = static_cast<int>(cookie & 0xff);
     c_->RecordPeerHealth(req->nodes[replica], r);
+    if (req->hedged && r.kind != PeerResponse::kError)
+      c_->hedge_.Record(c_->env_->NowUs() - req->sent_us[replica]);
     c_->Deliver(req, replica, std::move(r));
   }
 
@@ -68,12 +78,12 @@ class Coordinator::Waiter final : public PeerWaiter {
 
 Coordinator::Coordinator(ClusterState* state,
                          std::vector<std::unique_ptr<PeerTransport>> transports,
-                         uint64_t request_timeout_ms, uint64_t (*now_ms)(void*), void* clock)
+                         const CoordinatorOptions& options, CoordinatorEnv* env)
     : state_(state),
       transports_(std::move(transports)),
-      timeout_ms_(request_timeout_ms),
-      now_ms_(now_ms),
-      clock_(clock),
+      opt_(options),
+      env_(env),
+      hedge_(options.initial_hedge_us, options.request_timeout_ms * 1000 / 2),
       waiter_(std::make_unique<Waiter>(this)) {}
 
 Coordinator::~Coordinator() {
@@ -84,14 +94,15 @@ void Coordinator::Close() {
   for (auto& t : transports_) {
     if (t) t->Close();
   }
+  while (!hedge_queue_.empty()) {
+    Request* r = hedge_queue_.front().first;
+    hedge_queue_.pop_front();
+    Release(r);
+  }
 }
 
 void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view value, int ack,
                           int from, Completion done) {
-  uint32_t replicas[Accumulator::kMaxReplicas];
-  state_->ring.Replicas(key, static_cast<size_t>(from), replicas);
-  uint64_t version = op == PeerOp::kGet ? 0 : state_->hlc.Now();
-
   Request* r;
   if (!free_.empty()) {
     r = free_.back();
@@ -99,43 +110,98 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
   } else {
     r = new Request;
   }
+  state_->ring.Replicas(key, static_cast<size_t>(from), r->nodes);
   r->acc.emplace(ack, from);
   r->op = op;
   r->from = from;
-  r->outstanding = from + 1;
+  r->next = 0;
+  r->outstanding = 1;
+  r->hedged = op == PeerOp::kGet && ack < from && opt_.read_fanout == ReadFanout::kHedged;
   r->no_space = false;
+  r->deadline_ms = env_->NowMs() + opt_.request_timeout_ms;
   r->done = done;
   ++pending_;
 
-  PeerRequest preq{op, key, value, version};
-  uint64_t deadline = now_ms_(clock_) + timeout_ms_;
-  uint64_t now_steady = SteadyMs();
-  for (int i = 0; i < from; ++i) {
-    uint32_t node = replicas[i];
-    r->nodes[i] = node;
-    if (node == state_->self_index) {
-      if (op != PeerOp::kGet && value.size() <= WriteQueue<LocalSlot>::kMaxValue) {
-        local_.Push(LocalSlot{r, i}, key, value, version, op == PeerOp::kRemove);
-        continue;
+  int first = from;
+  if (r->hedged) {
+    // Itself first when it is a replica (its answer costs no message), then ring order.
+    for (int i = 1; i < from; ++i) {
+      if (r->nodes[i] == state_->self_index) {
+        std::rotate(r->nodes, r->nodes + i, r->nodes + i + 1);
+        break;
       }
-      storage::Code code;
-      PeerResponse resp = ExecuteLocal(*state_->engine, preq, &code);
-      if (code == storage::Code::kNoSpace) r->no_space = true;
-      Deliver(r, i, std::move(resp));
-      continue;
     }
-    CircuitBreaker& br = *state_->breakers[node];
-    if (!br.Allow(now_steady)) {
-      PeerResponse failed;
-      failed.error = "circuit open";
-      Deliver(r, i, std::move(failed));
-      continue;
-    }
-    // User-space pointers fit in 56 bits: the low byte carries the replica index.
-    uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);
-    transports_[node]->Send(preq, deadline, waiter_.get(), cookie);
+    r->key.assign(key.data(), key.size());
+    first = ack;
+  }
+  uint64_t version = op == PeerOp::kGet ? 0 : state_->hlc.Now();
+  PeerRequest preq{op, key, value, version};
+  uint64_t now_steady = SteadyMs();
+  // A replica that fails at once is replaced from inside Deliver (AskNext), moving r->next on.
+  while (r->next < first) Ask(r, r->next++, preq, now_steady);
+  if (r->hedged && r->next < from && !r->acc->decided()) {
+    ++r->outstanding;
+    hedge_queue_.emplace_back(r, env_->NowUs() + hedge_.delay_us());
+    if (hedge_queue_.size() == 1) ArmHedgeTimer(hedge_.delay_us());
   }
   Release(r);
+}
+
+void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_steady) {
+  uint32_t node = r->nodes[i];
+  if (node == state_->self_index) {
+    if (preq.op != PeerOp::kGet && preq.value.size() <= WriteQueue<LocalSlot>::kMaxValue) {
+      ++r->outstanding;
+      local_.Push(LocalSlot{r, i}, preq.key, preq.value, preq.version, preq.op == PeerOp::kRemove);
+      return;
+    }
+    storage::Code code;
+    PeerResponse resp = ExecuteLocal(*state_->engine, preq, &code);
+    if (code == storage::Code::kNoSpace) r->no_space = true;
+    ++r->outstanding;
+    Deliver(r, i, std::move(resp));
+    return;
+  }
+  ++r->outstanding;
+  CircuitBreaker& br = *state_->breakers[node];
+  if (!br.Allow(now_steady)) {
+    PeerResponse failed;
+    failed.error = "circuit open";
+    Deliver(r, i, std::move(failed));
+    return;
+  }
+  state_->peer_requests[node]->fetch_add(1, std::memory_order_relaxed);
+  if (r->hedged) r->sent_us[i] = env_->NowUs();
+  // User-space pointers fit in 56 bits: the low byte carries the replica index.
+  uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);
+  transports_[node]->Send(preq, r->deadline_ms, waiter_.get(), cookie);
+}
+
+// Asks the next replica of a hedged GET after Execute returned (in place of a failed one, or at
+// the hedge time).
+void Coordinator::AskNext(Request* r) {
+  PeerRequest preq{PeerOp::kGet, r->key, {}, 0};
+  Ask(r, r->next++, preq, SteadyMs());
+}
+
+// The loop's timers tick in whole milliseconds: round up, OnTimer re-arms if it came early.
+void Coordinator::ArmHedgeTimer(uint64_t delay_us) {
+  env_->ArmTimer((delay_us + 999) / 1000);
+}
+
+void Coordinator::OnTimer() {
+  uint64_t now = env_->NowUs();
+  while (!hedge_queue_.empty() && hedge_queue_.front().second <= now) {
+    Request* r = hedge_queue_.front().first;
+    hedge_queue_.pop_front();
+    if (!r->acc->decided() && r->next < r->from) {
+      state_->get_hedges.fetch_add(1, std::memory_order_relaxed);
+      while (r->next < r->from) AskNext(r);
+    }
+    Release(r);
+  }
+  // Entries are in ask order; a delay that shrank meanwhile only fires a later one late.
+  if (!hedge_queue_.empty()) ArmHedgeTimer(hedge_queue_.front().second - now);
 }
 
 void Coordinator::FlushLocalWrites() {
@@ -166,7 +232,13 @@ void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
   if (r->op == PeerOp::kGet && kind == AnswerKind::kValue)
     r->values[replica] = std::move(resp.value);
   bool decided = r->acc->Deliver(replica, kind, resp.version);
-  if (decided) Finish(r);
+  if (decided) {
+    Finish(r);
+  } else if (kind == AnswerKind::kFailed && r->hedged && r->next < r->from) {
+    // Each failure leaves one spare to ask: the outcome stays open until the spares are spent.
+    state_->get_retries.fetch_add(1, std::memory_order_relaxed);
+    AskNext(r);
+  }
   Release(r);
 }
 

@@ -1,17 +1,23 @@
-// Coordinates one client request over its replicas: asks all `from` of them at once (itself
-// through the local engine, the others through PeerTransports), feeds every answer to a
-// lock-free Accumulator and completes exactly once, as soon as the outcome is decided.
+// Coordinates one client request over its replicas (itself through the local engine, the others
+// through PeerTransports), feeds every answer to a lock-free Accumulator and completes exactly
+// once, as soon as the outcome is decided. Writes go to all `from` replicas at once. A GET, by
+// default (ReadFanout::kHedged), asks `ack` of them (itself first when it is one), one more for
+// each that fails, and all the rest once the first asked have not all answered within the hedge
+// delay (the p99 of recent remote answer times, see hedge.h).
 // One Coordinator per loop thread; every call and callback happens on that thread.
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "cluster/accumulator.h"
 #include "cluster/breaker.h"
+#include "cluster/hedge.h"
 #include "cluster/hlc.h"
 #include "cluster/local_replica.h"
 #include "cluster/peer.h"
@@ -48,13 +54,39 @@ struct ClusterState {
   storage::Engine* engine;
   std::vector<std::unique_ptr<CircuitBreaker>> breakers;              // per node (self's unused)
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_failures;  // per node, for /metrics
+  std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_requests;  // per node, sent, /metrics
+  std::atomic<uint64_t> get_hedges{0};   // GETs that asked the rest after the hedge delay
+  std::atomic<uint64_t> get_retries{0};  // replicas asked by a GET in place of a failed one
+};
+
+// kHedged: a GET asks `ack` replicas first (see above); kAll: every request asks all `from`.
+enum class ReadFanout : uint8_t { kHedged, kAll };
+
+struct CoordinatorOptions {
+  uint64_t request_timeout_ms = 1000;
+  ReadFanout read_fanout = ReadFanout::kHedged;
+  uint64_t initial_hedge_us = 10000;  // hedge delay until the first answer times are measured
+};
+
+// What a Coordinator needs from its loop: two clocks and one timer.
+class CoordinatorEnv {
+ public:
+  virtual uint64_t NowMs() = 0;  // the transports' deadline clock (uv_now)
+  virtual uint64_t NowUs() = 0;  // a steady clock for answer times
+  // (Re)arms the one timer to fire in delay_ms. When it has fired, the owner calls
+  // Coordinator::OnTimer() once the loop has also run that iteration's I/O callbacks: answers
+  // already received are counted before a GET is found late.
+  virtual void ArmTimer(uint64_t delay_ms) = 0;
+
+ protected:
+  ~CoordinatorEnv() = default;
 };
 
 class Coordinator {
  public:
-  // transports[i] talks to node i (nullptr for self). now_ms: the loop's clock (uv_now).
+  // transports[i] talks to node i (nullptr for self). env outlives the Coordinator.
   Coordinator(ClusterState* state, std::vector<std::unique_ptr<PeerTransport>> transports,
-              uint64_t request_timeout_ms, uint64_t (*now_ms)(void* clock), void* clock);
+              const CoordinatorOptions& options, CoordinatorEnv* env);
   ~Coordinator();
 
   // 1 <= ack <= from <= ring size (validated by the caller). `done` runs exactly once, maybe
@@ -66,12 +98,19 @@ class Coordinator {
   // log write(2)) and delivers their answers. The owner calls it once per loop iteration,
   // after I/O callbacks and before answers are written; clients are answered only after it.
   void FlushLocalWrites();
+  // The timer armed through CoordinatorEnv::ArmTimer fired.
+  void OnTimer();
+  uint64_t hedge_delay_us() const { return hedge_.delay_us(); }
+  // Fails what is still pending (transports answer kError) and drops the hedge queue.
   void Close();
   PeerTransport* transport(size_t node) { return transports_[node].get(); }
 
  private:
   struct Request;
   class Waiter;
+  void Ask(Request* r, int replica, const PeerRequest& preq, uint64_t now_steady_ms);
+  void AskNext(Request* r);
+  void ArmHedgeTimer(uint64_t delay_us);
   void Deliver(Request* r, int replica, PeerResponse&& resp);
   void RecordPeerHealth(uint32_t node, const PeerResponse& resp);
   void Finish(Request* r);
@@ -86,9 +125,12 @@ class Coordinator {
   ClusterState* state_;
   WriteQueue<LocalSlot> local_;
   std::vector<std::unique_ptr<PeerTransport>> transports_;
-  uint64_t timeout_ms_;
-  uint64_t (*now_ms_)(void*);
-  void* clock_;
+  CoordinatorOptions opt_;
+  CoordinatorEnv* env_;
+  HedgeDelay hedge_;
+  // GETs waiting for their hedge time (us on NowUs), in the order they were asked; each holds a
+  // reference on its request.
+  std::deque<std::pair<Request*, uint64_t>> hedge_queue_;
   size_t pending_ = 0;
   std::vector<Request*> free_;
   std::unique_ptr<Waiter> waiter_;

@@ -27,6 +27,9 @@ const char* Usage() {
          "  --max-connections N        open client connections (default 10000)\n"
          "  --idle-timeout-ms N        close idle keep-alive connections (default 60000)\n"
          "  --request-timeout-ms N     replica answers wait at most this (default 1000)\n"
+         "  --read-fanout F            hedged: a GET asks ack replicas, the rest after the p99\n"
+         "                             of answer times or on a failure; all: every replica at\n"
+         "                             once (default hedged)\n"
          "  --fsync P                  periodic|always|never (default periodic, 100 ms)\n"
          "  --memtable-bytes N         flush the memtable past 3/4..1 of this, drawn per memtable\n"
          "                             so replicas do not flush together (default 67108864)\n"
@@ -147,6 +150,13 @@ ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err) {
       if (!ParseNum(value, 1, 86400000, &cfg->idle_timeout_ms)) return bad("expected 1..86400000");
     } else if (name == "--request-timeout-ms") {
       if (!ParseNum(value, 1, 600000, &cfg->request_timeout_ms)) return bad("expected 1..600000");
+    } else if (name == "--read-fanout") {
+      if (value == "hedged")
+        cfg->read_fanout = cluster::ReadFanout::kHedged;
+      else if (value == "all")
+        cfg->read_fanout = cluster::ReadFanout::kAll;
+      else
+        return bad("expected hedged or all");
     } else if (name == "--fsync") {
       if (value == "periodic")
         cfg->fsync = storage::FsyncPolicy::kPeriodic;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/coordinator.h"
 #include "storage/engine.h"
 
 namespace kv::net {
@@ -27,6 +28,7 @@ struct Config {
   uint64_t idle_timeout_ms = 60000;
   uint64_t header_timeout_ms = 10000;
   uint64_t request_timeout_ms = 1000;
+  cluster::ReadFanout read_fanout = cluster::ReadFanout::kHedged;
   size_t max_header_bytes = 16 * 1024;
   storage::FsyncPolicy fsync = storage::FsyncPolicy::kPeriodic;
   uint64_t memtable_bytes = 64ull << 20;

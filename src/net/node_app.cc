@@ -18,10 +18,6 @@ namespace {
 constexpr char kVersion[] = "0.1.0";
 constexpr uint64_t kSeqBits = 56;  // Completion ctx2 = op << 56 | pipeline sequence number
 
-uint64_t LoopNow(void* loop) {
-  return uv_now(static_cast<uv_loop_t*>(loop));
-}
-
 std::string U64(uint64_t v) {
   char buf[24];
   snprintf(buf, sizeof buf, "%" PRIu64, v);
@@ -85,8 +81,14 @@ class NodeApp final : public RequestHandler {
         transports.push_back(MakeBinaryPeerTransport(worker.loop(), ep));
       }
     }
-    coordinator_ = std::make_unique<cluster::Coordinator>(
-        cluster, std::move(transports), cfg.request_timeout_ms, LoopNow, worker.loop());
+    cluster::CoordinatorOptions co;
+    co.request_timeout_ms = cfg.request_timeout_ms;
+    co.read_fanout = cfg.read_fanout;
+    coordinator_ =
+        std::make_unique<cluster::Coordinator>(cluster, std::move(transports), co, &env_);
+    uv_timer_init(worker.loop(), &env_.timer);
+    env_.timer.data = &env_;
+    uv_idle_init(worker.loop(), &env_.idle);
     BinaryServerContext ctx;
     ctx.engine = cluster->engine;
     ctx.ring = &cluster->ring;
@@ -116,6 +118,12 @@ class NodeApp final : public RequestHandler {
   }
 
   void OnLoopIteration() override {
+    // After this iteration's I/O callbacks (see CoordinatorEnv::ArmTimer).
+    if (env_.fired) {
+      env_.fired = false;
+      uv_idle_stop(&env_.idle);
+      coordinator_->OnTimer();
+    }
     // Answers can dispatch further pipelined requests, which queue more writes: until none.
     do {
       coordinator_->FlushLocalWrites();
@@ -127,6 +135,8 @@ class NodeApp final : public RequestHandler {
   void Close() override {
     coordinator_->Close();
     binary_server_->Close();
+    uv_close(reinterpret_cast<uv_handle_t*>(&env_.timer), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&env_.idle), nullptr);
   }
 
  private:
@@ -265,7 +275,9 @@ class NodeApp final : public RequestHandler {
         "\",\"cluster_size\":" + U64(cluster_->ring.size()) +
         ",\"uptime_s\":" + U64((now_ms - worker_.server()->start_time_ms()) / 1000) +
         ",\"threads\":" + U64(static_cast<uint64_t>(cfg.threads)) + ",\"peer_protocol\":\"" +
-        PeerProtocolName(cfg.peer_protocol) + "\",\"open_connections\":" +
+        PeerProtocolName(cfg.peer_protocol) + "\",\"read_fanout\":\"" +
+        (cfg.read_fanout == cluster::ReadFanout::kAll ? "all" : "hedged") +
+        "\",\"open_connections\":" +
         U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) + ",\"peers\":[";
     bool first = true;
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {
@@ -342,10 +354,24 @@ class NodeApp final : public RequestHandler {
           "\n";
     }
     t += "# TYPE kv_peer_circuit_open gauge\n" + states;
+    t += "# HELP kv_peer_requests_total Replica requests sent, by peer.\n";
+    t += "# TYPE kv_peer_requests_total counter\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      t += "kv_peer_requests_total{peer=\"" + cluster_->ring.url(i) + "\"} " +
+           U64(cluster_->peer_requests[i]->load()) + "\n";
+    }
     storage::Stats st = cluster_->engine->GetStats();
     auto metric = [&t](const char* name, const char* kind, uint64_t value) {
       t += std::string("# TYPE ") + name + " " + kind + "\n" + name + " " + U64(value) + "\n";
     };
+    metric("kv_get_hedges_total", "counter", cluster_->get_hedges.load());
+    metric("kv_get_retries_total", "counter", cluster_->get_retries.load());
+    char delay[64];
+    snprintf(delay, sizeof delay, "%.6f",
+             static_cast<double>(coordinator_->hedge_delay_us()) / 1e6);
+    t += std::string("# HELP kv_get_hedge_delay_seconds This loop's hedge delay for GETs.\n") +
+         "# TYPE kv_get_hedge_delay_seconds gauge\nkv_get_hedge_delay_seconds " + delay + "\n";
     metric("kv_storage_memtable_bytes", "gauge", st.memtable_bytes);
     metric("kv_storage_segments", "gauge", st.segments);
     metric("kv_storage_segment_bytes", "gauge", st.segment_bytes);
@@ -359,8 +385,28 @@ class NodeApp final : public RequestHandler {
     return t;
   }
 
+  // The coordinator's clocks and hedge timer, on this loop.
+  struct LoopEnv final : cluster::CoordinatorEnv {
+    uv_timer_t timer;
+    uv_idle_t idle;      // active while fired: the loop's poll then does not block
+    bool fired = false;  // OnLoopIteration passes it on to the Coordinator
+    uint64_t NowMs() override { return uv_now(timer.loop); }
+    uint64_t NowUs() override { return uv_hrtime() / 1000; }
+    void ArmTimer(uint64_t delay_ms) override {
+      uv_timer_start(
+          &timer,
+          [](uv_timer_t* t) {
+            auto* self = static_cast<LoopEnv*>(t->data);
+            self->fired = true;
+            uv_idle_start(&self->idle, [](uv_idle_t*) {});
+          },
+          delay_ms, 0);
+    }
+  };
+
   Worker& worker_;
   cluster::ClusterState* cluster_;
+  LoopEnv env_;
   std::unique_ptr<cluster::Coordinator> coordinator_;
   // Internal (HTTP peer mode) replica writes waiting for OnLoopIteration.
   struct InternalSlot {

@@ -74,7 +74,7 @@ class Cli(Group):
 
     def test_malformed_enum_flags_exit_2(self):
         for flag, bad in [("--peer-protocol", "carrier-pigeon"), ("--fsync", "sometimes"),
-                          ("--log-level", "loud")]:
+                          ("--log-level", "loud"), ("--read-fanout", "most")]:
             p, a = self.base()
             expect_usage_error(a + [flag, bad])
 

@@ -9,9 +9,9 @@ import http.client
 import signal
 import threading
 
-from harness import (Group, RawConn, check, check_eq, delete, entities, entity_path, get, poll, put,
-                     q, recv_queue_bytes, req_bytes, request, run_threads, short, start_cluster,
-                     status_json, wait_healthy)
+from harness import (Group, RawConn, check, check_eq, delete, entities, entity_path, get,
+                     get_metrics, metric, poll, put, q, recv_queue_bytes, req_bytes, request,
+                     run_threads, short, start_cluster, status_json, wait_healthy)
 
 REQUEST_TIMEOUT_MS = 1000
 EXTRA = ["--request-timeout-ms", str(REQUEST_TIMEOUT_MS)]
@@ -429,6 +429,47 @@ class ThreeNodes(ClusterBase):
         expect(put(a, self.key("two-down/new"), b"n"), 504, "default PUT with two nodes down")
         expect(get(a, k), 504, "default GET with two nodes down")
         expect(get(a, k, ack=1, frm=3), 200, "GET 1/3 of a 3/3-written key", b"all")
+
+    def _get_counters(self, port):
+        m = get_metrics(port)
+        return {n: metric(m, n) for n in ("kv_peer_requests_total", "kv_get_hedges_total",
+                                          "kv_get_retries_total")}
+
+    def test_quorum_get_asks_one_peer(self):
+        """A 2/3 GET is answered by the coordinator's own copy and one peer's: the third replica
+        is asked only in place of a failed one (retry) or when the first are late (hedge), and
+        the coordinator's counters add up to exactly that."""
+        a = self.ports[0]
+        keys = [self.key(f"fanout/{i}") for i in range(40)]
+        for k in keys:
+            expect(put(a, k, b"f"), 201, f"PUT {k} 2/3")
+        before = self._get_counters(a)
+        for k in keys:
+            expect(get(a, k), 200, f"GET {k} 2/3", b"f")
+        after = self._get_counters(a)
+        d = {n: after[n] - before[n] for n in after}
+        check_eq(d["kv_peer_requests_total"],
+                 len(keys) + d["kv_get_hedges_total"] + d["kv_get_retries_total"],
+                 f"peer requests for {len(keys)} GETs 2/3 (counter deltas {d})")
+
+    def test_quorum_get_hedges_past_a_hung_peer(self):
+        """With one peer hung (SIGSTOP, connections open, no answer), 2/3 GETs that asked it
+        first ask the third replica at the hedge delay (at most half the request timeout, so
+        before the hung one fails) and answer 200; the hedge counter shows it."""
+        a = self.ports[0]
+        keys = [self.key(f"hedge/{i}") for i in range(20)]
+        for k in keys:
+            expect(put(a, k, b"h", ack=3, frm=3), 201, f"PUT {k} 3/3")
+        before = self._get_counters(a)
+        self.ns[1].pause()
+        try:
+            for k in keys:
+                expect(get(a, k, timeout=30), 200, f"GET {k} 2/3 with node 1 hung", b"h")
+        finally:
+            self.ns[1].resume()
+        after = self._get_counters(a)
+        check(after["kv_get_hedges_total"] > before["kv_get_hedges_total"],
+              f"no hedged GET with node 1 hung: {before} -> {after}")
 
     def test_placement_first_from_nodes(self):
         """A key's replicas for from=1 are the first of its replicas for from=2; from=2 writes

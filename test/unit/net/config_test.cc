@@ -43,6 +43,11 @@ TEST_CASE("defaults: a cluster of one on --port") {
   CHECK(c.peer_protocol == PeerProtocol::kBinary);
   CHECK(c.max_value_bytes == 8u << 20);
   CHECK(c.request_timeout_ms == 1000);
+  CHECK(c.read_fanout == kv::cluster::ReadFanout::kHedged);
+  Config d;
+  REQUIRE(Parse({"--port", "8080", "--data", dir, "--read-fanout", "all"}, &d, &err) ==
+          ParseResult::kOk);
+  CHECK(d.read_fanout == kv::cluster::ReadFanout::kAll);
 }
 
 TEST_CASE("self is found by port or by --self") {
@@ -71,6 +76,7 @@ TEST_CASE("bad flags are errors with a reason") {
       {"--port", "8080", "--threads", "0", "--data", dir},
       {"--port", "8080", "--peer-protocol", "grpc", "--data", dir},
       {"--port", "8080", "--fsync", "sometimes", "--data", dir},
+      {"--port", "8080", "--read-fanout", "some", "--data", dir},
       {"--port", "8080", "--log-level", "loud", "--data", dir},
       {"--port", "8080", "--cluster", "http://127.0.0.1:8081", "--data", dir},
       {"--port", "8080", "--cluster", "127.0.0.1:8080", "--data", dir},

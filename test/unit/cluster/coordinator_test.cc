@@ -1,0 +1,376 @@
+// The coordinator against scripted peers: which replicas a request asks, when, and what it
+// answers. Peers are fake transports answered by the test; the clocks and the timer are fake.
+#include "cluster/coordinator.h"
+
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../storage/storage_test_util.h"
+
+namespace kv::cluster {
+namespace {
+
+using storage::testutil::TempDir;
+
+struct Sent {
+  PeerOp op;
+  std::string key;
+  uint64_t deadline_ms;
+  PeerWaiter* waiter;
+  uint64_t cookie;
+  bool answered = false;
+};
+
+class FakePeer final : public PeerTransport {
+ public:
+  void Send(const PeerRequest& req, uint64_t deadline_ms, PeerWaiter* waiter,
+            uint64_t cookie) override {
+    sent.push_back(Sent{req.op, std::string(req.key), deadline_ms, waiter, cookie});
+    if (closed) Answer(sent.size() - 1, PeerResponse{});  // like the real ones: fails at once
+  }
+  size_t in_flight() const override {
+    size_t n = 0;
+    for (const Sent& s : sent) n += s.answered ? 0 : 1;
+    return n;
+  }
+  void Close() override {
+    closed = true;
+    for (size_t i = 0; i < sent.size(); ++i)
+      if (!sent[i].answered) Answer(i, PeerResponse{});
+  }
+  void Answer(size_t i, PeerResponse r) {
+    REQUIRE(!sent[i].answered);
+    sent[i].answered = true;
+    sent[i].waiter->OnPeerResponse(sent[i].cookie, std::move(r));
+  }
+  std::vector<Sent> sent;
+  bool closed = false;
+};
+
+struct FakeEnv final : CoordinatorEnv {
+  uint64_t ms = 1000, us = 1000000;
+  std::vector<uint64_t> armed;  // every ArmTimer delay
+  uint64_t NowMs() override { return ms; }
+  uint64_t NowUs() override { return us; }
+  void ArmTimer(uint64_t delay_ms) override { armed.push_back(delay_ms); }
+};
+
+PeerResponse Value(std::string v, uint64_t version) {
+  PeerResponse r;
+  r.kind = PeerResponse::kValue;
+  r.value = std::move(v);
+  r.version = version;
+  return r;
+}
+PeerResponse Kind(PeerResponse::Kind k, uint64_t version = 0) {
+  PeerResponse r;
+  r.kind = k;
+  r.version = version;
+  return r;
+}
+
+struct Result {
+  int calls = 0;
+  Outcome outcome;
+};
+
+// Three nodes, this one is node 0.
+struct Fixture {
+  TempDir tmp;
+  std::unique_ptr<storage::Engine> engine;
+  std::unique_ptr<ClusterState> state;
+  FakePeer* peers[3] = {nullptr, nullptr, nullptr};
+  FakeEnv env;
+  std::unique_ptr<Coordinator> coord;
+
+  explicit Fixture(ReadFanout fanout = ReadFanout::kHedged) {
+    storage::Options o;
+    o.dir = tmp.store();
+    o.fsync = storage::FsyncPolicy::kNever;
+    REQUIRE(storage::Engine::Open(o, &engine).ok());
+    state = std::make_unique<ClusterState>(
+        std::vector<std::string>{"http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"},
+        0, engine.get());
+    std::vector<std::unique_ptr<PeerTransport>> ts;
+    ts.emplace_back();
+    for (int i = 1; i < 3; ++i) {
+      auto p = std::make_unique<FakePeer>();
+      peers[i] = p.get();
+      ts.push_back(std::move(p));
+    }
+    CoordinatorOptions co;
+    co.request_timeout_ms = 1000;
+    co.read_fanout = fanout;
+    co.initial_hedge_us = 5000;
+    coord = std::make_unique<Coordinator>(state.get(), std::move(ts), co, &env);
+  }
+  ~Fixture() { coord->Close(); }
+
+  void Run(PeerOp op, const std::string& key, int ack, int from, Result* res,
+           std::string_view value = {}) {
+    Completion c;
+    c.fn = [](void* ctx, uint64_t, Outcome&& o) {
+      auto* r = static_cast<Result*>(ctx);
+      ++r->calls;
+      r->outcome = std::move(o);
+    };
+    c.ctx = res;
+    coord->Execute(op, key, value, ack, from, c);
+    coord->FlushLocalWrites();
+  }
+  // The key's replica order over the three nodes.
+  std::vector<uint32_t> Order(const std::string& key) const {
+    std::vector<uint32_t> out(3);
+    state->ring.Replicas(key, 3, out.data());
+    return out;
+  }
+  size_t SentTotal() const { return peers[1]->sent.size() + peers[2]->sent.size(); }
+  // The first peer (not node 0) in the key's replica order, and the other one.
+  std::pair<int, int> Peers(const std::string& key) const {
+    std::vector<int> p;
+    for (uint32_t n : Order(key))
+      if (n != 0) p.push_back(static_cast<int>(n));
+    return {p[0], p[1]};
+  }
+  // Starts a GET 2/3 of key; returns Peers(key).
+  std::pair<int, int> Get23(const std::string& key, Result* res) {
+    Run(PeerOp::kGet, key, 2, 3, res);
+    return Peers(key);
+  }
+  // The initial hedge delay passes and the timer fires.
+  void PassHedgeTime() {
+    env.us += 5000;
+    coord->OnTimer();
+  }
+};
+
+TEST_CASE("Coordinator: hedged GET 2/3 asks itself and one peer, in ring order") {
+  for (int k = 0; k < 20; ++k) {
+    Fixture f;
+    std::string key = "key" + std::to_string(k);
+    REQUIRE(f.engine->Put(key, "local", 100).ok());
+    Result res;
+    auto [first, second] = f.Get23(key, &res);
+    CHECK(res.calls == 0);
+    REQUIRE(f.peers[first]->sent.size() == 1);
+    CHECK(f.peers[second]->sent.empty());
+    CHECK(f.peers[first]->sent[0].op == PeerOp::kGet);
+    CHECK(f.peers[first]->sent[0].key == key);
+    CHECK(f.peers[first]->sent[0].deadline_ms == f.env.ms + 1000);
+    // waiting for the hedge time: the timer is armed for the initial delay, 5 ms
+    REQUIRE(f.env.armed.size() == 1);
+    CHECK(f.env.armed[0] == 5);
+    f.peers[first]->Answer(0, Value("remote", 200));
+    REQUIRE(res.calls == 1);
+    CHECK(res.outcome.kind == Outcome::kValue);
+    CHECK(res.outcome.value == "remote");
+    CHECK(res.outcome.version == 200);
+    // the hedge time passes: the request was decided, nobody else is asked
+    f.PassHedgeTime();
+    CHECK(f.SentTotal() == 1);
+    CHECK(f.state->get_hedges.load() == 0);
+    CHECK(f.coord->pending() == 0);
+    CHECK(f.state->peer_requests[static_cast<size_t>(first)]->load() == 1);
+  }
+}
+
+TEST_CASE("Coordinator: a hedged GET whose peer fails asks the next replica at once") {
+  Fixture f;
+  std::string key = "failing";
+  REQUIRE(f.engine->Put(key, "local", 300).ok());
+  Result res;
+  auto [first, second] = f.Get23(key, &res);
+  f.peers[first]->Answer(0, Kind(PeerResponse::kError));
+  CHECK(res.calls == 0);
+  REQUIRE(f.peers[second]->sent.size() == 1);
+  CHECK(f.state->get_retries.load() == 1);
+  f.peers[second]->Answer(0, Kind(PeerResponse::kAbsent));
+  REQUIRE(res.calls == 1);
+  CHECK(res.outcome.kind == Outcome::kValue);  // its own copy is the newest answer
+  CHECK(res.outcome.value == "local");
+  CHECK(res.outcome.version == 300);
+  f.PassHedgeTime();
+  CHECK(f.SentTotal() == 2);
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("Coordinator: a hedged GET whose peer is silent asks the rest at the hedge time") {
+  Fixture f;
+  Result res;
+  auto [first, second] = f.Get23("silent", &res);
+  REQUIRE(f.env.armed.size() == 1);
+  // early: the timer may fire before the hedge time (ms ticks); it re-arms for the rest
+  f.env.us += 4500;
+  f.coord->OnTimer();
+  CHECK(f.peers[second]->sent.empty());
+  REQUIRE(f.env.armed.size() == 2);
+  CHECK(f.env.armed[1] == 1);
+  f.env.us += 500;
+  f.coord->OnTimer();
+  REQUIRE(f.peers[second]->sent.size() == 1);
+  CHECK(f.state->get_hedges.load() == 1);
+  CHECK(f.env.armed.size() == 2);  // queue empty: not re-armed
+  f.peers[second]->Answer(0, Value("v2", 50));
+  REQUIRE(res.calls == 1);
+  CHECK(res.outcome.kind == Outcome::kValue);
+  CHECK(res.outcome.value == "v2");
+  CHECK(f.coord->pending() == 1);  // the silent peer still owes an answer
+  f.peers[first]->Answer(0, Value("late", 999));
+  CHECK(res.calls == 1);
+  CHECK(res.outcome.value == "v2");
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("Coordinator: hedged GET 2/3 fails (504) only once every replica was tried") {
+  Fixture f;
+  Result res;
+  auto [first, second] = f.Get23("down", &res);
+  f.peers[first]->Answer(0, Kind(PeerResponse::kError));
+  CHECK(res.calls == 0);
+  REQUIRE(f.peers[second]->sent.size() == 1);
+  f.peers[second]->Answer(0, Kind(PeerResponse::kError));
+  REQUIRE(res.calls == 1);
+  CHECK(res.outcome.kind == Outcome::kUnavailable);
+  CHECK(f.SentTotal() == 2);
+  f.PassHedgeTime();
+  CHECK(f.SentTotal() == 2);
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("Coordinator: a hedged GET asks itself first when it is a replica") {
+  Fixture f;
+  // keys whose order puts node 0 second: GET 1/2 is answered locally, nobody asked
+  int tried = 0;
+  for (int k = 0; k < 200 && tried < 10; ++k) {
+    std::string key = "self" + std::to_string(k);
+    auto order = f.Order(key);
+    if (order[1] != 0) continue;
+    ++tried;
+    REQUIRE(f.engine->Put(key, "mine", 7).ok());
+    Result res;
+    f.Run(PeerOp::kGet, key, 1, 2, &res);
+    REQUIRE(res.calls == 1);
+    CHECK(res.outcome.kind == Outcome::kValue);
+    CHECK(res.outcome.value == "mine");
+    CHECK(f.SentTotal() == 0);
+  }
+  CHECK(tried == 10);
+  CHECK(f.env.armed.empty());
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("Coordinator: GET with ack == from and every write ask all `from` replicas at once") {
+  Fixture f;
+  std::string key = "all";
+  Result get;
+  f.Run(PeerOp::kGet, key, 3, 3, &get);
+  CHECK(f.peers[1]->sent.size() == 1);
+  CHECK(f.peers[2]->sent.size() == 1);
+  CHECK(f.env.armed.empty());
+  f.peers[1]->Answer(0, Kind(PeerResponse::kAbsent));
+  f.peers[2]->Answer(0, Kind(PeerResponse::kAbsent));
+  REQUIRE(get.calls == 1);
+  CHECK(get.outcome.kind == Outcome::kNotFound);
+
+  for (PeerOp op : {PeerOp::kPut, PeerOp::kRemove}) {
+    Result w;
+    f.Run(op, key, 1, 3, &w, "v");
+    // the local write was committed by FlushLocalWrites: ack 1 is reached, peers still asked
+    REQUIRE(w.calls == 1);
+    CHECK(w.outcome.kind == Outcome::kStored);
+    for (int p = 1; p < 3; ++p) {
+      REQUIRE(f.peers[p]->sent.size() >= 2);
+      CHECK(f.peers[p]->sent.back().op == op);
+      f.peers[p]->Answer(f.peers[p]->sent.size() - 1, Kind(PeerResponse::kStored, 1));
+    }
+  }
+  CHECK(f.env.armed.empty());
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("Coordinator: --read-fanout all asks every replica of a GET at once") {
+  Fixture f(ReadFanout::kAll);
+  Result res;
+  f.Run(PeerOp::kGet, "k", 2, 3, &res);
+  CHECK(f.peers[1]->sent.size() == 1);
+  CHECK(f.peers[2]->sent.size() == 1);
+  CHECK(f.env.armed.empty());
+  f.peers[1]->Answer(0, Value("x", 5));
+  REQUIRE(res.calls == 1);
+  CHECK(res.outcome.value == "x");
+  f.peers[2]->Answer(0, Kind(PeerResponse::kAbsent));
+  CHECK(res.calls == 1);
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("Coordinator: the hedge delay comes from the peers' answer times") {
+  Fixture f;
+  std::string key = "timing";
+  // HedgeDelay::kWindow answers taking 3 ms each
+  for (uint32_t i = 0; i < HedgeDelay::kWindow; ++i) {
+    Result res;
+    int first = f.Get23(key, &res).first;
+    f.env.us += 3000;
+    f.peers[first]->Answer(f.peers[first]->sent.size() - 1, Kind(PeerResponse::kAbsent));
+    REQUIRE(res.calls == 1);
+  }
+  // 3000 us lies in [3072 - 512, 3072): the bucket's upper bound is the delay
+  CHECK(f.coord->hedge_delay_us() == 3072);
+  f.env.us += 10000;
+  f.coord->OnTimer();
+  CHECK(f.SentTotal() == HedgeDelay::kWindow);  // every request was decided in time
+  Result res;
+  f.Get23(key, &res);
+  CHECK(f.env.armed.back() == 4);  // 3072 us, in whole ms
+}
+
+TEST_CASE("Coordinator: Close answers pending requests and empties the hedge queue") {
+  Fixture f;
+  Result res;
+  f.Get23("pending", &res);
+  CHECK(f.coord->pending() == 1);
+  f.coord->Close();
+  REQUIRE(res.calls == 1);
+  CHECK(res.outcome.kind == Outcome::kUnavailable);
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("HedgeDelay: buckets cover every value within 25%") {
+  int prev = -1;
+  for (uint64_t v = 0; v < (1u << 20); v += 1 + v / 64) {
+    int b = HedgeDelay::Bucket(v);
+    CHECK(b >= prev);
+    prev = b;
+    CHECK(HedgeDelay::UpperBound(b) > v);
+    CHECK(HedgeDelay::UpperBound(b) <= v + v / 4 + 1);
+    if (b > 0) CHECK(HedgeDelay::UpperBound(b - 1) <= v);
+  }
+  CHECK(HedgeDelay::Bucket(~0ull) == HedgeDelay::kBuckets - 1);
+}
+
+TEST_CASE("HedgeDelay: the p99 of each window, clamped") {
+  HedgeDelay h(7000, 50000);
+  CHECK(h.delay_us() == 7000);
+  // 99% at 200 us, 1% slower: the p99 is the 200 us bucket's bound, 224
+  for (uint32_t i = 0; i < HedgeDelay::kWindow; ++i) {
+    h.Record(i < HedgeDelay::kWindow - 10 ? 200 : 40000);
+    if (i + 1 < HedgeDelay::kWindow) CHECK(h.delay_us() == 7000);
+  }
+  CHECK(h.delay_us() == 224);
+  // eleven slow answers: the slow one is the p99
+  for (uint32_t i = 0; i < HedgeDelay::kWindow; ++i) h.Record(i < 11 ? 40000 : 200);
+  CHECK(h.delay_us() == 40960);
+  for (uint32_t i = 0; i < HedgeDelay::kWindow; ++i) h.Record(5);
+  CHECK(h.delay_us() == HedgeDelay::kMinUs);
+  for (uint32_t i = 0; i < HedgeDelay::kWindow; ++i) h.Record(900000);
+  CHECK(h.delay_us() == 50000);
+  HedgeDelay clamped(1, 10);
+  CHECK(clamped.delay_us() == HedgeDelay::kMinUs);
+}
+
+}  // namespace
+}  // namespace kv::cluster
