@@ -5,7 +5,8 @@
 # (--threads 1 per node: 3 nodes share 2 cores), fills it, finds PUT and GET saturation (closed
 # loop, wrk -t1 -c64), runs kvload at fixed rates of 50% and 80% of that saturation (binary mode
 # also at 50% of the HTTP-mode saturation), counts peer bytes and syscalls per client request,
-# re-measures saturation with 2 threads per node (HTTP mode: also at 50% of that saturation),
+# measures GET saturation again with --read-fanout all (every GET asks all 3 replicas), re-measures
+# saturation with 2 threads per node (HTTP mode: also at 50% of that saturation),
 # stops the cluster (http-pipelined: saturation only). Then (full run) an HTTP and a binary
 # cluster side by side for alternating fixed-rate runs at 50% of the HTTP-mode saturation (the
 # paired tail comparison). Then the single-node figures and the nginx reference (the method of
@@ -125,11 +126,12 @@ start_cluster() {
   cl=$(printf 'http://127.0.0.1:%s,' "${PORTS[@]}"); cl=${cl%,}
   NODE_PIDS=()
   for p in "${PORTS[@]}"; do
+    # shellcheck disable=SC2086
     "$NODE" --port "$p" --cluster "$cl" --data "$work/$mode/$p" --peer-protocol "$mode" \
-      --threads "$threads" --log-level warn >>"$RAW/node-$mode.log" 2>&1 &
+      --threads "$threads" --log-level warn ${NODE_FLAGS:-} >>"$RAW/node-$mode.log" 2>&1 &
     NODE_PIDS+=($!); KV_PIDS+=($!)
   done
-  cmd "node --port P --cluster $cl --data DIR --peer-protocol $mode --threads $threads --log-level warn   # x3 (P in ${PORTS[*]})"
+  cmd "node --port P --cluster $cl --data DIR --peer-protocol $mode --threads $threads --log-level warn${NODE_FLAGS:+ $NODE_FLAGS}   # x3 (P in ${PORTS[*]})"
   for p in "${PORTS[@]}"; do kv_wait_http "http://127.0.0.1:$p/v0/status"; done
   URL="http://127.0.0.1:${PORTS[0]}"
 }
@@ -260,6 +262,15 @@ for mode in http http-pipelined binary; do
   peer_cost "$mode.put" put "${NODE_PIDS[@]}"
   peer_cost "$mode.get" get "${NODE_PIDS[@]}"
   fig "$mode.loadavg" "$(loadavg)"
+  # share of the coordinator's GETs (saturation, fixed rates, strace run) that were hedged
+  fig "$mode.get.hedged_share" "$(curl -s "$URL/metrics" | awk '/^kv_get_hedges_total / { h = $2 }
+    /^kv_requests_total\{method="GET"/ { g += $2 } END { printf "%.5f\n", g ? h / g : 0 }')"
+  # GETs ask 2 replicas (hedged, the default) or all 3 (--read-fanout all): the users' request 3
+  ports=("${PORTS[@]}")
+  stop_nodes
+  echo "  same cluster and data, --read-fanout all"
+  NODE_FLAGS="--read-fanout all" start_cluster "$mode" 1 "${ports[@]}"
+  sat "$mode.all.get" get "$URL" >/dev/null
   if [ "$THREADS2" = 1 ]; then
     ports=("${PORTS[@]}")
     stop_nodes

@@ -301,6 +301,22 @@ def cmd_build(out):
                 if b2 is not None:
                     w(f"| {m} | {wl.upper()} | {fmt(a)} | {fmt(b2)} | {fmt(ratio(b2, a), 2)} |")
         w("")
+    if any(f"{m}.all.get.rps" in f for m in MODES):
+        w("GET fan-out, wrk GET saturation (same cluster and data, restarted with `--read-fanout all`): "
+          "hedged GETs 2/3 ask two replicas, the coordinator itself first, and the third only on a "
+          "failure or past the p99 of recent peer answer times; `all` asks the three at once.")
+        w("")
+        w("| mode | hedged (default) | all | hedged/all |")
+        w("|---|---|---|---|")
+        for m in MODES:
+            a, h = num(f, f"{m}.all.get.rps"), num(f, f"{m}.get.rps")
+            if a is not None:
+                w(f"| {m} | {fmt(h)} | {fmt(a)} | {fmt(ratio(h, a), 2)} |")
+        w("")
+        w("Share of the coordinator's GETs that were hedged over its whole run (saturation and "
+          "fixed rates): " + ", ".join(f"{m} {100 * num(f, m + '.get.hedged_share'):.3f}%"
+                                       for m in MODES if num(f, m + ".get.hedged_share") is not None) + ".")
+        w("")
     w("Fill rates (wrk fill.lua, -c64): " + ", ".join(
         f"{n} {fmt(num(f, n + '.fill_rps'))} keys/s" for n in MODES) + ".")
     w("")
