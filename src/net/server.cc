@@ -1,10 +1,12 @@
 #include "net/server.h"
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -110,6 +112,9 @@ bool Worker::Listen(const std::string& host, uint16_t port, std::string* err) {
 }
 
 void Worker::Run() {
+  char name[16];
+  snprintf(name, sizeof name, "kv-loop-%d", index_);
+  pthread_setname_np(pthread_self(), name);
   uv_check_start(&check_, OnCheck);
   uint64_t sweep = config().idle_timeout_ms / 4;
   if (sweep < 50) sweep = 50;

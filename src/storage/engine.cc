@@ -216,7 +216,7 @@ struct Engine::Impl {
   }
   // A background thread's first step: its priority (SCHED_IDLE, else nice), then counted as
   // started (Open waits for all three); returns holding bg_mu.
-  std::unique_lock<std::mutex> StartBackgroundThread(bool idle, int nice);
+  std::unique_lock<std::mutex> StartBackgroundThread(const char* name, bool idle, int nice);
   void FlushThread();
   void CompactThread();
   void IndexThread();  // links memtable nodes into the skiplist in batches (MemTable::Index)
@@ -733,7 +733,9 @@ void Engine::Impl::WaitForCompaction() {
   }
 }
 
-std::unique_lock<std::mutex> Engine::Impl::StartBackgroundThread(bool idle, int nice) {
+std::unique_lock<std::mutex> Engine::Impl::StartBackgroundThread(const char* name, bool idle,
+                                                                 int nice) {
+  pthread_setname_np(pthread_self(), name);  // for top -H, perf and /proc/PID/task/*/comm
   if (idle) {
     IdleThisThread();
   } else {
@@ -746,7 +748,7 @@ std::unique_lock<std::mutex> Engine::Impl::StartBackgroundThread(bool idle, int 
 }
 
 void Engine::Impl::FlushThread() {
-  std::unique_lock<std::mutex> lock = StartBackgroundThread(false, opts.flush_nice);
+  std::unique_lock<std::mutex> lock = StartBackgroundThread("kv-flush", false, opts.flush_nice);
   for (;;) {
     if (shutting_down) return;
     if (!flush_wanted) {
@@ -862,7 +864,7 @@ Status Engine::CompactAll() {
 void Engine::Impl::IndexThread() {
   // Nothing waits for it (a scan links what is still pending itself; a flush sorts the frozen
   // table's nodes on its own), so it can be the first to give way.
-  std::unique_lock<std::mutex> lock = StartBackgroundThread(opts.background_idle, 0);
+  std::unique_lock<std::mutex> lock = StartBackgroundThread("kv-index", opts.background_idle, 0);
   for (;;) {
     if (shutting_down) return;
     if (!index_kicked.exchange(false)) {
@@ -885,7 +887,7 @@ void Engine::Impl::IndexThread() {
 }
 
 void Engine::Impl::CompactThread() {
-  std::unique_lock<std::mutex> lock = StartBackgroundThread(opts.background_idle, 0);
+  std::unique_lock<std::mutex> lock = StartBackgroundThread("kv-compact", opts.background_idle, 0);
   for (;;) {
     if (shutting_down) return;
     if (!compact_wanted) {
@@ -913,6 +915,7 @@ void Engine::Impl::CompactThread() {
 // ---- periodic sync -------------------------------------------------------------------------
 
 void Engine::Impl::SyncThread() {
+  pthread_setname_np(pthread_self(), "kv-sync");
   std::unique_lock<std::mutex> lock(bg_mu);
   while (!shutting_down) {
     bg_cv.wait_for(lock, std::chrono::milliseconds(100));

@@ -9,6 +9,8 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <string>
+#include <tuple>
 
 #include "storage/bloom.h"
 #include "storage/compaction.h"
@@ -477,45 +479,51 @@ TEST_CASE("storage: background compactions that skip the oldest segment keep old
 }
 
 namespace {
-// (nice, scheduling policy) of each of this process's threads, from /proc/self/task/*/stat
-// (fields 19 and 41).
-std::multiset<std::pair<int, int>> ThreadPriorities() {
-  std::multiset<std::pair<int, int>> out;
+// (name, nice, scheduling policy) of each of this process's threads, from /proc/self/task/*/stat
+// (fields 2, 19 and 41).
+std::multiset<std::tuple<std::string, int, int>> ThreadPriorities() {
+  std::multiset<std::tuple<std::string, int, int>> out;
   for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
     std::ifstream f(e.path() / "stat");
     std::string line;
     std::getline(f, line);
-    size_t close = line.rfind(')');  // the command name may hold spaces
-    if (close == std::string::npos) continue;
+    size_t open = line.find('('), close = line.rfind(')');  // the name may hold spaces
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::string name = line.substr(open + 1, close - open - 1);
     std::istringstream rest(line.substr(close + 2));
     std::string field;
     int nice = 0;
     for (int i = 3; i <= 41 && rest >> field; i++) {
       if (i == 19) nice = std::stoi(field);
-      if (i == 41) out.insert({nice, std::stoi(field)});
+      if (i == 41) out.insert({name, nice, std::stoi(field)});
     }
   }
   return out;
+}
+
+size_t CountThreads(const std::string& name, int nice, int policy) {
+  return ThreadPriorities().count({name, nice, policy});
 }
 }  // namespace
 
 TEST_CASE("storage: compaction and index threads run under SCHED_IDLE, the flush thread niced") {
   TempDir tmp;
-  const std::pair<int, int> idle{0, SCHED_IDLE}, flush{7, SCHED_OTHER};
-  REQUIRE(ThreadPriorities().count(idle) == 0);
-  REQUIRE(ThreadPriorities().count(flush) == 0);
   for (bool background_idle : {true, false}) {
     Options o = SmallOptions(tmp.store() + std::to_string(background_idle), true);
     o.background_idle = background_idle;
     o.flush_nice = 7;
+    const int bg = background_idle ? SCHED_IDLE : SCHED_OTHER;
+    REQUIRE(CountThreads("kv-flush", 7, SCHED_OTHER) == 0);
     std::unique_ptr<Engine> db;
     REQUIRE(Engine::Open(o, &db).ok());
-    // Open returns once the three are set up; the sync thread keeps the caller's priority.
-    CHECK(ThreadPriorities().count(idle) == (background_idle ? 2u : 0u));
-    CHECK(ThreadPriorities().count(flush) == 1);
+    // Open returns once the three are set up, each named for top -H and perf.
+    CHECK(CountThreads("kv-compact", 0, bg) == 1);
+    CHECK(CountThreads("kv-index", 0, bg) == 1);
+    CHECK(CountThreads("kv-flush", 7, SCHED_OTHER) == 1);
     db.reset();
-    CHECK(ThreadPriorities().count(idle) == 0);
-    CHECK(ThreadPriorities().count(flush) == 0);
+    CHECK(CountThreads("kv-compact", 0, bg) == 0);
+    CHECK(CountThreads("kv-index", 0, bg) == 0);
+    CHECK(CountThreads("kv-flush", 7, SCHED_OTHER) == 0);
   }
 }
 
