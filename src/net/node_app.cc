@@ -381,6 +381,7 @@ class NodeApp final : public RequestHandler {
     metric("kv_storage_frozen_memtables", "gauge", st.frozen_memtables);
     metric("kv_storage_background_jobs", "gauge", st.background_jobs);
     metric("kv_storage_flush_waits_total", "counter", st.flush_waits);
+    metric("kv_storage_freezes_without_spare_total", "counter", st.freezes_without_spare);
     metric("kv_storage_compactions_total", "counter", st.compactions);
     return t;
   }

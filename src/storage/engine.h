@@ -92,9 +92,11 @@ struct Stats {
   uint64_t disk_bytes_written = 0;  // log + segments + compaction output
   uint64_t flushes = 0;
   uint64_t compactions = 0;
-  uint64_t frozen_memtables = 0;  // waiting for (or in) a flush
-  uint64_t background_jobs = 0;   // flushes and compactions running or asked for
-  uint64_t flush_waits = 0;       // flushes that waited for compaction to catch up
+  uint64_t frozen_memtables = 0;       // waiting for (or in) a flush
+  uint64_t background_jobs = 0;        // flushes and compactions running or asked for
+  uint64_t flush_waits = 0;            // flushes that waited for compaction to catch up
+  uint64_t spare_memtables = 0;        // 0 or 1: made by the flush thread for the next freeze
+  uint64_t freezes_without_spare = 0;  // freezes that made their memtable on the writer's thread
 };
 
 class Engine {

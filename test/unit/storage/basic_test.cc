@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 
 #include "storage/bloom.h"
@@ -554,6 +555,40 @@ TEST_CASE("storage: memtables freeze at sizes spread over [3/4, 1] of memtable_b
     } else {
       CHECK(*before_freeze.begin() + 4096 + 256 >= o.memtable_bytes);
     }
+  }
+}
+
+TEST_CASE("storage: a freeze takes the memtable the flush thread made ahead") {
+  TempDir tmp;
+  const std::string value(200, 'v');
+  // Writes until the active memtable froze n more times (each frozen one flushed by hand when
+  // there are no background threads).
+  auto freeze = [&](Engine* db, bool flush_by_hand, int* next_key) {
+    uint64_t before = db->GetStats().flushes + db->GetStats().frozen_memtables;
+    while (db->GetStats().flushes + db->GetStats().frozen_memtables == before) {
+      REQUIRE(db->Put("k" + std::to_string((*next_key)++), value, 1).ok());
+    }
+    if (flush_by_hand) REQUIRE(db->Flush().ok());
+  };
+  SUBCASE("without background threads every freeze makes its own") {
+    std::unique_ptr<Engine> db;
+    REQUIRE(Engine::Open(SmallOptions(tmp.store(), false), &db).ok());
+    int k = 0;
+    for (int i = 0; i < 3; i++) freeze(db.get(), true, &k);
+    CHECK(db->GetStats().freezes_without_spare >= 3);
+    CHECK(db->GetStats().spare_memtables == 0);
+  }
+  SUBCASE("with them the writer's freeze makes none") {
+    std::unique_ptr<Engine> db;
+    REQUIRE(Engine::Open(SmallOptions(tmp.store(), true), &db).ok());
+    // Open kicks the flush thread, which prepares the spares first: wait for it (bounded).
+    for (int i = 0; i < 10000000 && db->GetStats().spare_memtables == 0; i++) {
+      std::this_thread::yield();
+    }
+    REQUIRE(db->GetStats().spare_memtables == 1);
+    int k = 0;
+    freeze(db.get(), false, &k);
+    CHECK(db->GetStats().freezes_without_spare == 0);
   }
 }
 
