@@ -178,18 +178,7 @@ sat() {
 # PORTS), so a fixed-rate run measures its own load, not the merges left by the run before it.
 # Records how long it waited.
 settle() {
-  local name=$1 t0 p busy
-  t0=$(date +%s.%N)
-  for _ in $(seq 1 600); do
-    busy=0
-    for p in "${PORTS[@]}"; do
-      busy=$((busy + $(curl -s "http://127.0.0.1:$p/metrics" |
-        awk '/^kv_storage_(background_jobs|frozen_memtables) / { s += $2 } END { print s + 0 }')))
-    done
-    [ "$busy" = 0 ] && break
-    sleep 0.1
-  done
-  fig "$name.settle_s" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+  fig "$1.settle_s" "$(kv_settle "${PORTS[@]}")"
 }
 
 # fixed NAME WORKLOAD RATE URL: kvload open loop at RATE, -t1 -c64, JSON + text in raw/, after

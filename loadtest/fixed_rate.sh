@@ -8,6 +8,9 @@
 # Its figures are for comparing two builds or settings in the same minutes, run alternately;
 # `make bench` is the report.
 # Extra node flags: NODE_EXTRA="..."; a command to wrap kvload in (perf, strace): PRE="...".
+# PREP=1 (cluster modes): first the state `make bench` measures in after a saturation run: 300,000
+# keys written at 20K/s, 10 s of wrk PUT saturation, then settled (no flush or merge pending);
+# the run then uses those 300,000 keys.
 set -euo pipefail
 mode=$1 wl=$2 rate=$3 dur=${4:-20}
 cd "$(dirname "$0")/.."
@@ -38,14 +41,20 @@ else
 fi
 kv_wait_http "$url/"
 nodes=("${KV_PIDS[@]}")
-if [ "$wl" = get ] && [ "$mode" != nginx ]; then
-  ./loadtest/kvload -t1 -c64 -d3s -R 20000 --workload put --keys 100000 "$url" >/dev/null
+keys=100000
+if [ "${PREP:-0}" = 1 ] && [ "$mode" != nginx ] && [ "$mode" != single ]; then
+  keys=300000
+  ./loadtest/kvload -t1 -c64 -d15s -R 20000 --workload put --keys "$keys" "$url" >/dev/null
+  KV_KEYS=$keys wrk -t1 -c64 -d10s -s loadtest/put.lua "$url" >/dev/null
+  echo "settled in $(kv_settle "${ports[@]}") s"
+elif [ "$wl" = get ] && [ "$mode" != nginx ]; then
+  ./loadtest/kvload -t1 -c64 -d3s -R 20000 --workload put --keys "$keys" "$url" >/dev/null
 fi
-./loadtest/kvload -t1 -c64 -d3s -R "$rate" --workload "$wl" --keys 100000 "$url" >/dev/null
+./loadtest/kvload -t1 -c64 -d3s -R "$rate" --workload "$wl" --keys "$keys" "$url" >/dev/null
 cpu() { for p in "${nodes[@]}"; do awk '{ printf "%d ", $14 + $15 }' "/proc/$p/stat"; done; }
 before=$(cpu)
 # shellcheck disable=SC2086
-${PRE:-} ./loadtest/kvload -t1 -c64 -d"${dur}s" -R "$rate" --workload "$wl" --keys 100000 -L \
+${PRE:-} ./loadtest/kvload -t1 -c64 -d"${dur}s" -R "$rate" --workload "$wl" --keys "$keys" -L \
   "$url" >"$work/out.txt"
 after=$(cpu)
 echo "$(date +%T) $mode $wl -R $rate -d${dur}s"

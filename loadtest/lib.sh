@@ -77,3 +77,20 @@ kv_fill() {
   wait "$pid" 2>/dev/null || true
   echo "filled $(($(kv_puts "$url") - start)) keys"
 }
+
+# kv_settle PORT...: waits (at most 60 s) until no node on these ports has a flush or compaction
+# running or pending; prints the seconds waited.
+kv_settle() {
+  local t0 p busy
+  t0=$(date +%s.%N)
+  for _ in $(seq 1 600); do
+    busy=0
+    for p in "$@"; do
+      busy=$((busy + $(curl -s "http://127.0.0.1:$p/metrics" |
+        awk '/^kv_storage_(background_jobs|frozen_memtables) / { s += $2 } END { print s + 0 }')))
+    done
+    [ "$busy" = 0 ] && break
+    sleep 0.1
+  done
+  awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", b - a }'
+}
