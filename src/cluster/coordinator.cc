@@ -36,8 +36,26 @@ ClusterState::ClusterState(std::vector<std::string> urls, size_t self, storage::
   for (size_t i = 0; i < ring.size(); ++i) {
     breakers.push_back(std::make_unique<CircuitBreaker>());
     peer_failures.push_back(std::make_unique<std::atomic<uint64_t>>(0));
-    peer_requests.push_back(std::make_unique<std::atomic<uint64_t>>(0));
   }
+}
+
+// A row of peer request counters is padded by a cache line at each end: rows of different loops
+// never share one.
+constexpr size_t kPad = 64 / sizeof(std::atomic<uint64_t>);
+
+uint64_t ClusterState::PeerRequests(size_t node) const {
+  std::lock_guard<std::mutex> l(rows_mu_);
+  uint64_t n = 0;
+  for (const auto& row : rows_) n += row[kPad + node].load(std::memory_order_relaxed);
+  return n;
+}
+
+std::atomic<uint64_t>* ClusterState::AddPeerRequestRow() {
+  auto row = std::make_unique<std::atomic<uint64_t>[]>(ring.size() + 2 * kPad);
+  for (size_t i = 0; i < ring.size() + 2 * kPad; ++i) row[i].store(0, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> l(rows_mu_);
+  rows_.push_back(std::move(row));
+  return rows_.back().get() + kPad;
 }
 
 // One replicated request in flight. Lives until every replica asked has answered (transports
@@ -83,6 +101,7 @@ Coordinator::Coordinator(ClusterState* state,
       transports_(std::move(transports)),
       opt_(options),
       env_(env),
+      sent_(state->AddPeerRequestRow()),
       hedge_(options.initial_hedge_us, options.request_timeout_ms * 1000 / 2),
       waiter_(std::make_unique<Waiter>(this)) {}
 
@@ -170,7 +189,8 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_s
     Deliver(r, i, std::move(failed));
     return;
   }
-  state_->peer_requests[node]->fetch_add(1, std::memory_order_relaxed);
+  // Only this thread writes its row: a plain increment, no locked instruction.
+  sent_[node].store(sent_[node].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (r->hedged) r->sent_us[i] = env_->NowUs();
   // User-space pointers fit in 56 bits: the low byte carries the replica index.
   uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);

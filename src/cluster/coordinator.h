@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -54,9 +55,18 @@ struct ClusterState {
   storage::Engine* engine;
   std::vector<std::unique_ptr<CircuitBreaker>> breakers;              // per node (self's unused)
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_failures;  // per node, for /metrics
-  std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_requests;  // per node, sent, /metrics
   std::atomic<uint64_t> get_hedges{0};   // GETs that asked the rest after the hedge delay
   std::atomic<uint64_t> get_retries{0};  // replicas asked by a GET in place of a failed one
+
+  // Replica requests sent to a node, for /metrics: the sum of one row per Coordinator, so no two
+  // loop threads write the same cache line on every send.
+  uint64_t PeerRequests(size_t node) const;
+  // A zeroed row of ring.size() counters, written by one thread only; lives as long as this.
+  std::atomic<uint64_t>* AddPeerRequestRow();
+
+ private:
+  mutable std::mutex rows_mu_;
+  std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> rows_;
 };
 
 // kHedged: a GET asks `ack` replicas first (see above); kAll: every request asks all `from`.
@@ -127,6 +137,7 @@ class Coordinator {
   std::vector<std::unique_ptr<PeerTransport>> transports_;
   CoordinatorOptions opt_;
   CoordinatorEnv* env_;
+  std::atomic<uint64_t>* sent_;  // this loop's row of ClusterState's peer request counters
   HedgeDelay hedge_;
   // GETs waiting for their hedge time (us on NowUs), in the order they were asked; each holds a
   // reference on its request.

@@ -359,7 +359,7 @@ class NodeApp final : public RequestHandler {
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {
       if (i == cluster_->self_index) continue;
       t += "kv_peer_requests_total{peer=\"" + cluster_->ring.url(i) + "\"} " +
-           U64(cluster_->peer_requests[i]->load()) + "\n";
+           U64(cluster_->PeerRequests(i)) + "\n";
     }
     storage::Stats st = cluster_->engine->GetStats();
     auto metric = [&t](const char* name, const char* kind, uint64_t value) {

@@ -174,7 +174,8 @@ TEST_CASE("Coordinator: hedged GET 2/3 asks itself and one peer, in ring order")
     CHECK(f.SentTotal() == 1);
     CHECK(f.state->get_hedges.load() == 0);
     CHECK(f.coord->pending() == 0);
-    CHECK(f.state->peer_requests[static_cast<size_t>(first)]->load() == 1);
+    CHECK(f.state->PeerRequests(static_cast<size_t>(first)) == 1);
+    CHECK(f.state->PeerRequests(static_cast<size_t>(second)) == 0);
   }
 }
 
