@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <string>
 #include <vector>
 
+#include "../storage/storage_test_util.h"
+
 using namespace kv::net;
+using kv::storage::testutil::TempDir;
 
 namespace {
 struct Args {
@@ -22,19 +24,6 @@ struct Args {
   std::vector<char*> p;
 };
 
-// A scratch data directory, removed with everything in it at the end of the test.
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/kvcfgXXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string path;
-};
-
 ParseResult Parse(std::vector<std::string> a, Config* c, std::string* err) {
   Args args(std::move(a));
   return ParseArgs(args.argc(), args.argv(), c, err);
@@ -44,7 +33,7 @@ ParseResult Parse(std::vector<std::string> a, Config* c, std::string* err) {
 TEST_CASE("defaults: a cluster of one on --port") {
   Config c;
   TempDir tmp;
-  std::string err, dir = tmp.path;
+  std::string err, dir = tmp.path();
   REQUIRE(Parse({"--port", "8080", "--data", dir}, &c, &err) == ParseResult::kOk);
   CHECK(c.port == 8080);
   CHECK(c.cluster.size() == 1);
@@ -63,7 +52,7 @@ TEST_CASE("defaults: a cluster of one on --port") {
 TEST_CASE("self is found by port or by --self") {
   Config c;
   TempDir tmp;
-  std::string err, dir = tmp.path;
+  std::string err, dir = tmp.path();
   REQUIRE(Parse({"--port=8081", "--data", dir, "--cluster",
                  "http://127.0.0.1:8080,http://127.0.0.1:8081,http://127.0.0.1:8082"},
                 &c, &err) == ParseResult::kOk);
@@ -78,7 +67,7 @@ TEST_CASE("self is found by port or by --self") {
 
 TEST_CASE("bad flags are errors with a reason") {
   TempDir tmp;
-  std::string dir = tmp.path;
+  std::string dir = tmp.path();
   const std::vector<std::vector<std::string>> bad = {
       {"--port", "0", "--data", dir},
       {"--port", "70000", "--data", dir},
