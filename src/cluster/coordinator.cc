@@ -1,7 +1,6 @@
 #include "cluster/coordinator.h"
 
 #include <algorithm>
-#include <ctime>
 #include <optional>
 
 #include "cluster/local_replica.h"
@@ -9,12 +8,6 @@
 namespace kv::cluster {
 
 namespace {
-uint64_t SteadyMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-}
-
 AnswerKind KindOf(const PeerResponse& r) {
   switch (r.kind) {
     case PeerResponse::kAbsent:
@@ -84,9 +77,11 @@ class Coordinator::Waiter final : public PeerWaiter {
     // cookie = request pointer * 256 + replica index (see Ask)
     auto* req = reinterpret_cast<Request*>(cookie >> 8);
     int replica = static_cast<int>(cookie & 0xff);
-    c_->RecordPeerHealth(req->nodes[replica], r);
-    if (req->hedged && r.kind != PeerResponse::kError)
-      c_->hedge_.Record(c_->env_->NowUs() - req->sent_us[replica]);
+    const bool failed = r.kind == PeerResponse::kError;
+    // The clock only where it is used: a breaker's failure time, a hedged GET's answer time.
+    const uint64_t now_us = failed || req->hedged ? c_->env_->NowUs() : 0;
+    c_->RecordPeerHealth(req->nodes[replica], failed, now_us);
+    if (req->hedged && !failed) c_->hedge_.Record(now_us - req->sent_us[replica]);
     c_->Deliver(req, replica, std::move(r));
   }
 
@@ -155,18 +150,18 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
   }
   uint64_t version = op == PeerOp::kGet ? 0 : state_->hlc.Now();
   PeerRequest preq{op, key, value, version};
-  uint64_t now_steady = SteadyMs();
+  const uint64_t now_us = env_->NowUs();  // breakers, answer times and the hedge time
   // A replica that fails at once is replaced from inside Deliver (AskNext), moving r->next on.
-  while (r->next < first) Ask(r, r->next++, preq, now_steady);
+  while (r->next < first) Ask(r, r->next++, preq, now_us);
   if (r->hedged && r->next < from && !r->acc->decided()) {
     ++r->outstanding;
-    hedge_queue_.emplace_back(r, env_->NowUs() + hedge_.delay_us());
+    hedge_queue_.emplace_back(r, now_us + hedge_.delay_us());
     if (hedge_queue_.size() == 1) ArmHedgeTimer(hedge_.delay_us());
   }
   Release(r);
 }
 
-void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_steady) {
+void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_us) {
   uint32_t node = r->nodes[i];
   if (node == state_->self_index) {
     if (preq.op != PeerOp::kGet && preq.value.size() <= WriteQueue<LocalSlot>::kMaxValue) {
@@ -183,7 +178,7 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_s
   }
   ++r->outstanding;
   CircuitBreaker& br = *state_->breakers[node];
-  if (!br.Allow(now_steady)) {
+  if (!br.Allow(now_us / 1000)) {
     PeerResponse failed;
     failed.error = "circuit open";
     Deliver(r, i, std::move(failed));
@@ -191,7 +186,7 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_s
   }
   // Only this thread writes its row: a plain increment, no locked instruction.
   sent_[node].store(sent_[node].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  if (r->hedged) r->sent_us[i] = env_->NowUs();
+  if (r->hedged) r->sent_us[i] = now_us;
   // User-space pointers fit in 56 bits: the low byte carries the replica index.
   uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);
   transports_[node]->Send(preq, r->deadline_ms, waiter_.get(), cookie);
@@ -199,9 +194,9 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_s
 
 // Asks the next replica of a hedged GET after Execute returned (in place of a failed one, or at
 // the hedge time).
-void Coordinator::AskNext(Request* r) {
+void Coordinator::AskNext(Request* r, uint64_t now_us) {
   PeerRequest preq{PeerOp::kGet, r->key, {}, 0};
-  Ask(r, r->next++, preq, SteadyMs());
+  Ask(r, r->next++, preq, now_us);
 }
 
 // The loop's timers tick in whole milliseconds: round up, OnTimer re-arms if it came early.
@@ -216,7 +211,7 @@ void Coordinator::OnTimer() {
     hedge_queue_.pop_front();
     if (!r->acc->decided() && r->next < r->from) {
       state_->get_hedges.fetch_add(1, std::memory_order_relaxed);
-      while (r->next < r->from) AskNext(r);
+      while (r->next < r->from) AskNext(r, now);
     }
     Release(r);
   }
@@ -237,10 +232,10 @@ void Coordinator::FlushLocalWrites() {
 
 // Only answers that came back through a transport say something about the peer (the local
 // replica and replicas skipped by an open circuit do not).
-void Coordinator::RecordPeerHealth(uint32_t node, const PeerResponse& resp) {
+void Coordinator::RecordPeerHealth(uint32_t node, bool failed, uint64_t now_us) {
   CircuitBreaker& br = *state_->breakers[node];
-  if (resp.kind == PeerResponse::kError) {
-    br.OnFailure(SteadyMs());
+  if (failed) {
+    br.OnFailure(now_us / 1000);
     state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
   } else {
     br.OnSuccess();
@@ -257,7 +252,7 @@ void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
   } else if (kind == AnswerKind::kFailed && r->hedged && r->next < r->from) {
     // Each failure leaves one spare to ask: the outcome stays open until the spares are spent.
     state_->get_retries.fetch_add(1, std::memory_order_relaxed);
-    AskNext(r);
+    AskNext(r, env_->NowUs());
   }
   Release(r);
 }

@@ -82,7 +82,9 @@ struct CoordinatorOptions {
 class CoordinatorEnv {
  public:
   virtual uint64_t NowMs() = 0;  // the transports' deadline clock (uv_now)
-  virtual uint64_t NowUs() = 0;  // a steady clock for answer times
+  // A steady clock for answer times and the circuit breakers (CLOCK_MONOTONIC, which /v0/status
+  // also reads the breakers' state with).
+  virtual uint64_t NowUs() = 0;
   // (Re)arms the one timer to fire in delay_ms. When it has fired, the owner calls
   // Coordinator::OnTimer() once the loop has also run that iteration's I/O callbacks: answers
   // already received are counted before a GET is found late.
@@ -118,11 +120,12 @@ class Coordinator {
  private:
   struct Request;
   class Waiter;
-  void Ask(Request* r, int replica, const PeerRequest& preq, uint64_t now_steady_ms);
-  void AskNext(Request* r);
+  // now_us: NowUs() at the call, also the breakers' clock (in ms).
+  void Ask(Request* r, int replica, const PeerRequest& preq, uint64_t now_us);
+  void AskNext(Request* r, uint64_t now_us);
   void ArmHedgeTimer(uint64_t delay_us);
   void Deliver(Request* r, int replica, PeerResponse&& resp);
-  void RecordPeerHealth(uint32_t node, const PeerResponse& resp);
+  void RecordPeerHealth(uint32_t node, bool failed, uint64_t now_us);
   void Finish(Request* r);
   void Release(Request* r);
 
