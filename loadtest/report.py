@@ -236,6 +236,7 @@ def cmd_build(out):
         name = os.path.basename(p)[3:-5]
         if not name.startswith("peer-"):
             runs[name] = json.load(open(p))
+    pairs = {wl: paired(runs, wl) for wl in ("put", "get")}  # the paired tail runs, per workload
     peers = {}
     for p in glob.glob(f"{raw}/peer-*.json"):
         b = os.path.basename(p)
@@ -347,7 +348,7 @@ def cmd_build(out):
         w(f"![{c}]({c})")
         w("")
 
-    if any(paired(runs, wl)[0] for wl in ("put", "get")):
+    if any(pairs[wl][0] for wl in ("put", "get")):
         w("### Paired tails: HTTP vs binary peers at 50% of the HTTP-mode saturation")
         w("")
         w("Both clusters side by side (the idle one takes no CPU), filled the same way; the runs of "
@@ -357,7 +358,7 @@ def cmd_build(out):
         w("| workload | pair | rps | HTTP p99 | binary p99 | binary/HTTP |")
         w("|---|---|---|---|---|---|")
         for wl in ("put", "get"):
-            rows, h, b, r = paired(runs, wl)
+            rows, h, b, r = pairs[wl]
             for i, hp, bp in rows:
                 w(f"| {wl.upper()} | {i} | {fmt(runs[f'pair.http.{wl}.{i}']['target_rate'])} | {hp:.3f} | {bp:.3f} | {fmt(ratio(bp, hp), 2)} |")
             if rows:
@@ -387,7 +388,7 @@ def cmd_build(out):
     # flush or merge window falls in it): the paired phase's three HTTP-mode runs at the same
     # rate give the median as well.
     for wl in ("put", "get"):
-        rows, h, _, _ = paired(runs, wl)
+        rows, h, _, _ = pairs[wl]
         if rows:
             target(f"HTTP peers, --threads 1 per node: {wl.upper()} p99 at 50% of saturation < 3 ms, median of the {len(rows)} paired runs",
                    h, h < 3, f"{h:.3f} ms ({', '.join(f'{r[1]:.3f}' for r in rows)})")
@@ -414,7 +415,7 @@ def cmd_build(out):
         shown = (f"{fmt(r, 2)}x ({b['latency_ms']['p99']:.3f} vs {h['latency_ms']['p99']:.3f} ms)" if r is not None else "n/a")
         target(f"{wl.upper()} at 50% of HTTP-mode saturation: binary p99 <= 0.5x HTTP-mode p99", r, r is not None and r <= 0.5, shown)
     for wl in ("put", "get"):
-        rows, h, b, r = paired(runs, wl)
+        rows, h, b, r = pairs[wl]
         if rows:
             target(f"{wl.upper()} at 50% of HTTP-mode saturation, paired runs: median binary p99 <= 0.5x median HTTP-mode p99",
                    r, r is not None and r <= 0.5, f"{fmt(r, 2)}x ({b:.3f} vs {h:.3f} ms, {len(rows)} runs each)")
