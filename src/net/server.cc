@@ -172,6 +172,11 @@ void Worker::RemoveConnection(HttpConnection* c) {
 void Worker::MarkDirty(HttpConnection* c) {
   c->dirty = true;
   dirty_.push_back(c);
+  // Flushed in OnCheck, after this iteration's poll. An answer completed outside the poll phase
+  // (a peer transport's deadline timer failing a replica request) must not wait in a blocking
+  // poll for the next unrelated wakeup (up to a second): an active idle handle keeps the poll
+  // from blocking, and OnCheck stops it once nothing is left to flush.
+  uv_idle_start(&idle_, [](uv_idle_t*) {});
 }
 
 void Worker::OnCheck(uv_check_t* h) {
