@@ -29,6 +29,7 @@ ClusterState::ClusterState(std::vector<std::string> urls, size_t self, storage::
   for (size_t i = 0; i < ring.size(); ++i) {
     breakers.push_back(std::make_unique<CircuitBreaker>());
     peer_failures.push_back(std::make_unique<std::atomic<uint64_t>>(0));
+    peer_timeout_us.push_back(std::make_unique<std::atomic<uint64_t>>(0));
   }
 }
 
@@ -78,10 +79,14 @@ class Coordinator::Waiter final : public PeerWaiter {
     auto* req = reinterpret_cast<Request*>(cookie >> 8);
     int replica = static_cast<int>(cookie & 0xff);
     const bool failed = r.kind == PeerResponse::kError;
-    // The clock only where it is used: a breaker's failure time, a hedged GET's answer time.
-    const uint64_t now_us = failed || req->hedged ? c_->env_->NowUs() : 0;
-    c_->RecordPeerHealth(req->nodes[replica], failed, now_us);
-    if (req->hedged && !failed) c_->hedge_.Record(now_us - req->sent_us[replica]);
+    const uint64_t now_us = c_->env_->NowUs();
+    const uint32_t node = req->nodes[replica];
+    c_->RecordPeerHealth(node, failed, now_us);
+    if (!failed) {
+      const uint64_t took = now_us - req->sent_us[replica];
+      c_->peer_timeouts_[node].Record(took, now_us);
+      if (req->hedged) c_->hedge_.Record(took);
+    }
     c_->Deliver(req, replica, std::move(r));
   }
 
@@ -98,6 +103,9 @@ Coordinator::Coordinator(ClusterState* state,
       env_(env),
       sent_(state->AddPeerRequestRow()),
       hedge_(options.initial_hedge_us, options.request_timeout_ms * 1000 / 2),
+      peer_timeouts_(state->ring.size(), PeerTimeout(options.peer_timeout_min_ms * 1000,
+                                                     options.request_timeout_ms * 1000)),
+      published_timeout_us_(state->ring.size(), 0),
       waiter_(std::make_unique<Waiter>(this)) {}
 
 Coordinator::~Coordinator() {
@@ -186,10 +194,16 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   }
   // Only this thread writes its row: a plain increment, no locked instruction.
   sent_[node].store(sent_[node].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  if (r->hedged) r->sent_us[i] = now_us;
+  r->sent_us[i] = now_us;
+  const uint64_t timeout_us = peer_timeouts_[node].timeout_us(now_us);
+  if (timeout_us != published_timeout_us_[node]) {
+    published_timeout_us_[node] = timeout_us;
+    state_->peer_timeout_us[node]->store(timeout_us, std::memory_order_relaxed);
+  }
+  const uint64_t deadline_ms = std::min(r->deadline_ms, env_->NowMs() + (timeout_us + 999) / 1000);
   // User-space pointers fit in 56 bits: the low byte carries the replica index.
   uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);
-  transports_[node]->Send(preq, r->deadline_ms, waiter_.get(), cookie);
+  transports_[node]->Send(preq, deadline_ms, waiter_.get(), cookie);
 }
 
 // Asks the next replica of a hedged GET after Execute returned (in place of a failed one, or at

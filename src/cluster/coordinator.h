@@ -3,7 +3,8 @@
 // once, as soon as the outcome is decided. Writes go to all `from` replicas at once. A GET, by
 // default (ReadFanout::kHedged), asks `ack` of them (itself first when it is one), one more for
 // each that fails, and all the rest once the first asked have not all answered within the hedge
-// delay (the p99 of recent remote answer times, see hedge.h).
+// delay (the p99 of recent remote answer times, see hedge.h). Each request to a peer times out
+// at twice that peer's slowest recent answer (peer_timeout.h), within the request's own deadline.
 // One Coordinator per loop thread; every call and callback happens on that thread.
 #pragma once
 #include <atomic>
@@ -22,6 +23,7 @@
 #include "cluster/hlc.h"
 #include "cluster/local_replica.h"
 #include "cluster/peer.h"
+#include "cluster/peer_timeout.h"
 #include "cluster/ring.h"
 #include "storage/engine.h"
 
@@ -55,6 +57,9 @@ struct ClusterState {
   storage::Engine* engine;
   std::vector<std::unique_ptr<CircuitBreaker>> breakers;              // per node (self's unused)
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_failures;  // per node, for /metrics
+  // Per node: the replica request timeout a loop last computed for it (PeerTimeout), in us; 0
+  // until a Coordinator exists. For /v0/status and /metrics.
+  std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_timeout_us;
   std::atomic<uint64_t> get_hedges{0};   // GETs that asked the rest after the hedge delay
   std::atomic<uint64_t> get_retries{0};  // replicas asked by a GET in place of a failed one
 
@@ -74,6 +79,10 @@ enum class ReadFanout : uint8_t { kHedged, kAll };
 
 struct CoordinatorOptions {
   uint64_t request_timeout_ms = 1000;
+  // Floor of each peer's replica request timeout, which is otherwise twice that peer's slowest
+  // recent answer (peer_timeout.h); at or above request_timeout_ms every replica request gets
+  // the whole request timeout.
+  uint64_t peer_timeout_min_ms = 200;
   ReadFanout read_fanout = ReadFanout::kHedged;
   uint64_t initial_hedge_us = 10000;  // hedge delay until the first answer times are measured
 };
@@ -142,6 +151,8 @@ class Coordinator {
   CoordinatorEnv* env_;
   std::atomic<uint64_t>* sent_;  // this loop's row of ClusterState's peer request counters
   HedgeDelay hedge_;
+  std::vector<PeerTimeout> peer_timeouts_;      // per node (self's unused)
+  std::vector<uint64_t> published_timeout_us_;  // per node: last value stored in ClusterState
   // GETs waiting for their hedge time (us on NowUs), in the order they were asked; each holds a
   // reference on its request.
   std::deque<std::pair<Request*, uint64_t>> hedge_queue_;

@@ -27,6 +27,8 @@ const char* Usage() {
          "  --max-connections N        open client connections (default 10000)\n"
          "  --idle-timeout-ms N        close idle keep-alive connections (default 60000)\n"
          "  --request-timeout-ms N     replica answers wait at most this (default 1000)\n"
+         "  --peer-timeout-min-ms N    a peer's answer waits twice its slowest recent answer,\n"
+         "                             at least this (default 200), at most the request timeout\n"
          "  --read-fanout F            hedged: a GET asks ack replicas, the rest after the p99\n"
          "                             of answer times or on a failure; all: every replica at\n"
          "                             once (default hedged)\n"
@@ -150,6 +152,8 @@ ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err) {
       if (!ParseNum(value, 1, 86400000, &cfg->idle_timeout_ms)) return bad("expected 1..86400000");
     } else if (name == "--request-timeout-ms") {
       if (!ParseNum(value, 1, 600000, &cfg->request_timeout_ms)) return bad("expected 1..600000");
+    } else if (name == "--peer-timeout-min-ms") {
+      if (!ParseNum(value, 1, 600000, &cfg->peer_timeout_min_ms)) return bad("expected 1..600000");
     } else if (name == "--read-fanout") {
       if (value == "hedged")
         cfg->read_fanout = cluster::ReadFanout::kHedged;

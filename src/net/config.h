@@ -28,6 +28,7 @@ struct Config {
   uint64_t idle_timeout_ms = 60000;
   uint64_t header_timeout_ms = 10000;
   uint64_t request_timeout_ms = 1000;
+  uint64_t peer_timeout_min_ms = 200;
   cluster::ReadFanout read_fanout = cluster::ReadFanout::kHedged;
   size_t max_header_bytes = 16 * 1024;
   storage::FsyncPolicy fsync = storage::FsyncPolicy::kPeriodic;

@@ -24,6 +24,13 @@ std::string U64(uint64_t v) {
   return buf;
 }
 
+// Seconds from microseconds, with all six decimals (for /metrics).
+std::string SecondsOfUs(uint64_t us) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%" PRIu64 ".%06" PRIu64, us / 1000000, us % 1000000);
+  return buf;
+}
+
 // Streams a storage range as `key \n value` records, several per chunk, skipping tombstones.
 class RangeStream final : public BodyStream {
  public:
@@ -83,6 +90,7 @@ class NodeApp final : public RequestHandler {
     }
     cluster::CoordinatorOptions co;
     co.request_timeout_ms = cfg.request_timeout_ms;
+    co.peer_timeout_min_ms = cfg.peer_timeout_min_ms;
     co.read_fanout = cfg.read_fanout;
     coordinator_ =
         std::make_unique<cluster::Coordinator>(cluster, std::move(transports), co, &env_);
@@ -287,10 +295,17 @@ class NodeApp final : public RequestHandler {
       first = false;
       j += "{\"url\":\"" + cluster_->ring.url(i) + "\",\"state\":\"" +
            cluster::CircuitBreaker::StateName(br.state(now_ms)) +
-           "\",\"failures\":" + U64(cluster_->peer_failures[i]->load()) + "}";
+           "\",\"failures\":" + U64(cluster_->peer_failures[i]->load()) +
+           ",\"timeout_ms\":" + U64((PeerTimeoutUs(i) + 999) / 1000) + "}";
     }
     j += "]}\n";
     return j;
+  }
+
+  // The replica request timeout a loop last used for node i; the request timeout until then.
+  uint64_t PeerTimeoutUs(size_t i) const {
+    uint64_t us = cluster_->peer_timeout_us[i]->load(std::memory_order_relaxed);
+    return us != 0 ? us : worker_.config().request_timeout_ms * 1000;
   }
 
   std::string MetricsText() const {
@@ -354,6 +369,13 @@ class NodeApp final : public RequestHandler {
           "\n";
     }
     t += "# TYPE kv_peer_circuit_open gauge\n" + states;
+    t += "# HELP kv_peer_timeout_seconds Current replica request timeout, by peer.\n";
+    t += "# TYPE kv_peer_timeout_seconds gauge\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      t += "kv_peer_timeout_seconds{peer=\"" + cluster_->ring.url(i) + "\"} " +
+           SecondsOfUs(PeerTimeoutUs(i)) + "\n";
+    }
     t += "# HELP kv_peer_requests_total Replica requests sent, by peer.\n";
     t += "# TYPE kv_peer_requests_total counter\n";
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {
@@ -367,11 +389,9 @@ class NodeApp final : public RequestHandler {
     };
     metric("kv_get_hedges_total", "counter", cluster_->get_hedges.load());
     metric("kv_get_retries_total", "counter", cluster_->get_retries.load());
-    char delay[64];
-    snprintf(delay, sizeof delay, "%.6f",
-             static_cast<double>(coordinator_->hedge_delay_us()) / 1e6);
     t += std::string("# HELP kv_get_hedge_delay_seconds This loop's hedge delay for GETs.\n") +
-         "# TYPE kv_get_hedge_delay_seconds gauge\nkv_get_hedge_delay_seconds " + delay + "\n";
+         "# TYPE kv_get_hedge_delay_seconds gauge\nkv_get_hedge_delay_seconds " +
+         SecondsOfUs(coordinator_->hedge_delay_us()) + "\n";
     metric("kv_storage_memtable_bytes", "gauge", st.memtable_bytes);
     metric("kv_storage_segments", "gauge", st.segments);
     metric("kv_storage_segment_bytes", "gauge", st.segment_bytes);

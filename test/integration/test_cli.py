@@ -68,7 +68,7 @@ class Cli(Group):
         for flag, bad in [("--threads", "abc"), ("--threads", "-1"),
                           ("--max-value-bytes", "lots"), ("--max-connections", "x"),
                           ("--idle-timeout-ms", "-5"), ("--request-timeout-ms", "soon"),
-                          ("--memtable-bytes", "1.5.0")]:
+                          ("--memtable-bytes", "1.5.0"), ("--peer-timeout-min-ms", "0")]:
             p, a = self.base()
             expect_usage_error(a + [flag, bad])
 

@@ -513,3 +513,49 @@ class TwoNodesHttpPipelined(TwoNodes):
 
 class ThreeNodesHttpPipelined(ThreeNodes):
     mode = "http-pipelined"
+
+
+class PeerTimeouts(Group):
+    """A replica request times out at twice that peer's slowest recent answer, at least
+    --peer-timeout-min-ms, not at the whole request timeout (60 s here): a write that needs a hung
+    peer is answered 504 long before the client's 20 s socket timeout."""
+    abstract = True
+    mode = "http"
+    test_timeout = 120
+
+    def setup_group(self):
+        # One loop per node: the status shows that loop's timeout.
+        self.ns = self.track(start_cluster(2, self.mode, extra=[
+            "--threads", "1", "--request-timeout-ms", "60000", "--peer-timeout-min-ms", "300"]))
+
+    def test_hung_peer_fails_at_the_adaptive_timeout(self):
+        a, peer = self.ns[0].port, self.ns[1].url
+        for i in range(5):
+            expect(put(a, f"{self.mode}/pt/{i}", b"v", ack=2, frm=2), 201, "PUT 2/2, both up")
+        timeouts = {p.get("url"): p.get("timeout_ms") for p in status_json(a)["peers"]}
+        check_eq(timeouts.get(peer), 300, "peer timeout after fast answers (the floor)")
+        check_eq(metric(get_metrics(a), "kv_peer_timeout_seconds", peer=peer), 0.3,
+                 "kv_peer_timeout_seconds")
+        before = metric(get_metrics(a), "kv_peer_failures_total", peer=peer)
+        self.ns[1].pause()  # SIGSTOP: connections stay open, nothing answers
+        try:
+            expect(put(a, f"{self.mode}/pt/hung", b"w", ack=2, frm=2, timeout=20), 504,
+                   "PUT 2/2 with the peer hung")
+            expect(put(a, f"{self.mode}/pt/hung1", b"w", ack=1, frm=2, timeout=20), 201,
+                   "PUT 1/2 with the peer hung")
+        finally:
+            self.ns[1].resume()
+        after = metric(get_metrics(a), "kv_peer_failures_total", peer=peer)
+        check(after >= before + 1, f"peer failures {before} -> {after}")
+
+
+class PeerTimeoutsHttp(PeerTimeouts):
+    mode = "http"
+
+
+class PeerTimeoutsBinary(PeerTimeouts):
+    mode = "binary"
+
+
+class PeerTimeoutsHttpPipelined(PeerTimeouts):
+    mode = "http-pipelined"

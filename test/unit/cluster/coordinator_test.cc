@@ -329,6 +329,79 @@ TEST_CASE("Coordinator: the hedge delay comes from the peers' answer times") {
   CHECK(f.env.armed.back() == 4);  // 3072 us, in whole ms
 }
 
+TEST_CASE("Coordinator: a peer's requests time out at twice its slowest recent answer") {
+  Fixture f;  // request timeout 1000 ms, peer timeout floor 200 ms
+  auto put = [&f](Result* res) { f.Run(PeerOp::kPut, "slow", 2, 3, res, "v"); };
+  auto last = [&f](int peer) -> Sent& { return f.peers[peer]->sent.back(); };
+  Result r1;
+  put(&r1);
+  // nothing measured yet: the whole request timeout
+  CHECK(last(1).deadline_ms == f.env.ms + 1000);
+  CHECK(last(2).deadline_ms == f.env.ms + 1000);
+  f.env.us += 150000;  // node 1 answers in 150 ms, node 2 in 400 ms
+  f.peers[1]->Answer(0, Kind(PeerResponse::kStored, 1));
+  REQUIRE(r1.calls == 1);
+  f.env.us += 250000;
+  f.peers[2]->Answer(0, Kind(PeerResponse::kStored, 1));
+  CHECK(f.state->peer_timeout_us[1]->load() == 1000000);  // published when next used
+
+  Result r2;
+  put(&r2);
+  CHECK(last(1).deadline_ms == f.env.ms + 300);  // 2 x 150 ms
+  CHECK(last(2).deadline_ms == f.env.ms + 800);  // 2 x 400 ms
+  CHECK(f.state->peer_timeout_us[1]->load() == 300000);
+  CHECK(f.state->peer_timeout_us[2]->load() == 800000);
+  // a failure is not an answer time; a faster answer does not lower the slowest
+  f.peers[1]->Answer(1, Kind(PeerResponse::kError));
+  f.env.us += 10000;
+  f.peers[2]->Answer(1, Kind(PeerResponse::kStored, 2));
+  REQUIRE(r2.calls == 1);
+
+  Result r3;
+  put(&r3);
+  CHECK(last(1).deadline_ms == f.env.ms + 300);
+  CHECK(last(2).deadline_ms == f.env.ms + 800);
+  f.env.us += 600000;  // node 2 answers in 600 ms: 1200 ms, capped by the request timeout
+  f.peers[2]->Answer(2, Kind(PeerResponse::kStored, 3));
+  f.peers[1]->Answer(2, Kind(PeerResponse::kStored, 3));
+  REQUIRE(r3.calls == 1);
+
+  Result r4;
+  put(&r4);
+  CHECK(last(2).deadline_ms == f.env.ms + 1000);
+  CHECK(last(1).deadline_ms == f.env.ms + 1000);  // its 600 ms answer: 1200, capped
+  f.peers[1]->Answer(3, Kind(PeerResponse::kStored, 4));
+  f.peers[2]->Answer(3, Kind(PeerResponse::kStored, 4));
+  CHECK(r4.calls == 1);
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("PeerTimeout: twice the slowest answer of two periods, within its bounds") {
+  const uint64_t period = 10000000;
+  PeerTimeout t(200000, 1000000, period);
+  uint64_t now = 5000000;
+  CHECK(t.timeout_us(now) == 1000000);  // no answer yet
+  t.Record(30000, now);
+  CHECK(t.timeout_us(now) == 200000);  // 60 ms: the floor
+  t.Record(150000, now + 1);
+  CHECK(t.timeout_us(now + 2) == 300000);
+  t.Record(10000, now + 3);
+  CHECK(t.timeout_us(now + 4) == 300000);  // the slowest, not the last
+  t.Record(900000, now + 5);
+  CHECK(t.timeout_us(now + 6) == 1000000);  // 1.8 s: the request timeout
+  // next period: the previous one still counts
+  now += period;
+  t.Record(120000, now);
+  CHECK(t.slowest_us() == 900000);
+  // one more: the 900 ms answer is two periods old and forgotten
+  now += period;
+  CHECK(t.timeout_us(now) == 240000);
+  // periods without answers keep the last maximum (a peer that stopped answering)
+  now += 5 * period;
+  CHECK(t.timeout_us(now) == 240000);
+  CHECK(t.slowest_us() == 120000);
+}
+
 TEST_CASE("Coordinator: Close answers pending requests and empties the hedge queue") {
   Fixture f;
   Result res;

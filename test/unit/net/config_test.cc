@@ -42,11 +42,14 @@ TEST_CASE("defaults: a cluster of one on --port") {
   CHECK(c.peer_protocol == PeerProtocol::kBinary);
   CHECK(c.max_value_bytes == 8u << 20);
   CHECK(c.request_timeout_ms == 1000);
+  CHECK(c.peer_timeout_min_ms == 200);
   CHECK(c.read_fanout == kv::cluster::ReadFanout::kHedged);
   Config d;
-  REQUIRE(Parse({"--port", "8080", "--data", dir, "--read-fanout", "all"}, &d, &err) ==
-          ParseResult::kOk);
+  REQUIRE(Parse({"--port", "8080", "--data", dir, "--read-fanout", "all", "--peer-timeout-min-ms",
+                 "75"},
+                &d, &err) == ParseResult::kOk);
   CHECK(d.read_fanout == kv::cluster::ReadFanout::kAll);
+  CHECK(d.peer_timeout_min_ms == 75);
 }
 
 TEST_CASE("self is found by port or by --self") {
@@ -78,6 +81,7 @@ TEST_CASE("bad flags are errors with a reason") {
       {"--port", "8080", "--peer-protocol", "grpc", "--data", dir},
       {"--port", "8080", "--fsync", "sometimes", "--data", dir},
       {"--port", "8080", "--read-fanout", "some", "--data", dir},
+      {"--port", "8080", "--peer-timeout-min-ms", "0", "--data", dir},
       {"--port", "8080", "--log-level", "loud", "--data", dir},
       {"--port", "8080", "--cluster", "http://127.0.0.1:8081", "--data", dir},
       {"--port", "8080", "--cluster", "127.0.0.1:8080", "--data", dir},
