@@ -96,7 +96,7 @@ class NodeApp final : public RequestHandler {
         std::make_unique<cluster::Coordinator>(cluster, std::move(transports), co, &env_);
     uv_timer_init(worker.loop(), &env_.timer);
     env_.timer.data = &env_;
-    uv_idle_init(worker.loop(), &env_.idle);
+    env_.worker = &worker;
     BinaryServerContext ctx;
     ctx.engine = cluster->engine;
     ctx.ring = &cluster->ring;
@@ -129,7 +129,6 @@ class NodeApp final : public RequestHandler {
     // After this iteration's I/O callbacks (see CoordinatorEnv::ArmTimer).
     if (env_.fired) {
       env_.fired = false;
-      uv_idle_stop(&env_.idle);
       coordinator_->OnTimer();
     }
     // Answers can dispatch further pipelined requests, which queue more writes: until none.
@@ -144,7 +143,6 @@ class NodeApp final : public RequestHandler {
     coordinator_->Close();
     binary_server_->Close();
     uv_close(reinterpret_cast<uv_handle_t*>(&env_.timer), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&env_.idle), nullptr);
   }
 
  private:
@@ -409,8 +407,8 @@ class NodeApp final : public RequestHandler {
   // The coordinator's clocks and hedge timer, on this loop.
   struct LoopEnv final : cluster::CoordinatorEnv {
     uv_timer_t timer;
-    uv_idle_t idle;      // active while fired: the loop's poll then does not block
-    bool fired = false;  // OnLoopIteration passes it on to the Coordinator
+    Worker* worker = nullptr;  // woken when the timer fires: its poll then does not block
+    bool fired = false;        // OnLoopIteration passes it on to the Coordinator
     uint64_t NowMs() override { return uv_now(timer.loop); }
     uint64_t NowUs() override { return uv_hrtime() / 1000; }
     void ArmTimer(uint64_t delay_ms) override {
@@ -419,7 +417,7 @@ class NodeApp final : public RequestHandler {
           [](uv_timer_t* t) {
             auto* self = static_cast<LoopEnv*>(t->data);
             self->fired = true;
-            uv_idle_start(&self->idle, [](uv_idle_t*) {});
+            self->worker->Wake();
           },
           delay_ms, 0);
     }

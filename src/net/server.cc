@@ -174,8 +174,11 @@ void Worker::MarkDirty(HttpConnection* c) {
   dirty_.push_back(c);
   // Flushed in OnCheck, after this iteration's poll. An answer completed outside the poll phase
   // (a peer transport's deadline timer failing a replica request) must not wait in a blocking
-  // poll for the next unrelated wakeup (up to a second): an active idle handle keeps the poll
-  // from blocking, and OnCheck stops it once nothing is left to flush.
+  // poll for the next unrelated wakeup (up to a second).
+  Wake();
+}
+
+void Worker::Wake() {
   uv_idle_start(&idle_, [](uv_idle_t*) {});
 }
 
@@ -189,7 +192,7 @@ void Worker::OnCheck(uv_check_t* h) {
   if (self->dirty_.empty()) {
     uv_idle_stop(&self->idle_);
   } else if (!self->finished_) {
-    uv_idle_start(&self->idle_, [](uv_idle_t*) {});
+    self->Wake();
   }
 }
 

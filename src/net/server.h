@@ -51,6 +51,10 @@ class Worker {
   void AddConnection(HttpConnection* c);
   void RemoveConnection(HttpConnection* c);
   void MarkDirty(HttpConnection* c);
+  // Keeps this iteration's poll from blocking, so OnCheck (the handler's OnLoopIteration, then
+  // the flush of answers) runs promptly after a timer callback that completed or scheduled work;
+  // OnCheck ends it once nothing is left to flush.
+  void Wake();
   // Read buffer shared by all connections of this loop: data is consumed inside the read
   // callback, so one buffer per thread serves every connection.
   char* read_buffer() { return read_buf_.get(); }
