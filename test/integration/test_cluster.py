@@ -491,28 +491,10 @@ class ThreeNodes(ClusterBase):
         check(spread == {0, 1, 2}, f"9 keys with from=2 only ever placed on {spread}")
 
 
-class TwoNodesHttp(TwoNodes):
-    mode = "http"
 
 
-class TwoNodesBinary(TwoNodes):
-    mode = "binary"
 
 
-class ThreeNodesHttp(ThreeNodes):
-    mode = "http"
-
-
-class ThreeNodesBinary(ThreeNodes):
-    mode = "binary"
-
-
-class TwoNodesHttpPipelined(TwoNodes):
-    mode = "http-pipelined"
-
-
-class ThreeNodesHttpPipelined(ThreeNodes):
-    mode = "http-pipelined"
 
 
 class PeerTimeouts(Group):
@@ -549,13 +531,14 @@ class PeerTimeouts(Group):
         check(after >= before + 1, f"peer failures {before} -> {after}")
 
 
-class PeerTimeoutsHttp(PeerTimeouts):
-    mode = "http"
+def _per_mode(*bases):
+    """Each base once per peer protocol, as a runnable subclass named after it: TwoNodesHttp,
+    TwoNodesBinary, TwoNodesHttpPipelined, ... (the runner collects the module's classes)."""
+    for base in bases:
+        for suffix, mode in (("Http", "http"), ("Binary", "binary"),
+                             ("HttpPipelined", "http-pipelined")):
+            name = base.__name__ + suffix
+            globals()[name] = type(name, (base,), {"mode": mode, "__module__": __name__})
 
 
-class PeerTimeoutsBinary(PeerTimeouts):
-    mode = "binary"
-
-
-class PeerTimeoutsHttpPipelined(PeerTimeouts):
-    mode = "http-pipelined"
+_per_mode(TwoNodes, ThreeNodes, PeerTimeouts)
