@@ -95,7 +95,11 @@ class Segment {
   // Start loading the lines a FindBlock in bucket j - 1 and a read of block b will touch.
   void PrefetchBucket(size_t j) const;
   void PrefetchBlockTrailer(size_t b) const;
-  // Checks block b's offsets and their checksum.
+  // Finds block b's trailer (entry offsets, prefixes, count) within the block's bounds, without
+  // reading its checksum: nothing taken from it may be trusted before VerifyBlock.
+  Status LocateBlock(size_t b, BlockView* view) const;
+  Status VerifyBlock(size_t b, const BlockView& view) const;
+  // Both: block b's trailer, verified.
   Status ReadBlock(size_t b, BlockView* view) const;
   // Verifies entry i of a block and decodes it.
   Status ReadEntry(size_t b, const BlockView& view, uint32_t i, std::string_view* key,

@@ -40,6 +40,20 @@ std::string Key(int i) {
 std::string Value(int i) {
   return "value-" + std::to_string(i) + std::string(i % 37, 'z');
 }
+// Options for a store whose Key(0..n) / Value(i) at version 100 + i are all in one segment
+// (written here); returns that segment's path.
+std::string WriteOneSegment(const std::string& dir, int n, Options* o) {
+  *o = SmallOptions(dir, false);
+  o->memtable_bytes = 4 << 20;
+  std::unique_ptr<Engine> db;
+  REQUIRE(Engine::Open(*o, &db).ok());
+  for (int i = 0; i < n; i++) REQUIRE(db->Put(Key(i), Value(i), 100 + i).ok());
+  REQUIRE(db->Flush().ok());
+  db.reset();
+  auto segs = FilesWithExt(o->dir, ".seg");
+  REQUIRE(segs.size() == 1);
+  return segs[0];
+}
 
 }  // namespace
 
@@ -108,19 +122,10 @@ TEST_CASE("storage corruption: torn log tail is cut, everything before it kept")
 
 TEST_CASE("storage corruption: flipped bits in every part of a segment are detected") {
   TempDir tmp;
-  Options o = SmallOptions(tmp.store(), false);
-  o.memtable_bytes = 4 << 20;
+  Options o;
   const int n = 3000;
-  {
-    std::unique_ptr<Engine> db;
-    REQUIRE(Engine::Open(o, &db).ok());
-    for (int i = 0; i < n; i++) REQUIRE(db->Put(Key(i), Value(i), 100 + i).ok());
-    REQUIRE(db->Flush().ok());
-  }
-  auto segs = FilesWithExt(o.dir, ".seg");
-  REQUIRE(segs.size() == 1);
+  const std::string seg_path = WriteOneSegment(tmp.store(), n, &o);
   REQUIRE(FilesWithExt(o.dir, ".log").size() == 1);  // the new, empty log
-  const std::string seg_path = segs[0];
   const std::string seg_name = fs::path(seg_path).filename().string();
   const std::string pristine = ReadFile(seg_path);
   Footer f;
@@ -199,6 +204,55 @@ TEST_CASE("storage corruption: flipped bits in every part of a segment are detec
   CHECK(s.message().find(seg_name) != std::string::npos);
   WriteFile(seg_path, pristine);
   REQUIRE(Engine::Open(o, &db).ok());
+}
+
+TEST_CASE("storage corruption: a block whose trailer is damaged answers no read") {
+  // A point read searches a block's trailer (entry offsets, key prefixes, count) before its
+  // checksum has been checked, to start fetching the entry early. Whatever byte of the trailer
+  // or of its checksum is flipped, every read of a key in that block must fail, hits included.
+  TempDir tmp;
+  Options o;
+  const int n = 500;
+  const std::string seg_path = WriteOneSegment(tmp.store(), n, &o);
+  const std::string pristine = ReadFile(seg_path);
+  Footer f;
+  REQUIRE(f.DecodeFrom(pristine.data() + pristine.size() - kFooterBytes));
+  // The first block: offset 0, its size (without the checksum) in the index's first entry.
+  const uint64_t block_size = GetFixed32(pristine.data() + f.index_offset + 4 + 8);
+  const uint32_t count = GetFixed32(pristine.data() + block_size - 4);
+  REQUIRE(count > 1);
+  const uint64_t trailer = block_size - 4 - 12ull * count;
+  REQUIRE(f.index_offset > block_size + kChecksumBytes);  // more than one block
+  // The byte positions to damage: first and last entry offset, first and last key prefix, the
+  // count, the checksum.
+  std::vector<uint64_t> spots = {trailer,
+                                 trailer + 4ull * count - 1,
+                                 trailer + 4ull * count,
+                                 block_size - 5,
+                                 block_size - 4,
+                                 block_size,
+                                 block_size + kChecksumBytes - 1};
+  for (uint64_t spot : spots) {
+    CAPTURE(spot);
+    std::string data = pristine;
+    data[spot] ^= 1;
+    WriteFile(seg_path, data);
+    std::unique_ptr<Engine> db;
+    REQUIRE(Engine::Open(o, &db).ok());
+    uint32_t failed = 0;
+    for (int i = 0; i < n; i++) {
+      ReadResult r;
+      Status g = db->Get(Key(i), &r);
+      if (!g.ok()) {
+        CHECK(g.code() == Code::kCorruption);
+        failed++;
+        continue;
+      }
+      REQUIRE(r.kind == ReadResult::kValue);
+      CHECK(r.value == Value(i));
+    }
+    CHECK(failed == count);  // exactly the keys of the damaged block
+  }
 }
 
 TEST_CASE("storage corruption: a damaged manifest stops Open with its name") {
