@@ -9,9 +9,11 @@ import http.client
 import signal
 import threading
 
-from harness import (Group, RawConn, check, check_eq, delete, entities, entity_path, get,
-                     get_metrics, metric, poll, put, q, recv_queue_bytes, req_bytes, request,
-                     run_threads, short, start_cluster, status_json, wait_healthy)
+from delay_proxy import DelayProxy
+from harness import (Group, Node, NodeDied, RawConn, check, check_eq, delete, entities, entity_path,
+                     free_ports, get, get_metrics, metric, poll, put, q, recv_queue_bytes,
+                     req_bytes, request, run_threads, short, start_cluster, status_json, url_of,
+                     wait_healthy)
 
 REQUEST_TIMEOUT_MS = 1000
 EXTRA = ["--request-timeout-ms", str(REQUEST_TIMEOUT_MS)]
@@ -531,6 +533,83 @@ class PeerTimeouts(Group):
         check(after >= before + 1, f"peer failures {before} -> {after}")
 
 
+class SlowLinks(Group):
+    """Tests with delays between nodes (users' request 7). Node 0 is reached directly, node 1
+    through a DelayProxy adding 100 ms each way, node 2 through one adding 1.5 s each way, so
+    its answers (3 s round trip) always come after the 2 s request timeout. Clients talk to node
+    0. --peer-timeout-min-ms is 10: a peer's timeout can only be long because its answers are
+    slow."""
+    abstract = True
+    mode = "http"
+    test_timeout = 120
+    DELAYS = (None, 0.1, 1.5)  # one way, seconds; None: no proxy
+    REQUEST_TIMEOUT_MS = 2000
+
+    def setup_group(self):
+        self.proxies = []
+        err = None
+        for _ in range(3):  # fresh ports if a node dies at start (its port was taken)
+            ports = free_ports(len(self.DELAYS))
+            proxies = [DelayProxy(p, d) if d is not None else None
+                       for p, d in zip(ports, self.DELAYS)]
+            self.proxies += [px for px in proxies if px is not None]
+            ring = [px.port if px else p for p, px in zip(ports, proxies)]
+            extra = ["--threads", "1", "--request-timeout-ms", str(self.REQUEST_TIMEOUT_MS),
+                     "--peer-timeout-min-ms", "10"]
+            nodes = [Node(p, cluster_ports=ring, mode=self.mode,
+                          extra=extra + ["--self", url_of(r)]) for p, r in zip(ports, ring)]
+            self.track(nodes)
+            try:
+                for nd in nodes:
+                    nd.start(wait=False)
+                for nd in nodes:
+                    nd.wait_ready()
+                break
+            except NodeDied as e:
+                err = e
+                for nd in nodes:
+                    nd.kill()
+        else:
+            raise err
+        self.ns, self.ring = nodes, [url_of(r) for r in ring]
+        a = self.ns[0].port
+        poll(lambda: put(a, f"{self.mode}/slow/probe", b"p", ack=2, frm=3).status == 201, 40,
+             "a write 2/3 through node 0 (node 1 reachable)", 0.1)
+
+    def teardown_group(self):
+        super().teardown_group()
+        for px in self.proxies:
+            px.close()
+
+    def test_slow_peer_is_waited_for_not_failed(self):
+        a, slow = self.ns[0].port, self.ring[1]
+        before = metric(get_metrics(a), "kv_peer_failures_total", peer=slow)
+        for i in range(8):
+            key, value = f"{self.mode}/slow/{i}", f"v{i}".encode()
+            expect(put(a, key, value, ack=2, frm=3), 201, f"PUT 2/3 #{i}")
+            expect(get(a, key, ack=2, frm=3), 200, f"GET 2/3 #{i}", value)
+        expect(delete(a, f"{self.mode}/slow/0", ack=2, frm=3), 202, "DELETE 2/3")
+        expect(get(a, f"{self.mode}/slow/0", ack=2, frm=3), 404, "GET 2/3 after the delete")
+        # Every answer from node 1 takes at least its 200 ms round trip, so its timeout, twice
+        # the slowest recent answer, is at least 400 ms though the floor is 10 ms.
+        peers = {p["url"]: p for p in status_json(a)["peers"]}
+        t = peers[slow]["timeout_ms"]
+        check(400 <= t <= self.REQUEST_TIMEOUT_MS, f"node 1's timeout {t} ms: expected 400..2000")
+        check_eq(peers[slow]["state"], "closed", "node 1's circuit breaker")
+        check_eq(metric(get_metrics(a), "kv_peer_failures_total", peer=slow), before,
+                 "failed requests to node 1")
+
+    def test_peer_slower_than_the_request_timeout_fails_only_what_needs_it(self):
+        a, slower = self.ns[0].port, self.ring[2]
+        key = f"{self.mode}/slower/k"
+        expect(put(a, key, b"v1", ack=3, frm=3), 504, "PUT 3/3 (node 2 answers after 3 s)")
+        expect(put(a, key, b"v2", ack=2, frm=3), 201, "PUT 2/3")
+        expect(get(a, key, ack=2, frm=3), 200, "GET 2/3", b"v2")
+        expect(get(a, key, ack=3, frm=3), 504, "GET 3/3")
+        check(metric(get_metrics(a), "kv_peer_failures_total", peer=slower) >= 1,
+              "failed requests to node 2 are counted")
+
+
 def _per_mode(*bases):
     """Each base once per peer protocol, as a runnable subclass named after it: TwoNodesHttp,
     TwoNodesBinary, TwoNodesHttpPipelined, ... (the runner collects the module's classes)."""
@@ -541,4 +620,4 @@ def _per_mode(*bases):
             globals()[name] = type(name, (base,), {"mode": mode, "__module__": __name__})
 
 
-_per_mode(TwoNodes, ThreeNodes, PeerTimeouts)
+_per_mode(TwoNodes, ThreeNodes, PeerTimeouts, SlowLinks)
