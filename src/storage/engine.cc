@@ -66,11 +66,17 @@ constexpr uint64_t kScanRecentMs = 60000;
 // Longest a flush waits for compaction to catch up (CompactionBehind) before it goes ahead.
 constexpr auto kFlushWaitLimit = std::chrono::seconds(1);
 
-// Lowers the calling thread's scheduling priority (Linux: a thread id is a PRIO_PROCESS target).
+// Lowers the calling thread's scheduling priority by `nice` levels below the one it inherited
+// (Linux: a thread id is a PRIO_PROCESS target), so a node started under nice keeps the gap.
 void NiceThisThread(int nice) {
   if (nice == 0) return;
-  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) != 0) {
-    LOG_DEBUG("storage: setpriority(%d) for the flush thread failed: errno %d", nice, errno);
+  const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+  errno = 0;
+  int base = getpriority(PRIO_PROCESS, tid);  // -1 is also a valid nice value: errno tells
+  if (errno != 0) base = 0;
+  int target = std::min(base + nice, 19);
+  if (setpriority(PRIO_PROCESS, tid, target) != 0) {
+    LOG_DEBUG("storage: setpriority(%d) for the flush thread failed: errno %d", target, errno);
   }
 }
 

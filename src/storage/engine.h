@@ -52,9 +52,10 @@ struct Options {
   // waits (up to 1 s each) while the store has more than kMaxSegments segments.
   // false: they run as the caller does (as does the sync thread always).
   bool background_idle = true;
-  // Nice value of the flush thread (0: inherit). Not SCHED_IDLE: with the request threads busy
-  // it then only ran once writers stalled behind it (single node at saturation after a fill:
-  // wrk p99 140 ms, max 245 ms, vs 0.8 / 4.8 ms at nice 10), since nothing else frees a core.
+  // Nice levels the flush thread runs below the caller (0: as the caller). Not SCHED_IDLE: with the
+  // request threads busy it then only ran once writers stalled behind it (single node at saturation
+  // after a fill: wrk p99 140 ms, max 245 ms, vs 0.8 / 4.8 ms at nice 10), since nothing else frees
+  // a core.
   int flush_nice = 10;
 };
 
