@@ -254,11 +254,14 @@ Status Segment::FindInBlock(std::string_view key, size_t b, std::string* value, 
   }
   {
     // The entry the search below reads first. Its offsets are not verified yet: clamped to the
-    // block, they only direct a prefetch.
+    // block, they only direct a prefetch, of at most kEntryPrefetchBytes (a large value is
+    // read from memory as it is copied anyway).
+    constexpr uint32_t kEntryPrefetchBytes = 256;
     uint32_t first = lo + (end - lo) / 2;
     uint32_t limit = static_cast<uint32_t>(view.offsets - view.data);
     uint32_t from = std::min(view.EntryStart(first), limit);
-    uint32_t to = std::min(std::max(view.EntryEnd(first), from), limit);
+    uint32_t to =
+        std::min({std::max(view.EntryEnd(first), from), limit, from + kEntryPrefetchBytes});
     PrefetchRange(view.data + from, view.data + to);
   }
   s = VerifyBlock(b, view);

@@ -104,7 +104,7 @@ class Segment {
   // Verifies entry i of a block and decodes it.
   Status ReadEntry(size_t b, const BlockView& view, uint32_t i, std::string_view* key,
                    std::string_view* value, uint64_t* version, EntryType* type) const;
-  // Search of block b, verified first.
+  // Search of block b; its trailer is verified before anything found in it is used.
   Status FindInBlock(std::string_view key, size_t b, std::string* value, uint64_t* version,
                      EntryType* type) const;
 

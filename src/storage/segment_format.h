@@ -5,8 +5,8 @@
 //   | xxh3 u64 of the offsets, prefixes and n
 // and an entry is
 //   key_len u32 | value_len u32 | version u64 | type u8 | key | value | low 32 bits of its xxh3
-// A key prefix is KeyPrefix() of the entry's key. A point read verifies the trailer, binary
-// searches the prefixes and reads (and verifies) only the entry it lands on.
+// A key prefix is KeyPrefix() of the entry's key. A point read binary searches the prefixes,
+// verifies the trailer, then reads (and verifies) only the entry it lands on.
 // Pure data and functions; no I/O.
 #pragma once
 #include <cstdint>
@@ -29,8 +29,9 @@ inline uint32_t EntryChecksum(const char* p, size_t n) {
   return static_cast<uint32_t>(Checksum(p, n));
 }
 
-// A verified data block: `count` entries whose start offsets are at `offsets`, followed by
-// their key prefixes at `prefixes`.
+// A data block's trailer, located within the block's bounds (Segment::LocateBlock; trusted
+// once Segment::VerifyBlock passed): `count` entries whose start offsets are at `offsets`, followed
+// by their key prefixes at `prefixes`.
 struct BlockView {
   const char* data = nullptr;
   const char* offsets = nullptr;   // count little-endian u32

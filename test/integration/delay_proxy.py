@@ -9,12 +9,15 @@ round trip of 2 * delay on top of loopback.
 
 One thread serves every connection of a proxy (selectors). An end of stream is delivered after
 the bytes before it, as a shutdown of the other side's write half; a reset or error closes both
-sockets of that connection. close() stops the thread and closes every socket. Only sockets are
+sockets of that connection at once (bytes still delayed are dropped). Reads do not wait for the
+other side to drain: buffering is unbounded, which suits peer requests and answers, not bulk
+streams. Connecting to the target blocks the thread (up to 5 s): fine on loopback. close() stops the thread and closes every socket. Only sockets are
 touched: no process is started or signalled.
 """
 import collections
 import selectors
 import socket
+import sys
 import threading
 import time
 
@@ -53,6 +56,7 @@ class DelayProxy:
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._pipes = []  # every live direction
         self._stop = False
+        self.error = None  # an unexpected exception that ended the thread
         self._thread = threading.Thread(target=self._run, name=f"delay-proxy-{self.port}",
                                         daemon=True)
         self._thread.start()
@@ -64,6 +68,8 @@ class DelayProxy:
         except OSError:
             pass
         self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            return  # stuck (cannot happen short of a bug): leave its sockets to the process exit
         for p in list(self._pipes):
             self._drop(p)
         for s in (self._lsock, self._wake_r, self._wake_w):
@@ -73,6 +79,13 @@ class DelayProxy:
     # ---- the thread
 
     def _run(self):
+        try:
+            self._loop()
+        except Exception as e:  # a bug here: say so, instead of tests timing out in silence
+            self.error = e
+            sys.stderr.write(f"delay proxy {self.port} -> {self.target_port} died: {e!r}\n")
+
+    def _loop(self):
         while not self._stop:
             now = time.monotonic()
             timeout = None

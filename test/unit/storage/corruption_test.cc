@@ -222,7 +222,7 @@ TEST_CASE("storage corruption: a block whose trailer is damaged answers no read"
   const uint32_t count = GetFixed32(pristine.data() + block_size - 4);
   REQUIRE(count > 1);
   const uint64_t trailer = block_size - 4 - 12ull * count;
-  REQUIRE(f.index_offset > block_size + kChecksumBytes);  // more than one block
+  REQUIRE(f.filter_offset > block_size + kChecksumBytes);  // more than one block
   // The byte positions to damage: first and last entry offset, first and last key prefix, the
   // count, the checksum.
   std::vector<uint64_t> spots = {trailer,
