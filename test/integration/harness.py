@@ -291,24 +291,31 @@ def start_single(extra=(), mode="http", attempts=3, **kw):
     raise err
 
 
-def start_cluster(n, mode, extra=(), attempts=3):
-    """Starts n nodes that know each other; waits until each of them can write to all."""
+def start_nodes(n, make_nodes, attempts=3):
+    """Starts the nodes make_nodes(ports) builds on n fresh free ports, all at once, and waits
+    until each answers; with fresh ports again if one dies at startup (its port was taken)."""
     err = None
     for _ in range(attempts):
-        ports = free_ports(n)
-        nodes = [Node(p, cluster_ports=ports, mode=mode, extra=extra) for p in ports]
+        nodes = make_nodes(free_ports(n))
         try:
             for nd in nodes:
                 nd.start(wait=False)
             for nd in nodes:
                 nd.wait_ready()
-            wait_healthy(nodes)
             return nodes
         except NodeDied as e:
             err = e
             for nd in nodes:
                 nd.kill()
     raise err
+
+
+def start_cluster(n, mode, extra=(), attempts=3):
+    """Starts n nodes that know each other; waits until each of them can write to all."""
+    nodes = start_nodes(n, lambda ports: [Node(p, cluster_ports=ports, mode=mode, extra=extra)
+                                          for p in ports], attempts)
+    wait_healthy(nodes)
+    return nodes
 
 
 def wait_healthy(nodes, timeout=HEAL_TIMEOUT, streak=20):

@@ -10,9 +10,9 @@ import signal
 import threading
 
 from delay_proxy import DelayProxy
-from harness import (Group, Node, NodeDied, RawConn, check, check_eq, delete, entities, entity_path,
-                     free_ports, get, get_metrics, metric, poll, put, q, recv_queue_bytes,
-                     req_bytes, request, run_threads, short, start_cluster, status_json, url_of,
+from harness import (Group, Node, RawConn, check, check_eq, delete, entities, entity_path, get,
+                     get_metrics, metric, poll, put, q, recv_queue_bytes, req_bytes, request,
+                     run_threads, short, start_cluster, start_nodes, status_json, url_of,
                      wait_healthy)
 
 REQUEST_TIMEOUT_MS = 1000
@@ -547,31 +547,18 @@ class SlowLinks(Group):
 
     def setup_group(self):
         self.proxies = []
-        err = None
-        for _ in range(3):  # fresh ports if a node dies at start (its port was taken)
-            ports = free_ports(len(self.DELAYS))
+        extra = ["--threads", "1", "--request-timeout-ms", str(self.REQUEST_TIMEOUT_MS),
+                 "--peer-timeout-min-ms", "10"]
+
+        def make_nodes(ports):
             proxies = [DelayProxy(p, d) if d is not None else None
                        for p, d in zip(ports, self.DELAYS)]
             self.proxies += [px for px in proxies if px is not None]
             ring = [px.port if px else p for p, px in zip(ports, proxies)]
-            extra = ["--threads", "1", "--request-timeout-ms", str(self.REQUEST_TIMEOUT_MS),
-                     "--peer-timeout-min-ms", "10"]
-            nodes = [Node(p, cluster_ports=ring, mode=self.mode,
-                          extra=extra + ["--self", url_of(r)]) for p, r in zip(ports, ring)]
-            self.track(nodes)
-            try:
-                for nd in nodes:
-                    nd.start(wait=False)
-                for nd in nodes:
-                    nd.wait_ready()
-                break
-            except NodeDied as e:
-                err = e
-                for nd in nodes:
-                    nd.kill()
-        else:
-            raise err
-        self.ns, self.ring = nodes, [url_of(r) for r in ring]
+            self.ring = [url_of(r) for r in ring]
+            return [Node(p, cluster_ports=ring, mode=self.mode, extra=extra + ["--self", u])
+                    for p, u in zip(ports, self.ring)]
+        self.ns = self.track(start_nodes(len(self.DELAYS), make_nodes))
         a = self.ns[0].port
         poll(lambda: put(a, f"{self.mode}/slow/probe", b"p", ack=2, frm=3).status == 201, 40,
              "a write 2/3 through node 0 (node 1 reachable)", 0.1)
