@@ -82,8 +82,9 @@ class Coordinator::Waiter final : public PeerWaiter {
     const uint64_t now_us = c_->env_->NowUs();
     const uint32_t node = req->nodes[replica];
     c_->RecordPeerHealth(node, failed, now_us);
+    const uint64_t took = now_us - req->sent_us[replica];
+    c_->RecordAnswerTime(node, took, failed);
     if (!failed) {
-      const uint64_t took = now_us - req->sent_us[replica];
       c_->peer_timeouts_[node].Record(took, now_us);
       if (req->hedged) c_->hedge_.Record(took);
     }
@@ -106,6 +107,7 @@ Coordinator::Coordinator(ClusterState* state,
       peer_timeouts_(state->ring.size(), PeerTimeout(options.peer_timeout_min_ms * 1000,
                                                      options.request_timeout_ms * 1000)),
       published_timeout_us_(state->ring.size(), 0),
+      answer_avg_us_(state->ring.size(), 0),
       waiter_(std::make_unique<Waiter>(this)) {}
 
 Coordinator::~Coordinator() {
@@ -155,6 +157,7 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
     }
     r->key.assign(key.data(), key.size());
     first = ack;
+    PreferFasterPeers(r->nodes, r->nodes[0] == state_->self_index ? 1 : 0, first, from);
   }
   uint64_t version = op == PeerOp::kGet ? 0 : state_->hlc.Now();
   PeerRequest preq{op, key, value, version};
@@ -204,6 +207,32 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   // User-space pointers fit in 56 bits: the low byte carries the replica index.
   uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);
   transports_[node]->Send(preq, deadline_ms, waiter_.get(), cookie);
+}
+
+void Coordinator::RecordAnswerTime(uint32_t node, uint64_t took_us, bool failed) {
+  uint64_t& avg = answer_avg_us_[node];
+  // A failure only ever makes a measured peer look slower: a fast one (refused, reset) says
+  // nothing of its speed.
+  if (failed && (avg == 0 || took_us <= avg)) return;
+  avg = avg == 0 ? took_us : avg - avg / 8 + took_us / 8;
+}
+
+void Coordinator::PreferFasterPeers(uint32_t* nodes, int begin, int first, int from) {
+  // Only measured peers are compared: a peer with no answer yet is neither passed over nor
+  // preferred.
+  for (int i = begin; i < first; ++i) {
+    int fastest = -1;
+    for (int j = i + 1; j < from; ++j) {
+      const uint64_t a = answer_avg_us_[nodes[j]];
+      if (a != 0 && (fastest < 0 || a < answer_avg_us_[nodes[fastest]])) fastest = j;
+    }
+    if (fastest < 0) continue;
+    const uint64_t mine = answer_avg_us_[nodes[i]], best = answer_avg_us_[nodes[fastest]];
+    if (mine > kSlowPeerFactor * best && mine - best > kSlowPeerGapUs &&
+        ++slow_peer_passes_ % kSlowPeerProbeEvery != 0) {
+      std::rotate(nodes + i, nodes + fastest, nodes + fastest + 1);  // the rest keep ring order
+    }
+  }
 }
 
 // Asks the next replica of a hedged GET after Execute returned (in place of a failed one, or at

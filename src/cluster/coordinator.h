@@ -3,8 +3,14 @@
 // once, as soon as the outcome is decided. Writes go to all `from` replicas at once. A GET, by
 // default (ReadFanout::kHedged), asks `ack` of them (itself first when it is one), one more for
 // each that fails, and all the rest once the first asked have not all answered within the hedge
-// delay (the p99 of recent remote answer times, see hedge.h). Each request to a peer times out
-// at twice that peer's slowest recent answer (peer_timeout.h), within the request's own deadline.
+// delay (the p99 of recent remote answer times, see hedge.h). The peers it asks first follow the
+// key's ring order, except that a peer clearly slower than a later replica of the key (its recent
+// answers kSlowPeerFactor times and kSlowPeerGapUs slower on average) goes after it: a slow but
+// answering node does not hold every GET it is asked first for until the hedge time. Every
+// kSlowPeerProbeEvery-th such GET still asks it first, so that its average follows it (also
+// when no write reaches it). Each
+// request to a peer times out at twice that peer's slowest recent answer (peer_timeout.h), within
+// the request's own deadline.
 // One Coordinator per loop thread; every call and callback happens on that thread.
 #pragma once
 #include <atomic>
@@ -105,6 +111,9 @@ class CoordinatorEnv {
 
 class Coordinator {
  public:
+  static constexpr uint64_t kSlowPeerFactor = 4;
+  static constexpr uint64_t kSlowPeerGapUs = 2000;
+  static constexpr uint64_t kSlowPeerProbeEvery = 32;
   // transports[i] talks to node i (nullptr for self). env outlives the Coordinator.
   Coordinator(ClusterState* state, std::vector<std::unique_ptr<PeerTransport>> transports,
               const CoordinatorOptions& options, CoordinatorEnv* env);
@@ -135,6 +144,12 @@ class Coordinator {
   void ArmHedgeTimer(uint64_t delay_us);
   void Deliver(Request* r, int replica, PeerResponse&& resp);
   void RecordPeerHealth(uint32_t node, bool failed, uint64_t now_us);
+  // Adds one answer time (or, for a failure, how long it took, when that is longer than the
+  // average) to the node's moving average.
+  void RecordAnswerTime(uint32_t node, uint64_t took_us, bool failed);
+  // Reorders the peers a hedged GET asks first (slots [begin, first) of nodes; later slots are
+  // the spares) so that none of them is clearly slower than a spare.
+  void PreferFasterPeers(uint32_t* nodes, int begin, int first, int from);
   void Finish(Request* r);
   void Release(Request* r);
 
@@ -153,6 +168,9 @@ class Coordinator {
   HedgeDelay hedge_;
   std::vector<PeerTimeout> peer_timeouts_;      // per node (self's unused)
   std::vector<uint64_t> published_timeout_us_;  // per node: last value stored in ClusterState
+  // Per node, this loop's moving average of its answer times (weight 1/8 per answer; 0: none).
+  std::vector<uint64_t> answer_avg_us_;
+  uint64_t slow_peer_passes_ = 0;  // times PreferFasterPeers found a peer to pass over
   // GETs waiting for their hedge time (us on NowUs), in the order they were asked; each holds a
   // reference on its request.
   std::deque<std::pair<Request*, uint64_t>> hedge_queue_;

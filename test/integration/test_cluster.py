@@ -533,16 +533,13 @@ class PeerTimeouts(Group):
         check(after >= before + 1, f"peer failures {before} -> {after}")
 
 
-class SlowLinks(Group):
-    """Tests with delays between nodes (users' request 7). Node 0 is reached directly, node 1
-    through a DelayProxy adding 250 ms each way, node 2 through one adding 1.5 s each way, so
-    its answers (3 s round trip) always come after the 2 s request timeout. Clients talk to node
-    0. --peer-timeout-min-ms is 10: a peer's timeout can only be long because its answers are
-    slow. Node 1's answers would have to stall 500 ms beyond their round trip to time out."""
+class DelayedLinks(Group):
+    """Three nodes, each reached by its peers through a DelayProxy adding DELAYS[i] seconds each
+    way (None: directly). Clients talk to each node's own port. One loop thread per node."""
     abstract = True
     mode = "http"
     test_timeout = 120
-    DELAYS = (None, 0.25, 1.5)  # one way, seconds; None: no proxy
+    DELAYS = (None, None, None)
     REQUEST_TIMEOUT_MS = 2000
 
     def setup_group(self):
@@ -567,6 +564,16 @@ class SlowLinks(Group):
         super().teardown_group()
         for px in self.proxies:
             px.close()
+
+
+class SlowLinks(DelayedLinks):
+    """Tests with delays between nodes (users' request 7). Node 0 is reached directly, node 1
+    through a DelayProxy adding 250 ms each way, node 2 through one adding 1.5 s each way, so
+    its answers (3 s round trip) always come after the 2 s request timeout. Clients talk to node
+    0. --peer-timeout-min-ms is 10: a peer's timeout can only be long because its answers are
+    slow. Node 1's answers would have to stall 500 ms beyond their round trip to time out."""
+    abstract = True
+    DELAYS = (None, 0.25, 1.5)  # one way, seconds; None: no proxy
 
     def test_slow_peer_is_waited_for_not_failed(self):
         a, slow = self.ns[0].port, self.ring[1]
@@ -603,6 +610,38 @@ class SlowLinks(Group):
               f"node 2's failures are counted: {peers[slower]}")
 
 
+class SlowReplica(DelayedLinks):
+    """Node 1 answers through a 500 ms round trip, node 2 at once. A GET 2/3 through node 0 asks
+    itself and one peer first: not node 1, whose answers are clearly slower than node 2's, even
+    for keys whose ring order puts node 1 first."""
+    abstract = True
+    DELAYS = (None, 0.25, None)
+
+    def test_get_asks_the_faster_replica_first(self):
+        a, n1 = self.ns[0].port, self.ns[1].port
+        # Keys whose first replica is node 1 (a 1/1 write lands there): hedged GETs of these
+        # would ask node 1 first in ring order.
+        keys = []
+        for i in range(200):
+            k = f"{self.mode}/order/{i}"
+            expect(put(a, k, b"x", ack=1, frm=1), 201, f"PUT {k} 1/1")
+            r = entities(n1, k.encode(), k.encode() + b"\x00")
+            if r.status == 200 and r.body.startswith(k.encode() + b"\n"):
+                keys.append(k)
+                if len(keys) == 6:
+                    break
+        check_eq(len(keys), 6, "keys placed first on node 1")
+        for k in keys:  # 3/3: node 1's answer, 500 ms, is timed before the client's
+            expect(put(a, k, b"v-" + k.encode(), ack=3, frm=3), 201, f"PUT {k} 3/3")
+        before = metric(get_metrics(a), "kv_peer_requests_total", peer=self.ring[1])
+        for k in keys:
+            expect(get(a, k, ack=2, frm=3), 200, f"GET {k} 2/3", b"v-" + k.encode())
+        asked = metric(get_metrics(a), "kv_peer_requests_total", peer=self.ring[1]) - before
+        # In ring order every one of these GETs would ask node 1; asked now only if node 2 was
+        # late past the hedge delay (at most a few on a busy machine).
+        check(asked < len(keys), f"node 1 asked by {asked} of {len(keys)} GETs 2/3")
+
+
 def _per_mode(*bases):
     """Each base once per peer protocol, as a runnable subclass named after it: TwoNodesHttp,
     TwoNodesBinary, TwoNodesHttpPipelined, ... (the runner collects the module's classes)."""
@@ -613,4 +652,4 @@ def _per_mode(*bases):
             globals()[name] = type(name, (base,), {"mode": mode, "__module__": __name__})
 
 
-_per_mode(TwoNodes, ThreeNodes, PeerTimeouts, SlowLinks)
+_per_mode(TwoNodes, ThreeNodes, PeerTimeouts, SlowLinks, SlowReplica)
