@@ -231,6 +231,7 @@ void Coordinator::PreferFasterPeers(uint32_t* nodes, int begin, int first, int f
     if (mine > kSlowPeerFactor * best && mine - best > kSlowPeerGapUs &&
         ++slow_peer_passes_ % kSlowPeerProbeEvery != 0) {
       std::rotate(nodes + i, nodes + fastest, nodes + fastest + 1);  // the rest keep ring order
+      state_->get_slow_peer_passes.fetch_add(1, std::memory_order_relaxed);
     }
   }
 }

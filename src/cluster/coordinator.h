@@ -68,6 +68,7 @@ struct ClusterState {
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_timeout_us;
   std::atomic<uint64_t> get_hedges{0};   // GETs that asked the rest after the hedge delay
   std::atomic<uint64_t> get_retries{0};  // replicas asked by a GET in place of a failed one
+  std::atomic<uint64_t> get_slow_peer_passes{0};  // GETs that asked a later replica first
 
   // Replica requests sent to a node, for /metrics: the sum of one row per Coordinator, so no two
   // loop threads write the same cache line on every send.

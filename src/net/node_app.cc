@@ -387,6 +387,7 @@ class NodeApp final : public RequestHandler {
     };
     metric("kv_get_hedges_total", "counter", cluster_->get_hedges.load());
     metric("kv_get_retries_total", "counter", cluster_->get_retries.load());
+    metric("kv_get_slow_peer_passes_total", "counter", cluster_->get_slow_peer_passes.load());
     t += std::string("# HELP kv_get_hedge_delay_seconds This loop's hedge delay for GETs.\n") +
          "# TYPE kv_get_hedge_delay_seconds gauge\nkv_get_hedge_delay_seconds " +
          SecondsOfUs(coordinator_->hedge_delay_us()) + "\n";

@@ -634,9 +634,12 @@ class SlowReplica(DelayedLinks):
         for k in keys:  # 3/3: node 1's answer, 500 ms, is timed before the client's
             expect(put(a, k, b"v-" + k.encode(), ack=3, frm=3), 201, f"PUT {k} 3/3")
         before = metric(get_metrics(a), "kv_peer_requests_total", peer=self.ring[1])
+        passes = metric(get_metrics(a), "kv_get_slow_peer_passes_total")
         for k in keys:
             expect(get(a, k, ack=2, frm=3), 200, f"GET {k} 2/3", b"v-" + k.encode())
         asked = metric(get_metrics(a), "kv_peer_requests_total", peer=self.ring[1]) - before
+        passes = metric(get_metrics(a), "kv_get_slow_peer_passes_total") - passes
+        check(passes >= len(keys) - 1, f"{passes} GETs counted as passing node 1 over")
         # In ring order every one of these GETs would ask node 1; asked now only if node 2 was
         # late past the hedge delay (at most a few on a busy machine).
         check(asked < len(keys), f"node 1 asked by {asked} of {len(keys)} GETs 2/3")

@@ -206,6 +206,7 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
     f.Run(PeerOp::kGet, key, 2, 3, &res);
     CHECK(gets_to(f, first) == 0);
     REQUIRE(gets_to(f, second) == 1);
+    CHECK(f.state->get_slow_peer_passes.load() == 1);
     f.peers[second]->Answer(f.peers[second]->sent.size() - 1, Value("v", 1));
     CHECK(res.calls == 1);
   }
@@ -226,6 +227,7 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
     }
     const int every = static_cast<int>(Coordinator::kSlowPeerProbeEvery);
     CHECK(asked == std::vector<int>{every - 1, 2 * every - 1});
+    CHECK(f.state->get_slow_peer_passes.load() == 2 * Coordinator::kSlowPeerProbeEvery - 2);
   }
   SUBCASE("3 ms against 1 ms (under 4x): ring order") {
     Fixture f;
@@ -235,6 +237,7 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
     f.Run(PeerOp::kGet, key, 2, 3, &res);
     CHECK(gets_to(f, first) == 1);
     CHECK(gets_to(f, second) == 0);
+    CHECK(f.state->get_slow_peer_passes.load() == 0);
   }
   SUBCASE("1.5 ms against 0.1 ms (under 2 ms apart): ring order") {
     Fixture f;
