@@ -192,65 +192,56 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
     f.peers[slow]->Answer(f.peers[slow]->sent.size() - 1, Kind(PeerResponse::kStored, 1));
     REQUIRE(res.calls == 1);
   };
-  auto gets_to = [](Fixture& f, int peer) {
-    size_t n = 0;
-    for (const Sent& s : f.peers[peer]->sent) n += s.op == PeerOp::kGet ? 1 : 0;
-    return n;
-  };
-  const std::string key = "ordered";
-  SUBCASE("10 ms against 1 ms: the faster replica first") {
-    Fixture f;
-    auto [first, second] = f.Peers(key);
-    prime(f, key, first, 10000, second, 1000);
+  // Runs a GET 2/3 and returns the one peer it asked, which answers after first_us or
+  // second_us (its own answer time).
+  auto asked_by_get = [](Fixture& f, const std::string& key, int first, int second,
+                         uint64_t first_us = 0, uint64_t second_us = 0) {
+    auto gets_to = [&f](int peer) {
+      size_t n = 0;
+      for (const Sent& s : f.peers[peer]->sent) n += s.op == PeerOp::kGet ? 1 : 0;
+      return n;
+    };
     Result res;
     f.Run(PeerOp::kGet, key, 2, 3, &res);
-    CHECK(gets_to(f, first) == 0);
-    REQUIRE(gets_to(f, second) == 1);
+    REQUIRE(gets_to(first) + gets_to(second) == 1);
+    int peer = gets_to(first) == 1 ? first : second;
+    f.env.us += peer == first ? first_us : second_us;
+    f.peers[peer]->Answer(f.peers[peer]->sent.size() - 1, Value("v", 1));
+    REQUIRE(res.calls == 1);
+    f.peers[peer]->sent.clear();
+    return peer;
+  };
+  const std::string key = "ordered";
+  Fixture f;
+  auto [first, second] = f.Peers(key);
+  SUBCASE("10 ms against 1 ms: the faster replica first") {
+    prime(f, key, first, 10000, second, 1000);
+    CHECK(asked_by_get(f, key, first, second) == second);
     CHECK(f.state->get_slow_peer_passes.load() == 1);
-    f.peers[second]->Answer(f.peers[second]->sent.size() - 1, Value("v", 1));
-    CHECK(res.calls == 1);
   }
   SUBCASE("every kSlowPeerProbeEvery-th GET still asks the slow peer first") {
-    Fixture f;
-    auto [first, second] = f.Peers(key);
     prime(f, key, first, 10000, second, 1000);
     std::vector<int> asked;
     for (uint64_t i = 0; i < 2 * Coordinator::kSlowPeerProbeEvery; ++i) {
-      Result res;
-      f.Run(PeerOp::kGet, key, 2, 3, &res);
-      int peer = gets_to(f, first) > 0 ? first : second;
-      f.env.us += peer == first ? 10000 : 1000;  // the same answer times again
-      f.peers[peer]->Answer(f.peers[peer]->sent.size() - 1, Value("v", 1));
-      REQUIRE(res.calls == 1);
-      f.peers[peer]->sent.clear();
-      if (peer == first) asked.push_back(static_cast<int>(i));
+      // the same answer times again
+      if (asked_by_get(f, key, first, second, 10000, 1000) == first) {
+        asked.push_back(static_cast<int>(i));
+      }
     }
     const int every = static_cast<int>(Coordinator::kSlowPeerProbeEvery);
     CHECK(asked == std::vector<int>{every - 1, 2 * every - 1});
     CHECK(f.state->get_slow_peer_passes.load() == 2 * Coordinator::kSlowPeerProbeEvery - 2);
   }
   SUBCASE("3 ms against 1 ms (under 4x): ring order") {
-    Fixture f;
-    auto [first, second] = f.Peers(key);
     prime(f, key, first, 3000, second, 1000);
-    Result res;
-    f.Run(PeerOp::kGet, key, 2, 3, &res);
-    CHECK(gets_to(f, first) == 1);
-    CHECK(gets_to(f, second) == 0);
+    CHECK(asked_by_get(f, key, first, second) == first);
     CHECK(f.state->get_slow_peer_passes.load() == 0);
   }
   SUBCASE("1.5 ms against 0.1 ms (under 2 ms apart): ring order") {
-    Fixture f;
-    auto [first, second] = f.Peers(key);
     prime(f, key, first, 1500, second, 100);
-    Result res;
-    f.Run(PeerOp::kGet, key, 2, 3, &res);
-    CHECK(gets_to(f, first) == 1);
-    CHECK(gets_to(f, second) == 0);
+    CHECK(asked_by_get(f, key, first, second) == first);
   }
   SUBCASE("fast failures leave the average alone, slow ones raise it") {
-    Fixture f;
-    auto [first, second] = f.Peers(key);
     prime(f, key, first, 10000, second, 1000);
     auto put_failing_second = [&](uint64_t fail_after_us) {
       Result res;
@@ -261,41 +252,30 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
       f.peers[first]->Answer(f.peers[first]->sent.size() - 1, Kind(PeerResponse::kStored, 1));
       REQUIRE(res.calls == 1);
     };
-    auto get_asks = [&]() {
-      Result res;
-      f.Run(PeerOp::kGet, key, 2, 3, &res);
-      int asked = gets_to(f, second) > 0 ? second : first;
-      f.peers[asked]->Answer(f.peers[asked]->sent.size() - 1, Value("v", 1));
-      REQUIRE(res.calls == 1);
-      f.peers[asked]->sent.clear();
-      return asked;
-    };
     put_failing_second(0);  // refused at once, twice: still 1 ms on average
     put_failing_second(0);
-    CHECK(get_asks() == second);
+    CHECK(asked_by_get(f, key, first, second) == second);
     put_failing_second(50000);  // timed out after 50 ms, twice: 1 -> 7.1 -> 12.5 ms
     put_failing_second(50000);
-    CHECK(get_asks() == first);  // no longer 4x faster than 10 ms: ring order
+    CHECK(asked_by_get(f, key, first, second) == first);  // no longer 4x faster: ring order
   }
-  SUBCASE("a peer that never answered is not preferred, nor one that only failed at once") {
-    for (bool refused : {false, true}) {
-      CAPTURE(refused);
-      Fixture f;
-      auto [first, second] = f.Peers(key);
-      Result put;
-      f.Run(PeerOp::kPut, key, 2, 3, &put, "v");
-      if (refused) {  // fails 0.1 ms later: not an answer time
-        f.env.us += 100;
-        f.peers[second]->Answer(0, Kind(PeerResponse::kError));
-      }  // else: it never answers
-      f.env.us += 10000;
-      f.peers[first]->Answer(0, Kind(PeerResponse::kStored, 1));
-      REQUIRE(put.calls == 1);
-      Result res;
-      f.Run(PeerOp::kGet, key, 2, 3, &res);
-      CHECK(gets_to(f, first) == 1);
-      CHECK(gets_to(f, second) == 0);
-    }
+  SUBCASE("a peer that never answered is not preferred") {
+    Result put;
+    f.Run(PeerOp::kPut, key, 2, 3, &put, "v");  // the second never answers
+    f.env.us += 10000;
+    f.peers[first]->Answer(0, Kind(PeerResponse::kStored, 1));
+    REQUIRE(put.calls == 1);
+    CHECK(asked_by_get(f, key, first, second) == first);
+  }
+  SUBCASE("nor one that only failed at once") {
+    Result put;
+    f.Run(PeerOp::kPut, key, 2, 3, &put, "v");
+    f.env.us += 100;  // refused 0.1 ms later: not an answer time
+    f.peers[second]->Answer(0, Kind(PeerResponse::kError));
+    f.env.us += 10000;
+    f.peers[first]->Answer(0, Kind(PeerResponse::kStored, 1));
+    REQUIRE(put.calls == 1);
+    CHECK(asked_by_get(f, key, first, second) == first);
   }
 }
 
