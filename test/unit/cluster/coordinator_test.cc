@@ -232,6 +232,14 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
     CHECK(asked == std::vector<int>{every - 1, 2 * every - 1});
     CHECK(f.state->get_slow_peer_passes.load() == 2 * Coordinator::kSlowPeerProbeEvery - 2);
   }
+  SUBCASE("the probes' slow answers do not set the hedge delay") {
+    prime(f, key, first, 10000, second, 1000);
+    for (uint32_t i = 0; i < 2 * HedgeDelay::kWindow; ++i) {
+      asked_by_get(f, key, first, second, 10000, 1000);
+    }
+    // the p99 of 1 ms answers with one 10 ms probe in every kSlowPeerProbeEvery
+    CHECK(f.coord->hedge_delay_us() < 2000);
+  }
   SUBCASE("3 ms against 1 ms (under 4x): ring order") {
     prime(f, key, first, 3000, second, 1000);
     CHECK(asked_by_get(f, key, first, second) == first);
