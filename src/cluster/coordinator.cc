@@ -44,9 +44,14 @@ uint64_t ClusterState::PeerRequests(size_t node) const {
   return n;
 }
 
+uint64_t ClusterState::SlowPeerPasses(size_t node) const {
+  return PeerRequests(ring.size() + node);  // the second half of each row
+}
+
 std::atomic<uint64_t>* ClusterState::AddPeerRequestRow() {
-  auto row = std::make_unique<std::atomic<uint64_t>[]>(ring.size() + 2 * kPad);
-  for (size_t i = 0; i < ring.size() + 2 * kPad; ++i) row[i].store(0, std::memory_order_relaxed);
+  const size_t n = 2 * ring.size() + 2 * kPad;
+  auto row = std::make_unique<std::atomic<uint64_t>[]>(n);
+  for (size_t i = 0; i < n; ++i) row[i].store(0, std::memory_order_relaxed);
   std::lock_guard<std::mutex> l(rows_mu_);
   rows_.push_back(std::move(row));
   return rows_.back().get() + kPad;
@@ -103,11 +108,13 @@ Coordinator::Coordinator(ClusterState* state,
       opt_(options),
       env_(env),
       sent_(state->AddPeerRequestRow()),
+      passes_(sent_ + state->ring.size()),
       hedge_(options.initial_hedge_us, options.request_timeout_ms * 1000 / 2),
       peer_timeouts_(state->ring.size(), PeerTimeout(options.peer_timeout_min_ms * 1000,
                                                      options.request_timeout_ms * 1000)),
       published_timeout_us_(state->ring.size(), 0),
       answer_avg_us_(state->ring.size(), 0),
+      pass_candidates_(state->ring.size(), 0),
       waiter_(std::make_unique<Waiter>(this)) {}
 
 Coordinator::~Coordinator() {
@@ -148,7 +155,8 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
 
   int first = from;
   if (r->hedged) {
-    // Itself first when it is a replica (its answer costs no message), then ring order.
+    // Itself first when it is a replica (its answer costs no message), then ring order except
+    // for clearly slower peers.
     for (int i = 1; i < from; ++i) {
       if (r->nodes[i] == state_->self_index) {
         std::rotate(r->nodes, r->nodes + i, r->nodes + i + 1);
@@ -222,17 +230,21 @@ void Coordinator::PreferFasterPeers(uint32_t* nodes, int begin, int first, int f
   // preferred.
   for (int i = begin; i < first; ++i) {
     int fastest = -1;
-    for (int j = i + 1; j < from; ++j) {
+    for (int j = first; j < from; ++j) {
       const uint64_t a = answer_avg_us_[nodes[j]];
       if (a != 0 && (fastest < 0 || a < answer_avg_us_[nodes[fastest]])) fastest = j;
     }
-    if (fastest < 0) continue;
-    const uint64_t mine = answer_avg_us_[nodes[i]], best = answer_avg_us_[nodes[fastest]];
-    if (mine > kSlowPeerFactor * best && mine - best > kSlowPeerGapUs &&
-        ++slow_peer_passes_ % kSlowPeerProbeEvery != 0) {
-      std::rotate(nodes + i, nodes + fastest, nodes + fastest + 1);  // the rest keep ring order
-      state_->get_slow_peer_passes.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (fastest < 0) return;
+    const uint32_t slow = nodes[i];
+    const uint64_t mine = answer_avg_us_[slow], best = answer_avg_us_[nodes[fastest]];
+    if (mine <= kSlowPeerFactor * best || mine - best <= kSlowPeerGapUs) continue;
+    if (++pass_candidates_[slow] % kSlowPeerProbeEvery == 0) continue;  // a probe: ask it
+    nodes[i] = nodes[fastest];
+    std::rotate(nodes + fastest, nodes + fastest + 1, nodes + from);  // the spares keep order
+    nodes[from - 1] = slow;
+    // Only this thread writes its row: a plain increment, no locked instruction.
+    passes_[slow].store(passes_[slow].load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
   }
 }
 

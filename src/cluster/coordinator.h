@@ -68,12 +68,14 @@ struct ClusterState {
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_timeout_us;
   std::atomic<uint64_t> get_hedges{0};   // GETs that asked the rest after the hedge delay
   std::atomic<uint64_t> get_retries{0};  // replicas asked by a GET in place of a failed one
-  std::atomic<uint64_t> get_slow_peer_passes{0};  // GETs that asked a later replica first
 
-  // Replica requests sent to a node, for /metrics: the sum of one row per Coordinator, so no two
-  // loop threads write the same cache line on every send.
+  // Replica requests sent to a node, and GETs that passed a node over as clearly slower (see
+  // Coordinator), for /metrics: the sums of one row per Coordinator, so no two loop threads
+  // write the same cache line on every request.
   uint64_t PeerRequests(size_t node) const;
-  // A zeroed row of ring.size() counters, written by one thread only; lives as long as this.
+  uint64_t SlowPeerPasses(size_t node) const;
+  // A zeroed row of 2 * ring.size() counters (requests per node, then passes per node), written
+  // by one thread only; lives as long as this.
   std::atomic<uint64_t>* AddPeerRequestRow();
 
  private:
@@ -151,7 +153,8 @@ class Coordinator {
   // average) to the node's moving average.
   void RecordAnswerTime(uint32_t node, uint64_t took_us, bool failed);
   // Reorders the peers a hedged GET asks first (slots [begin, first) of nodes; later slots are
-  // the spares) so that none of them is clearly slower than a spare.
+  // the spares) so that none of them is clearly slower than a spare: the fastest spare takes
+  // the slow one's slot, and the slow one goes last.
   void PreferFasterPeers(uint32_t* nodes, int begin, int first, int from);
   void Finish(Request* r);
   void Release(Request* r);
@@ -167,13 +170,14 @@ class Coordinator {
   std::vector<std::unique_ptr<PeerTransport>> transports_;
   CoordinatorOptions opt_;
   CoordinatorEnv* env_;
-  std::atomic<uint64_t>* sent_;  // this loop's row of ClusterState's peer request counters
+  std::atomic<uint64_t>* sent_;    // this loop's row of ClusterState's peer request counters
+  std::atomic<uint64_t>* passes_;  // ... and of its slow-peer passes
   HedgeDelay hedge_;
   std::vector<PeerTimeout> peer_timeouts_;      // per node (self's unused)
   std::vector<uint64_t> published_timeout_us_;  // per node: last value stored in ClusterState
   // Per node, this loop's moving average of its answer times (weight 1/8 per answer; 0: none).
   std::vector<uint64_t> answer_avg_us_;
-  uint64_t slow_peer_passes_ = 0;  // times PreferFasterPeers found a peer to pass over
+  std::vector<uint64_t> pass_candidates_;  // per node: GETs that found it clearly slower
   // GETs waiting for their hedge time (us on NowUs), in the order they were asked; each holds a
   // reference on its request.
   std::deque<std::pair<Request*, uint64_t>> hedge_queue_;

@@ -381,13 +381,20 @@ class NodeApp final : public RequestHandler {
       t += "kv_peer_requests_total{peer=\"" + cluster_->ring.url(i) + "\"} " +
            U64(cluster_->PeerRequests(i)) + "\n";
     }
+    t += "# HELP kv_get_slow_peer_passes_total GETs that asked a later replica before a peer "
+         "clearly slower than it, by that peer.\n";
+    t += "# TYPE kv_get_slow_peer_passes_total counter\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      t += "kv_get_slow_peer_passes_total{peer=\"" + cluster_->ring.url(i) + "\"} " +
+           U64(cluster_->SlowPeerPasses(i)) + "\n";
+    }
     storage::Stats st = cluster_->engine->GetStats();
     auto metric = [&t](const char* name, const char* kind, uint64_t value) {
       t += std::string("# TYPE ") + name + " " + kind + "\n" + name + " " + U64(value) + "\n";
     };
     metric("kv_get_hedges_total", "counter", cluster_->get_hedges.load());
     metric("kv_get_retries_total", "counter", cluster_->get_retries.load());
-    metric("kv_get_slow_peer_passes_total", "counter", cluster_->get_slow_peer_passes.load());
     t += std::string("# HELP kv_get_hedge_delay_seconds This loop's hedge delay for GETs.\n") +
          "# TYPE kv_get_hedge_delay_seconds gauge\nkv_get_hedge_delay_seconds " +
          SecondsOfUs(coordinator_->hedge_delay_us()) + "\n";

@@ -541,11 +541,12 @@ class DelayedLinks(Group):
     test_timeout = 120
     DELAYS = (None, None, None)
     REQUEST_TIMEOUT_MS = 2000
+    PEER_TIMEOUT_MIN_MS = 10
 
     def setup_group(self):
         self.proxies = []
         extra = ["--threads", "1", "--request-timeout-ms", str(self.REQUEST_TIMEOUT_MS),
-                 "--peer-timeout-min-ms", "10"]
+                 "--peer-timeout-min-ms", str(self.PEER_TIMEOUT_MIN_MS)]
 
         def make_nodes(ports):
             proxies = [DelayProxy(p, d) if d is not None else None
@@ -616,6 +617,7 @@ class SlowReplica(DelayedLinks):
     for keys whose ring order puts node 1 first."""
     abstract = True
     DELAYS = (None, 0.25, None)
+    PEER_TIMEOUT_MIN_MS = 200  # the default: node 2, reached directly, must not time out
 
     def test_get_asks_the_faster_replica_first(self):
         a, n1 = self.ns[0].port, self.ns[1].port
@@ -634,11 +636,12 @@ class SlowReplica(DelayedLinks):
         for k in keys:  # 3/3: node 1's answer, 500 ms, is timed before the client's
             expect(put(a, k, b"v-" + k.encode(), ack=3, frm=3), 201, f"PUT {k} 3/3")
         before = metric(get_metrics(a), "kv_peer_requests_total", peer=self.ring[1])
-        passes = metric(get_metrics(a), "kv_get_slow_peer_passes_total")
+        passes = metric(get_metrics(a), "kv_get_slow_peer_passes_total", peer=self.ring[1])
         for k in keys:
             expect(get(a, k, ack=2, frm=3), 200, f"GET {k} 2/3", b"v-" + k.encode())
         asked = metric(get_metrics(a), "kv_peer_requests_total", peer=self.ring[1]) - before
-        passes = metric(get_metrics(a), "kv_get_slow_peer_passes_total") - passes
+        passes = metric(get_metrics(a), "kv_get_slow_peer_passes_total",
+                        peer=self.ring[1]) - passes
         check(passes >= len(keys) - 1, f"{passes} GETs counted as passing node 1 over")
         # In ring order every one of these GETs would ask node 1; asked now only if node 2 was
         # late past the hedge delay (at most a few on a busy machine).
