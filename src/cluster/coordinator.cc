@@ -37,15 +37,11 @@ ClusterState::ClusterState(std::vector<std::string> urls, size_t self, storage::
 // never share one.
 constexpr size_t kPad = 64 / sizeof(std::atomic<uint64_t>);
 
-uint64_t ClusterState::PeerRequests(size_t node) const {
+uint64_t ClusterState::SumOfRows(size_t column) const {
   std::lock_guard<std::mutex> l(rows_mu_);
   uint64_t n = 0;
-  for (const auto& row : rows_) n += row[kPad + node].load(std::memory_order_relaxed);
+  for (const auto& row : rows_) n += row[kPad + column].load(std::memory_order_relaxed);
   return n;
-}
-
-uint64_t ClusterState::SlowPeerPasses(size_t node) const {
-  return PeerRequests(ring.size() + node);  // the second half of each row
 }
 
 std::atomic<uint64_t>* ClusterState::AddPeerRequestRow() {
@@ -85,14 +81,9 @@ class Coordinator::Waiter final : public PeerWaiter {
     int replica = static_cast<int>(cookie & 0xff);
     const bool failed = r.kind == PeerResponse::kError;
     const uint64_t now_us = c_->env_->NowUs();
-    const uint32_t node = req->nodes[replica];
-    c_->RecordPeerHealth(node, failed, now_us);
     const uint64_t took = now_us - req->sent_us[replica];
-    c_->RecordAnswerTime(node, took, failed);
-    if (!failed) {
-      c_->peer_timeouts_[node].Record(took, now_us);
-      if (req->hedged) c_->hedge_.Record(took);
-    }
+    c_->RecordPeerAnswer(req->nodes[replica], failed, took, now_us);
+    if (!failed && req->hedged) c_->hedge_.Record(took);
     c_->Deliver(req, replica, std::move(r));
   }
 
@@ -110,11 +101,8 @@ Coordinator::Coordinator(ClusterState* state,
       sent_(state->AddPeerRequestRow()),
       passes_(sent_ + state->ring.size()),
       hedge_(options.initial_hedge_us, options.request_timeout_ms * 1000 / 2),
-      peer_timeouts_(state->ring.size(), PeerTimeout(options.peer_timeout_min_ms * 1000,
-                                                     options.request_timeout_ms * 1000)),
-      published_timeout_us_(state->ring.size(), 0),
-      answer_avg_us_(state->ring.size(), 0),
-      pass_candidates_(state->ring.size(), 0),
+      peers_(state->ring.size(), PeerStats{PeerTimeout(options.peer_timeout_min_ms * 1000,
+                                                       options.request_timeout_ms * 1000)}),
       waiter_(std::make_unique<Waiter>(this)) {}
 
 Coordinator::~Coordinator() {
@@ -206,9 +194,10 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   // Only this thread writes its row: a plain increment, no locked instruction.
   sent_[node].store(sent_[node].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   r->sent_us[i] = now_us;
-  const uint64_t timeout_us = peer_timeouts_[node].timeout_us(now_us);
-  if (timeout_us != published_timeout_us_[node]) {
-    published_timeout_us_[node] = timeout_us;
+  PeerStats& ps = peers_[node];
+  const uint64_t timeout_us = ps.timeout.timeout_us(now_us);
+  if (timeout_us != ps.published_timeout_us) {
+    ps.published_timeout_us = timeout_us;
     state_->peer_timeout_us[node]->store(timeout_us, std::memory_order_relaxed);
   }
   const uint64_t deadline_ms = std::min(r->deadline_ms, env_->NowMs() + (timeout_us + 999) / 1000);
@@ -217,10 +206,21 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   transports_[node]->Send(preq, deadline_ms, waiter_.get(), cookie);
 }
 
-void Coordinator::RecordAnswerTime(uint32_t node, uint64_t took_us, bool failed) {
-  uint64_t& avg = answer_avg_us_[node];
+// Only answers that came back through a transport say something about the peer (the local
+// replica and replicas skipped by an open circuit do not).
+void Coordinator::RecordPeerAnswer(uint32_t node, bool failed, uint64_t took_us, uint64_t now_us) {
+  CircuitBreaker& br = *state_->breakers[node];
+  PeerStats& ps = peers_[node];
+  if (failed) {
+    br.OnFailure(now_us / 1000);
+    state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
+  } else {
+    br.OnSuccess();
+    ps.timeout.Record(took_us, now_us);
+  }
   // A failure only ever makes a measured peer look slower: a fast one (refused, reset) says
   // nothing of its speed.
+  uint64_t& avg = ps.answer_avg_us;
   if (failed && (avg == 0 || took_us <= avg)) return;
   avg = avg == 0 ? took_us : avg - avg / 8 + took_us / 8;
 }
@@ -231,14 +231,14 @@ void Coordinator::PreferFasterPeers(uint32_t* nodes, int begin, int first, int f
   for (int i = begin; i < first; ++i) {
     int fastest = -1;
     for (int j = first; j < from; ++j) {
-      const uint64_t a = answer_avg_us_[nodes[j]];
-      if (a != 0 && (fastest < 0 || a < answer_avg_us_[nodes[fastest]])) fastest = j;
+      const uint64_t a = peers_[nodes[j]].answer_avg_us;
+      if (a != 0 && (fastest < 0 || a < peers_[nodes[fastest]].answer_avg_us)) fastest = j;
     }
     if (fastest < 0) return;
     const uint32_t slow = nodes[i];
-    const uint64_t mine = answer_avg_us_[slow], best = answer_avg_us_[nodes[fastest]];
+    const uint64_t mine = peers_[slow].answer_avg_us, best = peers_[nodes[fastest]].answer_avg_us;
     if (mine <= kSlowPeerFactor * best || mine - best <= kSlowPeerGapUs) continue;
-    if (++pass_candidates_[slow] % kSlowPeerProbeEvery == 0) continue;  // a probe: ask it
+    if (++peers_[slow].pass_candidates % kSlowPeerProbeEvery == 0) continue;  // a probe: ask it
     nodes[i] = nodes[fastest];
     std::rotate(nodes + fastest, nodes + fastest + 1, nodes + from);  // the spares keep order
     nodes[from - 1] = slow;
@@ -283,18 +283,6 @@ void Coordinator::FlushLocalWrites() {
     Deliver(slot.request, slot.replica, std::move(resp));
   };
   while (local_.Commit(*state_->engine, deliver)) {
-  }
-}
-
-// Only answers that came back through a transport say something about the peer (the local
-// replica and replicas skipped by an open circuit do not).
-void Coordinator::RecordPeerHealth(uint32_t node, bool failed, uint64_t now_us) {
-  CircuitBreaker& br = *state_->breakers[node];
-  if (failed) {
-    br.OnFailure(now_us / 1000);
-    state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
-  } else {
-    br.OnSuccess();
   }
 }
 

@@ -72,13 +72,14 @@ struct ClusterState {
   // Replica requests sent to a node, and GETs that passed a node over as clearly slower (see
   // Coordinator), for /metrics: the sums of one row per Coordinator, so no two loop threads
   // write the same cache line on every request.
-  uint64_t PeerRequests(size_t node) const;
-  uint64_t SlowPeerPasses(size_t node) const;
+  uint64_t PeerRequests(size_t node) const { return SumOfRows(node); }
+  uint64_t SlowPeerPasses(size_t node) const { return SumOfRows(ring.size() + node); }
   // A zeroed row of 2 * ring.size() counters (requests per node, then passes per node), written
   // by one thread only; lives as long as this.
   std::atomic<uint64_t>* AddPeerRequestRow();
 
  private:
+  uint64_t SumOfRows(size_t column) const;
   mutable std::mutex rows_mu_;
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> rows_;
 };
@@ -148,10 +149,10 @@ class Coordinator {
   void AskNext(Request* r, uint64_t now_us);
   void ArmHedgeTimer(uint64_t delay_us);
   void Deliver(Request* r, int replica, PeerResponse&& resp);
-  void RecordPeerHealth(uint32_t node, bool failed, uint64_t now_us);
-  // Adds one answer time (or, for a failure, how long it took, when that is longer than the
-  // average) to the node's moving average.
-  void RecordAnswerTime(uint32_t node, uint64_t took_us, bool failed);
+  // One answer (or failure) of a peer, took_us after its request was sent: the circuit breaker
+  // and failure count, the peer's timeout (answers only) and its moving average of answer times
+  // (a failure only when it took longer than that average).
+  void RecordPeerAnswer(uint32_t node, bool failed, uint64_t took_us, uint64_t now_us);
   // Reorders the peers a hedged GET asks first (slots [begin, first) of nodes; later slots are
   // the spares) so that none of them is clearly slower than a spare: the fastest spare takes
   // the slow one's slot, and the slow one goes last.
@@ -173,11 +174,14 @@ class Coordinator {
   std::atomic<uint64_t>* sent_;    // this loop's row of ClusterState's peer request counters
   std::atomic<uint64_t>* passes_;  // ... and of its slow-peer passes
   HedgeDelay hedge_;
-  std::vector<PeerTimeout> peer_timeouts_;      // per node (self's unused)
-  std::vector<uint64_t> published_timeout_us_;  // per node: last value stored in ClusterState
-  // Per node, this loop's moving average of its answer times (weight 1/8 per answer; 0: none).
-  std::vector<uint64_t> answer_avg_us_;
-  std::vector<uint64_t> pass_candidates_;  // per node: GETs that found it clearly slower
+  // What this loop knows of each node as a peer (self's entry unused).
+  struct PeerStats {
+    PeerTimeout timeout;
+    uint64_t published_timeout_us = 0;  // last value stored in ClusterState::peer_timeout_us
+    uint64_t answer_avg_us = 0;         // moving average of answer times, 1/8 each; 0: none yet
+    uint64_t pass_candidates = 0;       // GETs that found it clearly slower than a spare
+  };
+  std::vector<PeerStats> peers_;
   // GETs waiting for their hedge time (us on NowUs), in the order they were asked; each holds a
   // reference on its request.
   std::deque<std::pair<Request*, uint64_t>> hedge_queue_;
