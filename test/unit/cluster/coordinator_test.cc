@@ -180,16 +180,26 @@ TEST_CASE("Coordinator: hedged GET 2/3 asks itself and one peer, in ring order")
 }
 
 TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster replica") {
-  // Each PUT 2/3 asks both peers; the test answers them after the given times, setting this
+  // Each PUT 2/3 asks both peers; the test has them reply after the given times, which set this
   // loop's average answer time of each. Then a GET 2/3 asks itself and one peer.
-  auto prime = [](Fixture& f, const std::string& key, int slow, uint64_t slow_us, int fast,
-                  uint64_t fast_us) {
+  struct Reply {
+    int peer;
+    uint64_t after_us;  // after the send; kNever: no reply
+    bool ok = true;     // stored, or failed
+  };
+  constexpr uint64_t kNever = UINT64_MAX;
+  // Runs a PUT 2/3 of key; the peers reply as given, in time order (a first on a tie).
+  auto put23 = [](Fixture& f, const std::string& key, Reply a, Reply b) {
     Result res;
     f.Run(PeerOp::kPut, key, 2, 3, &res, "v");
-    f.env.us += fast_us;
-    f.peers[fast]->Answer(f.peers[fast]->sent.size() - 1, Kind(PeerResponse::kStored, 1));
-    f.env.us += slow_us - fast_us;
-    f.peers[slow]->Answer(f.peers[slow]->sent.size() - 1, Kind(PeerResponse::kStored, 1));
+    const uint64_t sent = f.env.us;
+    if (b.after_us < a.after_us) std::swap(a, b);
+    for (const Reply& r : {a, b}) {
+      if (r.after_us == kNever) continue;
+      f.env.us = sent + r.after_us;
+      f.peers[r.peer]->Answer(f.peers[r.peer]->sent.size() - 1,
+                              r.ok ? Kind(PeerResponse::kStored, 1) : Kind(PeerResponse::kError));
+    }
     REQUIRE(res.calls == 1);
   };
   // Runs a GET 2/3 and returns the one peer it asked, which answers after first_us or
@@ -215,12 +225,12 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
   Fixture f;
   auto [first, second] = f.Peers(key);
   SUBCASE("10 ms against 1 ms: the faster replica first") {
-    prime(f, key, first, 10000, second, 1000);
+    put23(f, key, {first, 10000}, {second, 1000});
     CHECK(asked_by_get(f, key, first, second) == second);
     CHECK(f.state->SlowPeerPasses(static_cast<size_t>(first)) == 1);
   }
   SUBCASE("every kSlowPeerProbeEvery-th GET still asks the slow peer first") {
-    prime(f, key, first, 10000, second, 1000);
+    put23(f, key, {first, 10000}, {second, 1000});
     std::vector<int> asked;
     for (uint64_t i = 0; i < 2 * Coordinator::kSlowPeerProbeEvery; ++i) {
       // the same answer times again
@@ -234,7 +244,7 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
           2 * Coordinator::kSlowPeerProbeEvery - 2);
   }
   SUBCASE("the probes' slow answers do not set the hedge delay") {
-    prime(f, key, first, 10000, second, 1000);
+    put23(f, key, {first, 10000}, {second, 1000});
     for (uint32_t i = 0; i < 2 * HedgeDelay::kWindow; ++i) {
       asked_by_get(f, key, first, second, 10000, 1000);
     }
@@ -242,69 +252,36 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
     CHECK(f.coord->hedge_delay_us() < 2000);
   }
   SUBCASE("3 ms against 1 ms (under 4x): ring order") {
-    prime(f, key, first, 3000, second, 1000);
+    put23(f, key, {first, 3000}, {second, 1000});
     CHECK(asked_by_get(f, key, first, second) == first);
     CHECK(f.state->SlowPeerPasses(static_cast<size_t>(first)) == 0);
   }
   SUBCASE("1.5 ms against 0.1 ms (under 2 ms apart): ring order") {
-    prime(f, key, first, 1500, second, 100);
+    put23(f, key, {first, 1500}, {second, 100});
     CHECK(asked_by_get(f, key, first, second) == first);
   }
   SUBCASE("fast failures leave the average alone, slow ones raise it") {
-    prime(f, key, first, 10000, second, 1000);
-    // A PUT 2/3 whose `failing` peer fails fail_us after the send, the other answering ok_us
-    // after it.
-    auto put_failing = [&](int failing, uint64_t fail_us, int other, uint64_t ok_us) {
-      Result res;
-      f.Run(PeerOp::kPut, key, 2, 3, &res, "v");
-      const uint64_t sent = f.env.us;
-      auto fail = [&] {
-        f.env.us = sent + fail_us;
-        f.peers[failing]->Answer(f.peers[failing]->sent.size() - 1, Kind(PeerResponse::kError));
-      };
-      auto ok = [&] {
-        f.env.us = sent + ok_us;
-        f.peers[other]->Answer(f.peers[other]->sent.size() - 1, Kind(PeerResponse::kStored, 1));
-      };
-      if (fail_us <= ok_us) {
-        fail();
-        ok();
-      } else {
-        ok();
-        fail();
-      }
-      REQUIRE(res.calls == 1);
-    };
+    put23(f, key, {first, 10000}, {second, 1000});
     // The slow peer is refused at once 8 times (4 in a row at most: 5 would open its circuit
     // breaker): still 10 ms on average, still passed over. Counted as answers, the failures
     // would bring it under 4 ms.
     for (int round = 0; round < 2; ++round) {
-      if (round > 0) prime(f, key, first, 10000, second, 1000);  // a success between
-      for (int i = 0; i < 4; ++i) put_failing(first, 0, second, 1000);
+      if (round > 0) put23(f, key, {first, 10000}, {second, 1000});  // a success between
+      for (int i = 0; i < 4; ++i) put23(f, key, {first, 0, false}, {second, 1000});
     }
     CHECK(asked_by_get(f, key, first, second) == second);
     // the fast peer times out after 50 ms twice: 1 -> 7.1 -> 12.5 ms, no longer 4x faster than
     // the other's 10 ms (which answers in 10 ms again): ring order
-    put_failing(second, 50000, first, 10000);
-    put_failing(second, 50000, first, 10000);
+    put23(f, key, {second, 50000, false}, {first, 10000});
+    put23(f, key, {second, 50000, false}, {first, 10000});
     CHECK(asked_by_get(f, key, first, second) == first);
   }
   SUBCASE("a peer that never answered is not preferred") {
-    Result put;
-    f.Run(PeerOp::kPut, key, 2, 3, &put, "v");  // the second never answers
-    f.env.us += 10000;
-    f.peers[first]->Answer(0, Kind(PeerResponse::kStored, 1));
-    REQUIRE(put.calls == 1);
+    put23(f, key, {first, 10000}, {second, kNever});
     CHECK(asked_by_get(f, key, first, second) == first);
   }
   SUBCASE("nor one that only failed at once") {
-    Result put;
-    f.Run(PeerOp::kPut, key, 2, 3, &put, "v");
-    f.env.us += 100;  // refused 0.1 ms later: not an answer time
-    f.peers[second]->Answer(0, Kind(PeerResponse::kError));
-    f.env.us += 10000;
-    f.peers[first]->Answer(0, Kind(PeerResponse::kStored, 1));
-    REQUIRE(put.calls == 1);
+    put23(f, key, {second, 100, false}, {first, 10100});  // refused: not an answer time
     CHECK(asked_by_get(f, key, first, second) == first);
   }
 }
