@@ -212,11 +212,15 @@ bool MemTable::Get(std::string_view key, std::string_view* value, uint64_t* vers
 
 bool MemTable::Get(std::string_view key, uint64_t hash, std::string_view* value, uint64_t* version,
                    EntryType* type) const {
-  if (count_.load(std::memory_order_acquire) == 0) return false;  // no bucket line to miss on
+  // Only the first Count() inserts, as iterators: Insert publishes a node in its chain before it
+  // counts it, so a Get that took it while the writer was in between would be newer than a scan
+  // started right after it (and a scan's snapshot covers every node counted, see Insert).
+  const uint64_t visible = count_.load(std::memory_order_acquire);
+  if (visible == 0) return false;  // no bucket line to miss on
   const uint64_t prefix = KeyPrefix(key);
   const Node* n = buckets_[hash >> bucket_shift_].load(std::memory_order_acquire);
   for (; n != nullptr; n = n->hash_next.load(std::memory_order_acquire)) {
-    if (n->prefix == prefix && n->key() == key) {
+    if (n->seq <= visible && n->prefix == prefix && n->key() == key) {
       *value = n->value();
       *version = n->version;
       *type = n->type;
