@@ -78,30 +78,63 @@ const Config& Worker::config() const {
   return server_->config();
 }
 
+namespace {
+
+// A non-blocking SO_REUSEPORT socket bound to the wildcard address of `family` on `port`, or -1
+// with errno set. AF_INET6 sockets also accept IPv4 (IPV6_V6ONLY off), so peers and clients may
+// name this node by an IPv4 or an IPv6 address, or by a name that resolves to either.
+int BindWildcard(int family, uint16_t port, bool reuseport) {
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1, zero = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  sockaddr_storage addr{};
+  socklen_t len;
+  if (family == AF_INET6) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    auto* a6 = reinterpret_cast<sockaddr_in6*>(&addr);
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(port);
+    a6->sin6_addr = in6addr_any;
+    len = sizeof *a6;
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&addr);
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    a4->sin_addr.s_addr = htonl(INADDR_ANY);
+    len = sizeof *a4;
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+// Dual-stack where the kernel has IPv6; IPv4 only where it has not (or IPv6 is disabled). On
+// failure *err says why.
+int BindNodePort(uint16_t port, bool reuseport, std::string* err) {
+  int fd = BindWildcard(AF_INET6, port, reuseport);
+  if (fd < 0 && errno != EADDRINUSE) fd = BindWildcard(AF_INET, port, reuseport);
+  if (fd < 0) *err = "cannot listen on port " + std::to_string(port) + ": " + strerror(errno);
+  return fd;
+}
+
+}  // namespace
+
 bool Worker::Listen(const std::string& host, uint16_t port, std::string* err) {
   (void)host;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *err = std::string("socket: ") + strerror(errno);
-    return false;
-  }
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  // One listener per loop; the kernel spreads new connections across them.
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-    *err = std::string("SO_REUSEPORT: ") + strerror(errno);
-    close(fd);
-    return false;
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    *err = "cannot listen on port " + std::to_string(port) + ": " + strerror(errno);
-    close(fd);
-    return false;
-  }
+  // One listener per loop (SO_REUSEPORT); the kernel spreads new connections across them.
+  int fd = BindNodePort(port, true, err);
+  if (fd < 0) return false;
   int rc = uv_tcp_open(&listener_, fd);
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 1024, OnConnection);
   if (rc != 0) {
@@ -248,21 +281,10 @@ void Worker::MaybeFinish() {
 // ---- Server ----
 
 static bool ProbePortFree(uint16_t port, std::string* err) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *err = std::string("socket: ") + strerror(errno);
-    return false;
-  }
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  if (!ok) *err = "cannot listen on port " + std::to_string(port) + ": " + strerror(errno);
+  int fd = BindNodePort(port, false, err);
+  if (fd < 0) return false;
   close(fd);
-  return ok;
+  return true;
 }
 
 Server::Server(const Config& cfg, HandlerFactory factory)
