@@ -82,9 +82,22 @@ class Coordinator::Waiter final : public PeerWaiter {
     const bool failed = r.kind == PeerResponse::kError;
     const uint64_t now_us = c_->env_->NowUs();
     const uint64_t took = now_us - req->sent_us[replica];
-    c_->RecordPeerAnswer(req->nodes[replica], failed, took, now_us);
+    c_->RecordPeerAnswer(req->nodes[replica], r, took, now_us);
     if (!failed && req->hedged) c_->hedge_.Record(took);
     c_->Deliver(req, replica, std::move(r));
+  }
+
+ private:
+  Coordinator* c_;
+};
+
+// Answers the pings of Probe: cookie = node.
+class Coordinator::PingWaiter final : public PeerWaiter {
+ public:
+  explicit PingWaiter(Coordinator* c) : c_(c) {}
+  void OnPeerResponse(uint64_t node, PeerResponse&& r) override {
+    c_->peers_[node].ping_out = false;
+    if (r.kind != PeerResponse::kError) c_->state_->breakers[node]->OnSuccess();
   }
 
  private:
@@ -103,7 +116,8 @@ Coordinator::Coordinator(ClusterState* state,
       hedge_(options.initial_hedge_us, options.request_timeout_ms * 1000 / 2),
       peers_(state->ring.size(), PeerStats{PeerTimeout(options.peer_timeout_min_ms * 1000,
                                                        options.request_timeout_ms * 1000)}),
-      waiter_(std::make_unique<Waiter>(this)) {}
+      waiter_(std::make_unique<Waiter>(this)),
+      ping_waiter_(std::make_unique<PingWaiter>(this)) {}
 
 Coordinator::~Coordinator() {
   for (Request* r : free_) delete r;
@@ -163,7 +177,7 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
   if (r->hedged && r->next < from && !r->acc->decided()) {
     ++r->outstanding;
     hedge_queue_.emplace_back(r, now_us + hedge_.delay_us());
-    if (hedge_queue_.size() == 1) ArmHedgeTimer(hedge_.delay_us());
+    if (hedge_queue_.size() == 1) ArmTimer(now_us);
   }
   Release(r);
 }
@@ -186,6 +200,7 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   ++r->outstanding;
   CircuitBreaker& br = *state_->breakers[node];
   if (!br.Allow(now_us / 1000)) {
+    if (!probing_) StartProbing(now_us);
     PeerResponse failed;
     failed.error = "circuit open";
     Deliver(r, i, std::move(failed));
@@ -200,7 +215,11 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
     ps.published_timeout_us = timeout_us;
     state_->peer_timeout_us[node]->store(timeout_us, std::memory_order_relaxed);
   }
-  const uint64_t deadline_ms = std::min(r->deadline_ms, env_->NowMs() + (timeout_us + 999) / 1000);
+  // A large value takes its time to cross before the peer can answer: 1 us per 10 bytes (as if
+  // at 10 MB/s) on top of the peer's timeout, which its small answers set.
+  const uint64_t transfer_us = preq.value.size() / 10;
+  const uint64_t deadline_ms =
+      std::min(r->deadline_ms, env_->NowMs() + (timeout_us + transfer_us + 999) / 1000);
   // User-space pointers fit in 56 bits: the low byte carries the replica index.
   uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);
   transports_[node]->Send(preq, deadline_ms, waiter_.get(), cookie);
@@ -208,11 +227,18 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
 
 // Only answers that came back through a transport say something about the peer (the local
 // replica and replicas skipped by an open circuit do not).
-void Coordinator::RecordPeerAnswer(uint32_t node, bool failed, uint64_t took_us, uint64_t now_us) {
+void Coordinator::RecordPeerAnswer(uint32_t node, const PeerResponse& resp, uint64_t took_us,
+                                   uint64_t now_us) {
   CircuitBreaker& br = *state_->breakers[node];
   PeerStats& ps = peers_[node];
+  const bool failed = resp.kind == PeerResponse::kError;
   if (failed) {
-    br.OnFailure(now_us / 1000);
+    if (resp.slow) {
+      br.OnFailure(now_us / 1000);
+      if (!probing_ && br.state(now_us / 1000) != CircuitBreaker::State::kClosed) {
+        StartProbing(now_us);
+      }
+    }
     state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
   } else {
     br.OnSuccess();
@@ -256,12 +282,41 @@ void Coordinator::AskNext(Request* r, uint64_t now_us) {
 }
 
 // The loop's timers tick in whole milliseconds: round up, OnTimer re-arms if it came early.
-void Coordinator::ArmHedgeTimer(uint64_t delay_us) {
-  env_->ArmTimer((delay_us + 999) / 1000);
+void Coordinator::ArmTimer(uint64_t now_us) {
+  uint64_t due = UINT64_MAX;
+  if (!hedge_queue_.empty()) due = hedge_queue_.front().second;
+  if (probing_) due = std::min(due, next_probe_us_);
+  if (due == UINT64_MAX) return;
+  env_->ArmTimer(due > now_us ? (due - now_us + 999) / 1000 : 0);
+}
+
+void Coordinator::StartProbing(uint64_t now_us) {
+  probing_ = true;
+  next_probe_us_ = now_us;  // the first ping leaves at once
+  ArmTimer(now_us);
+}
+
+void Coordinator::Probe(uint64_t now_us) {
+  const uint64_t now_ms = now_us / 1000;
+  bool any = false;
+  for (uint32_t node = 0; node < transports_.size(); ++node) {
+    if (node == state_->self_index) continue;
+    if (state_->breakers[node]->state(now_ms) == CircuitBreaker::State::kClosed) continue;
+    any = true;
+    PeerStats& ps = peers_[node];
+    if (ps.ping_out) continue;
+    ps.ping_out = true;
+    ++pings_sent_;
+    const uint64_t timeout_ms = (ps.timeout.timeout_us(now_us) + 999) / 1000;
+    transports_[node]->Ping(env_->NowMs() + timeout_ms, ping_waiter_.get(), node);
+  }
+  probing_ = any;
+  next_probe_us_ = now_us + kProbeIntervalMs * 1000;
 }
 
 void Coordinator::OnTimer() {
   uint64_t now = env_->NowUs();
+  if (probing_ && next_probe_us_ <= now) Probe(now);
   while (!hedge_queue_.empty() && hedge_queue_.front().second <= now) {
     Request* r = hedge_queue_.front().first;
     hedge_queue_.pop_front();
@@ -272,7 +327,7 @@ void Coordinator::OnTimer() {
     Release(r);
   }
   // Entries are in ask order; a delay that shrank meanwhile only fires a later one late.
-  if (!hedge_queue_.empty()) ArmHedgeTimer(hedge_queue_.front().second - now);
+  ArmTimer(now);
 }
 
 void Coordinator::FlushLocalWrites() {

@@ -11,6 +11,12 @@
 // when no write reaches it). Each
 // request to a peer times out at twice that peer's slowest recent answer (peer_timeout.h), within
 // the request's own deadline.
+// Peer health: only slow failures (timeouts, stalled connections) count towards a peer's circuit
+// breaker; a refused connection is a fast failure that costs nothing and says the peer is down,
+// so the next request tries it again and a restarted peer is used at once. While a peer's breaker
+// is not closed, every kProbeIntervalMs this loop pings it (PeerTransport::Ping); any answer
+// (a pong or a replica answer) closes the breaker, so a healed, resumed or restarted peer is back
+// within about one interval plus a round trip.
 // One Coordinator per loop thread; every call and callback happens on that thread.
 #pragma once
 #include <atomic>
@@ -120,6 +126,7 @@ class Coordinator {
   // Under 1% of the GETs passing it over, so that the probes' slow answers do not set the hedge
   // delay (the p99 of answer times) for every GET.
   static constexpr uint64_t kSlowPeerProbeEvery = 128;
+  static constexpr uint64_t kProbeIntervalMs = 100;
   // transports[i] talks to node i (nullptr for self). env outlives the Coordinator.
   Coordinator(ClusterState* state, std::vector<std::unique_ptr<PeerTransport>> transports,
               const CoordinatorOptions& options, CoordinatorEnv* env);
@@ -136,6 +143,8 @@ class Coordinator {
   void FlushLocalWrites();
   // The timer armed through CoordinatorEnv::ArmTimer fired.
   void OnTimer();
+  // Pings sent to peers whose breaker was not closed (for tests).
+  uint64_t pings_sent() const { return pings_sent_; }
   uint64_t hedge_delay_us() const { return hedge_.delay_us(); }
   // Fails what is still pending (transports answer kError) and drops the hedge queue.
   void Close();
@@ -144,15 +153,22 @@ class Coordinator {
  private:
   struct Request;
   class Waiter;
+  class PingWaiter;
   // now_us: NowUs() at the call, also the breakers' clock (in ms).
   void Ask(Request* r, int replica, const PeerRequest& preq, uint64_t now_us);
   void AskNext(Request* r, uint64_t now_us);
-  void ArmHedgeTimer(uint64_t delay_us);
+  // (Re)arms the loop's one timer for the earliest of the hedge queue's head and the next probe.
+  void ArmTimer(uint64_t now_us);
+  // A peer's breaker is not closed: make sure this loop pings it (see above).
+  void StartProbing(uint64_t now_us);
+  // Pings every peer whose breaker is not closed and has no ping of this loop out; stops when
+  // all are closed.
+  void Probe(uint64_t now_us);
   void Deliver(Request* r, int replica, PeerResponse&& resp);
   // One answer (or failure) of a peer, took_us after its request was sent: the circuit breaker
   // and failure count, the peer's timeout (answers only) and its moving average of answer times
   // (a failure only when it took longer than that average).
-  void RecordPeerAnswer(uint32_t node, bool failed, uint64_t took_us, uint64_t now_us);
+  void RecordPeerAnswer(uint32_t node, const PeerResponse& resp, uint64_t took_us, uint64_t now_us);
   // Reorders the peers a hedged GET asks first (slots [begin, first) of nodes; later slots are
   // the spares) so that none of them is clearly slower than a spare: the fastest spare takes
   // the slow one's slot, and the slow one goes last.
@@ -180,6 +196,7 @@ class Coordinator {
     uint64_t published_timeout_us = 0;  // last value stored in ClusterState::peer_timeout_us
     uint64_t answer_avg_us = 0;         // moving average of answer times, 1/8 each; 0: none yet
     uint64_t pass_candidates = 0;       // GETs that found it clearly slower than a spare
+    bool ping_out = false;              // a ping of this loop is waiting for its answer
   };
   std::vector<PeerStats> peers_;
   // GETs waiting for their hedge time (us on NowUs), in the order they were asked; each holds a
@@ -188,6 +205,10 @@ class Coordinator {
   size_t pending_ = 0;
   std::vector<Request*> free_;
   std::unique_ptr<Waiter> waiter_;
+  std::unique_ptr<PingWaiter> ping_waiter_;
+  bool probing_ = false;        // some peer's breaker was seen not closed
+  uint64_t next_probe_us_ = 0;  // when Probe runs next, while probing_
+  uint64_t pings_sent_ = 0;
 };
 
 }  // namespace kv::cluster

@@ -24,7 +24,13 @@ struct PeerResponse {
     kValue,      // kGet: value + version
     kTombstone,  // kGet: deleted at version
     kStored,     // kPut/kRemove: stored; version = what the peer now holds for the key
+    kPong,       // Ping: the peer answered
   } kind = kError;
+  // kError only: the peer took its time (timeout, a connection that stalled, too many bytes
+  // unanswered). Fast failures (refused, reset, closed, a name that does not resolve) leave it
+  // false: they cost the request nothing and say the peer is down, not slow, so they never open
+  // the circuit breaker and a peer that comes back is used at once.
+  bool slow = false;
   uint64_t version = 0;
   std::string value;
   std::string error;  // kError: short reason ("timeout", "connection refused", ...)
@@ -47,6 +53,10 @@ class PeerTransport {
   // kError "timeout" and a late answer is dropped.
   virtual void Send(const PeerRequest& req, uint64_t deadline_ms, PeerWaiter* waiter,
                     uint64_t cookie) = 0;
+  // Asks the peer process to show it is alive (binary: PING/PONG on the request connection;
+  // HTTP: GET /v0/status). Answered like Send: kPong, or kError. A TCP connect alone is no
+  // proof: the kernel of a stopped (SIGSTOP) process still accepts connections.
+  virtual void Ping(uint64_t deadline_ms, PeerWaiter* waiter, uint64_t cookie) = 0;
   // Requests sent and not yet answered (for tests and /metrics).
   virtual size_t in_flight() const = 0;
   // Fails every pending request with kError and closes connections; the loop can then be closed
@@ -60,8 +70,10 @@ namespace kv::cluster {
 
 // Where a transport connects and who it says it is (binary handshake).
 struct PeerEndpoint {
-  std::string url;   // "http://127.0.0.1:8081" as listed in --cluster
-  std::string host;  // "127.0.0.1" (numeric IPv4/IPv6 or a name resolved once at start)
+  std::string url;  // "http://127.0.0.1:8081" as listed in --cluster
+  // "127.0.0.1", "::1" or a name; a name is resolved again for every new connection, off the
+  // request path, so a peer whose address changes is followed.
+  std::string host;
   uint16_t port = 0;
   std::string self_url;                   // this node's URL
   uint64_t cluster_fingerprint = 0;       // Ring::Fingerprint() of the cluster list

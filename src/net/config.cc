@@ -16,7 +16,8 @@ namespace kv::net {
 
 const char* Usage() {
   return "usage: node --port PORT [options]\n"
-         "  --cluster URL,URL,...      all nodes (http://host:port), this one included;\n"
+         "  --cluster URL,URL,...      all nodes (http://host:port), this one included; host\n"
+         "                             a name or an IP literal ([v6] in brackets);\n"
          "                             default: a cluster of one\n"
          "  --self URL                 this node's URL in --cluster (default: the entry on "
          "--port)\n"

@@ -102,6 +102,7 @@ class NodeApp final : public RequestHandler {
     ctx.ring = &cluster->ring;
     ctx.self_index = cluster->self_index;
     ctx.hlc = &cluster->hlc;
+    ctx.on_peer_hello = [cluster](size_t node) { cluster->breakers[node]->OnSuccess(); };
     binary_server_ = MakeBinaryPeerServer(worker.loop(), ctx);
   }
 

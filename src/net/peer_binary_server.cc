@@ -1,5 +1,6 @@
 // Server side of the binary peer protocol: serves the connections other nodes opened to this
 // loop (handed over by the HTTP server once it saw the preface). Policies in peer_binary.h.
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -187,6 +188,10 @@ class BinaryServer final : public BinaryPeerServer {
           return Fatal(c, refused->code, refused->reason);
         }
         proto::EncodeHandshakeOk(&c->out, self_url_, fingerprint_);
+        if (ctx_.on_peer_hello) {
+          auto it = std::find(urls_.begin(), urls_.end(), f.url);
+          if (it != urls_.end()) ctx_.on_peer_hello(static_cast<size_t>(it - urls_.begin()));
+        }
         return;
       }
       case proto::FrameType::kPing:

@@ -32,10 +32,12 @@ void AppendU64(std::string* out, uint64_t v) {
   out->append(buf, r.ptr);
 }
 
+// A timeout, and the requests a timeout aborted, are slow failures (PeerResponse::slow).
 PeerResponse ErrorResponse(std::string_view reason) {
   PeerResponse r;
   r.kind = PeerResponse::kError;
   r.error.assign(reason);
+  r.slow = reason == kTimeout || reason == kAborted;
   return r;
 }
 
@@ -46,6 +48,7 @@ struct Slot {
   uint64_t deadline_ms;
   size_t bytes;
   PeerOp op;
+  bool ping = false;  // GET /v0/status: 200 is kPong
 };
 
 // A failure to deliver once the transport's state is consistent again.
@@ -107,8 +110,12 @@ struct Conn {
 };
 
 // Maps the parsed response to what the coordinator sees; takes the body of a GET 200.
-PeerResponse MapResponse(PeerOp op, Conn& c) {
+PeerResponse MapResponse(const Slot& slot, Conn& c) {
   PeerResponse r;
+  if (slot.ping && c.status == 200) {
+    r.kind = PeerResponse::kPong;
+    return r;
+  }
   auto need_version = [&](PeerResponse::Kind kind) {
     if (!c.has_version || c.bad_version) return ErrorResponse("bad version");
     PeerResponse ok;
@@ -116,7 +123,7 @@ PeerResponse MapResponse(PeerOp op, Conn& c) {
     ok.version = c.version;
     return ok;
   };
-  switch (op) {
+  switch (slot.ping ? PeerOp{} : slot.op) {
     case PeerOp::kGet:
       if (c.status == 200) {
         r = need_version(PeerResponse::kValue);
@@ -134,6 +141,8 @@ PeerResponse MapResponse(PeerOp op, Conn& c) {
       break;
     case PeerOp::kRemove:
       if (c.status == 202) return need_version(PeerResponse::kStored);
+      break;
+    default:
       break;
   }
   std::string reason = "http ";
@@ -165,7 +174,9 @@ class HttpPeer final : public HttpClientDelegate {
 
   size_t in_flight() const { return in_flight_; }
 
-  void Send(const PeerRequest& req, uint64_t deadline_ms, PeerWaiter* waiter, uint64_t cookie) {
+  // ping: a GET /v0/status in place of req.
+  void Send(const PeerRequest& req, bool ping, uint64_t deadline_ms, PeerWaiter* waiter,
+            uint64_t cookie) {
     if (closed_) return waiter->OnPeerResponse(cookie, ErrorResponse(kClosed));
     if (deadline_ms <= uv_now(loop_))
       return waiter->OnPeerResponse(cookie, ErrorResponse(kTimeout));
@@ -173,8 +184,12 @@ class HttpPeer final : public HttpClientDelegate {
                    (req.op == PeerOp::kPut ? req.value.size() : 0);
     Conn* conn = Pick(bytes);
     if (conn == nullptr) return waiter->OnPeerResponse(cookie, ErrorResponse(pick_error_));
-    AppendRequest(&conn->client->out(), req);
-    conn->fifo.push_back(Slot{waiter, cookie, deadline_ms, bytes, req.op});
+    if (ping) {
+      AppendPing(&conn->client->out());
+    } else {
+      AppendRequest(&conn->client->out(), req);
+    }
+    conn->fifo.push_back(Slot{waiter, cookie, deadline_ms, bytes, req.op, ping});
     conn->bytes += bytes;
     ++in_flight_;
     if (!conn->dirty) {
@@ -221,7 +236,8 @@ class HttpPeer final : public HttpClientDelegate {
 
   void OnResponseBody(HttpClientConnection* c, std::string_view chunk) override {
     Conn* conn = static_cast<Conn*>(c->user_data);
-    if (conn->status == 200 && !conn->fifo.empty() && conn->fifo.front().op == PeerOp::kGet) {
+    if (conn->status == 200 && !conn->fifo.empty() && conn->fifo.front().op == PeerOp::kGet &&
+        !conn->fifo.front().ping) {
       conn->body.append(chunk);
     }
   }
@@ -242,7 +258,7 @@ class HttpPeer final : public HttpClientDelegate {
     conn->bytes -= slot.bytes;
     --in_flight_;
     conn->status = status;
-    PeerResponse resp = MapResponse(slot.op, *conn);
+    PeerResponse resp = MapResponse(slot, *conn);
     conn->ResetResponse();
     if (!keep_alive) conn->draining = true;
     if (conn->draining && conn->fifo.empty()) Discard(conn, "", "", 0, &none);
@@ -255,7 +271,6 @@ class HttpPeer final : public HttpClientDelegate {
     std::string why(reason);
     if (!was_connected) {
       connect_failed_ = true;
-      last_connect_failure_ms_ = uv_now(loop_);
       last_connect_error_ = why;
     }
     std::vector<Failure> failures;
@@ -277,9 +292,13 @@ class HttpPeer final : public HttpClientDelegate {
     }
     bool want_new = best == nullptr || best->fifo.size() >= opts_.open_new_at;
     if (want_new && conns_.size() < opts_.max_connections) {
-      bool backing_off =
-          connect_failed_ && uv_now(loop_) < last_connect_failure_ms_ + opts_.reconnect_backoff_ms;
-      if (!backing_off) {
+      // No back-off after a refused connect: the next request tries again, so a peer that comes
+      // back is used at once. But while the peer looks down, one connection at a time tries:
+      // the requests meanwhile queue on it (pipelined) instead of each opening one.
+      const bool trying = connect_failed_ && std::any_of(conns_.begin(), conns_.end(), [](auto& c) {
+                            return !c->client->connected() && !c->client->closing();
+                          });
+      if (!trying) {
         if (Conn* fresh = Open()) return fresh;
       }
       if (best == nullptr) {
@@ -297,7 +316,6 @@ class HttpPeer final : public HttpClientDelegate {
     if (rc != 0) {
       client->Close();
       connect_failed_ = true;
-      last_connect_failure_ms_ = uv_now(loop_);
       last_connect_error_ = UvErrorReason(rc);
       return nullptr;
     }
@@ -306,6 +324,12 @@ class HttpPeer final : public HttpClientDelegate {
     client->user_data = conn.get();
     conns_.push_back(std::move(conn));
     return conns_.back().get();
+  }
+
+  void AppendPing(std::string* out) {
+    out->append("GET /v0/status HTTP/1.1\r\nHost: ");
+    out->append(host_header_);
+    out->append("\r\n\r\n");
   }
 
   void AppendRequest(std::string* out, const PeerRequest& req) {
@@ -419,8 +443,7 @@ class HttpPeer final : public HttpClientDelegate {
   size_t in_flight_ = 0;
   bool closed_ = false;
   int closed_handles_ = 0;
-  bool connect_failed_ = false;
-  uint64_t last_connect_failure_ms_ = 0;
+  bool connect_failed_ = false;  // the last connect failed, none succeeded since
   std::string last_connect_error_;
   std::string pick_error_;
 };
@@ -434,7 +457,11 @@ class HttpPeerTransport final : public cluster::PeerTransport {
   void Send(const PeerRequest& req, uint64_t deadline_ms, PeerWaiter* waiter,
             uint64_t cookie) override {
     if (impl_ == nullptr) return waiter->OnPeerResponse(cookie, ErrorResponse(kClosed));
-    impl_->Send(req, deadline_ms, waiter, cookie);
+    impl_->Send(req, false, deadline_ms, waiter, cookie);
+  }
+  void Ping(uint64_t deadline_ms, PeerWaiter* waiter, uint64_t cookie) override {
+    if (impl_ == nullptr) return waiter->OnPeerResponse(cookie, ErrorResponse(kClosed));
+    impl_->Send(PeerRequest{PeerOp::kGet, {}, {}, 0}, true, deadline_ms, waiter, cookie);
   }
   size_t in_flight() const override { return impl_ ? impl_->in_flight() : 0; }
   void Close() override {

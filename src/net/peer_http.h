@@ -9,6 +9,7 @@
 //   GET 200 + X-KV-Version -> kValue; 404 + X-KV-Version (+ X-KV-Tombstone: 1) -> kTombstone;
 //   404 without X-KV-Version -> kAbsent; PUT 201 / DELETE 202 + X-KV-Version -> kStored;
 //   anything else -> kError ("http 507", "bad version", ...).
+//   Ping: GET /v0/status HTTP/1.1 / Host; 200 -> kPong, anything else -> kError.
 //
 // Policies:
 // - Pool: up to max_connections, opened lazily: a new one when every open connection already has
@@ -16,14 +17,16 @@
 //   with the fewest in flight; requests queued in one loop iteration leave in one write, flushed
 //   from a uv_prepare handle (so before the loop next blocks in poll).
 // - Failures: a failed connect fails that connection's requests at once ("connection refused"...).
-//   For reconnect_backoff_ms after a failed connect, a Send that would need a new connection fails
-//   at once with the same reason instead of trying again. A broken connection (EOF, reset,
+//   There is no back-off: the next Send connects again, so a peer that comes back is used at once;
+//   but after a failed connect only one connection at a time tries, and the requests meanwhile
+//   queue on it. A broken connection (EOF, reset,
 //   unparsable or unsolicited response) fails its in-flight requests and is dropped; the next Send
 //   opens a fresh one, so a restarted peer is picked up again without intervention.
 // - Deadlines: one repeating timer (sweep_interval_ms) fails requests past their deadline with
-//   "timeout" exactly once. HTTP/1.1 cannot skip an answer in a pipeline, so the connection that
-//   carried a timed-out request is closed and its other in-flight requests fail with
-//   "aborted: pipeline timed out"; late answers therefore never arrive.
+//   "timeout" exactly once (slow failures, PeerResponse::slow, as is the abort below). HTTP/1.1
+//   cannot skip an answer in a pipeline, so the connection that carried a timed-out request is
+//   closed and its other in-flight requests fail with "aborted: pipeline timed out"; late answers
+//   therefore never arrive.
 // - Bound: a Send that would take a connection's unanswered request bytes over
 //   ep.max_in_flight_bytes (and no other connection can take it) fails with "overloaded". A single
 //   request bigger than the budget is still sent on a connection with nothing in flight.
@@ -43,9 +46,8 @@ namespace kv::net {
 
 struct HttpPeerOptions {
   size_t max_connections = 4;
-  size_t open_new_at = 8;               // in-flight requests per connection before opening another
-  uint64_t reconnect_backoff_ms = 150;  // after a failed connect, fail fast for this long
-  uint64_t sweep_interval_ms = 25;      // deadline sweep period
+  size_t open_new_at = 8;           // in-flight requests per connection before opening another
+  uint64_t sweep_interval_ms = 25;  // deadline sweep period
 };
 
 std::unique_ptr<cluster::PeerTransport> MakeHttpPeerTransport(uv_loop_t* loop,

@@ -244,6 +244,7 @@ void EncodeResponse(std::string* out, uint64_t request_id, const cluster::PeerRe
       PutVersionFrame(out, FrameType::kStored, request_id, r.version);
       return;
     case cluster::PeerResponse::kError:
+    case cluster::PeerResponse::kPong:  // not an answer to a request
       break;
   }
   PutCodeFrame(out, FrameType::kErrorResponse, request_id, error_code, r.error);

@@ -32,6 +32,10 @@ class FakePeer final : public PeerTransport {
     sent.push_back(Sent{req.op, std::string(req.key), deadline_ms, waiter, cookie});
     if (closed) Answer(sent.size() - 1, PeerResponse{});  // like the real ones: fails at once
   }
+  void Ping(uint64_t deadline_ms, PeerWaiter* waiter, uint64_t cookie) override {
+    pings.push_back(Sent{PeerOp::kGet, "", deadline_ms, waiter, cookie});
+    if (closed) AnswerPing(pings.size() - 1, PeerResponse{});
+  }
   size_t in_flight() const override {
     size_t n = 0;
     for (const Sent& s : sent) n += s.answered ? 0 : 1;
@@ -41,6 +45,13 @@ class FakePeer final : public PeerTransport {
     closed = true;
     for (size_t i = 0; i < sent.size(); ++i)
       if (!sent[i].answered) Answer(i, PeerResponse{});
+    for (size_t i = 0; i < pings.size(); ++i)
+      if (!pings[i].answered) AnswerPing(i, PeerResponse{});
+  }
+  void AnswerPing(size_t i, PeerResponse r) {
+    REQUIRE(!pings[i].answered);
+    pings[i].answered = true;
+    pings[i].waiter->OnPeerResponse(pings[i].cookie, std::move(r));
   }
   void Answer(size_t i, PeerResponse r) {
     REQUIRE(!sent[i].answered);
@@ -48,6 +59,7 @@ class FakePeer final : public PeerTransport {
     sent[i].waiter->OnPeerResponse(sent[i].cookie, std::move(r));
   }
   std::vector<Sent> sent;
+  std::vector<Sent> pings;
   bool closed = false;
 };
 
@@ -140,6 +152,13 @@ struct Fixture {
   std::pair<int, int> Get23(const std::string& key, Result* res) {
     Run(PeerOp::kGet, key, 2, 3, res);
     return Peers(key);
+  }
+  // Time passes by `ms`, peer `node` answers its ping `i`, and the timer fires.
+  void AnswerPingAfter(int node, size_t i, PeerResponse r, uint64_t ms) {
+    env.us += ms * 1000;
+    env.ms += ms;
+    peers[node]->AnswerPing(i, std::move(r));
+    coord->OnTimer();
   }
   // The initial hedge delay passes and the timer fires.
   void PassHedgeTime() {
@@ -483,6 +502,26 @@ TEST_CASE("Coordinator: a peer's requests time out at twice its slowest recent a
   CHECK(f.coord->pending() == 0);
 }
 
+TEST_CASE("Coordinator: a large value gets its transfer time on top of the peer's timeout") {
+  Fixture f;  // request timeout 1000 ms, peer timeout floor 200 ms
+  Result r1;
+  f.Run(PeerOp::kPut, "small", 2, 3, &r1, "v");
+  f.env.us += 100000;  // both answer in 100 ms: their timeout becomes the 200 ms floor
+  f.peers[1]->Answer(0, Kind(PeerResponse::kStored, 1));
+  f.peers[2]->Answer(0, Kind(PeerResponse::kStored, 1));
+  REQUIRE(r1.calls == 1);
+  Result r2;
+  f.Run(PeerOp::kPut, "small", 2, 3, &r2, "v");
+  CHECK(f.peers[1]->sent.back().deadline_ms == f.env.ms + 200);
+  Result big;  // 1 us per 10 bytes: 300 ms more for 3 MB
+  f.Run(PeerOp::kPut, "big", 2, 3, &big, std::string(3000000, 'b'));
+  CHECK(f.peers[1]->sent.back().deadline_ms == f.env.ms + 500);
+  CHECK(f.peers[2]->sent.back().deadline_ms == f.env.ms + 500);
+  Result huge;  // never past the request's own deadline
+  f.Run(PeerOp::kPut, "huge", 2, 3, &huge, std::string(9000000, 'h'));
+  CHECK(f.peers[1]->sent.back().deadline_ms == f.env.ms + 1000);
+}
+
 TEST_CASE("PeerTimeout: twice the slowest answer of two periods, within its bounds") {
   const uint64_t period = 10000000;
   PeerTimeout t(200000, 1000000, period);
@@ -507,6 +546,72 @@ TEST_CASE("PeerTimeout: twice the slowest answer of two periods, within its boun
   now += 5 * period;
   CHECK(t.timeout_us(now) == 240000);
   CHECK(t.slowest_us() == 120000);
+}
+
+PeerResponse Failure(bool slow) {
+  PeerResponse r;
+  r.error = slow ? "timeout" : "connection refused";
+  r.slow = slow;
+  return r;
+}
+
+TEST_CASE("Coordinator: only slow failures open a peer's circuit; fast ones never hold it back") {
+  Fixture f;
+  Result res[40];
+  int n = 0;
+  // PUT 1/3 asks every replica; only peer 1's answers matter here (peer 2 never answers).
+  auto put = [&](PeerResponse answer) {
+    Result& r = res[n++];
+    size_t before = f.peers[1]->sent.size();
+    f.Run(PeerOp::kPut, "k" + std::to_string(n), 1, 3, &r, "v");
+    REQUIRE(r.calls == 1);  // its own write decides
+    if (f.peers[1]->sent.size() == before) return false;
+    f.peers[1]->Answer(before, std::move(answer));
+    return true;
+  };
+  // A peer that refuses (it is down, or restarting) is asked every time, however often it failed.
+  for (int i = 0; i < 20; ++i) CHECK(put(Failure(false)));
+  CHECK(f.state->breakers[1]->state(f.env.ms) == CircuitBreaker::State::kClosed);
+  CHECK(f.state->peer_failures[1]->load() == 20);
+  // A peer that times out 5 times in a row is not asked any more...
+  for (int i = 0; i < 5; ++i) CHECK(put(Failure(true)));
+  CHECK(f.state->breakers[1]->state(f.env.ms / 1000) != CircuitBreaker::State::kClosed);
+  CHECK_FALSE(put(Failure(true)));
+  // ... and is pinged instead: at once (the timer is armed to fire now), then every
+  // kProbeIntervalMs while its breaker is open.
+  CHECK(f.peers[1]->pings.empty());
+  REQUIRE(!f.env.armed.empty());
+  CHECK(f.env.armed.back() == 0);
+  f.coord->OnTimer();
+  REQUIRE(f.peers[1]->pings.size() == 1);
+  CHECK(f.peers[2]->pings.empty());
+  f.AnswerPingAfter(1, 0, Failure(true), Coordinator::kProbeIntervalMs);
+  REQUIRE(f.peers[1]->pings.size() == 2);
+  // A pong closes it: the next request is sent to the peer again.
+  f.AnswerPingAfter(1, 1, Kind(PeerResponse::kPong), 0);
+  CHECK(f.state->breakers[1]->state(f.env.ms / 1000) == CircuitBreaker::State::kClosed);
+  CHECK(put(Kind(PeerResponse::kStored, 1)));
+  // No more pings once every breaker is closed.
+  f.env.us += 10 * Coordinator::kProbeIntervalMs * 1000;
+  f.coord->OnTimer();
+  CHECK(f.peers[1]->pings.size() == 2);
+  CHECK(f.coord->pings_sent() == 2);
+}
+
+TEST_CASE("Coordinator: a circuit opened by another loop is pinged too, and a pong closes it") {
+  Fixture f;
+  for (int i = 0; i < 5; ++i) f.state->breakers[1]->OnFailure(f.env.us / 1000);
+  REQUIRE(f.state->breakers[1]->state(f.env.us / 1000) == CircuitBreaker::State::kOpen);
+  Result res;
+  f.Run(PeerOp::kPut, "k", 1, 3, &res, "v");
+  CHECK(f.peers[1]->sent.empty());  // circuit open: not asked
+  f.coord->OnTimer();
+  REQUIRE(f.peers[1]->pings.size() == 1);
+  CHECK(f.peers[1]->pings[0].deadline_ms > f.env.ms);
+  f.peers[1]->AnswerPing(0, Kind(PeerResponse::kPong));
+  Result res2;
+  f.Run(PeerOp::kPut, "k2", 1, 3, &res2, "v");
+  CHECK(f.peers[1]->sent.size() == 1);
 }
 
 TEST_CASE("Coordinator: Close answers pending requests and empties the hedge queue") {

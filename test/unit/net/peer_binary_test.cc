@@ -164,19 +164,23 @@ class Harness {
  public:
   enum class Mode { kServe, kSilent, kScripted };
 
-  explicit Harness(uv_loop_t* loop, Mode mode = Mode::kServe, BinaryServerOptions opts = {})
+  // Listens on bind_host:bind_port (0: ephemeral); its URL is http://url_host:port.
+  explicit Harness(uv_loop_t* loop, Mode mode = Mode::kServe, BinaryServerOptions opts = {},
+                   const char* bind_host = "127.0.0.1", uint16_t bind_port = 0,
+                   const char* url_host = "127.0.0.1")
       : loop_(loop), mode_(mode) {
+    bind_host_ = bind_host;
     uv_tcp_init(loop_, &listener_);
     listener_.data = this;
     sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", 0, &addr);
+    uv_ip4_addr(bind_host, bind_port, &addr);
     REQUIRE(uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0) == 0);
     REQUIRE(uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 128, &OnConnection) == 0);
     sockaddr_storage bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &len);
     port = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-    url = "http://127.0.0.1:" + std::to_string(port);
+    url = std::string("http://") + url_host + ":" + std::to_string(port);
     urls = {url, kClientUrl, kOtherUrl};
     fingerprint = kv::proto::ClusterFingerprint(urls);
     ring = std::make_unique<kv::cluster::Ring>(urls);
@@ -191,6 +195,7 @@ class Harness {
     ctx.ring = ring.get();
     ctx.self_index = 0;
     ctx.hlc = &hlc;
+    ctx.on_peer_hello = [this](size_t node) { hellos.push_back(node); };
     server = MakeBinaryPeerServer(loop_, ctx, opts);
   }
 
@@ -225,7 +230,7 @@ class Harness {
     RawConn* c = raws_.back().get();
     c->connect_req.data = c;
     sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", port, &addr);
+    uv_ip4_addr(bind_host_.c_str(), port, &addr);
     REQUIRE(uv_tcp_connect(&c->connect_req, &c->tcp, reinterpret_cast<const sockaddr*>(&addr),
                            [](uv_connect_t* r, int status) {
                              auto* c = static_cast<RawConn*>(r->data);
@@ -259,6 +264,7 @@ class Harness {
   uint64_t fingerprint = 0;
   size_t accepted = 0;
   size_t adopted = 0;
+  std::vector<size_t> hellos;  // ring indexes of the peers whose handshake was accepted
   std::unique_ptr<kv::cluster::Ring> ring;
   kv::cluster::Hlc hlc{1};
   std::unique_ptr<kv::storage::Engine> engine;
@@ -340,6 +346,7 @@ class Harness {
 
   uv_loop_t* loop_;
   Mode mode_;
+  std::string bind_host_;
   kv::storage::testutil::TempDir dir_;
   uv_tcp_t listener_;
   bool listener_closed_ = false;
@@ -667,7 +674,7 @@ TEST_CASE("binary server: pipelined GETs with large answers pass the output high
   CHECK(frames.back().id == 999);
 }
 
-TEST_CASE("binary transport: connection refused fails at once, backs off, then reconnects") {
+TEST_CASE("binary transport: a refused connection fails fast, and the next Send tries again") {
   Loop l;
   const uint16_t port = DeadPort(&l.loop);
   PeerEndpoint ep;
@@ -675,24 +682,180 @@ TEST_CASE("binary transport: connection refused fails at once, backs off, then r
   ep.host = "127.0.0.1";
   ep.port = port;
   ep.self_url = kClientUrl;
-  BinaryPeerOptions opts;
-  opts.reconnect_backoff_ms = 40;
+  ep.cluster_fingerprint = kv::proto::ClusterFingerprint({ep.url, kClientUrl, kOtherUrl});
   Collector w;
-  auto t = MakeBinaryPeerTransport(&l.loop, ep, opts);
+  auto t = MakeBinaryPeerTransport(&l.loop, ep);
   t->Send(Get("k"), l.now() + kFar, &w, 1);
   t->Send(Get("k"), l.now() + kFar, &w, 2);
   REQUIRE(RunUntil(&l.loop, [&] { return w.count == 2; }));
   CHECK(w.one(1).error == "connection refused");
   CHECK(w.one(2).error == "connection refused");
-  t->Send(Get("k"), l.now() + kFar, &w, 3);  // inside the backoff: fails before returning
-  CHECK(w.count == 3);
+  CHECK_FALSE(w.one(1).slow);  // a fast failure: no circuit breaker for a peer that is down
+  // No back-off: the next Send connects again (and is refused again)...
+  t->Send(Get("k"), l.now() + kFar, &w, 3);
+  CHECK(w.count == 2);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 3; }));
   CHECK(w.one(3).error == "connection refused");
   CHECK(t->in_flight() == 0);
-  RunFor(&l.loop, 50);
-  t->Send(Get("k"), l.now() + kFar, &w, 4);  // tries again (and is refused again)
-  CHECK(w.count == 3);
+  // ... so the first request after the peer is back on its port is served.
+  Harness back(&l.loop, Harness::Mode::kServe, {}, "127.0.0.1", port);
+  t->Send(Get("k"), l.now() + kFar, &w, 4);
   REQUIRE(RunUntil(&l.loop, [&] { return w.count == 4; }));
-  CHECK(w.one(4).error == "connection refused");
+  CHECK(w.one(4).kind == PeerResponse::kAbsent);
+  t->Close();
+}
+
+// Resolves "peer.test" to whatever `ip` says at the time; counts the lookups.
+struct FakeDns {
+  std::string ip;  // empty: the name does not resolve
+  int lookups = 0;
+  BinaryPeerOptions Options() {
+    BinaryPeerOptions o;
+    o.resolve = [this](const std::string& host, uint16_t port, kv::net::Addresses* out) {
+      ++lookups;
+      CHECK(host == "peer.test");
+      if (ip.empty()) return false;
+      for (size_t start = 0; start <= ip.size();) {  // "a,b": two addresses, in that order
+        size_t end = std::min(ip.find(',', start), ip.size());
+        sockaddr_storage a;
+        REQUIRE(kv::net::ParseIpLiteral(ip.substr(start, end - start), port, &a));
+        out->push_back(a);
+        start = end + 1;
+      }
+      return true;
+    };
+    o.resolve_backoff_min_ms = 30;
+    return o;
+  }
+};
+
+// h's endpoint by the name peer.test (h calls itself http://peer.test:port).
+PeerEndpoint NamedEndpoint(const Harness& h) {
+  PeerEndpoint ep = h.Endpoint();
+  ep.host = "peer.test";
+  return ep;
+}
+
+TEST_CASE("binary transport: a name that does not resolve yet fails fast, retried after back-off") {
+  Loop l;
+  Harness named(&l.loop, Harness::Mode::kServe, {}, "127.0.0.2", 0, "peer.test");
+  FakeDns dns;
+  Collector w;
+  auto t = MakeBinaryPeerTransport(&l.loop, NamedEndpoint(named), dns.Options());
+  t->Send(Get("k"), l.now() + kFar, &w, 1);
+  REQUIRE(w.count == 1);  // before Send returned
+  CHECK(w.one(1).error == "cannot resolve host peer.test");
+  CHECK_FALSE(w.one(1).slow);
+  CHECK(dns.lookups == 1);
+  // Within the back-off: fails at once without asking again.
+  dns.ip = "127.0.0.2";
+  t->Send(Get("k"), l.now() + kFar, &w, 2);
+  CHECK(w.count == 2);
+  CHECK(dns.lookups == 1);
+  RunFor(&l.loop, 40);
+  t->Send(Get("k"), l.now() + kFar, &w, 3);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 3; }));
+  CHECK(w.one(3).kind == PeerResponse::kAbsent);
+  CHECK(dns.lookups == 2);
+  CHECK(named.accepted == 1);
+  t->Close();
+}
+
+TEST_CASE("binary transport: the name is resolved again for each connection") {
+  Loop l;
+  Harness moved(&l.loop, Harness::Mode::kServe, {}, "127.0.0.2", 0, "peer.test");
+  auto first = std::make_unique<Harness>(&l.loop, Harness::Mode::kServe, BinaryServerOptions{},
+                                         "127.0.0.1", moved.port, "peer.test");
+  FakeDns dns;
+  dns.ip = "127.0.0.1";
+  Collector w;
+  auto t = MakeBinaryPeerTransport(&l.loop, NamedEndpoint(moved), dns.Options());
+  t->Send(Put("k", "v", 5), l.now() + kFar, &w, 1);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 1; }));
+  CHECK(w.one(1).kind == PeerResponse::kStored);
+  CHECK(first->Read("k").value == "v");
+  // The peer moves to another address: its old one goes away, the name follows it.
+  first.reset();
+  dns.ip = "127.0.0.2";
+  t->Send(Get("k"), l.now() + kFar, &w, 2);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 2; }));
+  if (w.one(2).kind == PeerResponse::kError) {  // the request raced the old connection's EOF
+    t->Send(Get("k"), l.now() + kFar, &w, 3);
+    REQUIRE(RunUntil(&l.loop, [&] { return w.count == 3; }));
+    CHECK(w.one(3).kind == PeerResponse::kAbsent);
+  } else {
+    CHECK(w.one(2).kind == PeerResponse::kAbsent);
+  }
+  CHECK(moved.accepted == 1);
+  CHECK(dns.lookups == 2);
+  t->Close();
+}
+
+TEST_CASE("binary transport: a refused address falls through to the next one of the name") {
+  Loop l;
+  Harness named(&l.loop, Harness::Mode::kServe, {}, "127.0.0.2", 0, "peer.test");
+  FakeDns dns;
+  dns.ip = "127.0.0.3,127.0.0.2";  // nobody listens on the first
+  Collector w;
+  auto t = MakeBinaryPeerTransport(&l.loop, NamedEndpoint(named), dns.Options());
+  t->Send(Get("k"), l.now() + kFar, &w, 1);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 1; }));
+  CHECK(w.one(1).kind == PeerResponse::kAbsent);
+  CHECK(named.accepted == 1);
+  t->Close();
+}
+
+TEST_CASE("binary transport: a real name (localhost) is resolved with getaddrinfo") {
+  Loop l;
+  Harness node(&l.loop);
+  PeerEndpoint ep = node.Endpoint();
+  ep.host = "localhost";
+  Collector w;
+  auto t = MakeBinaryPeerTransport(&l.loop, ep);
+  t->Send(Put("k", "v", 7), l.now() + kFar, &w, 1);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 1; }));
+  CHECK(w.one(1).kind == PeerResponse::kStored);
+  CHECK(node.Read("k").value == "v");
+  t->Close();
+}
+
+TEST_CASE("binary transport: Ping is answered by the peer's PONG; the peer hears our hello") {
+  Loop l;
+  Harness node(&l.loop);
+  Collector w;
+  auto t = MakeBinaryPeerTransport(&l.loop, node.Endpoint());
+  CHECK(node.hellos.empty());
+  t->Ping(l.now() + kFar, &w, 1);
+  t->Send(Get("k"), l.now() + kFar, &w, 2);
+  t->Ping(l.now() + kFar, &w, 3);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 3; }));
+  CHECK(w.one(1).kind == PeerResponse::kPong);
+  CHECK(w.one(2).kind == PeerResponse::kAbsent);
+  CHECK(w.one(3).kind == PeerResponse::kPong);
+  CHECK(t->in_flight() == 0);
+  CHECK(node.hellos == std::vector<size_t>{1});  // kClientUrl is node 1 of its ring
+  // A refused handshake is no hello.
+  auto stranger = MakeBinaryPeerTransport(&l.loop, node.Endpoint(kOtherUrl + std::string("0")));
+  stranger->Ping(l.now() + kFar, &w, 4);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 4; }));
+  CHECK(w.one(4).kind == PeerResponse::kError);
+  CHECK(node.hellos.size() == 1);
+  stranger->Close();
+  t->Close();
+}
+
+TEST_CASE("binary transport: a Ping to a silent peer times out, slow") {
+  Loop l;
+  Harness silent(&l.loop, Harness::Mode::kSilent);
+  BinaryPeerOptions opts;
+  opts.sweep_interval_ms = 5;
+  Collector w;
+  auto t = MakeBinaryPeerTransport(&l.loop, silent.Endpoint(), opts);
+  t->Ping(l.now() + 20, &w, 1);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 1; }));
+  CHECK(w.one(1).error == "timeout");
+  CHECK(w.one(1).slow);
+  t->Close();
 }
 
 TEST_CASE(
@@ -740,21 +903,31 @@ TEST_CASE("binary transport: a silent server times every request out exactly onc
   CHECK(t->in_flight() == 100);
   REQUIRE(RunUntil(&l.loop, [&] { return w.count == 100; }));
   CHECK(w.each_once());
-  for (int i = 0; i < 100; ++i) CHECK(w.one(i).error == "timeout");
+  // The first to expire time out; nothing came back on the connection meanwhile, so it counts as
+  // stalled and the rest fail with it: all slow failures (they open the circuit breaker).
+  int timeouts = 0;
+  for (int i = 0; i < 100; ++i) {
+    CHECK(w.one(i).slow);
+    timeouts += w.one(i).error == "timeout";
+    if (w.one(i).error != "timeout") CHECK(w.one(i).error == "connection stalled");
+  }
+  CHECK(timeouts >= 1);
   CHECK(t->in_flight() == 0);
   // An already expired deadline fails at once; nothing more arrives later.
   t->Send(Get("k"), l.now(), &w, 500);
   CHECK(w.count == 101);
   CHECK(w.one(500).error == "timeout");
+  // The stalled connection was dropped: the next request goes on a fresh one.
   t->Send(Get("k"), l.now() + 10, &w, 501);
   REQUIRE(RunUntil(&l.loop, [&] { return w.count == 102; }));
   CHECK(w.one(501).error == "timeout");
   RunFor(&l.loop, 30);
   CHECK(w.count == 102);
-  CHECK(silent.accepted == 1);  // the connection stayed up throughout
-  REQUIRE(silent.peers.size() == 1);
+  CHECK(silent.accepted == 2);
+  REQUIRE(silent.peers.size() == 2);
   // The silent peer still received every request frame.
-  CHECK(silent.peers[0]->in.size() > 102 * kv::proto::kFrameHeaderSize);
+  CHECK(silent.peers[0]->in.size() > 100 * kv::proto::kFrameHeaderSize);
+  CHECK(silent.peers[1]->in.size() > kv::proto::kFrameHeaderSize);
 }
 
 TEST_CASE("binary transport: over the in-flight byte cap a request fails fast as overloaded") {
@@ -786,14 +959,16 @@ TEST_CASE("binary transport: over the in-flight byte cap a request fails fast as
   CHECK(w.one(12).kind == PeerResponse::kError);
   CHECK(w.one(13).kind == PeerResponse::kError);
 
-  // Once the first ten time out their bytes are free again.
-  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 13; }));
+  // Once the first ten time out their bytes are free again (the silent connection counts as
+  // stalled: the small request on it fails too, and the next one goes on a fresh connection).
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 14; }));
   for (int i = 0; i < 10; ++i) CHECK(w.one(i).error == "timeout");
-  t->Send(Put("key", value, 2), soon + kFar, &w, 14);
-  CHECK(w.count == 13);
-  CHECK(t->in_flight() == 2);
+  CHECK(w.one(11).error == "connection stalled");
+  for (int i = 0; i < 10; ++i) t->Send(Put("key", value, 2), soon + kFar, &w, 20 + i);
+  CHECK(w.count == 14);
+  CHECK(t->in_flight() == 10);
   t->Close();
-  CHECK(w.count == 15);
+  CHECK(w.count == 24);
 }
 
 TEST_CASE("binary transport: a request bigger than the cap still goes when nothing is in flight") {

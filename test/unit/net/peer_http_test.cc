@@ -238,11 +238,12 @@ TEST_CASE("peer http: light load uses one connection; callbacks may send again")
   StopServer(&l.loop, &server);
 }
 
-TEST_CASE("peer http: connection refused fails at once, then backs off, then retries") {
+TEST_CASE("peer http: connection refused fails fast, no back-off: the next Send tries again") {
   Loop l;
   uint16_t port = DeadPort(&l.loop);
   HttpPeerOptions opts;
-  opts.reconnect_backoff_ms = 50;
+  opts.max_connections = 128;
+  opts.open_new_at = 1;  // the HTTP peer mode: one request per connection
   auto t = MakeHttpPeerTransport(&l.loop, Endpoint(port), opts);
   Collector w;
   uint64_t d = l.now() + kFar;
@@ -252,22 +253,52 @@ TEST_CASE("peer http: connection refused fails at once, then backs off, then ret
   for (int i = 0; i < 3; ++i) {
     CHECK(w.one(i).kind == PeerResponse::kError);
     CHECK(w.one(i).error == "connection refused");
+    CHECK_FALSE(w.one(i).slow);  // no circuit breaker for a peer that is down
   }
   CHECK(t->in_flight() == 0);
 
-  // Within the backoff window: fails before Send returns, without a connect attempt.
-  t->Send(Get("k"), d, &w, 10);
-  CHECK(w.got.count(10) == 1);
-  CHECK(w.one(10).error == "connection refused");
+  // While the peer looks down, one connection at a time tries: these three share one.
+  for (int i = 10; i < 13; ++i) t->Send(Get("k"), d, &w, i);
+  CHECK(w.got.count(10) == 0);  // not failed before Send returned: it is trying again
+  REQUIRE(RunUntil(&l.loop, [&] { return w.got.count(12) == 1; }));
+  for (int i = 10; i < 13; ++i) CHECK(w.one(i).error == "connection refused");
 
-  // The peer comes up on that port; after the window the next Send connects.
+  // The peer comes up on that port: the very next Send connects.
   TestHttpServer server(&l.loop);
   REQUIRE(server.Listen(port) == 0);
-  RunFor(&l.loop, 60);
-  t->Send(Get("k"), d, &w, 11);
-  REQUIRE(RunUntil(&l.loop, [&] { return w.got.count(11) == 1; }));
-  CHECK(w.one(11).kind == PeerResponse::kAbsent);
-  CHECK(server.accepted == 1);
+  t->Send(Get("k"), d, &w, 20);
+  t->Send(Get("k"), d, &w, 21);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.got.count(21) == 1; }));
+  CHECK(w.one(20).kind == PeerResponse::kAbsent);
+  CHECK(w.one(21).kind == PeerResponse::kAbsent);
+  CHECK(server.accepted == 1);  // both on the one connection that tried
+  t->Close();
+  StopServer(&l.loop, &server);
+}
+
+TEST_CASE("peer http: Ping asks GET /v0/status; a 200 is a pong") {
+  Loop l;
+  TestHttpServer server(&l.loop);
+  REQUIRE(server.Listen() == 0);
+  server.responder = [](const kv::test::TestRequest& q) -> std::string {
+    if (q.url != "/v0/status") return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+  };
+  auto t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
+  Collector w;
+  t->Ping(l.now() + kFar, &w, 1);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 1; }));
+  CHECK(w.one(1).kind == PeerResponse::kPong);
+  REQUIRE(server.log.size() == 1);
+  CHECK(server.log.back().method == "GET");
+  CHECK(server.log.back().url == "/v0/status");
+  // Anything but a 200 is no proof of life.
+  server.responder = [](const kv::test::TestRequest&) -> std::string {
+    return "HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n";
+  };
+  t->Ping(l.now() + kFar, &w, 2);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 2; }));
+  CHECK(w.one(2).kind == PeerResponse::kError);
   t->Close();
   StopServer(&l.loop, &server);
 }
@@ -275,7 +306,6 @@ TEST_CASE("peer http: connection refused fails at once, then backs off, then ret
 TEST_CASE("peer http: a restarted peer is reconnected without intervention") {
   Loop l;
   HttpPeerOptions opts;
-  opts.reconnect_backoff_ms = 0;
   auto server = std::make_unique<TestHttpServer>(&l.loop);
   REQUIRE(server->Listen() == 0);
   uint16_t port = server->port();
