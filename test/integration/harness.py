@@ -107,8 +107,13 @@ def free_ports(n):
             s.close()
 
 
+# Nodes name each other by host name, as deployments do (the store resolves names itself);
+# clients connect to HOST.
+NODE_HOST = "localhost"
+
+
 def url_of(port):
-    return f"http://{HOST}:{port}"
+    return f"http://{NODE_HOST}:{port}"
 
 
 def cleanup_all():
