@@ -119,7 +119,9 @@ tsan:
 	@$(MAKE) --no-print-directory -j$$(nproc) BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" unit
 	@bash test/run_unit.sh build/tsan
 
-run: node
+run:
+	@bash test/deps.sh --build
+	@$(MAKE) --no-print-directory -j$$(nproc) node
 	@bash loadtest/run_cluster.sh
 
 bench: all

@@ -6,7 +6,7 @@ set -u
 cd "$(dirname "$0")/.."
 peer=${PEER_PROTOCOL:-binary}
 ports=(8080 8081 8082)
-cluster=$(printf 'http://127.0.0.1:%s,' "${ports[@]}")
+cluster=$(printf 'http://localhost:%s,' "${ports[@]}")
 cluster=${cluster%,}
 pids=()
 stop() {

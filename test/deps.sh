@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Installs whichever Debian packages the build and the test suites need and are missing.
-# Usage: bash test/deps.sh [extra-package ...]   (the benchmarks pass their own extras)
+# Usage: bash test/deps.sh [--build] [extra-package ...]   (the benchmarks pass their own extras)
 set -euo pipefail
-need=(g++ make pkg-config libuv1-dev libxxhash-dev doctest-dev node-llhttp python3 clang libclang-rt-14-dev "$@")
+# --build: only what building ./node needs (make run); otherwise the test suites' packages too.
+build=(g++ make pkg-config libuv1-dev libxxhash-dev node-llhttp)
+if [ "${1:-}" = "--build" ]; then
+  shift
+  need=("${build[@]}" "$@")
+else
+  need=("${build[@]}" doctest-dev python3 clang libclang-rt-14-dev "$@")
+fi
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
