@@ -2,8 +2,6 @@
 
 #include <netinet/in.h>
 
-#include <cstring>
-
 #include "net/uv_write.h"
 
 namespace kv::net {
@@ -85,7 +83,6 @@ HttpClientConnection::HttpClientConnection(uv_loop_t* loop, HttpClientDelegate* 
   tcp_.data = this;
   connect_req_.data = this;
   write_req_.data = this;
-  resolve_req_.data = this;
   llhttp_init(&parser_, HTTP_RESPONSE, Settings());
   parser_.data = this;
 }
@@ -95,55 +92,28 @@ HttpClientConnection* HttpClientConnection::Create(uv_loop_t* loop, HttpClientDe
 }
 
 int HttpClientConnection::Connect(std::string_view host, uint16_t port) {
-  port_ = port;
-  std::string h(host);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  sockaddr_storage addr{};
-  if (uv_ip4_addr(h.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) == 0 ||
-      uv_ip6_addr(h.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) == 0) {
+  sockaddr_storage addr;
+  if (ParseIpLiteral(host, port, &addr)) {
     int rc = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<const sockaddr*>(&addr),
                             &HttpClientConnection::OnConnect);
     if (rc != 0) failed_ = true;
     return rc;
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  int rc = uv_getaddrinfo(loop_, &resolve_req_, &HttpClientConnection::OnResolved, h.c_str(),
-                          nullptr, &hints);
-  if (rc != 0) {
-    failed_ = true;
-    return rc;
-  }
-  resolving_ = true;
-  return 0;
+  int rc = 0;
+  lookup_ = NameLookup::Start(
+      loop_, std::string(host), port,
+      [this](int status, Addresses addrs) { OnResolved(status, std::move(addrs)); }, &rc);
+  if (lookup_ == nullptr) failed_ = true;
+  return rc;
 }
 
-void HttpClientConnection::OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
-  auto* self = static_cast<HttpClientConnection*>(req->data);
-  self->resolving_ = false;
-  if (self->closing_) {
-    if (res) uv_freeaddrinfo(res);
-    self->MaybeFree();
-    return;
-  }
-  if (status != 0 || res == nullptr) {
-    if (res) uv_freeaddrinfo(res);
-    self->Fail("cannot resolve host");
-    return;
-  }
-  sockaddr_storage addr{};
-  std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
-  uv_freeaddrinfo(res);
-  if (addr.ss_family == AF_INET) {
-    reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(self->port_);
-  } else {
-    reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(self->port_);
-  }
-  int rc =
-      uv_tcp_connect(&self->connect_req_, &self->tcp_, reinterpret_cast<const sockaddr*>(&addr),
-                     &HttpClientConnection::OnConnect);
-  if (rc != 0) self->Fail(UvErrorReason(rc));
+void HttpClientConnection::OnResolved(int status, Addresses addrs) {
+  lookup_ = nullptr;
+  if (status != 0) return Fail("cannot resolve host");
+  // The first address (IPv4 first): a node listens on both where it can.
+  int rc = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<const sockaddr*>(&addrs[0]),
+                          &HttpClientConnection::OnConnect);
+  if (rc != 0) Fail(UvErrorReason(rc));
 }
 
 void HttpClientConnection::OnConnect(uv_connect_t* req, int status) {
@@ -285,18 +255,13 @@ void HttpClientConnection::Fail(std::string_view reason) {
 void HttpClientConnection::Close() {
   if (closing_) return;
   closing_ = true;
-  if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  if (lookup_ != nullptr) lookup_->Cancel();  // its callback will not run
+  lookup_ = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &HttpClientConnection::OnClosed);
 }
 
 void HttpClientConnection::OnClosed(uv_handle_t* h) {
-  auto* self = static_cast<HttpClientConnection*>(h->data);
-  self->handle_closed_ = true;
-  self->MaybeFree();
-}
-
-void HttpClientConnection::MaybeFree() {
-  if (handle_closed_ && !resolving_) delete this;
+  delete static_cast<HttpClientConnection*>(h->data);
 }
 
 }  // namespace kv::net

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "net/resolve.h"
+
 namespace kv::net {
 
 class HttpClientConnection;
@@ -40,11 +42,12 @@ class HttpClientDelegate {
 class HttpClientConnection {
  public:
   // Allocates a connection whose only way to die is Close(): the object frees itself after
-  // libuv's close callback (and any pending name resolution) has run on the loop.
+  // libuv's close callback has run on the loop (a pending name lookup is cancelled).
   static HttpClientConnection* Create(uv_loop_t* loop, HttpClientDelegate* delegate);
 
   // Starts connecting. Numeric IPv4/IPv6 hosts ("[::1]" accepted) are used directly; a name is
-  // resolved with uv_getaddrinfo (asynchronously, first address) for this connection. Returns 0,
+  // resolved with uv_getaddrinfo (asynchronously, the first address, IPv4 first) for this
+  // connection. Returns 0,
   // or a negative uv error if the attempt could not even start (then no callback follows and
   // the caller should Close()). Call at most once.
   int Connect(std::string_view host, uint16_t port);
@@ -75,10 +78,9 @@ class HttpClientConnection {
 
   void StartConnect(const sockaddr* addr);
   void Fail(std::string_view reason);
-  void MaybeFree();
   void StartWrite();
 
-  static void OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
+  void OnResolved(int status, Addresses addrs);
   static void OnConnect(uv_connect_t* req, int status);
   static void OnWrite(uv_write_t* req, int status);
   static void OnAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -99,14 +101,12 @@ class HttpClientConnection {
   uv_tcp_t tcp_;
   uv_connect_t connect_req_;
   uv_write_t write_req_;
-  uv_getaddrinfo_t resolve_req_;
+  NameLookup* lookup_ = nullptr;  // while a host name resolves
   llhttp_t parser_;
   uint16_t port_ = 0;
   bool connected_ = false;
   bool failed_ = false;
   bool closing_ = false;
-  bool handle_closed_ = false;
-  bool resolving_ = false;
   bool writing_now_ = false;
   std::string out_;
   std::string writing_;
