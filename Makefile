@@ -22,7 +22,7 @@ MODULES := common storage proto cluster net
 DEPS_common  := common
 DEPS_storage := storage common
 DEPS_proto   := proto common
-DEPS_cluster := cluster proto storage common
+DEPS_cluster := cluster storage common
 DEPS_net     := net cluster proto storage common llhttp
 
 srcs_of = $(wildcard src/$(1)/*.cc)

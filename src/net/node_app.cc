@@ -9,7 +9,6 @@
 #include "net/peer_binary.h"
 #include "net/peer_http.h"
 #include "net/url.h"
-#include "proto/wire.h"
 
 namespace kv::net {
 
@@ -64,7 +63,7 @@ class NodeApp final : public RequestHandler {
   NodeApp(Worker& worker, cluster::ClusterState* cluster) : worker_(worker), cluster_(cluster) {
     const Config& cfg = worker.config();
     std::vector<std::unique_ptr<cluster::PeerTransport>> transports;
-    const uint64_t fingerprint = proto::ClusterFingerprint(cfg.cluster);
+    const uint64_t fingerprint = cluster->ring.Fingerprint();
     for (size_t i = 0; i < cluster->ring.size(); ++i) {
       if (i == cluster->self_index) {
         transports.emplace_back();

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "net/http_client.h"
 #include "net/peer_binary_io.h"
+#include "net/peer_frames.h"
 #include "net/uv_write.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
@@ -116,7 +117,7 @@ class BinaryPeer final : public cluster::PeerTransport {
           cookie, ErrorResponse(req.key.empty() ? "invalid request: empty key"
                                                 : "invalid request: key or value too large"));
     }
-    const size_t bytes = proto::RequestFrameSize(req.op, req.key, value);
+    const size_t bytes = proto::RequestFrameSize(ToProtoOp(req.op), req.key, value);
     if (bytes_in_flight_ > 0 && bytes_in_flight_ + bytes > max_bytes_) {
       return waiter->OnPeerResponse(cookie, ErrorResponse(kOverloaded));
     }
@@ -124,7 +125,7 @@ class BinaryPeer final : public cluster::PeerTransport {
       return waiter->OnPeerResponse(cookie, ErrorResponse(last_error_));
     }
     const uint64_t id = Acquire(waiter, cookie, deadline_ms, bytes);
-    proto::EncodeRequest(&conn_->out, id, req.op, req.key, value, req.version);
+    proto::EncodeRequest(&conn_->out, id, ToProtoOp(req.op), req.key, value, req.version);
     ArmFlush();
     if (!uv_is_active(reinterpret_cast<uv_handle_t*>(sweep_))) {
       uv_timer_start(sweep_, &BinaryPeer::OnSweep, opts_.sweep_interval_ms,
@@ -305,7 +306,7 @@ class BinaryPeer final : public cluster::PeerTransport {
         return;
       }
       case proto::FrameType::kError:
-        return FailConnection(proto::ToPeerResponse(f).error);
+        return FailConnection(proto::ErrorText(f));
       case proto::FrameType::kPing:
         proto::EncodePong(&c->out, f.request_id, f.payload);
         return ArmFlush();
@@ -319,7 +320,7 @@ class BinaryPeer final : public cluster::PeerTransport {
     PeerWaiter* waiter = s->waiter;
     const uint64_t cookie = s->cookie;
     Release(s);
-    waiter->OnPeerResponse(cookie, proto::ToPeerResponse(f));
+    waiter->OnPeerResponse(cookie, ToPeerResponse(f));
   }
 
   // Decodes and handles every complete frame buffered in c. Stops as soon as c is detached
