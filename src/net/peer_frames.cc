@@ -18,30 +18,28 @@ cluster::PeerResponse ToPeerResponse(const proto::Frame& f) {
   switch (f.type) {
     case proto::FrameType::kValue:
       r.kind = cluster::PeerResponse::kValue;
-      r.version = f.version;
       r.value.assign(f.value);
       break;
     case proto::FrameType::kTombstone:
       r.kind = cluster::PeerResponse::kTombstone;
-      r.version = f.version;
-      break;
-    case proto::FrameType::kAbsent:
-      r.kind = cluster::PeerResponse::kAbsent;
       break;
     case proto::FrameType::kStored:
       r.kind = cluster::PeerResponse::kStored;
-      r.version = f.version;
       break;
+    case proto::FrameType::kAbsent:
+      r.kind = cluster::PeerResponse::kAbsent;
+      return r;
     case proto::FrameType::kErrorResponse:
     case proto::FrameType::kError:
       r.kind = cluster::PeerResponse::kError;
       r.error = proto::ErrorText(f);
-      break;
+      return r;
     default:
       r.kind = cluster::PeerResponse::kError;
       r.error = std::string("unexpected frame ") + proto::FrameTypeName(f.type);
-      break;
+      return r;
   }
+  r.version = f.version;  // VALUE, TOMBSTONE and STORED carry one
   return r;
 }
 
