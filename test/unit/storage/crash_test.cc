@@ -1,9 +1,8 @@
 // Crash tests: a child process (this test binary re-executed as --child=storage-crash-writer,
-// see unit/test_child.h) writes to a store
-// and reports every acknowledged write through a pipe; the parent SIGKILLs it after a random
-// number of acknowledgements (flushes and compactions run constantly with a tiny memtable, so
-// kills land inside them too), reopens the store and checks every acknowledged write is there
-// with its latest value.
+// see unit/test_child.h) writes to a store and reports every acknowledged write through a pipe;
+// the parent SIGKILLs it after a random number of acknowledgements (flushes and compactions run
+// constantly with a tiny memtable, so kills land inside them too), reopens the store and checks
+// every acknowledged write is there with its latest value.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -115,6 +114,7 @@ TEST_CASE("storage crash: SIGKILL at random moments loses no acknowledged write"
   const int rounds = 10;
 #endif
   int rounds_with_segments = 0, killed_in_segment_write = 0;
+  const std::string child_arg = std::string(kv::test::kChildFlag) + kCrashWriter;
   for (int round = 0; round < rounds; round++) {
     int fds[2];
     REQUIRE(pipe(fds) == 0);
@@ -132,8 +132,7 @@ TEST_CASE("storage crash: SIGKILL at random moments loses no acknowledged write"
       setenv("KV_CRASH_ARM_AFTER", round % 2 == 1 ? std::to_string(arm_after).c_str() : "0", 1);
       int null = open("/dev/null", O_WRONLY);
       dup2(null, 1);
-      const std::string child = std::string(kv::test::kChildFlag) + kCrashWriter;
-      execl("/proc/self/exe", "unit_storage", child.c_str(), nullptr);
+      execl("/proc/self/exe", "unit_storage", child_arg.c_str(), nullptr);
       _exit(127);
     }
     close(fds[1]);
