@@ -18,11 +18,12 @@ LDFLAGS  := -pthread $(SAN)
 LDLIBS   := -luv -lxxhash
 
 MODULES := common storage proto cluster net
-# Which archives a module's unit tests link (the module itself first).
+# Which archives a module's unit tests link (the module itself first): the modules its sources
+# and unit tests include, and theirs in turn (`make check-deps` compares them with the includes).
 DEPS_common  := common
 DEPS_storage := storage common
 DEPS_proto   := proto common
-DEPS_cluster := cluster proto storage common
+DEPS_cluster := cluster storage common
 DEPS_net     := net cluster proto storage common llhttp
 
 srcs_of = $(wildcard src/$(1)/*.cc)
@@ -34,7 +35,7 @@ ALL_LIBS := $(foreach m,$(MODULES),$(BUILD)/lib$(m).a) $(BUILD)/libllhttp.a
 UNIT_BINS := $(foreach m,$(MODULES),$(if $(wildcard test/unit/$(m)/*.cc),$(BUILD)/unit_$(m)))
 
 .PHONY: all deps test unit integration fuzz fuzz-run asan tsan run clean format bench bench-single \
-        bench-storage check-format test-kvload flame
+        bench-storage check-format check-deps test-kvload flame
 .DEFAULT_GOAL := all
 
 all: node loadtest/kvload
@@ -76,9 +77,9 @@ $(BUILD)/kvload/%.o: loadtest/src/%.cc
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) -Iloadtest/src $(CXXFLAGS) -c $< -o $@
 
-loadtest/kvload: $(KVLOAD_OBJS) $(BUILD)/libllhttp.a $(BUILD)/libcommon.a
-	$(CXX) $(LDFLAGS) -o $@ $(filter-out $(BUILD)/kvload/kvload_test%.o,$(KVLOAD_OBJS)) \
-	  $(BUILD)/libcommon.a $(BUILD)/libllhttp.a $(LDLIBS)
+# kvload includes no header of src/: it links llhttp only.
+loadtest/kvload: $(KVLOAD_OBJS) $(BUILD)/libllhttp.a
+	$(CXX) $(LDFLAGS) -o $@ $(KVLOAD_OBJS) $(BUILD)/libllhttp.a $(LDLIBS)
 
 # ---- unit tests ------------------------------------------------------------------------------
 $(BUILD)/test/doctest_main.o: test/unit/doctest_main.cc
@@ -107,7 +108,7 @@ fuzz: $(FUZZ_TARGETS)
 deps:
 	@bash test/deps.sh
 
-test: deps
+test: deps check-deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all unit fuzz
 	@bash test/run_all.sh
 
@@ -152,6 +153,9 @@ $(BUILD)/bench_storage: test/bench/bench_storage.cc $(BUILD)/libstorage.a $(BUIL
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'test/*.cc' 'test/*.h' 'loadtest/*.cc' 'loadtest/*.h')
+
+check-deps:
+	@($(foreach m,$(MODULES),echo "$(m): $(DEPS_$(m))";)) | python3 test/check_deps.py
 
 check-format:
 	clang-format --dry-run -Werror $$(git ls-files 'src/*.cc' 'src/*.h' 'test/*.cc' 'test/*.h' 'loadtest/*.cc' 'loadtest/*.h')

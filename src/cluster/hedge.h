@@ -1,6 +1,7 @@
-// When to ask the remaining replicas of a GET: the p99 of recent remote answer times (the users'
-// request 3: ask `ack` replicas first, the rest only if they do not answer within the observed
-// p99), rounded up to its histogram bucket. One per Coordinator, loop thread only.
+// When to ask the remaining replicas of a GET: the coordinator asks `ack` replicas first and the
+// others only if those have not all answered within delay_us(), the p99 of the last window of
+// remote answer times rounded up to its histogram bucket, within [kMinUs, max_us].
+// Caller guarantees: one instance per Coordinator, used from its loop thread only (no locking).
 #pragma once
 #include <cstdint>
 

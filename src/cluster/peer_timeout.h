@@ -1,11 +1,13 @@
-// How long a replica request to one peer may take before it counts as failed: about twice the
-// slowest answer that peer gave recently (the users' request 4), within [min_us, max_us], max_us
-// being the request timeout. A hung peer then fails its requests, and opens its circuit breaker,
-// in a few of its normal answer times instead of a full request timeout each; a write that needs
-// every replica answers 504 as soon.
+// How long a replica request to one peer may take before it counts as failed: twice the slowest
+// answer that peer gave recently, clamped to [min_us, max_us], max_us being the request timeout.
+// A hung peer then fails its requests, and opens its circuit breaker, within a few of its normal
+// answer times instead of a full request timeout each; a write that needs every replica answers
+// 504 as soon.
 // "Recently": the current period and the one before (a period is period_us long). A period
 // without answers keeps the previous maximum, so a peer that stops answering keeps its short
-// timeout. Before the first answer: max_us. One per (Coordinator, peer), loop thread only.
+// timeout. Before the first answer: max_us.
+// Caller guarantees: one instance per (Coordinator, peer), used from that loop thread only (no
+// locking); every now_us comes from the same steady clock.
 #pragma once
 #include <cstdint>
 

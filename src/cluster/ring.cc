@@ -6,24 +6,16 @@
 #include <cassert>
 #include <cstring>
 
+#include "common/fingerprint.h"
+
 namespace kv::cluster {
 
-Ring::Ring(std::vector<std::string> urls) {
+Ring::Ring(std::vector<std::string> urls) : fingerprint_(ClusterFingerprint(urls)) {
   nodes_.reserve(urls.size());
   for (std::string& u : urls) {
     uint64_t seed = XXH3_64bits(u.data(), u.size());
     nodes_.push_back(Node{std::move(u), seed});
   }
-  std::vector<std::string_view> sorted;
-  sorted.reserve(nodes_.size());
-  for (const Node& n : nodes_) sorted.push_back(n.url);
-  std::sort(sorted.begin(), sorted.end());
-  std::string joined;
-  for (size_t i = 0; i < sorted.size(); ++i) {
-    if (i > 0) joined.push_back('\n');
-    joined.append(sorted[i]);
-  }
-  fingerprint_ = XXH3_64bits(joined.data(), joined.size());
 }
 
 uint64_t Ring::KeyHash(std::string_view key) {

@@ -35,8 +35,8 @@ class Ring {
   // The score node i gives the key (exposed for tests and diagnostics).
   uint64_t Score(std::string_view key, size_t i) const { return Mix(KeyHash(key), nodes_[i].seed); }
 
-  // XXH3 of the sorted URL list joined by '\n': equal for any ordering of the same set, so two
-  // nodes can check they were started with the same --cluster.
+  // ClusterFingerprint (common/fingerprint.h) of the URLs: equal for any ordering of the same
+  // set, so two nodes can check they were started with the same --cluster.
   uint64_t Fingerprint() const { return fingerprint_; }
 
   // Accepts exactly "http://host:port" or "http://host:port/" (scheme case-insensitive); host is a

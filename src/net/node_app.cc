@@ -4,12 +4,12 @@
 #include <cstdio>
 
 #include "cluster/local_replica.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "net/http_conn.h"
 #include "net/peer_binary.h"
 #include "net/peer_http.h"
 #include "net/url.h"
-#include "proto/wire.h"
 
 namespace kv::net {
 
@@ -64,7 +64,7 @@ class NodeApp final : public RequestHandler {
   NodeApp(Worker& worker, cluster::ClusterState* cluster) : worker_(worker), cluster_(cluster) {
     const Config& cfg = worker.config();
     std::vector<std::unique_ptr<cluster::PeerTransport>> transports;
-    const uint64_t fingerprint = proto::ClusterFingerprint(cfg.cluster);
+    const uint64_t fingerprint = cluster->ring.Fingerprint();
     for (size_t i = 0; i < cluster->ring.size(); ++i) {
       if (i == cluster->self_index) {
         transports.emplace_back();
@@ -278,13 +278,14 @@ class NodeApp final : public RequestHandler {
     const Config& cfg = worker_.config();
     uint64_t now_ms = MonotonicNs() / 1000000;
     std::string j =
-        "{\"url\":\"" + cfg.self_url + "\",\"version\":\"" + kVersion +
-        "\",\"cluster_size\":" + U64(cluster_->ring.size()) +
+        "{\"url\":" + JsonString(cfg.self_url) + ",\"version\":" + JsonString(kVersion) +
+        ",\"cluster_size\":" + U64(cluster_->ring.size()) +
         ",\"uptime_s\":" + U64((now_ms - worker_.server()->start_time_ms()) / 1000) +
-        ",\"threads\":" + U64(static_cast<uint64_t>(cfg.threads)) + ",\"peer_protocol\":\"" +
-        PeerProtocolName(cfg.peer_protocol) + "\",\"read_fanout\":\"" +
-        (cfg.read_fanout == cluster::ReadFanout::kAll ? "all" : "hedged") +
-        "\",\"open_connections\":" +
+        ",\"threads\":" + U64(static_cast<uint64_t>(cfg.threads)) +
+        ",\"peer_protocol\":" + JsonString(PeerProtocolName(cfg.peer_protocol)) +
+        ",\"read_fanout\":" +
+        JsonString(cfg.read_fanout == cluster::ReadFanout::kAll ? "all" : "hedged") +
+        ",\"open_connections\":" +
         U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) + ",\"peers\":[";
     bool first = true;
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {
@@ -292,9 +293,9 @@ class NodeApp final : public RequestHandler {
       auto& br = *cluster_->breakers[i];
       j += first ? "" : ",";
       first = false;
-      j += "{\"url\":\"" + cluster_->ring.url(i) + "\",\"state\":\"" +
-           cluster::CircuitBreaker::StateName(br.state(now_ms)) +
-           "\",\"failures\":" + U64(cluster_->peer_failures[i]->load()) +
+      j += "{\"url\":" + JsonString(cluster_->ring.url(i)) +
+           ",\"state\":" + JsonString(cluster::CircuitBreaker::StateName(br.state(now_ms))) +
+           ",\"failures\":" + U64(cluster_->peer_failures[i]->load()) +
            ",\"timeout_ms\":" + U64((PeerTimeoutUs(i) + 999) / 1000) + "}";
     }
     j += "]}\n";

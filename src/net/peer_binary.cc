@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "net/http_client.h"
 #include "net/peer_binary_io.h"
+#include "net/peer_frames.h"
 #include "net/resolve.h"
 #include "net/uv_write.h"
 #include "proto/frame_decoder.h"
@@ -136,7 +137,7 @@ class BinaryPeer final : public cluster::PeerTransport {
           cookie, ErrorResponse(req.key.empty() ? "invalid request: empty key"
                                                 : "invalid request: key or value too large"));
     }
-    const size_t bytes = proto::RequestFrameSize(req.op, req.key, value);
+    const size_t bytes = proto::RequestFrameSize(ToProtoOp(req.op), req.key, value);
     if (bytes_in_flight_ > 0 && bytes_in_flight_ + bytes > max_bytes_) {
       return waiter->OnPeerResponse(cookie, ErrorResponse(kOverloaded, true));
     }
@@ -144,7 +145,7 @@ class BinaryPeer final : public cluster::PeerTransport {
       return waiter->OnPeerResponse(cookie, ErrorResponse(last_error_));
     }
     const uint64_t id = Acquire(waiter, cookie, deadline_ms, bytes, false);
-    proto::EncodeRequest(&conn_->out, id, req.op, req.key, value, req.version);
+    proto::EncodeRequest(&conn_->out, id, ToProtoOp(req.op), req.key, value, req.version);
     Queued();
   }
 
@@ -422,7 +423,7 @@ class BinaryPeer final : public cluster::PeerTransport {
         return;
       }
       case proto::FrameType::kError:
-        return FailConnection(proto::ToPeerResponse(f).error, false, !c->handshake_ok);
+        return FailConnection(proto::ErrorText(f), false, !c->handshake_ok);
       case proto::FrameType::kPing:
         proto::EncodePong(&c->out, f.request_id, f.payload);
         return ArmFlush();
@@ -441,7 +442,7 @@ class BinaryPeer final : public cluster::PeerTransport {
       pong.kind = PeerResponse::kPong;
       return waiter->OnPeerResponse(cookie, std::move(pong));
     }
-    waiter->OnPeerResponse(cookie, proto::ToPeerResponse(f));
+    waiter->OnPeerResponse(cookie, ToPeerResponse(f));
   }
 
   // Decodes and handles every complete frame buffered in c. Stops as soon as c is detached

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "net/peer_binary.h"
 #include "net/peer_binary_io.h"
+#include "net/peer_frames.h"
 #include "net/uv_write.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
@@ -60,7 +61,7 @@ class BinaryServer final : public BinaryPeerServer {
   BinaryServer(uv_loop_t* loop, const BinaryServerContext& ctx, const BinaryServerOptions& opts)
       : loop_(loop), ctx_(ctx), opts_(opts) {
     for (size_t i = 0; i < ctx_.ring->size(); ++i) urls_.push_back(ctx_.ring->url(i));
-    fingerprint_ = proto::ClusterFingerprint(urls_);
+    fingerprint_ = ctx_.ring->Fingerprint();
     self_url_ = ctx_.ring->url(ctx_.self_index);
     if (opts_.output_high_water == 0) opts_.output_high_water = 1;
     flush_ = new uv_prepare_t;
@@ -115,8 +116,8 @@ class BinaryServer final : public BinaryPeerServer {
         Fatal(c, e.code, e.reason);
         break;
       }
-      cluster::PeerOp op;
-      if (proto::RequestOp(f.type, &op) && op != cluster::PeerOp::kGet) {
+      proto::Op op;
+      if (proto::RequestOp(f.type, &op) && op != proto::Op::kGet) {
         QueueWrite(c, f, op);
         continue;
       }
@@ -133,11 +134,11 @@ class BinaryServer final : public BinaryPeerServer {
   // Consecutive PUT/REMOVE frames of one read are committed with one Engine::Write (one log
   // write(2)) and answered after it. The frames' views stay valid until the next Feed(), which
   // cannot happen before FlushWrites: Process flushes before it returns.
-  void QueueWrite(ServerConn* c, const proto::Frame& f, cluster::PeerOp op) {
+  void QueueWrite(ServerConn* c, const proto::Frame& f, proto::Op op) {
     ctx_.hlc->Observe(f.version);
     batch_ops_.push_back(
-        storage::Engine::WriteOp{f.key, op == cluster::PeerOp::kPut ? f.value : std::string_view(),
-                                 f.version, op == cluster::PeerOp::kRemove, 0});
+        storage::Engine::WriteOp{f.key, op == proto::Op::kPut ? f.value : std::string_view(),
+                                 f.version, op == proto::Op::kRemove, 0});
     batch_ids_.push_back(f.request_id);
     if (batch_ops_.size() >= kMaxBatch) FlushWrites(c);
   }
@@ -146,9 +147,9 @@ class BinaryServer final : public BinaryPeerServer {
     if (batch_ops_.empty()) return;
     storage::Status st = ctx_.engine->Write(batch_ops_.data(), batch_ops_.size());
     for (size_t i = 0; i < batch_ops_.size(); ++i) {
-      proto::EncodeResponse(&c->out, batch_ids_[i], cluster::StoredResponse(st, batch_ops_[i]),
-                            st.code() == storage::Code::kNoSpace ? proto::ErrorCode::kNoSpace
-                                                                 : proto::ErrorCode::kStorageError);
+      EncodePeerResponse(&c->out, batch_ids_[i], cluster::StoredResponse(st, batch_ops_[i]),
+                         st.code() == storage::Code::kNoSpace ? proto::ErrorCode::kNoSpace
+                                                              : proto::ErrorCode::kStorageError);
     }
     batch_ops_.clear();
     batch_ids_.clear();
@@ -167,15 +168,15 @@ class BinaryServer final : public BinaryPeerServer {
   }
 
   void Handle(ServerConn* c, const proto::Frame& f) {
-    cluster::PeerOp op;
+    proto::Op op;
     if (proto::RequestOp(f.type, &op)) {
-      const cluster::PeerRequest req = proto::ToPeerRequest(f);
-      if (op != cluster::PeerOp::kGet) ctx_.hlc->Observe(req.version);
+      const cluster::PeerRequest req = ToPeerRequest(f);
+      if (op != proto::Op::kGet) ctx_.hlc->Observe(req.version);
       storage::Code code = storage::Code::kOk;
       const cluster::PeerResponse resp = cluster::ExecuteLocal(*ctx_.engine, req, &code);
-      proto::EncodeResponse(&c->out, f.request_id, resp,
-                            code == storage::Code::kNoSpace ? proto::ErrorCode::kNoSpace
-                                                            : proto::ErrorCode::kStorageError);
+      EncodePeerResponse(&c->out, f.request_id, resp,
+                         code == storage::Code::kNoSpace ? proto::ErrorCode::kNoSpace
+                                                         : proto::ErrorCode::kStorageError);
       return;
     }
     switch (f.type) {
@@ -198,8 +199,7 @@ class BinaryServer final : public BinaryPeerServer {
         proto::EncodePong(&c->out, f.request_id, f.payload);
         return;
       case proto::FrameType::kError:  // the peer is closing: nothing more will come
-        LOG_DEBUG("binary peer connection closed by the peer: %s",
-                  proto::ToPeerResponse(f).error.c_str());
+        LOG_DEBUG("binary peer connection closed by the peer: %s", proto::ErrorText(f).c_str());
         c->stopped = true;
         return CloseAfterWrite(c);
       default:  // PONG: nothing to do

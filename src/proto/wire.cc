@@ -1,7 +1,5 @@
 #include "proto/wire.h"
 
-#include <xxhash.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -74,26 +72,16 @@ void PutOpaqueFrame(std::string* out, FrameType type, uint64_t request_id,
   out->append(payload);
 }
 
-size_t RequestPayloadSize(cluster::PeerOp op, std::string_view key, std::string_view value) {
+size_t RequestPayloadSize(Op op, std::string_view key, std::string_view value) {
   switch (op) {
-    case cluster::PeerOp::kGet:
+    case Op::kGet:
       return 4 + key.size();
-    case cluster::PeerOp::kPut:
+    case Op::kPut:
       return 8 + 4 + key.size() + 4 + value.size();
-    case cluster::PeerOp::kRemove:
+    case Op::kRemove:
       return 8 + 4 + key.size();
   }
   return 4 + key.size();
-}
-
-std::string CodeAndMessage(const Frame& f) {
-  std::string s = ErrorCodeName(f.code);
-  if (s == "UNKNOWN") s += " " + std::to_string(static_cast<uint16_t>(f.code));
-  if (!f.message.empty()) {
-    s += ": ";
-    s.append(f.message);
-  }
-  return s;
 }
 
 }  // namespace
@@ -205,49 +193,43 @@ void EncodePong(std::string* out, uint64_t request_id, std::string_view payload)
   PutOpaqueFrame(out, FrameType::kPong, request_id, payload);
 }
 
-void EncodeRequest(std::string* out, uint64_t request_id, cluster::PeerOp op, std::string_view key,
+void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_view key,
                    std::string_view value, uint64_t version) {
   switch (op) {
-    case cluster::PeerOp::kGet:
+    case Op::kGet:
       PutHeader(out, FrameType::kGet, request_id, RequestPayloadSize(op, key, value));
       break;
-    case cluster::PeerOp::kPut:
+    case Op::kPut:
       PutHeader(out, FrameType::kPut, request_id, RequestPayloadSize(op, key, value));
       PutU64(out, version);
       break;
-    case cluster::PeerOp::kRemove:
+    case Op::kRemove:
       PutHeader(out, FrameType::kRemove, request_id, RequestPayloadSize(op, key, value));
       PutU64(out, version);
       break;
   }
   PutU32(out, static_cast<uint32_t>(key.size()));
   out->append(key);
-  if (op == cluster::PeerOp::kPut) {
+  if (op == Op::kPut) {
     PutU32(out, static_cast<uint32_t>(value.size()));
     out->append(value);
   }
 }
 
-void EncodeResponse(std::string* out, uint64_t request_id, const cluster::PeerResponse& r,
-                    ErrorCode error_code) {
-  switch (r.kind) {
-    case cluster::PeerResponse::kValue:
-      PutValueFrame(out, request_id, r.version, r.value);
-      return;
-    case cluster::PeerResponse::kTombstone:
-      PutVersionFrame(out, FrameType::kTombstone, request_id, r.version);
-      return;
-    case cluster::PeerResponse::kAbsent:
-      PutHeader(out, FrameType::kAbsent, request_id, 0);
-      return;
-    case cluster::PeerResponse::kStored:
-      PutVersionFrame(out, FrameType::kStored, request_id, r.version);
-      return;
-    case cluster::PeerResponse::kError:
-    case cluster::PeerResponse::kPong:  // not an answer to a request
-      break;
-  }
-  PutCodeFrame(out, FrameType::kErrorResponse, request_id, error_code, r.error);
+void EncodeValue(std::string* out, uint64_t request_id, uint64_t version, std::string_view value) {
+  PutValueFrame(out, request_id, version, value);
+}
+
+void EncodeTombstone(std::string* out, uint64_t request_id, uint64_t version) {
+  PutVersionFrame(out, FrameType::kTombstone, request_id, version);
+}
+
+void EncodeAbsent(std::string* out, uint64_t request_id) {
+  PutHeader(out, FrameType::kAbsent, request_id, 0);
+}
+
+void EncodeStored(std::string* out, uint64_t request_id, uint64_t version) {
+  PutVersionFrame(out, FrameType::kStored, request_id, version);
 }
 
 void EncodeErrorResponse(std::string* out, uint64_t request_id, ErrorCode code,
@@ -270,13 +252,13 @@ void EncodeFrame(std::string* out, const Frame& f) {
       PutOpaqueFrame(out, f.type, f.request_id, f.payload);
       return;
     case FrameType::kGet:
-      EncodeRequest(out, f.request_id, cluster::PeerOp::kGet, f.key, {}, 0);
+      EncodeRequest(out, f.request_id, Op::kGet, f.key, {}, 0);
       return;
     case FrameType::kPut:
-      EncodeRequest(out, f.request_id, cluster::PeerOp::kPut, f.key, f.value, f.version);
+      EncodeRequest(out, f.request_id, Op::kPut, f.key, f.value, f.version);
       return;
     case FrameType::kRemove:
-      EncodeRequest(out, f.request_id, cluster::PeerOp::kRemove, f.key, {}, f.version);
+      EncodeRequest(out, f.request_id, Op::kRemove, f.key, {}, f.version);
       return;
     case FrameType::kValue:
       PutValueFrame(out, f.request_id, f.version, f.value);
@@ -291,7 +273,7 @@ void EncodeFrame(std::string* out, const Frame& f) {
   }
 }
 
-size_t RequestFrameSize(cluster::PeerOp op, std::string_view key, std::string_view value) {
+size_t RequestFrameSize(Op op, std::string_view key, std::string_view value) {
   return kFrameHeaderSize + RequestPayloadSize(op, key, value);
 }
 
@@ -299,72 +281,30 @@ bool RequestFits(std::string_view key, std::string_view value) {
   return !key.empty() && key.size() <= kMaxKeyBytes && value.size() <= kMaxValueBytes;
 }
 
-bool RequestOp(FrameType type, cluster::PeerOp* op) {
+bool RequestOp(FrameType type, Op* op) {
   switch (type) {
     case FrameType::kGet:
-      *op = cluster::PeerOp::kGet;
+      *op = Op::kGet;
       return true;
     case FrameType::kPut:
-      *op = cluster::PeerOp::kPut;
+      *op = Op::kPut;
       return true;
     case FrameType::kRemove:
-      *op = cluster::PeerOp::kRemove;
+      *op = Op::kRemove;
       return true;
     default:
       return false;
   }
 }
 
-cluster::PeerRequest ToPeerRequest(const Frame& f) {
-  cluster::PeerRequest req{};
-  if (!RequestOp(f.type, &req.op)) req.op = cluster::PeerOp::kGet;
-  req.key = f.key;
-  if (req.op == cluster::PeerOp::kPut) req.value = f.value;
-  if (req.op != cluster::PeerOp::kGet) req.version = f.version;
-  return req;
-}
-
-cluster::PeerResponse ToPeerResponse(const Frame& f) {
-  cluster::PeerResponse r;
-  switch (f.type) {
-    case FrameType::kValue:
-      r.kind = cluster::PeerResponse::kValue;
-      r.version = f.version;
-      r.value.assign(f.value);
-      break;
-    case FrameType::kTombstone:
-      r.kind = cluster::PeerResponse::kTombstone;
-      r.version = f.version;
-      break;
-    case FrameType::kAbsent:
-      r.kind = cluster::PeerResponse::kAbsent;
-      break;
-    case FrameType::kStored:
-      r.kind = cluster::PeerResponse::kStored;
-      r.version = f.version;
-      break;
-    case FrameType::kErrorResponse:
-    case FrameType::kError:
-      r.kind = cluster::PeerResponse::kError;
-      r.error = CodeAndMessage(f);
-      break;
-    default:
-      r.kind = cluster::PeerResponse::kError;
-      r.error = std::string("unexpected frame ") + FrameTypeName(f.type);
-      break;
+std::string ErrorText(const Frame& f) {
+  std::string s = ErrorCodeName(f.code);
+  if (s == "UNKNOWN") s += " " + std::to_string(static_cast<uint16_t>(f.code));
+  if (!f.message.empty()) {
+    s += ": ";
+    s.append(f.message);
   }
-  return r;
-}
-
-uint64_t ClusterFingerprint(const std::vector<std::string>& cluster_urls) {
-  std::vector<std::string_view> sorted(cluster_urls.begin(), cluster_urls.end());
-  std::sort(sorted.begin(), sorted.end());
-  std::string joined;
-  for (size_t i = 0; i < sorted.size(); ++i) {
-    if (i > 0) joined.push_back('\n');
-    joined.append(sorted[i]);
-  }
-  return XXH3_64bits(joined.data(), joined.size());
+  return s;
 }
 
 std::optional<ProtocolError> CheckHandshake(std::string_view peer_url, uint64_t peer_fingerprint,

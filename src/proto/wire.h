@@ -1,5 +1,6 @@
 // Wire format of the binary peer protocol (proto_spec/peer-protocol.md): limits, types, codes,
 // preface sniffing and encoders. Caller keeps keys/values/URLs within the k*Bytes limits.
+// A leaf: it knows frames and bytes only; net/peer_frames.h maps them to the cluster's types.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -7,8 +8,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "cluster/peer.h"
 
 namespace kv::proto {
 
@@ -78,6 +77,9 @@ const char* FrameTypeName(FrameType type);
 // True for the frame types of protocol version 1.
 bool IsKnownFrameType(uint8_t type);
 
+// The replica operation a request frame carries (GET, PUT or REMOVE).
+enum class Op : uint8_t { kGet = 1, kPut = 2, kRemove = 3 };
+
 struct ProtocolError {
   ErrorCode code = ErrorCode::kInternal;
   std::string reason;
@@ -119,36 +121,33 @@ void EncodeError(std::string* out, ErrorCode code, std::string_view message,
 void EncodePing(std::string* out, uint64_t request_id, std::string_view payload = {});
 void EncodePong(std::string* out, uint64_t request_id, std::string_view payload = {});
 // kGet ignores value and version; kRemove ignores value.
-void EncodeRequest(std::string* out, uint64_t request_id, cluster::PeerOp op, std::string_view key,
+void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_view key,
                    std::string_view value, uint64_t version);
-// kValue/kTombstone/kAbsent/kStored map to their frames; kError becomes an ERROR_RESPONSE with
-// error_code and r.error as the message.
-void EncodeResponse(std::string* out, uint64_t request_id, const cluster::PeerResponse& r,
-                    ErrorCode error_code = ErrorCode::kStorageError);
+// The answers to a request: VALUE, TOMBSTONE, ABSENT, STORED or ERROR_RESPONSE.
+void EncodeValue(std::string* out, uint64_t request_id, uint64_t version, std::string_view value);
+void EncodeTombstone(std::string* out, uint64_t request_id, uint64_t version);
+void EncodeAbsent(std::string* out, uint64_t request_id);
+void EncodeStored(std::string* out, uint64_t request_id, uint64_t version);
 void EncodeErrorResponse(std::string* out, uint64_t request_id, ErrorCode code,
                          std::string_view message);
 // Encodes any decoded frame back to its bytes (used by tests and the fuzzer).
 void EncodeFrame(std::string* out, const Frame& frame);
 
 // Size of the frame EncodeRequest would append (for the client's bytes-in-flight accounting).
-size_t RequestFrameSize(cluster::PeerOp op, std::string_view key, std::string_view value);
+size_t RequestFrameSize(Op op, std::string_view key, std::string_view value);
 // True if a request with this key and value fits the protocol limits.
 bool RequestFits(std::string_view key, std::string_view value);
 
 // ---- helpers for the transport ---------------------------------------------------------------
 // True for GET/PUT/REMOVE; *op receives the operation.
-bool RequestOp(FrameType type, cluster::PeerOp* op);
-// Views into the frame (valid as long as the frame's views are).
-cluster::PeerRequest ToPeerRequest(const Frame& frame);
-// VALUE/TOMBSTONE/ABSENT/STORED -> their kinds; ERROR_RESPONSE and ERROR -> kError with
-// "<CODE_NAME>: <message>"; anything else -> kError "unexpected frame <TYPE>".
-cluster::PeerResponse ToPeerResponse(const Frame& frame);
+bool RequestOp(FrameType type, Op* op);
+// The text of an ERROR or ERROR_RESPONSE frame: "<CODE_NAME>: <message>" (": <message>" left out
+// when empty; "UNKNOWN <number>" for a code this build does not know).
+std::string ErrorText(const Frame& frame);
 
-// XXH3-64 (seed 0) of the URLs sorted bytewise and joined by '\n' (no trailing newline): the
-// same value as cluster::Ring::Fingerprint(), independent of the order of --cluster.
-uint64_t ClusterFingerprint(const std::vector<std::string>& cluster_urls);
 // Whether to accept a peer's HANDSHAKE (server) or HANDSHAKE_OK (client): nullopt to accept,
 // else NOT_IN_CLUSTER (url is not byte-for-byte one of cluster_urls) or CLUSTER_MISMATCH.
+// local_fingerprint is kv::ClusterFingerprint (common/fingerprint.h) of this node's cluster.
 std::optional<ProtocolError> CheckHandshake(std::string_view peer_url, uint64_t peer_fingerprint,
                                             const std::vector<std::string>& cluster_urls,
                                             uint64_t local_fingerprint);

@@ -44,12 +44,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         preface_done = true;
       }
       kv::proto::EncodeFrame(&again, f);
-      if (kv::cluster::PeerOp op; kv::proto::RequestOp(f.type, &op)) {
-        const kv::cluster::PeerRequest req = kv::proto::ToPeerRequest(f);
-        Require(req.op == op && req.key == f.key);
-      } else {
-        const kv::cluster::PeerResponse resp = kv::proto::ToPeerResponse(f);
-        Require(resp.kind != kv::cluster::PeerResponse::kValue || resp.value == f.value);
+      if (kv::proto::Op op; kv::proto::RequestOp(f.type, &op)) {
+        // The typed request encoder agrees with the generic one, and with its size function.
+        std::string req;
+        kv::proto::EncodeRequest(&req, f.request_id, op, f.key, f.value, f.version);
+        Require(req.size() == kv::proto::RequestFrameSize(op, f.key, f.value));
+        Require(again.size() >= req.size() &&
+                again.compare(again.size() - req.size(), req.size(), req) == 0);
+      } else if (f.type == kv::proto::FrameType::kError ||
+                 f.type == kv::proto::FrameType::kErrorResponse) {
+        Require(!kv::proto::ErrorText(f).empty());
       }
     }
     if (r == DecodeResult::kError) failed = true;

@@ -15,6 +15,8 @@
 
 #include "cluster/hlc.h"
 #include "cluster/ring.h"
+#include "common/fingerprint.h"
+#include "net/peer_frames.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
 #include "storage/engine.h"
@@ -32,7 +34,6 @@ using kv::test::Remove;
 using kv::test::RunFor;
 
 using kv::cluster::PeerEndpoint;
-using kv::cluster::PeerOp;
 using kv::cluster::PeerRequest;
 using kv::cluster::PeerResponse;
 using kv::cluster::PeerTransport;
@@ -182,7 +183,7 @@ class Harness {
     port = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
     url = std::string("http://") + url_host + ":" + std::to_string(port);
     urls = {url, kClientUrl, kOtherUrl};
-    fingerprint = kv::proto::ClusterFingerprint(urls);
+    fingerprint = kv::ClusterFingerprint(urls);
     ring = std::make_unique<kv::cluster::Ring>(urls);
 
     kv::storage::Options o;
@@ -486,7 +487,7 @@ TEST_CASE("binary transport: answers match by id in any order; late answers are 
   PeerResponse stored;
   stored.kind = PeerResponse::kStored;
   stored.version = 9;
-  kv::proto::EncodeResponse(&answers, put.id, stored);
+  kv::net::EncodePeerResponse(&answers, put.id, stored);
   kv::proto::EncodeErrorResponse(&answers, b.id, ErrorCode::kNoSpace, "disk full");
   c->Write(answers);
   REQUIRE(RunUntil(&l.loop, [&] { return w.count == 3; }));  // a times out meanwhile
@@ -500,7 +501,7 @@ TEST_CASE("binary transport: answers match by id in any order; late answers are 
   std::string late;
   PeerResponse absent;
   absent.kind = PeerResponse::kAbsent;
-  kv::proto::EncodeResponse(&late, a.id, absent);
+  kv::net::EncodePeerResponse(&late, a.id, absent);
   kv::proto::EncodePing(&late, 77, "hi");
   c->Write(late);
   REQUIRE(RunUntil(&l.loop, [&] { return c->frames.size() == 5; }));
@@ -560,7 +561,7 @@ TEST_CASE("binary transport: a refused handshake fails the requests and the serv
   SUBCASE("raw: ERROR frame, then the server closes; nothing after it is executed") {
     RawConn* c = node.Connect();
     std::string bytes = node.Hello(kClientUrl, node.fingerprint ^ 2);
-    kv::proto::EncodeRequest(&bytes, 1, PeerOp::kPut, "raw", "v", 5);
+    kv::proto::EncodeRequest(&bytes, 1, kv::proto::Op::kPut, "raw", "v", 5);
     REQUIRE(RunUntil(&l.loop, [&] { return c->connected; }));
     c->Write(bytes);
     REQUIRE(RunUntil(&l.loop, [&] { return c->eof; }));
@@ -605,7 +606,7 @@ TEST_CASE("binary server: bad bytes close only their connection; the node keeps 
   }
   SUBCASE("truncated frame at EOF") {
     std::string put;
-    kv::proto::EncodeRequest(&put, 3, PeerOp::kPut, "trunc", "value", 11);
+    kv::proto::EncodeRequest(&put, 3, kv::proto::Op::kPut, "trunc", "value", 11);
     bytes += put.substr(0, put.size() - 2);
     want = ErrorCode::kTruncatedFrame;
   }
@@ -617,7 +618,7 @@ TEST_CASE("binary server: bad bytes close only their connection; the node keeps 
   SUBCASE("request before the handshake") {
     bytes.clear();
     kv::proto::AppendPreface(&bytes);
-    kv::proto::EncodeRequest(&bytes, 3, PeerOp::kPut, "early", "value", 11);
+    kv::proto::EncodeRequest(&bytes, 3, kv::proto::Op::kPut, "early", "value", 11);
     want = ErrorCode::kBadHandshake;
   }
   RawConn* c = node.Connect();
@@ -653,7 +654,8 @@ TEST_CASE("binary server: pipelined GETs with large answers pass the output high
   REQUIRE(RunUntil(&l.loop, [&] { return c->connected; }));
   std::string bytes = node.Hello();
   constexpr int kGets = 48;
-  for (int i = 1; i <= kGets; ++i) kv::proto::EncodeRequest(&bytes, i, PeerOp::kGet, "big", {}, 0);
+  for (int i = 1; i <= kGets; ++i)
+    kv::proto::EncodeRequest(&bytes, i, kv::proto::Op::kGet, "big", {}, 0);
   kv::proto::EncodePing(&bytes, 999);
   c->Write(bytes);
   c->Shutdown();  // the server answers everything, then closes
@@ -682,7 +684,7 @@ TEST_CASE("binary transport: a refused connection fails fast, and the next Send 
   ep.host = "127.0.0.1";
   ep.port = port;
   ep.self_url = kClientUrl;
-  ep.cluster_fingerprint = kv::proto::ClusterFingerprint({ep.url, kClientUrl, kOtherUrl});
+  ep.cluster_fingerprint = kv::ClusterFingerprint({ep.url, kClientUrl, kOtherUrl});
   Collector w;
   auto t = MakeBinaryPeerTransport(&l.loop, ep);
   t->Send(Get("k"), l.now() + kFar, &w, 1);
@@ -935,7 +937,7 @@ TEST_CASE("binary transport: over the in-flight byte cap a request fails fast as
   Harness silent(&l.loop, Harness::Mode::kSilent);
   PeerEndpoint ep = silent.Endpoint();
   const std::string value(1000, 'v');
-  const size_t frame = kv::proto::RequestFrameSize(PeerOp::kPut, "key", value);
+  const size_t frame = kv::proto::RequestFrameSize(kv::proto::Op::kPut, "key", value);
   ep.max_in_flight_bytes = 10 * frame + frame / 2;
   BinaryPeerOptions opts;
   opts.sweep_interval_ms = 5;

@@ -41,16 +41,31 @@ PeerEndpoint Endpoint(uint16_t port) {
 
 constexpr uint64_t kFar = 600000;  // a deadline that never fires within a test
 
+// What most tests start from: a loop, a TestHttpServer listening on a free port, a transport to
+// it (default options), a collector and a deadline that never fires. At the end the transport
+// is closed, if the test left it, and the server stopped; the loop must then close cleanly.
+struct PeerHttp {
+  Loop l;
+  TestHttpServer server{&l.loop};
+  std::unique_ptr<PeerTransport> t;
+  Collector w;
+  uint64_t d = 0;
+
+  PeerHttp() {
+    REQUIRE(server.Listen() == 0);
+    t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
+    d = l.now() + kFar;
+  }
+  ~PeerHttp() {
+    if (t) t->Close();
+    StopServer(&l.loop, &server);
+  }
+};
+
 }  // namespace
 
-TEST_CASE("peer http: each op and response kind maps to the right PeerResponse") {
-  Loop l;
-  TestHttpServer server(&l.loop);
-  REQUIRE(server.Listen() == 0);
-  auto t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
-  Collector w;
+TEST_CASE_FIXTURE(PeerHttp, "peer http: each op and response kind maps to the right PeerResponse") {
   const std::string odd_key = std::string("a b/\xc3\xa7%?&=") + std::string(1, '\0') + "z";
-  uint64_t d = l.now() + kFar;
 
   t->Send(Put("k", "val", 5), d, &w, 1);
   CHECK(t->in_flight() == 1);
@@ -100,17 +115,9 @@ TEST_CASE("peer http: each op and response kind maps to the right PeerResponse")
   CHECK(server.log[6].url == "/v0/entity?id=a%20b%2F%C3%A7%25%3F%26%3D%00z");
   CHECK(server.log[6].key == odd_key);
   CHECK(server.accepted == 1);
-  t->Close();
-  StopServer(&l.loop, &server);
 }
 
-TEST_CASE("peer http: error answers map to kError with a short reason") {
-  Loop l;
-  TestHttpServer server(&l.loop);
-  REQUIRE(server.Listen() == 0);
-  auto t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
-  Collector w;
-  uint64_t d = l.now() + kFar;
+TEST_CASE_FIXTURE(PeerHttp, "peer http: error answers map to kError with a short reason") {
   auto answer = [&](std::string raw) {
     server.responder = [raw](const kv::test::TestRequest&) { return raw; };
   };
@@ -170,17 +177,11 @@ TEST_CASE("peer http: error answers map to kError with a short reason") {
   CHECK(server.accepted == 2);
   CHECK(t->in_flight() == 0);
   t.reset();  // destruction closes
-  StopServer(&l.loop, &server);
 }
 
-TEST_CASE("peer http: 1000 pipelined requests over the pool, each answered once") {
-  Loop l;
-  TestHttpServer server(&l.loop);
-  REQUIRE(server.Listen() == 0);
-  auto t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
-  Collector w;
+TEST_CASE_FIXTURE(PeerHttp,
+                  "peer http: 1000 pipelined requests over the pool, each answered once") {
   constexpr int kN = 1000;
-  uint64_t d = l.now() + kFar;
   std::vector<std::string> keys, values;
   for (int i = 0; i < kN; ++i) {
     keys.push_back("key-" + std::to_string(i));
@@ -212,17 +213,9 @@ TEST_CASE("peer http: 1000 pipelined requests over the pool, each answered once"
   }
   CHECK(server.accepted == 4);  // connections were reused
   CHECK(t->in_flight() == 0);
-  t->Close();
-  StopServer(&l.loop, &server);
 }
 
-TEST_CASE("peer http: light load uses one connection; callbacks may send again") {
-  Loop l;
-  TestHttpServer server(&l.loop);
-  REQUIRE(server.Listen() == 0);
-  auto t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
-  Collector w;
-  uint64_t d = l.now() + kFar;
+TEST_CASE_FIXTURE(PeerHttp, "peer http: light load uses one connection; callbacks may send again") {
   int chain = 0;
   w.then = [&](uint64_t cookie, const PeerResponse& r) {
     CHECK(r.kind == PeerResponse::kStored);
@@ -234,8 +227,6 @@ TEST_CASE("peer http: light load uses one connection; callbacks may send again")
   CHECK(t->in_flight() == 0);
   CHECK(server.accepted == 1);
   CHECK(server.store["k"].version == 200);
-  t->Close();
-  StopServer(&l.loop, &server);
 }
 
 TEST_CASE("peer http: connection refused fails fast, no back-off: the next Send tries again") {
@@ -331,12 +322,7 @@ TEST_CASE("peer http: a restarted peer is reconnected without intervention") {
   StopServer(&l.loop, server.get());
 }
 
-TEST_CASE("peer http: a hung peer times out each request exactly once") {
-  Loop l;
-  TestHttpServer server(&l.loop);
-  REQUIRE(server.Listen() == 0);
-  auto t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
-  Collector w;
+TEST_CASE_FIXTURE(PeerHttp, "peer http: a hung peer times out each request exactly once") {
   server.mode = TestHttpServer::Mode::kHold;
   uint64_t soon = l.now() + 30;
   for (int i = 0; i < 20; ++i) t->Send(Get("k"), soon, &w, i);
@@ -368,18 +354,10 @@ TEST_CASE("peer http: a hung peer times out each request exactly once") {
   t->Send(Get("k"), l.now(), &w, 300);
   CHECK(w.got.count(300) == 1);
   CHECK(w.one(300).error == "timeout");
-  t->Close();
-  StopServer(&l.loop, &server);
 }
 
-TEST_CASE("peer http: broken or closing connections fail their requests and heal") {
-  Loop l;
-  TestHttpServer server(&l.loop);
-  REQUIRE(server.Listen() == 0);
-  auto t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
-  Collector w;
-  uint64_t d = l.now() + kFar;
-
+TEST_CASE_FIXTURE(PeerHttp,
+                  "peer http: broken or closing connections fail their requests and heal") {
   SUBCASE("closed mid-response") {
     server.mode = TestHttpServer::Mode::kCloseMidResponse;  // once, then normal
     t->Send(Get("k"), d, &w, 1);
@@ -422,21 +400,15 @@ TEST_CASE("peer http: broken or closing connections fail their requests and heal
     CHECK(server.accepted == 2);
   }
   CHECK(t->in_flight() == 0);
-  t->Close();
-  StopServer(&l.loop, &server);
 }
 
-TEST_CASE("peer http: over the in-flight byte budget Send fails fast with overloaded") {
-  Loop l;
-  TestHttpServer server(&l.loop);
-  REQUIRE(server.Listen() == 0);
+TEST_CASE_FIXTURE(PeerHttp,
+                  "peer http: over the in-flight byte budget Send fails fast with overloaded") {
   PeerEndpoint ep = Endpoint(server.port());
   ep.max_in_flight_bytes = 2000;
   HttpPeerOptions opts;
   opts.max_connections = 1;
-  auto t = MakeHttpPeerTransport(&l.loop, ep, opts);
-  Collector w;
-  uint64_t d = l.now() + kFar;
+  t = MakeHttpPeerTransport(&l.loop, ep, opts);  // the default one never connected
   server.mode = TestHttpServer::Mode::kHold;
   std::string value(500, 'v');
   int sent = 0;
@@ -454,20 +426,13 @@ TEST_CASE("peer http: over the in-flight byte budget Send fails fast with overlo
   t->Send(Put("big", std::string(5000, 'b'), 1), d, &w, 1000);
   REQUIRE(RunUntil(&l.loop, [&] { return w.got.count(1000) == 1; }));
   CHECK(w.one(1000).kind == PeerResponse::kStored);
-  t->Close();
-  StopServer(&l.loop, &server);
 }
 
-TEST_CASE("peer http: Close() fails everything pending once and frees everything") {
-  Loop l;
-  TestHttpServer server(&l.loop);
-  REQUIRE(server.Listen() == 0);
+TEST_CASE_FIXTURE(PeerHttp,
+                  "peer http: Close() fails everything pending once and frees everything") {
   server.mode = TestHttpServer::Mode::kHold;
-  Collector w;
-  uint64_t d = l.now() + kFar;
 
   SUBCASE("explicit Close with requests on the wire and queued") {
-    auto t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
     for (int i = 0; i < 5; ++i) t->Send(Get("k"), d, &w, i);
     REQUIRE(RunUntil(&l.loop, [&] { return server.held_answers() == 5; }));
     for (int i = 5; i < 30; ++i) t->Send(Put("k", "v", 1), d, &w, i);  // some still unflushed
@@ -483,7 +448,6 @@ TEST_CASE("peer http: Close() fails everything pending once and frees everything
     CHECK(RunUntil(&l.loop, [&] { return server.accepted > 0 && server.open_connections() == 0; }));
   }
   SUBCASE("destroyed from inside a callback") {
-    std::unique_ptr<PeerTransport> t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
     w.then = [&](uint64_t, const PeerResponse&) {
       if (t) t.reset();  // every later callback sees it already gone
     };
@@ -495,11 +459,9 @@ TEST_CASE("peer http: Close() fails everything pending once and frees everything
     CHECK(RunUntil(&l.loop, [&] { return server.accepted > 0 && server.open_connections() == 0; }));
   }
   SUBCASE("destroyed right after Send, loop never ran") {
-    auto t = MakeHttpPeerTransport(&l.loop, Endpoint(server.port()));
     t->Send(Get("k"), d, &w, 1);
     t.reset();
     CHECK(w.one(1).error == "closed");
   }
   // The server saw the client connections go away; the loop closes cleanly (Loop dtor).
-  StopServer(&l.loop, &server);
 }

@@ -2,11 +2,7 @@
 // the coordinator does when a peer transport's deadline timer fails a replica request).
 #include "net/server.h"
 
-#include <arpa/inet.h>
 #include <doctest/doctest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <uv.h>
 
 #include <atomic>
@@ -14,6 +10,7 @@
 #include <string>
 
 #include "net/http.h"
+#include "unit/net/blocking_client.h"
 #include "unit/net/net_test_util.h"
 
 namespace kv::net {
@@ -71,27 +68,13 @@ TEST_CASE("an answer completed in a timer callback does not wait for the next po
   std::string err;
   REQUIRE_MESSAGE(server.Start(&err), err);
 
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  timeval tv{10, 0};  // a safety net for a broken server, not a measurement
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  const std::string req = "GET /x HTTP/1.1\r\nHost: t\r\n\r\n";
-  REQUIRE(::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size()));
-  std::string got;
-  char buf[4096];
-  while (got.find("late") == std::string::npos) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    got.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  CHECK(got.rfind("HTTP/1.1 200", 0) == 0);
-  CHECK(got.find("late") != std::string::npos);
+  test::BlockingClient c(port);
+  c.Send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+  test::HttpAnswer a;
+  REQUIRE(c.Read(&a));
+  c.Close();
+  CHECK(a.status == 200);
+  CHECK(a.body == "late");
   // The worker's idle handle was active once the answer was queued: the poll right after the
   // timer phase returns at once instead of blocking until the next timer (the server's sweep,
   // up to 1 s), and the answer is written in that iteration's check phase.

@@ -14,7 +14,6 @@
 namespace kv::proto {
 namespace {
 
-using cluster::PeerOp;
 using Role = FrameDecoder::Role;
 
 constexpr uint64_t kFp = 0x0123456789abcdefull;
@@ -120,10 +119,8 @@ ProtocolError ExpectError(Role role, const std::string& bytes, bool finish = fal
 }
 
 std::string AbsentResponse(uint64_t id) {
-  cluster::PeerResponse r;
-  r.kind = cluster::PeerResponse::kAbsent;
   std::string s;
-  EncodeResponse(&s, id, r);
+  EncodeAbsent(&s, id);
   return s;
 }
 
@@ -170,19 +167,19 @@ struct Gen {
         o.key = Bytes(Len(1, kMaxKeyBytes));
         o.value = Bytes(ValueLen());
         o.version = U64();
-        EncodeRequest(out, o.request_id, PeerOp::kPut, o.key, o.value, o.version);
+        EncodeRequest(out, o.request_id, Op::kPut, o.key, o.value, o.version);
         break;
       }
       case 2:
         o.type = FrameType::kGet;
         o.key = Bytes(Len(1, kMaxKeyBytes));
-        EncodeRequest(out, o.request_id, PeerOp::kGet, o.key, "", 0);
+        EncodeRequest(out, o.request_id, Op::kGet, o.key, "", 0);
         break;
       case 3:
         o.type = FrameType::kRemove;
         o.key = Bytes(Len(1, kMaxKeyBytes));
         o.version = U64();
-        EncodeRequest(out, o.request_id, PeerOp::kRemove, o.key, "", o.version);
+        EncodeRequest(out, o.request_id, Op::kRemove, o.key, "", o.version);
         break;
       case 4:
         o.type = FrameType::kPing;
@@ -202,32 +199,27 @@ struct Gen {
   Owned ToClient(std::string* out) {
     Owned o;
     o.request_id = Id();
-    cluster::PeerResponse r;
     switch (Below(7)) {
       case 0:
       case 1:
         o.type = FrameType::kValue;
-        r.kind = cluster::PeerResponse::kValue;
-        o.version = r.version = U64();
-        o.value = r.value = Bytes(ValueLen());
-        EncodeResponse(out, o.request_id, r);
+        o.version = U64();
+        o.value = Bytes(ValueLen());
+        EncodeValue(out, o.request_id, o.version, o.value);
         break;
       case 2:
         o.type = FrameType::kTombstone;
-        r.kind = cluster::PeerResponse::kTombstone;
-        o.version = r.version = U64();
-        EncodeResponse(out, o.request_id, r);
+        o.version = U64();
+        EncodeTombstone(out, o.request_id, o.version);
         break;
       case 3:
         o.type = FrameType::kAbsent;
-        r.kind = cluster::PeerResponse::kAbsent;
-        EncodeResponse(out, o.request_id, r);
+        EncodeAbsent(out, o.request_id);
         break;
       case 4:
         o.type = FrameType::kStored;
-        r.kind = cluster::PeerResponse::kStored;
-        o.version = r.version = U64();
-        EncodeResponse(out, o.request_id, r);
+        o.version = U64();
+        EncodeStored(out, o.request_id, o.version);
         break;
       case 5:
         o.type = FrameType::kErrorResponse;
@@ -328,7 +320,7 @@ TEST_CASE("whole streams delivered one byte at a time") {
 TEST_CASE("a frame is not returned until its last byte arrives") {
   std::string start = ServerStart();
   std::string frame;
-  EncodeRequest(&frame, 42, PeerOp::kPut, "key", "value", 77);
+  EncodeRequest(&frame, 42, Op::kPut, "key", "value", 77);
   FrameDecoder d(Role::kServer);
   d.Feed(start.data(), start.size());
   Frame f;
@@ -350,10 +342,10 @@ TEST_CASE("a frame is not returned until its last byte arrives") {
 
 TEST_CASE("views of earlier frames survive later Next calls until the next Feed") {
   std::string s = ServerStart();
-  EncodeRequest(&s, 1, PeerOp::kGet, "first", "", 0);
-  EncodeRequest(&s, 2, PeerOp::kGet, "second", "", 0);
+  EncodeRequest(&s, 1, Op::kGet, "first", "", 0);
+  EncodeRequest(&s, 2, Op::kGet, "second", "", 0);
   std::string big;
-  EncodeRequest(&big, 3, PeerOp::kPut, "k", std::string(1 << 20, 'v'), 1);
+  EncodeRequest(&big, 3, Op::kPut, "k", std::string(1 << 20, 'v'), 1);
   s += big.substr(0, 100);  // the start of a large frame: Next sees its header
   FrameDecoder d(Role::kServer);
   d.Feed(s.data(), s.size());
@@ -373,8 +365,8 @@ TEST_CASE("views of earlier frames survive later Next calls until the next Feed"
 TEST_CASE("largest request and response at the limits decode") {
   const std::string key(kMaxKeyBytes, 'k'), value(kMaxValueBytes, 'v');
   std::string s = ServerStart();
-  EncodeRequest(&s, 1, PeerOp::kPut, key, value, 5);
-  EncodeRequest(&s, 2, PeerOp::kGet, key, "", 0);
+  EncodeRequest(&s, 1, Op::kPut, key, value, 5);
+  EncodeRequest(&s, 2, Op::kGet, key, "", 0);
   const Run rs = Drive(Role::kServer, s, [] { return size_t{65536}; });
   REQUIRE_FALSE(rs.error);
   REQUIRE(rs.frames.size() == 3);
@@ -384,11 +376,7 @@ TEST_CASE("largest request and response at the limits decode") {
   CHECK(rs.max_buffered <= kMaxFrameBytes + 65536);
 
   std::string c = ClientStart();
-  cluster::PeerResponse r;
-  r.kind = cluster::PeerResponse::kValue;
-  r.value = value;
-  r.version = 9;
-  EncodeResponse(&c, 1, r);
+  EncodeValue(&c, 1, 9, value);
   const Run rc = DriveAll(Role::kClient, c);
   REQUIRE_FALSE(rc.error);
   REQUIRE(rc.frames.size() == 2);
@@ -397,7 +385,7 @@ TEST_CASE("largest request and response at the limits decode") {
 
 TEST_CASE("zero-length fields that are allowed") {
   std::string s = ServerStart();
-  EncodeRequest(&s, 1, PeerOp::kPut, "k", "", 3);  // empty value
+  EncodeRequest(&s, 1, Op::kPut, "k", "", 3);  // empty value
   EncodePing(&s, 2, "");
   const Run rs = DriveAll(Role::kServer, s);
   REQUIRE_FALSE(rs.error);
@@ -406,9 +394,7 @@ TEST_CASE("zero-length fields that are allowed") {
   CHECK(rs.frames[2].payload.empty());
 
   std::string c = ClientStart();
-  cluster::PeerResponse r;
-  r.kind = cluster::PeerResponse::kValue;
-  EncodeResponse(&c, 1, r);  // empty value
+  EncodeValue(&c, 1, 0, "");  // empty value
   EncodeErrorResponse(&c, 2, ErrorCode::kOverloaded, "");
   const Run rc = DriveAll(Role::kClient, c);
   REQUIRE_FALSE(rc.error);
@@ -467,8 +453,8 @@ TEST_CASE("oversize length is refused from the header alone, before buffering") 
 
 TEST_CASE("truncated stream then EOF") {
   std::string s = ServerStart();
-  EncodeRequest(&s, 1, PeerOp::kPut, "key", "value", 1);
-  EncodeRequest(&s, 2, PeerOp::kGet, "key", "", 0);
+  EncodeRequest(&s, 1, Op::kPut, "key", "value", 1);
+  EncodeRequest(&s, 2, Op::kGet, "key", "", 0);
   // Every cut point except the frame boundaries is a truncation; the boundaries are clean EOFs.
   std::vector<size_t> boundaries = {0, kPrefaceSize};
   {
@@ -476,7 +462,7 @@ TEST_CASE("truncated stream then EOF") {
     AppendPreface(&t);
     EncodeHandshake(&t, "http://127.0.0.1:8081", kFp);
     boundaries.push_back(t.size());
-    EncodeRequest(&t, 1, PeerOp::kPut, "key", "value", 1);
+    EncodeRequest(&t, 1, Op::kPut, "key", "value", 1);
     boundaries.push_back(t.size());
     boundaries.push_back(s.size());
   }
@@ -531,7 +517,7 @@ TEST_CASE("bad handshake") {
   };
   SUBCASE("a request before the handshake") {
     std::string s = preface;
-    EncodeRequest(&s, 1, PeerOp::kGet, "k", "", 0);
+    EncodeRequest(&s, 1, Op::kGet, "k", "", 0);
     CHECK(ExpectError(Role::kServer, s).code == ErrorCode::kBadHandshake);
   }
   SUBCASE("a ping before the handshake") {
@@ -642,7 +628,7 @@ TEST_CASE("frames sent in the wrong direction") {
   const std::string resp = AbsentResponse(1);
   CHECK(ExpectError(Role::kServer, ServerStart() + resp).code == ErrorCode::kUnexpectedFrame);
   std::string req;
-  EncodeRequest(&req, 1, PeerOp::kGet, "k", "", 0);
+  EncodeRequest(&req, 1, Op::kGet, "k", "", 0);
   CHECK(ExpectError(Role::kClient, ClientStart() + req).code == ErrorCode::kUnexpectedFrame);
   std::string ok;
   EncodeHandshakeOk(&ok, "http://a", 1);
@@ -671,7 +657,7 @@ TEST_CASE("nothing may follow an ERROR frame") {
 TEST_CASE("a failed decoder stays failed and decodes nothing more") {
   std::string s = ServerStart() + RawFrame(0x7f, 1, "");
   std::string good;
-  EncodeRequest(&good, 1, PeerOp::kPut, "k", "v", 1);
+  EncodeRequest(&good, 1, Op::kPut, "k", "v", 1);
   FrameDecoder d(Role::kServer);
   d.Feed(s.data(), s.size());
   Frame f;

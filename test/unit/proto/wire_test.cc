@@ -1,5 +1,5 @@
 // Test vectors (proto_spec/vectors/*.hex) decode to the documented fields and re-encode byte for
-// byte; preface sniffing; encoders; fingerprint and handshake checks; response mapping.
+// byte; preface sniffing; encoders; fingerprint and handshake checks; error texts.
 #include "proto/wire.h"
 
 #include <doctest/doctest.h>
@@ -12,13 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "common/fingerprint.h"
 #include "proto/frame_decoder.h"
 
 namespace kv::proto {
 namespace {
 
-using cluster::PeerOp;
-using cluster::PeerResponse;
 using Role = FrameDecoder::Role;
 
 constexpr uint64_t kFp = 0xc1822ae292bd75fbull;
@@ -148,31 +147,26 @@ TEST_CASE("vector: requests") {
   const Setup s = MakeSetup();
   struct Case {
     const char* name;
-    PeerOp op;
+    Op op;
     uint64_t id;
     const char* value;
     uint64_t version;
   };
-  const Case cases[] = {{"get_request", PeerOp::kGet, 1, "", 0},
-                        {"put_request", PeerOp::kPut, 2, "hello", kV1},
-                        {"remove_request", PeerOp::kRemove, 3, "", kV2}};
+  const Case cases[] = {{"get_request", Op::kGet, 1, "", 0},
+                        {"put_request", Op::kPut, 2, "hello", kV1},
+                        {"remove_request", Op::kRemove, 3, "", kV2}};
   for (const Case& c : cases) {
     CAPTURE(c.name);
     const std::string v = ReadVector(c.name);
     FrameDecoder d(Role::kServer);
     const Frame f = DecodeLast(d, s.server, v);
-    PeerOp op{};
+    Op op{};
     REQUIRE(RequestOp(f.type, &op));
     CHECK(op == c.op);
     CHECK(f.request_id == c.id);
     CHECK(f.key == "user:42");
     CHECK(f.value == c.value);
     CHECK(f.version == c.version);
-    const cluster::PeerRequest req = ToPeerRequest(f);
-    CHECK(req.op == c.op);
-    CHECK(req.key == "user:42");
-    CHECK(req.value == c.value);
-    CHECK(req.version == c.version);
     std::string enc;
     EncodeRequest(&enc, c.id, c.op, "user:42", c.value, c.version);
     CHECK(enc == v);
@@ -188,23 +182,24 @@ TEST_CASE("vector: responses") {
   struct Case {
     const char* name;
     uint64_t id;
-    PeerResponse r;
-    ErrorCode code;
-  };
-  auto resp = [](PeerResponse::Kind k, uint64_t version, std::string value, std::string err) {
-    PeerResponse r;
-    r.kind = k;
-    r.version = version;
-    r.value = std::move(value);
-    r.error = std::move(err);
-    return r;
+    FrameType type;
+    uint64_t version;
+    const char* value;
+    void (*encode)(std::string* out, uint64_t id);
   };
   const Case cases[] = {
-      {"value_response", 1, resp(PeerResponse::kValue, kV1, "hello", ""), {}},
-      {"tombstone_response", 4, resp(PeerResponse::kTombstone, kV2, "", ""), {}},
-      {"absent_response", 5, resp(PeerResponse::kAbsent, 0, "", ""), {}},
-      {"stored_response", 2, resp(PeerResponse::kStored, kV1, "", ""), {}},
-      {"error_response", 6, resp(PeerResponse::kError, 0, "", "disk full"), ErrorCode::kNoSpace},
+      {"value_response", 1, FrameType::kValue, kV1, "hello",
+       [](std::string* out, uint64_t id) { EncodeValue(out, id, kV1, "hello"); }},
+      {"tombstone_response", 4, FrameType::kTombstone, kV2, "",
+       [](std::string* out, uint64_t id) { EncodeTombstone(out, id, kV2); }},
+      {"absent_response", 5, FrameType::kAbsent, 0, "",
+       [](std::string* out, uint64_t id) { EncodeAbsent(out, id); }},
+      {"stored_response", 2, FrameType::kStored, kV1, "",
+       [](std::string* out, uint64_t id) { EncodeStored(out, id, kV1); }},
+      {"error_response", 6, FrameType::kErrorResponse, 0, "",
+       [](std::string* out, uint64_t id) {
+         EncodeErrorResponse(out, id, ErrorCode::kNoSpace, "disk full");
+       }},
   };
   for (const Case& c : cases) {
     CAPTURE(c.name);
@@ -212,17 +207,16 @@ TEST_CASE("vector: responses") {
     FrameDecoder d(Role::kClient);
     const Frame f = DecodeLast(d, s.client, v);
     CHECK(f.request_id == c.id);
-    const PeerResponse got = ToPeerResponse(f);
-    CHECK(got.kind == c.r.kind);
-    CHECK(got.version == c.r.version);
-    CHECK(got.value == c.r.value);
-    if (c.r.kind == PeerResponse::kError) {
+    CHECK(f.type == c.type);
+    CHECK(f.version == c.version);
+    CHECK(f.value == c.value);
+    if (c.type == FrameType::kErrorResponse) {
       CHECK(f.code == ErrorCode::kNoSpace);
       CHECK(f.message == "disk full");
-      CHECK(got.error == "NO_SPACE: disk full");
+      CHECK(ErrorText(f) == "NO_SPACE: disk full");
     }
     std::string enc;
-    EncodeResponse(&enc, c.id, c.r, c.code);
+    c.encode(&enc, c.id);
     CHECK(enc == v);
     enc.clear();
     EncodeFrame(&enc, f);
@@ -254,7 +248,7 @@ TEST_CASE("vector: ping, pong, error frame (both directions)") {
     CHECK(f.request_id == 0);
     CHECK(f.code == ErrorCode::kClusterMismatch);
     CHECK(f.message == "cluster list differs");
-    CHECK(ToPeerResponse(f).error == "CLUSTER_MISMATCH: cluster list differs");
+    CHECK(ErrorText(f) == "CLUSTER_MISMATCH: cluster list differs");
   }
   std::string enc;
   EncodePing(&enc, 7, payload);
@@ -323,16 +317,16 @@ TEST_CASE("handshake check: membership and fingerprint") {
 
 TEST_CASE("encoders append to the caller's buffer") {
   std::string out = "xyz";
-  EncodeRequest(&out, 9, PeerOp::kGet, "k", "ignored", 123);
+  EncodeRequest(&out, 9, Op::kGet, "k", "ignored", 123);
   CHECK(out.substr(0, 3) == "xyz");
-  CHECK(out.size() == 3 + RequestFrameSize(PeerOp::kGet, "k", ""));
+  CHECK(out.size() == 3 + RequestFrameSize(Op::kGet, "k", ""));
   // kGet ignores value and version; kRemove ignores the value.
   std::string a, b;
-  EncodeRequest(&a, 9, PeerOp::kGet, "k", "", 0);
+  EncodeRequest(&a, 9, Op::kGet, "k", "", 0);
   CHECK(out.substr(3) == a);
-  EncodeRequest(&a, 1, PeerOp::kRemove, "k", "v", 5);
-  EncodeRequest(&b, 9, PeerOp::kGet, "k", "", 0);
-  EncodeRequest(&b, 1, PeerOp::kRemove, "k", "", 5);
+  EncodeRequest(&a, 1, Op::kRemove, "k", "v", 5);
+  EncodeRequest(&b, 9, Op::kGet, "k", "", 0);
+  EncodeRequest(&b, 1, Op::kRemove, "k", "", 5);
   CHECK(a == b);
 }
 
@@ -341,10 +335,8 @@ TEST_CASE("error messages are cut to kMaxMessageBytes") {
   const std::string longmsg(5000, 'm');
   EncodeError(&out, ErrorCode::kInternal, longmsg);
   CHECK(out.size() == kFrameHeaderSize + 4 + kMaxMessageBytes);
-  PeerResponse r;
-  r.error = longmsg;
   std::string out2;
-  EncodeResponse(&out2, 3, r);
+  EncodeErrorResponse(&out2, 3, ErrorCode::kStorageError, longmsg);
   FrameDecoder d(Role::kClient);
   std::string all = ReadVector("handshake_ok") + out2;
   d.Feed(all.data(), all.size());
@@ -352,7 +344,7 @@ TEST_CASE("error messages are cut to kMaxMessageBytes") {
   REQUIRE(d.Next(&f) == DecodeResult::kFrame);
   REQUIRE(d.Next(&f) == DecodeResult::kFrame);
   CHECK(f.type == FrameType::kErrorResponse);
-  CHECK(f.code == ErrorCode::kStorageError);  // EncodeResponse's default code
+  CHECK(f.code == ErrorCode::kStorageError);
   CHECK(f.message.size() == kMaxMessageBytes);
 }
 
@@ -362,7 +354,7 @@ TEST_CASE("request limits") {
   CHECK(RequestFits(std::string(kMaxKeyBytes, 'k'), std::string(kMaxValueBytes, 'v')));
   CHECK_FALSE(RequestFits(std::string(kMaxKeyBytes + 1, 'k'), ""));
   CHECK_FALSE(RequestFits("k", std::string(kMaxValueBytes + 1, 'v')));
-  CHECK(RequestFrameSize(PeerOp::kPut, std::string(kMaxKeyBytes, 'k'),
+  CHECK(RequestFrameSize(Op::kPut, std::string(kMaxKeyBytes, 'k'),
                          std::string(kMaxValueBytes, 'v')) <= kMaxFrameBytes);
 }
 
@@ -377,9 +369,10 @@ TEST_CASE("names") {
   f.type = FrameType::kErrorResponse;
   f.code = static_cast<ErrorCode>(999);
   f.message = "later";
-  CHECK(ToPeerResponse(f).error == "UNKNOWN 999: later");
-  f.type = FrameType::kGet;
-  CHECK(ToPeerResponse(f).kind == PeerResponse::kError);
+  CHECK(ErrorText(f) == "UNKNOWN 999: later");
+  f.message = "";
+  f.code = ErrorCode::kOverloaded;
+  CHECK(ErrorText(f) == "OVERLOADED");
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
-// Crash tests: a child process (this test binary re-executed with a filter) writes to a store
-// and reports every acknowledged write through a pipe; the parent SIGKILLs it after a random
-// number of acknowledgements (flushes and compactions run constantly with a tiny memtable, so
-// kills land inside them too), reopens the store and checks every acknowledged write is there
-// with its latest value.
+// Crash tests: a child process (this test binary re-executed as --child=storage-crash-writer,
+// see unit/test_child.h) writes to a store and reports every acknowledged write through a pipe;
+// the parent SIGKILLs it after a random number of acknowledgements (flushes and compactions run
+// constantly with a tiny memtable, so kills land inside them too), reopens the store and checks
+// every acknowledged write is there with its latest value.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -17,6 +17,7 @@
 #include "storage/engine.h"
 #include "storage/file_io.h"
 #include "storage_test_util.h"
+#include "unit/test_child.h"
 
 using namespace kv::storage;
 using namespace kv::storage::testutil;
@@ -67,13 +68,11 @@ ssize_t MarkSegmentWrites(int fd, const void* buf, size_t n) {
   return ::write(fd, buf, n);
 }
 
-}  // namespace
-
-// Not a test on its own: the body of the child process. Does nothing unless started by the
-// crash test below.
-TEST_CASE("storage crash child helper") {
+// The child process: writes until killed, reporting each acknowledged write on the pipe fd
+// KV_CRASH_FD. Exits (with 3..6) only on an error, which the parent reports as "not killed".
+int CrashWriter() {
   const char* dir = getenv("KV_CRASH_DIR");
-  if (dir == nullptr) return;
+  if (dir == nullptr) return 2;
   int fd = atoi(getenv("KV_CRASH_FD"));
   uint64_t version = strtoull(getenv("KV_CRASH_VERSION"), nullptr, 10);
   Options o;
@@ -98,6 +97,11 @@ TEST_CASE("storage crash child helper") {
   }
 }
 
+constexpr char kCrashWriter[] = "storage-crash-writer";
+KV_TEST_CHILD(kCrashWriter, &CrashWriter);
+
+}  // namespace
+
 TEST_CASE("storage crash: SIGKILL at random moments loses no acknowledged write") {
   TempDir tmp;
   std::string dir = tmp.store();
@@ -110,6 +114,7 @@ TEST_CASE("storage crash: SIGKILL at random moments loses no acknowledged write"
   const int rounds = 10;
 #endif
   int rounds_with_segments = 0, killed_in_segment_write = 0;
+  const std::string child_arg = std::string(kv::test::kChildFlag) + kCrashWriter;
   for (int round = 0; round < rounds; round++) {
     int fds[2];
     REQUIRE(pipe(fds) == 0);
@@ -127,7 +132,7 @@ TEST_CASE("storage crash: SIGKILL at random moments loses no acknowledged write"
       setenv("KV_CRASH_ARM_AFTER", round % 2 == 1 ? std::to_string(arm_after).c_str() : "0", 1);
       int null = open("/dev/null", O_WRONLY);
       dup2(null, 1);
-      execl("/proc/self/exe", "unit_storage", "-tc=storage crash child helper", nullptr);
+      execl("/proc/self/exe", "unit_storage", child_arg.c_str(), nullptr);
       _exit(127);
     }
     close(fds[1]);
@@ -160,6 +165,7 @@ TEST_CASE("storage crash: SIGKILL at random moments loses no acknowledged write"
     REQUIRE(waitpid(pid, &wstatus, 0) == pid);
     REQUIRE(killed);
     REQUIRE(WIFSIGNALED(wstatus));
+    CHECK(WTERMSIG(wstatus) == SIGKILL);
     for (const auto& e : std::filesystem::directory_iterator(dir)) {
       if (e.path().extension() == ".seg") {
         rounds_with_segments++;
