@@ -185,7 +185,12 @@ def run_mode(mode, args):
                 break
             time.sleep(0.5)
 
+        copies = local_copies(cluster, args.keys)
         finals, unread = final_reads(cluster, keys, rng)
+        live = sum(1 for r in finals if r.status == 200)
+        log(f"  local copies per node: {[len(copies[nd.idx]) for nd in cluster.nodes]} "
+            f"(sum {sum(len(c) for c in copies.values())}); keys live by quorum read: {live} "
+            f"(3 copies each when converged)")
 
         # Every exit: each must be the nemesis's SIGKILL, or 0 after the final SIGTERM.
         cluster.stop_all()
@@ -253,7 +258,7 @@ def main():
     ap.add_argument("--nodes", type=int, default=5)
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--keys", type=int, default=200)
-    ap.add_argument("--fault-seconds", type=float, default=4.0)
+    ap.add_argument("--fault-seconds", type=float, default=3.0)
     ap.add_argument("--quiet-seconds", type=float, default=4.0,
                     help="no fault for this long after each heal (availability is measured "
                          "from 1 s after the heal)")
