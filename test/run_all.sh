@@ -24,6 +24,10 @@ fi
 # after heals <= 0.1% (circuit breaker refusing a healed peer); turn them on with
 # FAULTS_ASSERT_STALE=1 / FAULTS_ASSERT_AVAILABILITY=1. Divergence is never asserted here (no
 # anti-entropy yet); `make test-faults` runs the long version with stale and availability on.
+if [ -f test/faults/test_checker.py ]; then
+  echo "== fault checker rules"; python3 test/faults/test_checker.py | tee "$log/checker"
+  add "$log/checker" checker
+fi
 if [ -f test/faults/run.py ]; then
   fflags=(--duration 25 --fault-seconds 2 --quiet-seconds 2.5 --settle-seconds 5)
   [ "${FAULTS_ASSERT_STALE:-0}" = 1 ] || fflags+=(--no-assert-stale)
