@@ -34,7 +34,7 @@ def entity_path(key, ack, frm):
 
 
 class Worker(threading.Thread):
-    def __init__(self, wid, cluster, keys, stop_at, seed, timeout=3.0, max_ops=10 ** 6):
+    def __init__(self, wid, cluster, keys, stop_at, seed, timeout=2.0, max_ops=10 ** 6):
         super().__init__(name=f"worker-{wid}", daemon=True)
         self.wid, self.cluster, self.keys, self.stop_at = wid, cluster, keys, stop_at
         self.rng = random.Random(seed)
