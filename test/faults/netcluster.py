@@ -10,13 +10,14 @@ Layout of one run (NAME = "kvf" + the runner's PID, unique while the run lives):
     nodes are dropped silently, as on a real partition; the root namespace, i.e. the clients, is
     never cut off);
   - a slow link is a tbf qdisc on both ends of a node's veth (this kernel has no netem): every
-    byte to and from that node passes a token bucket of a few Mbit/s, so its traffic queues
+    byte to and from that node passes a token bucket of 512 kbit/s, so its traffic queues
     and, past the bucket's latency bound, is dropped and retransmitted.
 
 Everything is removed by cleanup(): node processes (by PID, SIGCONT then SIGKILL), namespaces
 (which takes their veth ends, nft tables and qdiscs with them), the bridge, the temp dir.
-cleanup_leftovers() removes what earlier runs left behind (namespaces and links whose name starts
-with "kvf<pid>" for a PID that is no longer a running fault suite), so a run killed with SIGKILL
+cleanup_leftovers() removes what earlier runs left behind (node processes in their namespaces,
+namespaces, links and temp dirs whose name starts with "kvf<pid>" for a PID that is no longer a
+running fault suite), so a run killed with SIGKILL
 costs nothing the next run does not clean up.
 """
 import http.client
@@ -72,7 +73,8 @@ def _run_is_alive(pid):
 
 
 def cleanup_leftovers(log=print):
-    """Removes namespaces and links of earlier runs whose process is gone."""
+    """Removes namespaces (with the nodes in them), links and temp dirs of earlier runs whose
+    process is gone."""
     own = f"{PREFIX}{os.getpid()}"
     pat = re.compile(rf"^{PREFIX}(\d+)")
     for line in sh("ip", "netns", "list", check=False).splitlines():
@@ -82,6 +84,12 @@ def cleanup_leftovers(log=print):
             log(f"removing leftover namespace {name}")
             _kill_pids_in_netns(name)
             sh("ip", "netns", "del", name, check=False)
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        m = pat.match(name)
+        if m and not name.startswith(own) and not _run_is_alive(int(m.group(1))):
+            log(f"removing leftover temp dir {os.path.join(tmp, name)}")
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
     for line in sh("ip", "-o", "link", "show", check=False).splitlines():
         parts = line.split(":")
         if len(parts) < 2:
@@ -302,9 +310,9 @@ class NetCluster:
                input="flush chain inet kvfault in\nflush chain inet kvfault out\n")
         self.cut = False
 
-    def slow_link(self, i, rate="2mbit"):
+    def slow_link(self, i, rate="512kbit"):
         """A token bucket on both ends of node i's veth: its traffic in both directions."""
-        tbf = ["tbf", "rate", rate, "burst", "16kb", "latency", "200ms"]
+        tbf = ["tbf", "rate", rate, "burst", "8kb", "latency", "150ms"]
         sh("ip", "netns", "exec", self.nodes[i].ns, "tc", "qdisc", "add", "dev", "eth0", "root",
            *tbf)
         sh("tc", "qdisc", "add", "dev", f"{self.name}h{i}", "root", *tbf)

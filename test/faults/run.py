@@ -133,6 +133,24 @@ def final_reads(cluster, keys, rng, attempts=10):
     return ops, unread
 
 
+def fault_summary(f, ops, t0):
+    """One line on the requests that began while fault f was in force: how many, 504s, no
+    answer, and the median time of those through its target node(s) against the others."""
+    end = f["heal"] if f["heal"] is not None else float("inf")
+    during = [op for op in ops if f["start"] <= op.begin < end]
+    n504 = sum(1 for op in during if op.status == 504)
+    none = sum(1 for op in during if op.status is None)
+
+    def median_ms(xs):
+        xs = sorted(op.end - op.begin for op in xs)
+        return f"{1000 * xs[len(xs) // 2]:.1f} ms" if xs else "-"
+    via = [op for op in during if op.node in f["target"]]
+    rest = [op for op in during if op.node not in f["target"]]
+    return (f"{f['kind']:7} n{f['target']} {f['start'] - t0:5.1f}s-{end - t0:5.1f}s: "
+            f"{len(during)} requests, {n504} x 504, {none} no answer; median via target "
+            f"{median_ms(via)}, via others {median_ms(rest)}")
+
+
 def run_mode(mode, args):
     """Runs one peer mode; returns a list of (check name, ok, asserted, detail)."""
     log(f"== mode {mode}: {args.nodes} nodes, {args.workers} workers, {args.keys} keys, "
@@ -217,6 +235,8 @@ def run_mode(mode, args):
             f"other {n_other}; lost {len(lost)}, stale {len(stale)}, crashed {len(crashes)}, "
             f"divergence {div}/{args.keys} keys; after heals: {av_504} of {av_total} answered "
             f"504 ({100 * frac:.3f}%), {av_noans} no answer; final reads unanswered {len(unread)}")
+        for f in nemesis.faults:
+            log("    " + fault_summary(f, ops, t0))
         for op, why in lost[:5]:
             log(f"    lost: {why}")
         for op, why in stale[:5]:
