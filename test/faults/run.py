@@ -151,6 +151,17 @@ def fault_summary(f, ops, t0):
             f"{median_ms(via)}, via others {median_ms(rest)}")
 
 
+def stale_gap(r, idx):
+    """For a stale read r that returned a put's value: seconds between that put's answer and the
+    begin of the earliest acknowledged write that superseded it (None for a 404 or a phantom)."""
+    ki = idx[r.key]
+    w1 = ki.put_by_value.get(r.value) if r.status == 200 else None
+    if w1 is None:
+        return None
+    later = [w for w in ki.acked if w.begin > w1.end and w.end < r.begin]
+    return min(w.begin for w in later) - w1.end if later else None
+
+
 def run_mode(mode, args):
     """Runs one peer mode; returns a list of (check name, ok, asserted, detail)."""
     log(f"== mode {mode}: {args.nodes} nodes, {args.workers} workers, {args.keys} keys, "
@@ -196,12 +207,17 @@ def run_mode(mode, args):
         log(f"  healed; every node writes to all {args.nodes} again after {took:.1f}s")
 
         # Divergence: poll the nodes' local copies until they agree or the settle time is over.
-        settle_end = time.monotonic() + args.settle_seconds
+        settle_start = time.monotonic()
+        settle_end = settle_start + args.settle_seconds
+        div_first = None
         while True:
             div, examples = checker.divergence(local_copies(cluster, args.keys), keys, 3)
+            div_first = div if div_first is None else div_first
             if div == 0 or time.monotonic() >= settle_end:
                 break
             time.sleep(0.5)
+        log(f"  divergence: {div_first} keys once healthy, {div} after "
+            f"{time.monotonic() - settle_start:.1f}s (settle at most {args.settle_seconds:.0f}s)")
 
         copies = local_copies(cluster, args.keys)
         finals, unread = final_reads(cluster, keys, rng)
@@ -239,6 +255,11 @@ def run_mode(mode, args):
             log("    " + fault_summary(f, ops, t0))
         for op, why in lost[:5]:
             log(f"    lost: {why}")
+        if stale:
+            gaps = [stale_gap(op, idx) for op, _ in stale]
+            under = sum(1 for g in gaps if g is not None and g < 0.001)
+            log(f"    stale reads whose superseding write began < 1 ms after the returned one "
+                f"was acknowledged (same-millisecond versions): {under} of {len(stale)}")
         for op, why in stale[:5]:
             log(f"    stale: {why}")
         for c in crashes[:5]:
@@ -293,6 +314,8 @@ def main():
                     help="fail on divergence after healing (off: waits for the repair issue)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
+    if args.nodes < 3:
+        ap.error("--nodes must be at least 3 (requests use ack=2&from=3)")
     if args.seed is None:
         args.seed = random.randrange(1 << 30)
 
