@@ -133,9 +133,10 @@ def final_reads(cluster, keys, rng, attempts=10):
     return ops, unread
 
 
-def fault_summary(f, ops, t0):
+def fault_summary(f, ops, t0, window):
     """One line on the requests that began while fault f was in force: how many, 504s, no
-    answer, and the median time of those through its target node(s) against the others."""
+    answer, and the median time of those through its target node(s) against the others; then
+    the 504s in the window after its heal (the availability figure, for this fault alone)."""
     end = f["heal"] if f["heal"] is not None else float("inf")
     during = [op for op in ops if f["start"] <= op.begin < end]
     n504 = sum(1 for op in during if op.status == 504)
@@ -148,14 +149,23 @@ def fault_summary(f, ops, t0):
     rest = [op for op in during if op.node not in f["target"]]
     return (f"{f['kind']:7} n{f['target']} {f['start'] - t0:5.1f}s-{end - t0:5.1f}s: "
             f"{len(during)} requests, {n504} x 504, {none} no answer; median via target "
-            f"{median_ms(via)}, via others {median_ms(rest)}")
+            f"{median_ms(via)}, via others {median_ms(rest)}; after heal " +
+            ("(no window)" if window is None else
+             "{1} of {0} answered 504".format(*checker.availability(ops, [window]))))
 
 
 def stale_gap(r, idx):
-    """For a stale read r that returned a put's value: seconds between that put's answer and the
-    begin of the earliest acknowledged write that superseded it (None for a 404 or a phantom)."""
+    """How close the two writes that make read r stale were, in seconds: for a value, from the
+    answer to the put it returned to the begin of the earliest acknowledged write that
+    superseded it; for a 404, from the answer to the last delete before the unexplained put to
+    the begin of that put (None for a phantom or a 404 with no delete at all). Under 1 ms, the
+    two versions can share their millisecond."""
     ki = idx[r.key]
-    w1 = ki.put_by_value.get(r.value) if r.status == 200 else None
+    if r.status == 404:
+        p = ki.unexplained_put_before(r.begin, r.end)
+        older = [d.end for d in ki.deletes if d.effect_end() <= p.begin] if p else []
+        return p.begin - max(older) if older else None
+    w1 = ki.put_by_value.get(r.value)
     if w1 is None:
         return None
     later = [w for w in ki.acked if w.begin > w1.end and w.end < r.begin]
@@ -252,14 +262,14 @@ def run_mode(mode, args):
             f"divergence {div}/{args.keys} keys; after heals: {av_504} of {av_total} answered "
             f"504 ({100 * frac:.3f}%), {av_noans} no answer; final reads unanswered {len(unread)}")
         for f in nemesis.faults:
-            log("    " + fault_summary(f, ops, t0))
+            log("    " + fault_summary(f, ops, t0, f["window"]))
         for op, why in lost[:5]:
             log(f"    lost: {why}")
         if stale:
             gaps = [stale_gap(op, idx) for op, _ in stale]
             under = sum(1 for g in gaps if g is not None and g < 0.001)
-            log(f"    stale reads whose superseding write began < 1 ms after the returned one "
-                f"was acknowledged (same-millisecond versions): {under} of {len(stale)}")
+            log(f"    stale reads where the superseding write began < 1 ms after the superseded "
+                f"one was answered (versions may share a millisecond): {under} of {len(stale)}")
         for op, why in stale[:5]:
             log(f"    stale: {why}")
         for c in crashes[:5]:

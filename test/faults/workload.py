@@ -192,11 +192,14 @@ class Nemesis(threading.Thread):
 
     def windows_after_heals(self, run_end, after_heal=1.0):
         """[(start, stop)]: from 1 s after each heal to the next fault's start (or the end of
-        the workload)."""
+        the workload). Each fault's own window is kept in its "window" (None if empty)."""
         out = []
         for i, f in enumerate(self.faults):
+            f["window"] = None
             if f["heal"] is None:
                 continue
             stop = self.faults[i + 1]["start"] if i + 1 < len(self.faults) else run_end
-            out.append((f["heal"] + after_heal, stop))
-        return [(a, b) for a, b in out if b > a]
+            if stop > f["heal"] + after_heal:
+                f["window"] = (f["heal"] + after_heal, stop)
+                out.append(f["window"])
+        return out
