@@ -353,8 +353,6 @@ class NetCluster:
                     nd.proc.wait(timeout=10)
                 except (ProcessLookupError, subprocess.TimeoutExpired):
                     pass
-        for nd in self.nodes:
-            sh("ip", "netns", "del", nd.ns, check=False)
         for i in range(self.n):
             sh("ip", "netns", "del", f"{self.name}-n{i}", check=False)
             sh("ip", "link", "del", f"{self.name}h{i}", check=False)

@@ -23,6 +23,8 @@ after heals. Checks, each counted as passed or failed:
   divergence = 0      asserted only with --assert-divergence: the store has no anti-entropy or
                       read repair yet (a separate issue), so replicas that missed writes during a
                       fault stay behind; the figure is printed either way.
+The history (every request with its begin and end times and result, the final reads, the
+faults) is kept in memory for the checks; --history FILE also writes it out as JSON lines.
 The last line is "faults: N passed, M failed". Without root or working `ip netns` it prints why
 it skipped and "faults: 0 passed, 0 failed".
 
@@ -31,6 +33,7 @@ nft rules and qdiscs, which live in the namespaces or on our veths) is removed a
 failure and on SIGTERM/SIGINT; leftovers of earlier runs whose process is gone are removed first.
 """
 import argparse
+import json
 import os
 import random
 import signal
@@ -154,6 +157,25 @@ def fault_summary(f, ops, t0, window):
              "{1} of {0} answered 504".format(*checker.availability(ops, [window]))))
 
 
+def write_history(path, mode, ops, finals, faults, t0):
+    """Appends the run's history to path as JSON lines: every request (times in seconds from the
+    start of the workload, status null when no answer came), the final reads and the faults."""
+    def val(v):
+        return v.decode("latin-1") if isinstance(v, bytes) else v
+    with open(path, "a") as f:
+        for what, xs in (("op", ops), ("final", finals)):
+            for op in sorted(xs, key=lambda o: o.begin):
+                f.write(json.dumps({"mode": mode, "type": what, "worker": op.worker,
+                                    "node": op.node, "kind": op.kind, "key": op.key,
+                                    "value": val(op.value), "begin": round(op.begin - t0, 6),
+                                    "end": round(op.end - t0, 6), "status": op.status}) + "\n")
+        for flt in faults:
+            f.write(json.dumps({"mode": mode, "type": "fault", "kind": flt["kind"],
+                                "target": flt["target"], "start": round(flt["start"] - t0, 6),
+                                "heal": None if flt["heal"] is None else
+                                round(flt["heal"] - t0, 6)}) + "\n")
+
+
 def stale_gap(r, idx):
     """How close the two writes that make read r stale were, in seconds: for a value, from the
     answer to the put it returned to the begin of the earliest acknowledged write that
@@ -244,6 +266,8 @@ def run_mode(mode, args):
                 log(f"    node {nd.idx} log: {nd.log_tail(5)}")
 
         ops = [op for w in workers for op in w.ops]
+        if args.history:
+            write_history(args.history, mode, ops, finals, nemesis.faults, t0)
         idx = checker.index_history(ops)
         stale = checker.stale_reads(ops, idx)
         lost = checker.lost_writes(ops, finals, idx)
@@ -322,6 +346,8 @@ def main():
                     action="store_false")
     ap.add_argument("--assert-divergence", action="store_true",
                     help="fail on divergence after healing (off: waits for the repair issue)")
+    ap.add_argument("--history", metavar="FILE",
+                    help="append every request, final read and fault as JSON lines to FILE")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     if args.nodes < 3:
