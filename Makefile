@@ -121,9 +121,11 @@ tsan:
 	@bash test/run_unit.sh build/tsan
 
 # The fault suite in every peer mode, 60 s each, with every assertion but divergence (see
-# test/faults/run.py; needs root and network namespaces, else it says it skipped).
+# test/faults/run.py; needs root and network namespaces, else it says it skipped). More flags:
+# make test-faults FAULTS_FLAGS="--seed 42 --assert-divergence"
+FAULTS_FLAGS ?=
 test-faults: deps node
-	@python3 test/faults/run.py --duration 60
+	@python3 test/faults/run.py --duration 60 $(FAULTS_FLAGS)
 
 run: node
 	@bash loadtest/run_cluster.sh
