@@ -213,7 +213,7 @@ def run_mode(mode, args):
         workers = [workload.Worker(w, cluster, keys, stop_at, rng.randrange(1 << 30))
                    for w in range(args.workers)]
         nemesis = workload.Nemesis(cluster, stop_at, args.fault_seconds, args.quiet_seconds,
-                                   rng.randrange(1 << 30), log=log)
+                                   rng.randrange(1 << 30), kinds=args.faults.split(","), log=log)
         nemesis.t0 = t0
         for t in workers + [nemesis]:
             t.start()
@@ -333,6 +333,8 @@ def main():
     ap.add_argument("--nodes", type=int, default=5)
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--keys", type=int, default=200)
+    ap.add_argument("--faults", default=",".join(workload.FAULT_KINDS),
+                    help="the nemesis's faults, injected in this order, round robin")
     ap.add_argument("--fault-seconds", type=float, default=3.0)
     ap.add_argument("--quiet-seconds", type=float, default=4.0,
                     help="no fault for this long after each heal (availability is measured "
@@ -352,6 +354,9 @@ def main():
     args = ap.parse_args()
     if args.nodes < 3:
         ap.error("--nodes must be at least 3 (requests use ack=2&from=3)")
+    bad = set(args.faults.split(",")) - set(workload.FAULT_KINDS)
+    if bad:
+        ap.error(f"unknown faults {sorted(bad)}; known: {','.join(workload.FAULT_KINDS)}")
     if args.seed is None:
         args.seed = random.randrange(1 << 30)
 
