@@ -175,9 +175,24 @@ class NetNode:
             self.proc.send_signal(signal.SIGKILL)
         self.reap(wait=10)
 
-    def pause(self):
+    def pause(self, timeout=10.0):
+        """SIGSTOP, then polls (bounded) until every thread of the process is stopped: the
+        signal is asynchronous, and the fault is in force only once no thread runs."""
         self.proc.send_signal(signal.SIGSTOP)
         self.paused = True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                states = []
+                for t in os.listdir(f"/proc/{self.proc.pid}/task"):
+                    with open(f"/proc/{self.proc.pid}/task/{t}/stat") as f:
+                        states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                return  # exited meanwhile: seen as a crash at the end
+            if states and all(st in ("T", "t") for st in states):
+                return
+            time.sleep(0.005)
+        raise SetupError(f"node {self.idx} not stopped {timeout:.0f}s after SIGSTOP")
 
     def resume(self):
         if self.alive():
