@@ -4,7 +4,9 @@ A Worker loops until its stop time (bounded by count too): picks a random node a
 of a bounded set, and sends PUT (a value no other write ever uses), GET or DELETE with
 ack/from = 2/3, on a keep-alive connection per node; it records every request as a checker.Op.
 A connection is dropped after any error and whenever its node was restarted since it was opened
-(so a restart does not show up as a broken keep-alive connection).
+(so a restart does not show up as a broken keep-alive connection). Workers are closed-loop with a
+2 s client timeout: while a node is SIGSTOPped, each worker soon waits on it, so little load
+reaches the other nodes during a pause (the per-fault line shows it).
 
 The Nemesis runs a schedule of faults, each held for fault_s seconds, then healed, then quiet_s
 seconds with no fault: cut one node off from its peers, split the cluster in two halves, slow
