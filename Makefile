@@ -35,7 +35,7 @@ ALL_LIBS := $(foreach m,$(MODULES),$(BUILD)/lib$(m).a) $(BUILD)/libllhttp.a
 UNIT_BINS := $(foreach m,$(MODULES),$(if $(wildcard test/unit/$(m)/*.cc),$(BUILD)/unit_$(m)))
 
 .PHONY: all deps test unit integration fuzz fuzz-run asan tsan run clean format bench bench-single \
-        bench-storage check-format check-deps test-kvload flame
+        bench-storage check-format check-deps test-kvload flame test-faults
 .DEFAULT_GOAL := all
 
 all: node loadtest/kvload
@@ -105,8 +105,9 @@ $(BUILD)/fuzz/%: test/fuzz/%.cc $(wildcard src/proto/*.cc src/proto/*.h src/comm
 fuzz: $(FUZZ_TARGETS)
 
 # ---- suites ----------------------------------------------------------------------------------
+# iproute2 and nftables: the fault suite's namespaces, links, drop rules and qdiscs.
 deps:
-	@bash test/deps.sh
+	@bash test/deps.sh iproute2 nftables
 
 test: deps check-deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all unit fuzz
@@ -119,6 +120,13 @@ asan:
 tsan:
 	@$(MAKE) --no-print-directory -j$$(nproc) BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" unit
 	@bash test/run_unit.sh build/tsan
+
+# The fault suite in every peer mode, 60 s each, with every assertion but divergence (see
+# test/faults/run.py; needs root and network namespaces, else it says it skipped). More flags:
+# make test-faults FAULTS_FLAGS="--seed 42 --assert-divergence"
+FAULTS_FLAGS ?=
+test-faults: deps node
+	@python3 test/faults/run.py --duration 60 $(FAULTS_FLAGS)
 
 run:
 	@bash test/deps.sh --build

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every suite (unit, fuzz smoke, integration) and ends with one line "N passed, M failed".
+# Runs every suite (unit, fuzz smoke, integration, fault checker and short fault suite) and ends
+# with one line "N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 pass=0; fail=0
@@ -17,6 +18,25 @@ if ls build/fuzz/*_fuzz >/dev/null 2>&1; then
 fi
 if [ -f test/integration/run.py ]; then
   echo "== integration tests"; python3 test/integration/run.py | tee "$log/integ"; add "$log/integ" integration
+fi
+# The fault checker's rules on hand-made histories (no root needed).
+if [ -f test/faults/test_checker.py ]; then
+  echo "== fault checker rules"; python3 test/faults/test_checker.py | tee "$log/checker"
+  add "$log/checker" checker
+fi
+# Short fault suite (~25 s per peer mode, all modes; needs root and `ip netns`, else it prints
+# that it skipped and counts 0 passed, 0 failed). Asserted here: lost=0 and crashed=0, always.
+# Off here until their fixes land (issue 17): stale=0 (millisecond version ordering) and 504s
+# after heals <= 0.1% (circuit breaker refusing a healed peer); turn them on with
+# `FAULTS_ASSERT_STALE=1 FAULTS_ASSERT_AVAILABILITY=1 make test`. Divergence is never asserted
+# here (no anti-entropy yet); `make test-faults` runs the long version with stale and
+# availability on.
+if [ -f test/faults/run.py ]; then
+  fflags=(--duration 25 --fault-seconds 2 --quiet-seconds 2.5 --settle-seconds 5)
+  [ "${FAULTS_ASSERT_STALE:-0}" = 1 ] || fflags+=(--no-assert-stale)
+  [ "${FAULTS_ASSERT_AVAILABILITY:-0}" = 1 ] || fflags+=(--no-assert-availability)
+  echo "== fault suite (short)"; python3 test/faults/run.py "${fflags[@]}" | tee "$log/faults"
+  add "$log/faults" faults
 fi
 rm -rf "$log"
 echo "$pass passed, $fail failed"
