@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <optional>
 
-#include "cluster/local_replica.h"
-
 namespace kv::cluster {
 
 namespace {
@@ -91,6 +89,21 @@ class Coordinator::Waiter final : public PeerWaiter {
   Coordinator* c_;
 };
 
+// Answers of this node's own replica: not a peer (no answer times, no breaker); a full disk
+// makes the request's failure a 507.
+class Coordinator::LocalWaiter final : public PeerWaiter {
+ public:
+  explicit LocalWaiter(Coordinator* c) : c_(c) {}
+  void OnPeerResponse(uint64_t cookie, PeerResponse&& r) override {
+    auto* req = reinterpret_cast<Request*>(cookie >> 8);
+    if (r.no_space) req->no_space = true;
+    c_->Deliver(req, static_cast<int>(cookie & 0xff), std::move(r));
+  }
+
+ private:
+  Coordinator* c_;
+};
+
 // Answers the pings of Probe: cookie = node.
 class Coordinator::PingWaiter final : public PeerWaiter {
  public:
@@ -104,10 +117,11 @@ class Coordinator::PingWaiter final : public PeerWaiter {
   Coordinator* c_;
 };
 
-Coordinator::Coordinator(ClusterState* state,
+Coordinator::Coordinator(ClusterState* state, Replica* local,
                          std::vector<std::unique_ptr<PeerTransport>> transports,
                          const CoordinatorOptions& options, CoordinatorEnv* env)
     : state_(state),
+      local_(local),
       transports_(std::move(transports)),
       opt_(options),
       env_(env),
@@ -117,6 +131,7 @@ Coordinator::Coordinator(ClusterState* state,
       peers_(state->ring.size(), PeerStats{PeerTimeout(options.peer_timeout_min_ms * 1000,
                                                        options.request_timeout_ms * 1000)}),
       waiter_(std::make_unique<Waiter>(this)),
+      local_waiter_(std::make_unique<LocalWaiter>(this)),
       ping_waiter_(std::make_unique<PingWaiter>(this)) {}
 
 Coordinator::~Coordinator() {
@@ -184,20 +199,10 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
 
 void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_us) {
   uint32_t node = r->nodes[i];
-  if (node == state_->self_index) {
-    if (preq.op != PeerOp::kGet && preq.value.size() <= WriteQueue<LocalSlot>::kMaxValue) {
-      ++r->outstanding;
-      local_.Push(LocalSlot{r, i}, preq.key, preq.value, preq.version, preq.op == PeerOp::kRemove);
-      return;
-    }
-    storage::Code code;
-    PeerResponse resp = ExecuteLocal(*state_->engine, preq, &code);
-    if (code == storage::Code::kNoSpace) r->no_space = true;
-    ++r->outstanding;
-    Deliver(r, i, std::move(resp));
-    return;
-  }
+  // User-space pointers fit in 56 bits: the low byte carries the replica index.
+  const uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);
   ++r->outstanding;
+  if (node == state_->self_index) return local_->Execute(preq, local_waiter_.get(), cookie);
   CircuitBreaker& br = *state_->breakers[node];
   if (!br.Allow(now_us / 1000)) {
     if (!probing_) StartProbing(now_us);
@@ -220,8 +225,6 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   const uint64_t transfer_us = preq.value.size() / 10;
   const uint64_t deadline_ms =
       std::min(r->deadline_ms, env_->NowMs() + (timeout_us + transfer_us + 999) / 1000);
-  // User-space pointers fit in 56 bits: the low byte carries the replica index.
-  uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);
   transports_[node]->Send(preq, deadline_ms, waiter_.get(), cookie);
 }
 
@@ -328,17 +331,6 @@ void Coordinator::OnTimer() {
   }
   // Entries are in ask order; a delay that shrank meanwhile only fires a later one late.
   ArmTimer(now);
-}
-
-void Coordinator::FlushLocalWrites() {
-  // Answers delivered here can dispatch more pipelined requests, which queue new local writes:
-  // repeat until none is left.
-  auto deliver = [this](const LocalSlot& slot, PeerResponse&& resp, const storage::Status& st) {
-    if (st.code() == storage::Code::kNoSpace) slot.request->no_space = true;
-    Deliver(slot.request, slot.replica, std::move(resp));
-  };
-  while (local_.Commit(*state_->engine, deliver)) {
-  }
 }
 
 void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {

@@ -33,13 +33,17 @@
 #include "cluster/breaker.h"
 #include "cluster/hedge.h"
 #include "cluster/hlc.h"
-#include "cluster/local_replica.h"
 #include "cluster/peer.h"
 #include "cluster/peer_timeout.h"
 #include "cluster/ring.h"
-#include "storage/engine.h"
+
+namespace kv::storage {
+class Engine;
+}
 
 namespace kv::cluster {
+
+class GroupCommitter;
 
 struct Outcome {
   enum Kind : uint8_t {
@@ -67,6 +71,7 @@ struct ClusterState {
   size_t self_index;
   Hlc hlc;
   storage::Engine* engine;
+  GroupCommitter* committer = nullptr;                                // set with --fsync always
   std::vector<std::unique_ptr<CircuitBreaker>> breakers;              // per node (self's unused)
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_failures;  // per node, for /metrics
   // Per node: the replica request timeout a loop last computed for it (PeerTimeout), in us; 0
@@ -127,8 +132,10 @@ class Coordinator {
   // delay (the p99 of answer times) for every GET.
   static constexpr uint64_t kSlowPeerProbeEvery = 128;
   static constexpr uint64_t kProbeIntervalMs = 100;
-  // transports[i] talks to node i (nullptr for self). env outlives the Coordinator.
-  Coordinator(ClusterState* state, std::vector<std::unique_ptr<PeerTransport>> transports,
+  // transports[i] talks to node i (nullptr for self); local is this node's replica. env and
+  // local outlive the Coordinator.
+  Coordinator(ClusterState* state, Replica* local,
+              std::vector<std::unique_ptr<PeerTransport>> transports,
               const CoordinatorOptions& options, CoordinatorEnv* env);
   ~Coordinator();
 
@@ -137,10 +144,6 @@ class Coordinator {
   void Execute(PeerOp op, std::string_view key, std::string_view value, int ack, int from,
                Completion done);
   size_t pending() const { return pending_; }
-  // Commits the local replica writes queued since the last call with one engine write (one
-  // log write(2)) and delivers their answers. The owner calls it once per loop iteration,
-  // after I/O callbacks and before answers are written; clients are answered only after it.
-  void FlushLocalWrites();
   // The timer armed through CoordinatorEnv::ArmTimer fired.
   void OnTimer();
   // Pings sent to peers whose breaker was not closed (for tests).
@@ -153,6 +156,7 @@ class Coordinator {
  private:
   struct Request;
   class Waiter;
+  class LocalWaiter;
   class PingWaiter;
   // now_us: NowUs() at the call, also the breakers' clock (in ms).
   void Ask(Request* r, int replica, const PeerRequest& preq, uint64_t now_us);
@@ -176,14 +180,8 @@ class Coordinator {
   void Finish(Request* r);
   void Release(Request* r);
 
-  // A local replica write waiting for FlushLocalWrites: which request, which replica slot.
-  struct LocalSlot {
-    Request* request = nullptr;
-    int replica = 0;
-  };
-
   ClusterState* state_;
-  WriteQueue<LocalSlot> local_;
+  Replica* local_;
   std::vector<std::unique_ptr<PeerTransport>> transports_;
   CoordinatorOptions opt_;
   CoordinatorEnv* env_;
@@ -205,6 +203,7 @@ class Coordinator {
   size_t pending_ = 0;
   std::vector<Request*> free_;
   std::unique_ptr<Waiter> waiter_;
+  std::unique_ptr<LocalWaiter> local_waiter_;
   std::unique_ptr<PingWaiter> ping_waiter_;
   bool probing_ = false;        // some peer's breaker was seen not closed
   uint64_t next_probe_us_ = 0;  // when Probe runs next, while probing_

@@ -1,56 +1,215 @@
 #include "cluster/local_replica.h"
 
+#include <utility>
+
 namespace kv::cluster {
 
-PeerResponse ExecuteLocal(storage::Engine& engine, const PeerRequest& req,
-                          storage::Code* storage_code) {
+namespace {
+
+PeerResponse ErrorOf(const storage::Status& st) {
+  PeerResponse r;
+  r.kind = PeerResponse::kError;
+  r.error = st.message();
+  r.no_space = st.code() == storage::Code::kNoSpace;
+  return r;
+}
+
+PeerResponse Read(storage::Engine* engine, std::string_view key) {
+  storage::ReadResult r;
+  storage::Status st = engine->Get(key, &r);
+  if (!st.ok()) return ErrorOf(st);
   PeerResponse resp;
-  storage::Status st;
-  switch (req.op) {
-    case PeerOp::kGet: {
-      storage::ReadResult r;
-      st = engine.Get(req.key, &r);
-      if (st.ok()) {
-        resp.version = r.version;
-        if (r.kind == storage::ReadResult::kValue) {
-          resp.kind = PeerResponse::kValue;
-          resp.value = std::move(r.value);
-        } else if (r.kind == storage::ReadResult::kTombstone) {
-          resp.kind = PeerResponse::kTombstone;
-        } else {
-          resp.kind = PeerResponse::kAbsent;
-        }
-      }
+  resp.version = r.version;
+  switch (r.kind) {
+    case storage::ReadResult::kValue:
+      resp.kind = PeerResponse::kValue;
+      resp.value = std::move(r.value);
       break;
-    }
-    case PeerOp::kPut:
-      st = engine.Put(req.key, req.value, req.version, &resp.version);
-      if (st.ok()) resp.kind = PeerResponse::kStored;
-      break;
-    case PeerOp::kRemove:
-      st = engine.Remove(req.key, req.version, &resp.version);
-      if (st.ok()) resp.kind = PeerResponse::kStored;
+    case storage::ReadResult::kTombstone:
+      resp.kind = PeerResponse::kTombstone;
       break;
     default:
-      st = storage::Status(storage::Code::kInvalidArgument, "unknown op");
-  }
-  if (storage_code) *storage_code = st.code();
-  if (!st.ok()) {
-    resp.kind = PeerResponse::kError;
-    resp.error = st.message();
+      resp.kind = PeerResponse::kAbsent;
   }
   return resp;
 }
 
-PeerResponse StoredResponse(const storage::Status& st, const storage::Engine::WriteOp& op) {
+}  // namespace
+
+PeerResponse LocalReplica::StoredResponse(const storage::Status& st,
+                                          const storage::Engine::WriteOp& op) {
+  if (!st.ok()) return ErrorOf(st);
   PeerResponse resp;
-  if (st.ok()) {
-    resp.kind = PeerResponse::kStored;
-    resp.version = op.stored_version;
-  } else {
-    resp.error = st.message();
-  }
+  resp.kind = PeerResponse::kStored;
+  resp.version = op.stored_version;
   return resp;
+}
+
+LocalReplica::LocalReplica(storage::Engine* engine, Hlc* hlc, GroupCommitter* committer,
+                           std::function<void()> wake)
+    : engine_(engine), hlc_(hlc), committer_(committer), wake_(std::move(wake)) {}
+
+LocalReplica::~LocalReplica() = default;
+
+void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie) {
+  switch (req.op) {
+    case PeerOp::kGet:
+      return waiter->OnPeerResponse(cookie, Read(engine_, req.key));
+    case PeerOp::kPut:
+    case PeerOp::kRemove:
+      break;
+    default: {
+      PeerResponse bad;
+      bad.error = "unknown op";
+      return waiter->OnPeerResponse(cookie, std::move(bad));
+    }
+  }
+  hlc_->Observe(req.version);
+  const bool tombstone = req.op == PeerOp::kRemove;
+  if (req.value.size() > kMaxBatchedValue && committer_ == nullptr) {
+    storage::Engine::WriteOp op{req.key, req.value, req.version, tombstone, 0};
+    storage::Status st = engine_->Write(&op, 1);
+    return waiter->OnPeerResponse(cookie, StoredResponse(st, op));
+  }
+  // Key and value are copied: the connection that carried them reuses its buffers for the next
+  // request before the commit.
+  if (count_ == items_.size()) items_.emplace_back();
+  Item& w = items_[count_++];
+  w.waiter = waiter;
+  w.cookie = cookie;
+  w.key.assign(req.key);
+  w.value.assign(tombstone ? std::string_view() : req.value);
+  w.version = req.version;
+  w.tombstone = tombstone;
+  // A large value goes alone: it would only delay the others.
+  if (req.value.size() > kMaxBatchedValue) Commit();
+}
+
+bool LocalReplica::Commit() {
+  // An answer that leads back here (a waiter that commits) finds its writes for the caller's
+  // next round: the caller repeats until nothing is left.
+  if (count_ == 0 || committing_) return false;
+  committing_ = true;
+  const size_t n = count_;
+  count_ = 0;
+  if (committer_ != nullptr) {
+    auto b = std::make_unique<Batch>();
+    b->items.assign(std::make_move_iterator(items_.begin()),
+                    std::make_move_iterator(items_.begin() + static_cast<ptrdiff_t>(n)));
+    b->ops.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const Item& w = b->items[i];
+      b->ops[i] = storage::Engine::WriteOp{w.key, w.value, w.version, w.tombstone, 0};
+    }
+    storage::SyncToken token;
+    b->status = engine_->Write(b->ops.data(), n, &token);
+    if (!b->status.ok() || token.log == nullptr) {
+      Answer(b.get());
+    } else {
+      waiting_sync_ += n;
+      committer_->Submit(GroupCommitter::Job{this, std::move(b), std::move(token)});
+    }
+    committing_ = false;
+    return true;
+  }
+  answering_.swap(items_);
+  ops_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const Item& w = answering_[i];
+    ops_[i] = storage::Engine::WriteOp{w.key, w.value, w.version, w.tombstone, 0};
+  }
+  storage::Status st = engine_->Write(ops_.data(), n);
+  // Answers may queue new writes (into items_, which answering_ no longer is).
+  for (size_t i = 0; i < n; ++i) {
+    Item& w = answering_[i];
+    w.waiter->OnPeerResponse(w.cookie, StoredResponse(st, ops_[i]));
+  }
+  // Keep the larger buffer set for the next iteration.
+  if (count_ == 0 && answering_.size() > items_.size()) answering_.swap(items_);
+  committing_ = false;
+  return true;
+}
+
+void LocalReplica::Answer(Batch* b) {
+  for (size_t i = 0; i < b->items.size(); ++i) {
+    Item& w = b->items[i];
+    w.waiter->OnPeerResponse(w.cookie, StoredResponse(b->status, b->ops[i]));
+  }
+}
+
+void LocalReplica::Synced(std::unique_ptr<Batch> b) {
+  {
+    std::lock_guard<std::mutex> l(synced_mu_);
+    synced_.push_back(std::move(b));
+  }
+  synced_cv_.notify_all();
+  if (wake_) wake_();
+}
+
+void LocalReplica::Drain() {
+  while (waiting_sync_ > 0) {
+    {
+      std::unique_lock<std::mutex> l(synced_mu_);
+      synced_cv_.wait(l, [this] { return !synced_.empty(); });
+    }
+    DeliverSynced();
+  }
+}
+
+void LocalReplica::DeliverSynced() {
+  std::vector<std::unique_ptr<Batch>> done;
+  {
+    std::lock_guard<std::mutex> l(synced_mu_);
+    done.swap(synced_);
+  }
+  for (auto& b : done) {
+    waiting_sync_ -= b->items.size();
+    Answer(b.get());
+  }
+}
+
+GroupCommitter::GroupCommitter(storage::Engine* engine)
+    : engine_(engine), thread_([this] { Run(); }) {}
+
+GroupCommitter::~GroupCommitter() {
+  Stop();
+}
+
+void GroupCommitter::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void GroupCommitter::Submit(Job job) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void GroupCommitter::Run() {
+  std::deque<Job> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [this] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping, and everything handed over is done
+      batch.swap(jobs_);
+    }
+    // The first wait syncs everything appended so far (the log's own group commit); the later
+    // ones of the same log return at once.
+    for (Job& j : batch) {
+      storage::Status st = engine_->WaitDurable(j.token);
+      if (!st.ok()) j.batch->status = st;
+      j.replica->Synced(std::move(j.batch));
+    }
+    batch.clear();
+  }
 }
 
 }  // namespace kv::cluster

@@ -1,75 +1,124 @@
-// Executes one replica request against the local engine. Shared by every way a replica request
-// arrives (the coordinator's own replica, HTTP internal requests, binary peer frames), so all of
-// them store and answer identically.
+// This node's replica: executes replica operations (GET, PUT, REMOVE) on the local engine for
+// every way they arrive (the coordinator's own replica, HTTP peer requests, binary peer frames),
+// so all of them store, batch, observe versions and map errors identically. One per loop thread;
+// every call and every answer on that thread, except where GroupCommitter says otherwise.
+//
+// - Reads are answered at once, from what is committed (a write queued in the same iteration and
+//   not yet answered may not be seen; an answered one always is).
+// - Writes observe their version in the HLC (a peer's clock may run ahead), then queue; Commit(),
+//   which the loop calls once per iteration before it polls, writes every queued write with one
+//   Engine::Write (one log write(2)) and answers them in order. A value over kMaxBatchedValue is
+//   written at once instead (it would only delay the others).
+// - With a GroupCommitter (--fsync always), Commit() does not wait for the disk: the committer
+//   thread runs the fdatasync that covers the batch (one for every loop's batches meanwhile) and
+//   wakes the loop, whose DeliverSynced() answers the batch. The loop never waits on the disk.
+// - Errors: kError with the engine's message; no_space when the disk is full (HTTP 507).
 #pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
+#include "cluster/hlc.h"
 #include "cluster/peer.h"
 #include "storage/engine.h"
 
 namespace kv::cluster {
 
-// kPut/kRemove -> kStored with the version the engine now holds (or kError with the reason);
-// kGet -> kValue / kTombstone / kAbsent. storage_code (if given) receives the engine's code so
-// callers can map kNoSpace to 507.
-PeerResponse ExecuteLocal(storage::Engine& engine, const PeerRequest& req,
-                          storage::Code* storage_code = nullptr);
+class GroupCommitter;
 
-// The answer to one write of a committed Engine::Write batch that returned `st`: kStored with the
-// version the engine now holds, or kError with the reason.
-PeerResponse StoredResponse(const storage::Status& st, const storage::Engine::WriteOp& op);
-
-// Local replica writes queued during one loop iteration and committed together with one
-// Engine::Write (one log write(2)). Key and value are copied: the connection that carried them
-// reuses its buffers for the next pipelined request before the commit. Tag is what the owner
-// needs to answer the write. One loop thread only.
-template <typename Tag>
-class WriteQueue {
+class LocalReplica final : public Replica {
  public:
-  static constexpr size_t kMaxValue = 64 * 1024;  // larger values are written at once
+  static constexpr size_t kMaxBatchedValue = 64 * 1024;
 
-  void Push(const Tag& tag, std::string_view key, std::string_view value, uint64_t version,
-            bool tombstone) {
-    if (count_ == items_.size()) items_.emplace_back();
-    Item& w = items_[count_++];
-    w.tag = tag;
-    w.key.assign(key);
-    w.value.assign(tombstone ? std::string_view() : value);
-    w.version = version;
-    w.tombstone = tombstone;
-  }
+  // committer: nullptr unless writes must reach the disk before they are answered. wake: called
+  // from the committer's thread when a batch is durable (the loop then calls DeliverSynced).
+  LocalReplica(storage::Engine* engine, Hlc* hlc, GroupCommitter* committer = nullptr,
+               std::function<void()> wake = nullptr);
+  ~LocalReplica();
 
-  // Commits what is queued and calls done(tag, response, status) for each write, in queue
-  // order; writes that done() queues wait for the next Commit. False when nothing was queued.
-  template <typename Done>
-  bool Commit(storage::Engine& engine, Done&& done) {
-    if (count_ == 0) return false;
-    size_t n = count_;
-    count_ = 0;
-    flushing_.swap(items_);
-    ops_.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      const Item& w = flushing_[i];
-      ops_[i] = storage::Engine::WriteOp{w.key, w.value, w.version, w.tombstone, 0};
-    }
-    storage::Status st = engine.Write(ops_.data(), n);
-    for (size_t i = 0; i < n; ++i) done(flushing_[i].tag, StoredResponse(st, ops_[i]), st);
-    return true;
-  }
+  void Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie) override;
+  // Writes what is queued and answers it (or hands it to the committer). Answers may queue more
+  // writes: returns true if it committed anything, so the caller repeats until false.
+  bool Commit();
+  // Answers the batches the committer made durable since the last call. Loop thread.
+  void DeliverSynced();
+  // Waits until the committer has handed back every batch and answers them (shutdown: the
+  // committer must not hand a batch to a destroyed replica).
+  void Drain();
+  // Writes queued, or written and waiting for their fdatasync.
+  size_t pending() const { return count_ + waiting_sync_; }
+  storage::Engine* engine() const { return engine_; }
+
+  // The answer to one write of a batch whose Engine::Write returned st.
+  static PeerResponse StoredResponse(const storage::Status& st, const storage::Engine::WriteOp& op);
 
  private:
+  friend class GroupCommitter;
   struct Item {
-    Tag tag{};
+    PeerWaiter* waiter = nullptr;
+    uint64_t cookie = 0;
     std::string key, value;
     uint64_t version = 0;
     bool tombstone = false;
   };
-  std::vector<Item> items_;     // queued this iteration (the first count_)
-  std::vector<Item> flushing_;  // being committed
+  // A written batch waiting for its fdatasync.
+  struct Batch {
+    std::vector<Item> items;
+    std::vector<storage::Engine::WriteOp> ops;
+    storage::Status status;  // of the write, then of the sync
+  };
+  void Answer(Batch* b);
+  // From the committer's thread: b is durable (or failed with status).
+  void Synced(std::unique_ptr<Batch> b);
+
+  storage::Engine* engine_;
+  Hlc* hlc_;
+  GroupCommitter* committer_;
+  std::function<void()> wake_;
+  std::vector<Item> items_;  // the first count_ are queued
   size_t count_ = 0;
+  std::vector<Item> answering_;
   std::vector<storage::Engine::WriteOp> ops_;
+  size_t waiting_sync_ = 0;  // writes handed to the committer and not delivered yet
+  bool committing_ = false;
+  std::mutex synced_mu_;  // guards synced_ (committer thread -> loop thread)
+  std::condition_variable synced_cv_;
+  std::vector<std::unique_ptr<Batch>> synced_;
+};
+
+// The one thread that runs fdatasync for --fsync always: loops hand it written batches, it syncs
+// the log up to the end of every batch it holds with one fdatasync (group commit) and gives each
+// batch back to its LocalReplica, waking that loop. Stop() (or the destructor) finishes the
+// batches handed so far. Thread-safe.
+class GroupCommitter {
+ public:
+  explicit GroupCommitter(storage::Engine* engine);
+  ~GroupCommitter();
+  void Stop();
+
+ private:
+  friend class LocalReplica;
+  struct Job {
+    LocalReplica* replica;
+    std::unique_ptr<LocalReplica::Batch> batch;
+    storage::SyncToken token;
+  };
+  void Submit(Job job);
+  void Run();
+
+  storage::Engine* engine_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 }  // namespace kv::cluster

@@ -31,6 +31,7 @@ struct PeerResponse {
   // false: they cost the request nothing and say the peer is down, not slow, so they never open
   // the circuit breaker and a peer that comes back is used at once.
   bool slow = false;
+  bool no_space = false;  // kError: the replica's disk is full
   uint64_t version = 0;
   std::string value;
   std::string error;  // kError: short reason ("timeout", "connection refused", ...)
@@ -44,6 +45,16 @@ class PeerWaiter {
 
  protected:
   ~PeerWaiter() = default;
+};
+
+// What a coordinator needs of its own node's replica (LocalReplica; a fake one in tests):
+// answers like a peer, through the waiter, exactly once, maybe before Execute returns.
+class Replica {
+ public:
+  virtual void Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie) = 0;
+
+ protected:
+  ~Replica() = default;
 };
 
 class PeerTransport {

@@ -6,6 +6,7 @@
 #include "cluster/local_replica.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/slots.h"
 #include "net/http_conn.h"
 #include "net/peer_binary.h"
 #include "net/peer_http.h"
@@ -61,8 +62,18 @@ class RangeStream final : public BodyStream {
 
 class NodeApp final : public RequestHandler {
  public:
-  NodeApp(Worker& worker, cluster::ClusterState* cluster) : worker_(worker), cluster_(cluster) {
+  NodeApp(Worker& worker, cluster::ClusterState* cluster)
+      : worker_(worker), cluster_(cluster), internal_waiter_(this) {
     const Config& cfg = worker.config();
+    // Woken by the group committer's thread once a batch is durable (--fsync always).
+    uv_async_init(worker.loop(), &synced_, [](uv_async_t* a) {
+      auto* self = static_cast<NodeApp*>(a->data);
+      self->local_->DeliverSynced();
+      self->worker_.Wake();
+    });
+    synced_.data = this;
+    local_ = std::make_unique<cluster::LocalReplica>(
+        cluster->engine, &cluster->hlc, cluster->committer, [this] { uv_async_send(&synced_); });
     std::vector<std::unique_ptr<cluster::PeerTransport>> transports;
     const uint64_t fingerprint = cluster->ring.Fingerprint();
     for (size_t i = 0; i < cluster->ring.size(); ++i) {
@@ -92,16 +103,15 @@ class NodeApp final : public RequestHandler {
     co.request_timeout_ms = cfg.request_timeout_ms;
     co.peer_timeout_min_ms = cfg.peer_timeout_min_ms;
     co.read_fanout = cfg.read_fanout;
-    coordinator_ =
-        std::make_unique<cluster::Coordinator>(cluster, std::move(transports), co, &env_);
+    coordinator_ = std::make_unique<cluster::Coordinator>(cluster, local_.get(),
+                                                          std::move(transports), co, &env_);
     uv_timer_init(worker.loop(), &env_.timer);
     env_.timer.data = &env_;
     env_.worker = &worker;
     BinaryServerContext ctx;
-    ctx.engine = cluster->engine;
+    ctx.local = local_.get();
     ctx.ring = &cluster->ring;
     ctx.self_index = cluster->self_index;
-    ctx.hlc = &cluster->hlc;
     ctx.on_peer_hello = [cluster](size_t node) { cluster->breakers[node]->OnSuccess(); };
     binary_server_ = MakeBinaryPeerServer(worker.loop(), ctx);
   }
@@ -133,17 +143,20 @@ class NodeApp final : public RequestHandler {
       coordinator_->OnTimer();
     }
     // Answers can dispatch further pipelined requests, which queue more writes: until none.
-    do {
-      coordinator_->FlushLocalWrites();
-    } while (FlushInternalWrites());
+    while (local_->Commit()) {
+    }
   }
 
-  size_t pending() const override { return coordinator_->pending(); }
+  size_t pending() const override { return coordinator_->pending() + local_->pending(); }
 
   void Close() override {
+    while (local_->Commit()) {
+    }
+    local_->Drain();  // the committer must not hand a batch back to a closed loop
     coordinator_->Close();
     binary_server_->Close();
     uv_close(reinterpret_cast<uv_handle_t*>(&env_.timer), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&synced_), nullptr);
   }
 
  private:
@@ -212,39 +225,28 @@ class NodeApp final : public RequestHandler {
     }
   }
 
-  // A replica request from a peer in HTTP peer mode: execute locally, never forward.
+  // A replica request from a peer in HTTP peer mode: executed by this node's replica (never
+  // forwarded), answered through internal_waiter_.
   void Internal(Request& req, cluster::PeerOp op, const std::string& key, Responder r) {
     if (op != cluster::PeerOp::kGet && req.version_header != 1) {
       return r.Respond(400, "internal write without a valid X-KV-Version\n");
     }
     if (req.version_header == -1) return r.Respond(400, "malformed X-KV-Version\n");
-    if (op != cluster::PeerOp::kGet) {
-      cluster_->hlc.Observe(req.version);
-      if (req.body.size() <= InternalQueue::kMaxValue) {  // with this iteration's other writes
-        internal_.Push(InternalSlot{r, op}, key, req.body, req.version,
-                       op == cluster::PeerOp::kRemove);
-        return;
-      }
+    local_->Execute(cluster::PeerRequest{op, key, req.body, req.version}, &internal_waiter_,
+                    internal_.Put(InternalSlot{r, op}));
+  }
+
+  // Answers internal requests: cookie = their id in internal_.
+  struct InternalWaiter final : cluster::PeerWaiter {
+    explicit InternalWaiter(NodeApp* a) : app(a) {}
+    void OnPeerResponse(uint64_t slot, cluster::PeerResponse&& resp) override {
+      const InternalSlot s = app->internal_.Take(slot);
+      RespondInternal(s.responder, s.op, resp);
     }
-    cluster::PeerRequest preq{op, key, req.body, req.version};
-    storage::Code code;
-    cluster::PeerResponse resp = cluster::ExecuteLocal(*cluster_->engine, preq, &code);
-    RespondInternal(r, op, resp, code);
-  }
+    NodeApp* app;
+  };
 
-  // Commits the internal writes queued this iteration with one Engine::Write (one log write(2),
-  // as the binary peer server does for the frames of one read) and answers them. False when
-  // there was nothing to commit.
-  bool FlushInternalWrites() {
-    return internal_.Commit(
-        *cluster_->engine,
-        [](const InternalSlot& slot, cluster::PeerResponse&& resp, const storage::Status& st) {
-          RespondInternal(slot.responder, slot.op, resp, st.code());
-        });
-  }
-
-  static void RespondInternal(Responder r, cluster::PeerOp op, const cluster::PeerResponse& resp,
-                              storage::Code code) {
+  static void RespondInternal(Responder r, cluster::PeerOp op, const cluster::PeerResponse& resp) {
     std::string v = U64(resp.version);
     switch (resp.kind) {
       case cluster::PeerResponse::kValue:
@@ -256,7 +258,7 @@ class NodeApp final : public RequestHandler {
       case cluster::PeerResponse::kStored:
         return r.Respond(op == cluster::PeerOp::kPut ? 201 : 202, "", {{"X-KV-Version", v}});
       default:
-        return r.Respond(code == storage::Code::kNoSpace ? 507 : 500, resp.error + "\n");
+        return r.Respond(resp.no_space ? 507 : 500, resp.error + "\n");
     }
   }
 
@@ -437,13 +439,17 @@ class NodeApp final : public RequestHandler {
   cluster::ClusterState* cluster_;
   LoopEnv env_;
   std::unique_ptr<cluster::Coordinator> coordinator_;
-  // Internal (HTTP peer mode) replica writes waiting for OnLoopIteration.
+  // This loop's replica: the coordinator's own writes, HTTP internal requests and binary peer
+  // frames all go through it.
+  std::unique_ptr<cluster::LocalReplica> local_;
+  uv_async_t synced_;
+  // Internal (HTTP peer mode) replica requests waiting for their answer.
   struct InternalSlot {
     Responder responder;
     cluster::PeerOp op = cluster::PeerOp::kPut;
   };
-  using InternalQueue = cluster::WriteQueue<InternalSlot>;
-  InternalQueue internal_;
+  Slots<InternalSlot> internal_;
+  InternalWaiter internal_waiter_;
   std::unique_ptr<BinaryPeerServer> binary_server_;
   std::string key_buf_;
 };

@@ -67,11 +67,10 @@
 #include <string>
 #include <string_view>
 
-#include "cluster/hlc.h"
+#include "cluster/local_replica.h"
 #include "cluster/peer.h"
 #include "cluster/ring.h"
 #include "net/resolve.h"
-#include "storage/engine.h"
 
 namespace kv::net {
 
@@ -95,10 +94,11 @@ std::unique_ptr<cluster::PeerTransport> MakeBinaryPeerTransport(uv_loop_t* loop,
                                                                 const BinaryPeerOptions& options);
 
 struct BinaryServerContext {
-  storage::Engine* engine = nullptr;
+  // Executes the requests (this loop's LocalReplica: versions observed, writes batched); the
+  // loop commits its writes once per iteration.
+  cluster::LocalReplica* local = nullptr;
   const cluster::Ring* ring = nullptr;  // for the handshake: peer URL in ring, same fingerprint
   size_t self_index = 0;
-  cluster::Hlc* hlc = nullptr;  // observes the versions of incoming writes
   // Called with the peer's index in the ring when a peer's handshake was accepted: proof that
   // its process runs (e.g. it just restarted), which closes its circuit breaker at once.
   std::function<void(size_t node)> on_peer_hello;

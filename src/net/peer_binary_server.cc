@@ -6,8 +6,8 @@
 #include <utility>
 #include <vector>
 
-#include "cluster/local_replica.h"
 #include "common/log.h"
+#include "common/slots.h"
 #include "net/peer_binary.h"
 #include "net/peer_binary_io.h"
 #include "net/peer_frames.h"
@@ -45,11 +45,22 @@ struct ServerConn {
   bool close_after_write = false;
   bool dirty = false;  // in owner->dirty_
   bool closing = false;
+  bool handle_closed = false;
+  size_t unanswered = 0;     // requests handed to the replica and not answered yet
+  size_t queued_writes = 0;  // of which writes still queued (not committed)
+  std::string final_error;   // an ERROR frame to send once every request is answered
 };
 
+// The connection goes once its handle is closed and the replica answered all it was handed.
+void MaybeDelete(ServerConn* c) {
+  if (c->handle_closed && c->unanswered == 0) delete c;
+}
+
 void OnConnClosed(uv_handle_t* h) {
-  delete static_cast<ServerConn*>(h->data);
+  auto* c = static_cast<ServerConn*>(h->data);
   delete reinterpret_cast<uv_tcp_t*>(h);
+  c->handle_closed = true;
+  MaybeDelete(c);
 }
 
 void OnPrepareClosed(uv_handle_t* h) {
@@ -59,7 +70,7 @@ void OnPrepareClosed(uv_handle_t* h) {
 class BinaryServer final : public BinaryPeerServer {
  public:
   BinaryServer(uv_loop_t* loop, const BinaryServerContext& ctx, const BinaryServerOptions& opts)
-      : loop_(loop), ctx_(ctx), opts_(opts) {
+      : loop_(loop), ctx_(ctx), opts_(opts), waiter_(this) {
     for (size_t i = 0; i < ctx_.ring->size(); ++i) urls_.push_back(ctx_.ring->url(i));
     fingerprint_ = ctx_.ring->Fingerprint();
     self_url_ = ctx_.ring->url(ctx_.self_index);
@@ -109,7 +120,7 @@ class BinaryServer final : public BinaryPeerServer {
       proto::DecodeResult r = c->decoder.Next(&f);
       if (r == proto::DecodeResult::kNeedMore) break;
       if (r == proto::DecodeResult::kError) {
-        FlushWrites(c);  // frames before the bad one are executed and answered
+        // Frames before the bad one are executed and answered first (Fatal).
         const proto::ProtocolError& e = c->decoder.error();
         LOG_WARN("binary peer connection: protocol error %s: %s", proto::ErrorCodeName(e.code),
                  e.reason.c_str());
@@ -117,43 +128,64 @@ class BinaryServer final : public BinaryPeerServer {
         break;
       }
       proto::Op op;
-      if (proto::RequestOp(f.type, &op) && op != proto::Op::kGet) {
-        QueueWrite(c, f, op);
-        continue;
+      if (!proto::RequestOp(f.type, &op) || op == proto::Op::kGet) {
+        CommitWrites(c);  // anything else runs after the writes that came before it
       }
-      FlushWrites(c);  // anything else runs after the writes that came before it
       Handle(c, f);
     }
-    FlushWrites(c);
     if (c->closing) return;
     if (c->read_done && !c->paused && !c->stopped) FinishInput(c);
     UpdateReading(c);
     if (!c->out.empty()) MarkDirty(c);
   }
 
-  // Consecutive PUT/REMOVE frames of one read are committed with one Engine::Write (one log
-  // write(2)) and answered after it. The frames' views stay valid until the next Feed(), which
-  // cannot happen before FlushWrites: Process flushes before it returns.
-  void QueueWrite(ServerConn* c, const proto::Frame& f, proto::Op op) {
-    ctx_.hlc->Observe(f.version);
-    batch_ops_.push_back(
-        storage::Engine::WriteOp{f.key, op == proto::Op::kPut ? f.value : std::string_view(),
-                                 f.version, op == proto::Op::kRemove, 0});
-    batch_ids_.push_back(f.request_id);
-    if (batch_ops_.size() >= kMaxBatch) FlushWrites(c);
+  // PUT/REMOVE frames are queued in the loop's replica and committed with the other writes of
+  // the iteration (one log write(2)); a frame that is not a write first commits those of its
+  // connection, so it sees them.
+  void CommitWrites(ServerConn* c) {
+    if (c->queued_writes == 0) return;
+    ctx_.local->Commit();
   }
 
-  void FlushWrites(ServerConn* c) {
-    if (batch_ops_.empty()) return;
-    storage::Status st = ctx_.engine->Write(batch_ops_.data(), batch_ops_.size());
-    for (size_t i = 0; i < batch_ops_.size(); ++i) {
-      EncodePeerResponse(&c->out, batch_ids_[i], cluster::StoredResponse(st, batch_ops_[i]),
-                         st.code() == storage::Code::kNoSpace ? proto::ErrorCode::kNoSpace
-                                                              : proto::ErrorCode::kStorageError);
-    }
-    batch_ops_.clear();
-    batch_ids_.clear();
+  // Hands a request to the replica; its answer comes through waiter_ (maybe at once).
+  void Execute(ServerConn* c, const proto::Frame& f) {
+    const cluster::PeerRequest req = ToPeerRequest(f);
+    const bool write = req.op != cluster::PeerOp::kGet;
+    ++c->unanswered;
+    if (write) ++c->queued_writes;
+    ctx_.local->Execute(req, &waiter_, slots_.Put(Slot{c, f.request_id, write}));
   }
+
+  struct Slot {
+    ServerConn* conn = nullptr;
+    uint64_t request_id = 0;
+    bool write = false;
+  };
+
+  void OnAnswer(uint64_t slot, cluster::PeerResponse&& resp) {
+    const Slot s = slots_.Take(slot);
+    ServerConn* c = s.conn;
+    --c->unanswered;
+    if (s.write) --c->queued_writes;
+    if (c->closing) return MaybeDelete(c);
+    EncodePeerResponse(
+        &c->out, s.request_id, resp,
+        resp.no_space ? proto::ErrorCode::kNoSpace : proto::ErrorCode::kStorageError);
+    if (c->unanswered == 0 && !c->final_error.empty()) {
+      c->out.append(c->final_error);
+      c->final_error.clear();
+    }
+    if (c->unanswered == 0 && c->close_after_write) return CloseAfterWrite(c);
+    MarkDirty(c);
+  }
+
+  struct AnswerWaiter final : cluster::PeerWaiter {
+    explicit AnswerWaiter(BinaryServer* s) : server(s) {}
+    void OnPeerResponse(uint64_t slot, cluster::PeerResponse&& resp) override {
+      server->OnAnswer(slot, std::move(resp));
+    }
+    BinaryServer* server;
+  };
 
   // The peer half-closed and every complete frame it sent was handled: a clean end unless a
   // frame was cut short. Either way the connection closes once its answers are written.
@@ -169,16 +201,7 @@ class BinaryServer final : public BinaryPeerServer {
 
   void Handle(ServerConn* c, const proto::Frame& f) {
     proto::Op op;
-    if (proto::RequestOp(f.type, &op)) {
-      const cluster::PeerRequest req = ToPeerRequest(f);
-      if (op != proto::Op::kGet) ctx_.hlc->Observe(req.version);
-      storage::Code code = storage::Code::kOk;
-      const cluster::PeerResponse resp = cluster::ExecuteLocal(*ctx_.engine, req, &code);
-      EncodePeerResponse(&c->out, f.request_id, resp,
-                         code == storage::Code::kNoSpace ? proto::ErrorCode::kNoSpace
-                                                         : proto::ErrorCode::kStorageError);
-      return;
-    }
+    if (proto::RequestOp(f.type, &op)) return Execute(c, f);
     switch (f.type) {
       case proto::FrameType::kHandshake: {
         auto refused = proto::CheckHandshake(f.url, f.fingerprint, urls_, fingerprint_);
@@ -209,14 +232,18 @@ class BinaryServer final : public BinaryPeerServer {
 
   // Answers with an ERROR frame after whatever was already answered, handles nothing more and
   // closes once it is written.
+  // (After the answers still to come, with --fsync always.)
   void Fatal(ServerConn* c, proto::ErrorCode code, std::string_view reason) {
-    proto::EncodeError(&c->out, code, reason);
+    CommitWrites(c);
+    proto::EncodeError(c->unanswered == 0 ? &c->out : &c->final_error, code, reason);
     c->stopped = true;
     CloseAfterWrite(c);
   }
 
+  // Closes once every request is answered and every answer written.
   void CloseAfterWrite(ServerConn* c) {
     c->close_after_write = true;
+    if (c->unanswered > 0) return;
     if (c->out.empty() && !c->write_active) return CloseNow(c);
     MarkDirty(c);
   }
@@ -324,9 +351,8 @@ class BinaryServer final : public BinaryPeerServer {
   std::vector<ServerConn*> conns_;
   std::vector<ServerConn*> dirty_;     // connections with output to flush
   std::vector<ServerConn*> flushing_;  // dirty_ being flushed (kept for its capacity)
-  static constexpr size_t kMaxBatch = 256;
-  std::vector<storage::Engine::WriteOp> batch_ops_;  // queued writes of the connection in Process
-  std::vector<uint64_t> batch_ids_;                  // their request ids
+  Slots<Slot> slots_;                  // requests handed to the replica, by cookie
+  AnswerWaiter waiter_;
   bool closed_ = false;
 };
 

@@ -205,7 +205,7 @@ struct Engine::Impl {
   std::string Path(const std::string& name) const { return opts.dir + "/" + name; }
 
   Status Recover();
-  Status WriteBatch(Engine::WriteOp* ops, size_t n);
+  Status WriteBatch(Engine::WriteOp* ops, size_t n, SyncToken* token = nullptr);
   Status Write(std::string_view key, std::string_view value, uint64_t version, EntryType type,
                uint64_t* stored_version);
   // Newest version of key in st, where it can matter: tables whose newest version of any key
@@ -510,7 +510,7 @@ Status Engine::Impl::Write(std::string_view key, std::string_view value, uint64_
 // leave in one write(2); then they enter the memtable. With kAlways the caller returns after one
 // fdatasync that covers them, and also after the newer write an old op lost to (it may still await
 // its group commit).
-Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
+Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n, SyncToken* token) {
   for (size_t i = 0; i < n; ++i) {
     if (ops[i].key.size() > kMaxKeyBytes || ops[i].value.size() > kMaxValueBytes) {
       return Status(Code::kInvalidArgument, "key or value too large");
@@ -585,12 +585,26 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n) {
     }
     if (opts.fsync == FsyncPolicy::kAlways) sync_log = log;
   }
+  if (sync_log && token != nullptr) {
+    token->log = std::move(sync_log);
+    token->end = end;
+    return Status::Ok();
+  }
   if (sync_log) return sync_log->SyncTo(end);
   return Status::Ok();
 }
 
 Status Engine::Write(WriteOp* ops, size_t n) {
   return impl_->WriteBatch(ops, n);
+}
+
+Status Engine::Write(WriteOp* ops, size_t n, SyncToken* token) {
+  *token = SyncToken{};
+  return impl_->WriteBatch(ops, n, token);
+}
+
+Status Engine::WaitDurable(const SyncToken& token) {
+  return token.log ? token.log->SyncTo(token.end) : Status::Ok();
 }
 
 Status Engine::Put(std::string_view key, std::string_view value, uint64_t version,

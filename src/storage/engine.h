@@ -11,6 +11,15 @@
 
 namespace kv::storage {
 
+class LogWriter;
+
+// Where a write's log record ends, for a caller that waits for its fdatasync itself (see
+// Engine::Write with a token). Empty (log == nullptr) when nothing needs syncing.
+struct SyncToken {
+  std::shared_ptr<LogWriter> log;
+  uint64_t end = 0;
+};
+
 enum class Code { kOk, kNotFound, kCorruption, kIoError, kNoSpace, kInvalidArgument };
 
 // Errors are values. message() names the file and offset where that applies.
@@ -127,6 +136,12 @@ class Engine {
     uint64_t stored_version = 0;  // out: the version the store holds for key afterwards
   };
   Status Write(WriteOp* ops, size_t n);
+  // The same, but with FsyncPolicy::kAlways it returns once the records reached the kernel and
+  // fills *token instead of waiting for the disk: the caller must WaitDurable(*token) (from any
+  // thread, e.g. one that group-commits for several writers) before it acknowledges the writes.
+  Status Write(WriteOp* ops, size_t n, SyncToken* token);
+  // Returns once the log records up to token reached the disk (at once for an empty token).
+  Status WaitDurable(const SyncToken& token);
   std::unique_ptr<Iterator> Scan(std::string_view start, std::optional<std::string_view> end);
 
   Status Flush();       // freeze the memtable and write it as a segment now (waits)

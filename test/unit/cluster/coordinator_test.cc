@@ -5,16 +5,13 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "../storage/storage_test_util.h"
-
 namespace kv::cluster {
 namespace {
-
-using storage::testutil::TempDir;
 
 struct Sent {
   PeerOp op;
@@ -90,23 +87,76 @@ struct Result {
   Outcome outcome;
 };
 
+// This node's replica in the tests: a map where the newest version wins. Reads answer at once;
+// writes wait for Commit(), as LocalReplica's wait for the loop's commit once per iteration.
+struct FakeReplica final : Replica {
+  struct Entry {
+    std::string value;
+    uint64_t version = 0;
+    bool tombstone = false;
+  };
+  struct Queued {
+    PeerOp op;
+    std::string key, value;
+    uint64_t version;
+    PeerWaiter* waiter;
+    uint64_t cookie;
+  };
+  std::map<std::string, Entry> store;
+  std::vector<Queued> queued;
+  bool disk_full = false;
+
+  void Put(const std::string& key, std::string value, uint64_t version) {
+    store[key] = Entry{std::move(value), version, false};
+  }
+  void Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie) override {
+    if (req.op != PeerOp::kGet) {
+      queued.push_back(Queued{req.op, std::string(req.key), std::string(req.value), req.version,
+                              waiter, cookie});
+      return;
+    }
+    PeerResponse r;
+    auto it = store.find(std::string(req.key));
+    if (it == store.end()) {
+      r.kind = PeerResponse::kAbsent;
+    } else {
+      r.kind = it->second.tombstone ? PeerResponse::kTombstone : PeerResponse::kValue;
+      r.value = it->second.value;
+      r.version = it->second.version;
+    }
+    waiter->OnPeerResponse(cookie, std::move(r));
+  }
+  void Commit() {
+    std::vector<Queued> q;
+    q.swap(queued);
+    for (Queued& w : q) {
+      PeerResponse r;
+      if (disk_full) {
+        r.error = "no space left on device";
+        r.no_space = true;
+      } else {
+        Entry& e = store[w.key];
+        if (w.version > e.version) e = Entry{w.value, w.version, w.op == PeerOp::kRemove};
+        r.kind = PeerResponse::kStored;
+        r.version = e.version;
+      }
+      w.waiter->OnPeerResponse(w.cookie, std::move(r));
+    }
+  }
+};
+
 // Three nodes, this one is node 0.
 struct Fixture {
-  TempDir tmp;
-  std::unique_ptr<storage::Engine> engine;
+  FakeReplica local;
   std::unique_ptr<ClusterState> state;
   FakePeer* peers[3] = {nullptr, nullptr, nullptr};
   FakeEnv env;
   std::unique_ptr<Coordinator> coord;
 
   explicit Fixture(ReadFanout fanout = ReadFanout::kHedged) {
-    storage::Options o;
-    o.dir = tmp.store();
-    o.fsync = storage::FsyncPolicy::kNever;
-    REQUIRE(storage::Engine::Open(o, &engine).ok());
     state = std::make_unique<ClusterState>(
         std::vector<std::string>{"http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"},
-        0, engine.get());
+        0, nullptr);
     std::vector<std::unique_ptr<PeerTransport>> ts;
     ts.emplace_back();
     for (int i = 1; i < 3; ++i) {
@@ -118,7 +168,7 @@ struct Fixture {
     co.request_timeout_ms = 1000;
     co.read_fanout = fanout;
     co.initial_hedge_us = 5000;
-    coord = std::make_unique<Coordinator>(state.get(), std::move(ts), co, &env);
+    coord = std::make_unique<Coordinator>(state.get(), &local, std::move(ts), co, &env);
   }
   ~Fixture() { coord->Close(); }
 
@@ -132,7 +182,7 @@ struct Fixture {
     };
     c.ctx = res;
     coord->Execute(op, key, value, ack, from, c);
-    coord->FlushLocalWrites();
+    local.Commit();
   }
   // The key's replica order over the three nodes.
   std::vector<uint32_t> Order(const std::string& key) const {
@@ -171,7 +221,7 @@ TEST_CASE("Coordinator: hedged GET 2/3 asks itself and one peer, in ring order")
   for (int k = 0; k < 20; ++k) {
     Fixture f;
     std::string key = "key" + std::to_string(k);
-    REQUIRE(f.engine->Put(key, "local", 100).ok());
+    f.local.Put(key, "local", 100);
     Result res;
     auto [first, second] = f.Get23(key, &res);
     CHECK(res.calls == 0);
@@ -308,7 +358,7 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
 TEST_CASE("Coordinator: a hedged GET whose peer fails asks the next replica at once") {
   Fixture f;
   std::string key = "failing";
-  REQUIRE(f.engine->Put(key, "local", 300).ok());
+  f.local.Put(key, "local", 300);
   Result res;
   auto [first, second] = f.Get23(key, &res);
   f.peers[first]->Answer(0, Kind(PeerResponse::kError));
@@ -377,7 +427,7 @@ TEST_CASE("Coordinator: a hedged GET asks itself first when it is a replica") {
     auto order = f.Order(key);
     if (order[1] != 0) continue;
     ++tried;
-    REQUIRE(f.engine->Put(key, "mine", 7).ok());
+    f.local.Put(key, "mine", 7);
     Result res;
     f.Run(PeerOp::kGet, key, 1, 2, &res);
     REQUIRE(res.calls == 1);
@@ -406,7 +456,7 @@ TEST_CASE("Coordinator: GET with ack == from and every write ask all `from` repl
   for (PeerOp op : {PeerOp::kPut, PeerOp::kRemove}) {
     Result w;
     f.Run(op, key, 1, 3, &w, "v");
-    // the local write was committed by FlushLocalWrites: ack 1 is reached, peers still asked
+    // the local write was committed (Run commits it): ack 1 is reached, peers still asked
     REQUIRE(w.calls == 1);
     CHECK(w.outcome.kind == Outcome::kStored);
     for (int p = 1; p < 3; ++p) {
@@ -612,6 +662,22 @@ TEST_CASE("Coordinator: a circuit opened by another loop is pinged too, and a po
   Result res2;
   f.Run(PeerOp::kPut, "k2", 1, 3, &res2, "v");
   CHECK(f.peers[1]->sent.size() == 1);
+}
+
+TEST_CASE("Coordinator: its own replica's full disk fails a write that needed it as 507") {
+  Fixture f;
+  f.local.disk_full = true;
+  Result w;
+  f.Run(PeerOp::kPut, "k", 3, 3, &w, "v");  // 3/3: its own copy is needed
+  REQUIRE(w.calls == 1);
+  CHECK(w.outcome.kind == Outcome::kNoSpace);
+  for (int p = 1; p < 3; ++p) f.peers[p]->Answer(0, Kind(PeerResponse::kStored, 1));
+  Result ok;
+  f.Run(PeerOp::kPut, "k", 2, 3, &ok, "v");  // 2/3: the peers make it
+  CHECK(ok.calls == 0);
+  for (int p = 1; p < 3; ++p) f.peers[p]->Answer(1, Kind(PeerResponse::kStored, 2));
+  REQUIRE(ok.calls == 1);
+  CHECK(ok.outcome.kind == Outcome::kStored);
 }
 
 TEST_CASE("Coordinator: Close answers pending requests and empties the hedge queue") {

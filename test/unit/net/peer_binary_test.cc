@@ -191,17 +191,27 @@ class Harness {
     o.fsync = kv::storage::FsyncPolicy::kNever;
     o.background = false;
     REQUIRE(kv::storage::Engine::Open(o, &engine).ok());
+    local = std::make_unique<kv::cluster::LocalReplica>(engine.get(), &hlc);
+    // As the node's loop does: the writes of each iteration are committed before it polls.
+    uv_check_init(loop_, &commit_);
+    commit_.data = this;
+    uv_check_start(&commit_, [](uv_check_t* h) {
+      while (static_cast<Harness*>(h->data)->local->Commit()) {
+      }
+    });
     kv::net::BinaryServerContext ctx;
-    ctx.engine = engine.get();
+    ctx.local = local.get();
     ctx.ring = ring.get();
     ctx.self_index = 0;
-    ctx.hlc = &hlc;
     ctx.on_peer_hello = [this](size_t node) { hellos.push_back(node); };
     server = MakeBinaryPeerServer(loop_, ctx, opts);
   }
 
   ~Harness() {
+    while (local->Commit()) {
+    }
     server->Close();
+    uv_close(reinterpret_cast<uv_handle_t*>(&commit_), nullptr);
     for (auto& c : raws_) c->Close();
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_),
              [](uv_handle_t* h) { static_cast<Harness*>(h->data)->listener_closed_ = true; });
@@ -269,6 +279,7 @@ class Harness {
   std::unique_ptr<kv::cluster::Ring> ring;
   kv::cluster::Hlc hlc{1};
   std::unique_ptr<kv::storage::Engine> engine;
+  std::unique_ptr<kv::cluster::LocalReplica> local;
   std::unique_ptr<BinaryPeerServer> server;
 
   kv::storage::ReadResult Read(std::string_view key) {
@@ -348,6 +359,7 @@ class Harness {
   uv_loop_t* loop_;
   Mode mode_;
   std::string bind_host_;
+  uv_check_t commit_;
   kv::storage::testutil::TempDir dir_;
   uv_tcp_t listener_;
   bool listener_closed_ = false;
