@@ -10,10 +10,12 @@ namespace kv::cluster {
 
 // Versions use the layout of common/version.h: bit 63 set, unix microseconds, 10-bit node id.
 // The node id makes versions of distinct nodes unique; the microseconds make a write that starts
-// after another was acknowledged get the greater version when the nodes' clocks agree (the first
-// write's clock must not have run ahead by borrowing or by observing a peer). Every version it
-// returns is greater than every legacy (ms layout) version. All methods are thread-safe and
-// lock-free (one CAS loop on one atomic word).
+// after another was acknowledged get the greater version when the nodes' clocks agree (unless the
+// first node's versions ran ahead of its clock, by borrowing or by observing a faster peer, by
+// more than the time between the two writes). Every version it returns is greater than every
+// legacy (ms layout) version. Observed versions are trusted: nothing bounds how far ahead they
+// may be (the microseconds end in year 2255). All methods are thread-safe and lock-free (one CAS
+// loop on one atomic word). proto_spec/peer-protocol.md 1.1 says what clock skew does.
 class Hlc {
  public:
   static constexpr uint16_t kMaxNode = version::kMaxNode;
