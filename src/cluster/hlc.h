@@ -4,46 +4,45 @@
 #include <atomic>
 #include <cstdint>
 
+#include "common/version.h"
+
 namespace kv::cluster {
 
-// Version layout: bits 63..20 unix wall-clock ms, bits 19..10 logical counter (0..1023),
-// bits 9..0 node id. Versions from distinct nodes never tie, and ordering follows wall time when
-// clocks agree. All methods are thread-safe and lock-free (one CAS loop on one atomic word).
+// Versions use the layout of common/version.h: bit 63 set, unix microseconds, 10-bit node id.
+// The node id makes versions of distinct nodes unique; the microseconds make a write that starts
+// after another was acknowledged get the greater version when the nodes' clocks agree (unless the
+// first node's versions ran ahead of its clock, by borrowing or by observing a faster peer, by
+// more than the time between the two writes). Every version it returns is greater than every
+// legacy (ms layout) version. Observed versions are trusted: nothing bounds how far ahead they
+// may be (the microseconds end in year 2255). All methods are thread-safe and lock-free (one CAS
+// loop on one atomic word). proto_spec/peer-protocol.md 1.1 says what clock skew does.
 class Hlc {
  public:
-  static constexpr int kNodeBits = 10;
-  static constexpr int kLogicalBits = 10;
-  static constexpr uint16_t kMaxNode = (1u << kNodeBits) - 1;
-  static constexpr uint32_t kMaxLogical = (1u << kLogicalBits) - 1;
+  static constexpr uint16_t kMaxNode = version::kMaxNode;
 
-  // wall_ms returns unix time in ms; nullptr means CLOCK_REALTIME. node_id must be <= kMaxNode.
-  explicit Hlc(uint16_t node_id, uint64_t (*wall_ms)() = nullptr);
+  // wall_us returns unix time in microseconds; nullptr means CLOCK_REALTIME. node_id must be
+  // <= kMaxNode.
+  explicit Hlc(uint16_t node_id, uint64_t (*wall_us)() = nullptr);
 
   // A version strictly greater than every value Now returned before and every value passed to
-  // Observe. Uses max(wall, last ms); same ms -> logical + 1; logical overflow -> ms + 1.
+  // Observe: microseconds max(wall, last microseconds + 1). Several writes within one wall
+  // microsecond borrow the following microseconds; the wall clock catches up afterwards.
   uint64_t Now();
 
-  // Makes every later Now() return more than remote (e.g. a version seen from a peer).
+  // Makes every later Now() return more than remote (e.g. a version seen from a peer). A legacy
+  // remote needs nothing (every Now() exceeds it) but is still recorded in Last().
   void Observe(uint64_t remote);
 
-  // The last value returned or observed (0 before any).
+  // The greatest value returned or observed (0 before any).
   uint64_t Last() const { return last_.load(std::memory_order_acquire); }
   uint16_t node_id() const { return node_; }
 
-  static uint64_t WallMs(uint64_t v) { return v >> (kNodeBits + kLogicalBits); }
-  static uint32_t Logical(uint64_t v) { return (v >> kNodeBits) & kMaxLogical; }
-  static uint16_t Node(uint64_t v) { return v & kMaxNode; }
-  static uint64_t Make(uint64_t ms, uint32_t logical, uint16_t node) {
-    return (ms << (kNodeBits + kLogicalBits)) | (uint64_t{logical & kMaxLogical} << kNodeBits) |
-           (node & kMaxNode);
-  }
-
-  // CLOCK_REALTIME in ms.
-  static uint64_t RealWallMs();
+  // CLOCK_REALTIME in microseconds.
+  static uint64_t RealWallUs();
 
  private:
   const uint16_t node_;
-  uint64_t (*const wall_ms_)();
+  uint64_t (*const wall_us_)();
   std::atomic<uint64_t> last_{0};
 };
 

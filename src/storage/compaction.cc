@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/version.h"
 #include "storage/merge.h"
 
 namespace kv::storage {
@@ -49,7 +50,7 @@ Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
   MergingIter it(std::move(children));
   for (it.Seek(std::string_view()); it.Valid(); it.Next()) {
     if (it.type() == EntryType::kTombstone &&
-        VersionMillis(it.version()) < drop_tombstones_before_ms) {
+        version::UnixMillis(it.version()) < drop_tombstones_before_ms) {
       continue;
     }
     Status s = out->Add(it.key(), it.value(), it.version(), it.type());

@@ -31,16 +31,11 @@ constexpr size_t kMaxSegments = 32;
 // True when compaction is behind: more than kMaxSegments segments and something to merge.
 bool CompactionBehind(const std::vector<uint64_t>& sizes, uint64_t base_bytes);
 
-// Tombstone garbage collection relies on the cluster's HLC version layout:
-// bits 63..20 = unix ms, so a tombstone's age is now_ms - (version >> 20).
-inline uint64_t VersionMillis(uint64_t version) {
-  return version >> 20;
-}
-
 // Merges inputs (newest first) into out, keeping the newest entry of each key. Tombstones whose
-// version time is below drop_tombstones_before_ms are dropped (pass 0 to keep all: the caller
-// must only drop them when the run includes the oldest segment, or an older value would
-// come back). Stops at the first read error.
+// version time (version::UnixMillis, the one decoder of both version layouts) is below
+// drop_tombstones_before_ms are dropped (pass 0 to keep all: the caller must only drop them when
+// the run includes the oldest segment, or an older value would come back). Stops at the first
+// read error.
 Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
                  uint64_t drop_tombstones_before_ms, SegmentWriter* out);
 

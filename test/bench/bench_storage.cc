@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "common/version.h"
 #include "storage/engine.h"
 
 namespace {
@@ -240,7 +241,7 @@ int main(int argc, char** argv) {
       fprintf(stderr, "open: %s\n", s.message().c_str());
       return 1;
     }
-    uint64_t version = (static_cast<uint64_t>(time(nullptr)) * 1000) << 20;
+    uint64_t version = kv::version::Make(static_cast<uint64_t>(time(nullptr)) * 1000000, 0);
     kv::storage::ReadResult rr;
     Workload kvw;
     kvw.put = [&](const char* k, const char* v) {

@@ -492,6 +492,25 @@ class ThreeNodes(ClusterBase):
             check_eq(self.holders(k1), h2, f"{k1} 2/2 via another coordinator held by")
         check(spread == {0, 1, 2}, f"9 keys with from=2 only ever placed on {spread}")
 
+    def test_write_after_an_acknowledged_one_wins_through_another_coordinator(self):
+        """Versions are in microseconds (proto_spec/peer-protocol.md 1.1): a PUT that starts after
+        another was acknowledged wins, whichever node coordinates each. The key lives on one
+        replica (from=1) that coordinates neither write, so neither coordinator has seen the
+        other's version; the first coordinator has the higher node id, which used to win ties
+        within a millisecond. Every node runs on this machine's one clock."""
+        k = self.key("realtime")
+        expect(put(self.ports[0], k, b"0", ack=1, frm=1), 201, "PUT 1/1")
+        (replica,) = self.holders(k)
+        low, high = [i for i in range(3) if i != replica]
+        for i in range(150):
+            for first, second in ((high, low), (low, high)):
+                expect(put(self.ports[first], k, b"a%d" % i, ack=1, frm=1), 201,
+                       f"PUT via node {first}")
+                expect(put(self.ports[second], k, b"b%d" % i, ack=1, frm=1), 201,
+                       f"PUT via node {second}, right after")
+                expect(get(self.ports[replica], k, ack=1, frm=1), 200,
+                       f"GET after PUTs via {first} then {second}", b"b%d" % i)
+
 
 
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "../storage/storage_test_util.h"
+#include "common/version.h"
 
 namespace kv::cluster {
 namespace {
@@ -46,7 +47,7 @@ TEST_CASE("LocalReplica: writes wait for Commit, go in one batch, and are then r
   Hlc hlc(0);
   LocalReplica r(s.engine.get(), &hlc);
   Answers a;
-  const uint64_t v = Hlc::Make(1000, 0, 3);
+  const uint64_t v = version::Make(1000000, 3);
   r.Execute(Put("a", "1", v), &a, 1);
   r.Execute(Put("b", "2", v + 1), &a, 2);
   r.Execute(PeerRequest{PeerOp::kRemove, "c", {}, v + 2}, &a, 3);

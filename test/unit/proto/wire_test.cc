@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/fingerprint.h"
+#include "common/version.h"
 #include "proto/frame_decoder.h"
 
 namespace kv::proto {
@@ -21,8 +22,11 @@ namespace {
 using Role = FrameDecoder::Role;
 
 constexpr uint64_t kFp = 0xc1822ae292bd75fbull;
-constexpr uint64_t kV1 = (1700000000000ull << 20) | (3u << 10) | 2;
-constexpr uint64_t kV2 = (1700000000500ull << 20) | 1;
+// The spec's example versions: kV1 in the current layout (us 1700000000000003, node 2), kV2 in
+// the legacy ms layout (ms 1700000000500, logical 0, node 1). The wire carries both alike.
+constexpr uint64_t kV1 = version::Make(1700000000000003ull, 2);
+constexpr uint64_t kV2 = version::MakeLegacy(1700000000500ull, 0, 1);
+static_assert(kV1 == 0x9828906079000c02ull && kV2 == 0x18bcfe569f400001ull);
 const std::vector<std::string> kCluster = {"http://127.0.0.1:8081", "http://127.0.0.1:8082",
                                            "http://127.0.0.1:8083"};
 

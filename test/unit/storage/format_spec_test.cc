@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/version.h"
 #include "storage/coding.h"
 #include "storage/log_format.h"
 #include "storage/manifest.h"
@@ -63,8 +64,10 @@ std::map<std::string, std::string> HexBlocks(const std::string& text) {
   return out;
 }
 
-const uint64_t kV1 = (1700000000000ull << 20) | (3 << 10) | 7;
-const uint64_t kV2 = kV1 + (1 << 10);
+// The spec's examples: the log record and the tombstone carry a current-layout version, the
+// segment's value a legacy one from the same millisecond (which still compares below it).
+const uint64_t kCurrent = kv::version::Make(1700000000000003ull, 7);
+const uint64_t kLegacy = kv::version::MakeLegacy(1700000000000ull, 3, 7);
 
 }  // namespace
 
@@ -76,8 +79,13 @@ TEST_CASE("storage format: the spec's hex examples match the encoders and decode
   REQUIRE(blocks.count("segment"));
   REQUIRE(blocks.count("manifest"));
 
+  CHECK(kCurrent == 0x9828906079000c07ull);
+  CHECK(kLegacy == 0x18bcfe5680000c07ull);
+  CHECK(kLegacy < kCurrent);
+  CHECK(kv::version::UnixMillis(kLegacy) == kv::version::UnixMillis(kCurrent));
+
   std::string rec;
-  EncodeLogRecord("apple", "red", kV1, EntryType::kValue, &rec);
+  EncodeLogRecord("apple", "red", kCurrent, EntryType::kValue, &rec);
   CHECK(rec == blocks["log-record"]);
   LogRecord r;
   size_t used = 0;
@@ -85,11 +93,11 @@ TEST_CASE("storage format: the spec's hex examples match the encoders and decode
   CHECK(used == rec.size());
   CHECK(r.key == "apple");
   CHECK(r.value == "red");
-  CHECK(r.version == kV1);
+  CHECK(r.version == kCurrent);
 
   SegmentWriter w(4096);
-  REQUIRE(w.Add("apple", "red", kV1, EntryType::kValue).ok());
-  REQUIRE(w.Add("pear", "", kV2, EntryType::kTombstone).ok());
+  REQUIRE(w.Add("apple", "red", kLegacy, EntryType::kValue).ok());
+  REQUIRE(w.Add("pear", "", kCurrent, EntryType::kTombstone).ok());
   REQUIRE(w.Finish().ok());
   CHECK(w.Contents() == blocks["segment"]);
   // The reader accepts the spec's bytes.
@@ -105,10 +113,10 @@ TEST_CASE("storage format: the spec's hex examples match the encoders and decode
   EntryType type;
   REQUIRE(seg->Get("apple", &value, &version, &type).ok());
   CHECK(value == "red");
-  CHECK(version == kV1);
+  CHECK(version == kLegacy);
   REQUIRE(seg->Get("pear", &value, &version, &type).ok());
   CHECK(type == EntryType::kTombstone);
-  CHECK(version == kV2);
+  CHECK(version == kCurrent);
   CHECK(seg->Get("plum", &value, &version, &type).code() == Code::kNotFound);
 
   Manifest m;

@@ -1,5 +1,5 @@
-// Helpers for the storage unit tests: a scratch directory removed on destruction, HLC-shaped
-// versions, and a deterministic PRNG. Tests own their TempDir; nothing here is thread-safe.
+// Helpers for the storage unit tests: a scratch directory removed on destruction, versions in
+// both layouts, and a deterministic PRNG. Tests own their TempDir; nothing here is thread-safe.
 #pragma once
 #include <stdlib.h>
 
@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 
+#include "common/version.h"
 #include "storage/engine.h"
 
 namespace kv::storage::testutil {
@@ -34,9 +35,14 @@ inline uint64_t NowMillis() {
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count());
 }
-// A version in the cluster's HLC layout: unix ms in bits 63..20.
-inline uint64_t HlcVersion(uint64_t ms, uint64_t low = 0) {
-  return (ms << 20) | (low & 0xfffff);
+// A version as the cluster's clock makes it now (common/version.h): unix ms * 1000 microseconds,
+// node 0. Adding n to it adds n / 1024 microseconds.
+inline uint64_t HlcVersion(uint64_t ms) {
+  return version::Make(ms * 1000, 0);
+}
+// A version in the legacy layout that binaries before issue 17 wrote: unix ms in bits 63..20.
+inline uint64_t LegacyVersion(uint64_t ms, uint64_t logical = 0, uint64_t node = 0) {
+  return version::MakeLegacy(ms, logical, node);
 }
 
 struct Rng {
