@@ -9,7 +9,7 @@ namespace {
 // The flags every table gets: they are handled by Parse itself and listed last.
 const std::vector<Flag>& BuiltIns() {
   static const std::vector<Flag> kBuiltIns = {
-      {"help", 0, "", "", "print this text and exit", nullptr},
+      {"help", 0, "", "", "list the flags and exit", nullptr},
       {"help-markdown", 0, "", "", "print the flags as a markdown table (README.md's) and exit",
        nullptr},
   };
@@ -154,7 +154,8 @@ Outcome Parse(const std::vector<Flag>& table, int argc, char** argv,
 
 std::string Describe(const Error& e) {
   switch (e.kind) {
-    case Error::Kind::kUnknownFlag:
+    case Error::Kind::kUnknownFlag:  // "-x": ./node has no one-letter flags but -h
+      if (e.arg.rfind("--", 0) != 0) break;
       return "unknown flag " + e.arg.substr(0, e.arg.find('=')) + " (see --help)";
     case Error::Kind::kMissingValue:
       return "flag " + e.arg + " needs a value";
@@ -194,7 +195,7 @@ std::string HelpText(const std::vector<Flag>& table, size_t width) {
       out += std::string(col - kIndent - left.size(), ' ');
     }
     std::string text = WithoutBackticks(f->help);
-    if (!f->default_text.empty()) text += " (default " + WithoutBackticks(f->default_text) + ")";
+    if (!f->default_text.empty()) text += " (default: " + WithoutBackticks(f->default_text) + ")";
     AppendWrapped(text, col, col, width, &out);
   }
   return out;

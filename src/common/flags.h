@@ -47,11 +47,12 @@ struct Error {
 Outcome Parse(const std::vector<Flag>& table, int argc, char** argv,
               std::vector<std::string>* positional, Error* err);
 
-// One line saying what is wrong, in ./node's words ("unknown flag --bogus (see --help)").
+// One line saying what is wrong, in ./node's words ("unknown flag --bogus (see --help)"; an
+// unknown one-letter flag is an "unexpected argument").
 std::string Describe(const Error& e);
 
 // The option lines of --help: one entry per flag then --help and --help-markdown, help text
-// wrapped at `width` columns, backticks removed, "(default X)" appended where there is one.
+// wrapped at `width` columns, backticks removed, "(default: X)" appended where there is one.
 std::string HelpText(const std::vector<Flag>& table, size_t width = 100);
 
 // The same entries as a GitHub markdown table (flag | default | meaning), one line per flag.

@@ -110,7 +110,7 @@ TEST_CASE("flags: each error says which argument and why, in one line") {
   const std::vector<Case> cases = {
       {{"--bogus"}, Error::Kind::kUnknownFlag, "unknown flag --bogus (see --help)"},
       {{"--bogus=1"}, Error::Kind::kUnknownFlag, "unknown flag --bogus (see --help)"},
-      {{"-x"}, Error::Kind::kUnknownFlag, "unknown flag -x (see --help)"},
+      {{"-x"}, Error::Kind::kUnknownFlag, "unexpected argument '-x' (see --help)"},
       {{"--count"}, Error::Kind::kMissingValue, "flag --count needs a value"},
       {{"-c"}, Error::Kind::kMissingValue, "flag -c needs a value"},
       {{"--verbose=yes"},
@@ -136,13 +136,13 @@ TEST_CASE("flags: --help text lists every flag with its default, wrapped") {
   Fixture f;
   const std::string text = HelpText(f.Table(), 60);
   CHECK(text ==
-        "  -c, --count N        how many, from 1 to 9 (default 3)\n"
+        "  -c, --count N        how many, from 1 to 9 (default: 3)\n"
         "      --color red|green|blue|purple\n"
-        "                       the colour of the thing (default\n"
+        "                       the colour of the thing (default:\n"
         "                       green)\n"
         "  -v, --verbose        say more\n"
         "  -n, --name S         a name\n"
-        "      --help           print this text and exit\n"
+        "      --help           list the flags and exit\n"
         "      --help-markdown  print the flags as a markdown table\n"
         "                       (README.md's) and exit\n");
 }
@@ -155,7 +155,7 @@ TEST_CASE("flags: the markdown table has one row per flag, pipes escaped") {
   CHECK(md.find(
             "| `--color red\\|green\\|blue\\|purple` | `green` | the colour of the `thing` |\n") !=
         std::string::npos);
-  CHECK(md.find("| `--help` |  | print this text and exit |\n") != std::string::npos);
+  CHECK(md.find("| `--help` |  | list the flags and exit |\n") != std::string::npos);
   size_t lines = 0;
   for (char c : md) lines += c == '\n';
   CHECK(lines == 2 + 4 + 2);
