@@ -10,8 +10,7 @@ namespace {
 const std::vector<Flag>& BuiltIns() {
   static const std::vector<Flag> kBuiltIns = {
       {"help", 0, "", "", "list the flags and exit", nullptr},
-      {"help-markdown", 0, "", "", "print the flags as a markdown table (README.md's) and exit",
-       nullptr},
+      {"help-markdown", 0, "", "", "print the flags as a markdown table and exit", nullptr},
   };
   return kBuiltIns;
 }

@@ -144,7 +144,7 @@ TEST_CASE("flags: --help text lists every flag with its default, wrapped") {
         "  -n, --name S         a name\n"
         "      --help           list the flags and exit\n"
         "      --help-markdown  print the flags as a markdown table\n"
-        "                       (README.md's) and exit\n");
+        "                       and exit\n");
 }
 
 TEST_CASE("flags: the markdown table has one row per flag, pipes escaped") {
