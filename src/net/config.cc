@@ -78,15 +78,17 @@ flags::Flag Number(std::string name, T* target, uint64_t min, uint64_t max, std:
       }};
 }
 
-// A flag whose value is kept as written in *target (for the cross-flag checks).
+// A flag whose value is kept as written in *target (for the cross-flag checks); an empty value
+// is refused with `if_empty` when that is not empty.
 flags::Flag Text(std::string name, std::string placeholder, std::string default_text,
-                 std::string* target, std::string help) {
+                 std::string* target, std::string help, std::string if_empty = "") {
   return {std::move(name),
           0,
           std::move(placeholder),
           std::move(default_text),
           std::move(help),
-          [target](const std::string& v) {
+          [target, if_empty](const std::string& v) {
+            if (v.empty() && !if_empty.empty()) return if_empty;
             *target = v;
             return std::string();
           }};
@@ -114,13 +116,6 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
       Noted(Number("threads", &cfg->threads, 1, 256, "expected 1..256", "event-loop threads"),
             &g->threads);
   threads.default_text = "number of cores";
-  flags::Flag data =
-      Text("data", "DIR", "`./data/<port>`", &g->data, "data directory (created if missing)");
-  data.set = [d = &g->data](const std::string& v) {
-    if (v.empty()) return std::string("empty path");
-    *d = v;
-    return std::string();
-  };
   using storage::FsyncPolicy;
   return {
       port,
@@ -129,7 +124,8 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
            "brackets), this one included; the same list on every node"),
       Text("self", "URL", "the entry whose port is `--port`", &g->self,
            "this node's URL in the `--cluster` list"),
-      data,
+      Text("data", "DIR", "`./data/<port>`", &g->data, "data directory (created if missing)",
+           "empty path"),
       threads,
       flags::Choice("peer-protocol", &cfg->peer_protocol,
                     {{"binary", PeerProtocol::kBinary},
