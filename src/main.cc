@@ -21,7 +21,10 @@ int main(int argc, char** argv) {
   std::string err;
   switch (kv::net::ParseArgs(argc, argv, &cfg, &err)) {
     case kv::net::ParseResult::kHelp:
-      fputs(kv::net::Usage(), stdout);
+      fputs(kv::net::Usage().c_str(), stdout);
+      return 0;
+    case kv::net::ParseResult::kHelpMarkdown:
+      fputs(kv::net::FlagsMarkdown().c_str(), stdout);
       return 0;
     case kv::net::ParseResult::kError:
       fprintf(stderr, "node: %s\n", err.c_str());

@@ -1,11 +1,13 @@
 #include "cli.h"
 
 #include <arpa/inet.h>
-#include <getopt.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
+
+#include "common/flags.h"
 
 namespace kvload {
 
@@ -40,20 +42,6 @@ bool parse_rate(const char* s, double* out) {
   *out = v * mult;
   return true;
 }
-
-enum LongOpt {
-  kWorkload = 1000,
-  kMix,
-  kKeys,
-  kKeyDist,
-  kTheta,
-  kValueSize,
-  kAck,
-  kFrom,
-  kTimeout,
-  kJson,
-  kSelfTest,
-};
 
 }  // namespace
 
@@ -125,150 +113,143 @@ bool parse_url(std::string_view url, sockaddr_in* addr, std::string* host_header
   return true;
 }
 
+namespace {
+
+std::string format_double(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// A flag taking an integer in [min, max], stored in *target; its default is *target's.
+template <typename T>
+kv::flags::Flag int_flag(char short_name, std::string name, std::string placeholder, T* target,
+                         long min, long max, std::string help) {
+  return {std::move(name),
+          short_name,
+          std::move(placeholder),
+          std::to_string(*target),
+          std::move(help),
+          [=](const std::string& v) {
+            long n;
+            if (!parse_int(v.c_str(), min, max, &n)) {
+              return "expected " + std::to_string(min) + ".." + std::to_string(max);
+            }
+            *target = static_cast<T>(n);
+            return std::string();
+          }};
+}
+
+// A flag taking a number that `ok` accepts, stored in *target; its default is *target's.
+kv::flags::Flag fraction_flag(std::string name, double* target, bool (*ok)(double),
+                              std::string help) {
+  return {
+      std::move(name), 0, "F", format_double(*target), std::move(help), [=](const std::string& v) {
+        double d;
+        if (!parse_double(v.c_str(), &d) || !ok(d)) return std::string("out of range");
+        *target = d;
+        return std::string();
+      }};
+}
+
+kv::flags::Flag switch_flag(char short_name, std::string name, bool* target, std::string help) {
+  return {std::move(name), short_name, "", "", std::move(help), [target](const std::string&) {
+            *target = true;
+            return std::string();
+          }};
+}
+
+// Every kvload flag: parsing and --help come from here. The defaults shown are *cfg's values.
+std::vector<kv::flags::Flag> flag_table(CliConfig* cfg) {
+  LoadOptions& lo = cfg->load;
+  WorkloadConfig& wl = lo.workload;
+  kv::flags::Flag ack = int_flag(0, "ack", "A", &wl.ack, 1, 1000,
+                                 "`ack` added to each request's query (with `--from`)");
+  kv::flags::Flag from = int_flag(0, "from", "F", &wl.from, 1, 1000,
+                                  "`from` added to each request's query (with `--ack`)");
+  ack.default_text = from.default_text = "";
+  return {
+      int_flag('t', "threads", "N", &lo.threads, 1, 1024, "threads"),
+      int_flag('c', "connections", "N", &lo.connections, 1, 100000,
+               "connections, spread over threads"),
+      {"duration", 'd', "T", format_double(lo.duration_s) + "s",
+       "test duration: 10, 10s, 500ms, 2m",
+       [&lo](const std::string& v) {
+         return parse_duration(v, &lo.duration_s) ? std::string() : std::string("malformed");
+       }},
+      {"rate", 'R', "R", "",
+       "total requests/s, open loop, as 1000 or 10k (0 or absent: closed loop)",
+       [&lo](const std::string& v) {
+         return parse_rate(v.c_str(), &lo.rate) ? std::string() : std::string("malformed");
+       }},
+      switch_flag('L', "latency", &cfg->latency_spectrum, "print the detailed percentile spectrum"),
+      int_flag(0, "timeout", "MS", &lo.timeout_ms, 1, 3'600'000, "request timeout"),
+      kv::flags::Choice("workload", &wl.kind,
+                        {{"get", WorkloadKind::kGet},
+                         {"put", WorkloadKind::kPut},
+                         {"mixed", WorkloadKind::kMixed},
+                         {"delete", WorkloadKind::kDelete}},
+                        "what the requests do"),
+      fraction_flag(
+          "mix-get-ratio", &wl.get_ratio, [](double d) { return d >= 0 && d <= 1; },
+          "mixed: fraction of GETs, the rest PUTs"),
+      int_flag(0, "keys", "N", &wl.keys, 1, 1'000'000'000, "key space k0 .. k(N-1)"),
+      kv::flags::Choice("key-dist", &wl.dist,
+                        {{"uniform", KeyDist::kUniform}, {"zipfian", KeyDist::kZipfian}},
+                        "how keys are drawn"),
+      fraction_flag(
+          "zipf-theta", &wl.zipf_theta, [](double d) { return d > 0 && d < 1; },
+          "zipfian skew, 0 < F < 1"),
+      int_flag(0, "value-size", "B", &wl.value_size, 0, 64L << 20, "PUT body size in bytes"),
+      ack,
+      from,
+      {"json", 0, "FILE", "", "also write the summary and spectrum as JSON",
+       [cfg](const std::string& v) {
+         cfg->json_path = v;
+         return std::string();
+       }},
+      switch_flag(0, "self-test", &cfg->self_test, "run kvload's own unit tests and exit"),
+  };
+}
+
+}  // namespace
+
 void print_usage(const char* prog) {
-  std::fprintf(stderr,
-               "Usage: %s <options> http://127.0.0.1:PORT[/path]\n"
-               "  -t, --threads N        threads (default 2)\n"
-               "  -c, --connections N    connections, spread over threads (default 10)\n"
-               "  -d, --duration T       test duration: 10, 10s, 500ms, 2m (default 10s)\n"
-               "  -R, --rate R           total requests/s, open loop (0 or absent: closed loop)\n"
-               "  -L, --latency          print the detailed percentile spectrum\n"
-               "      --timeout MS       request timeout (default 2000)\n"
-               "      --workload W       get | put | mixed | delete (default get)\n"
-               "      --mix-get-ratio F  mixed: fraction of GETs, the rest PUTs (default 0.9)\n"
-               "      --keys N           key space k0 .. k(N-1) (default 100000)\n"
-               "      --key-dist D       uniform | zipfian (default uniform)\n"
-               "      --zipf-theta F     zipfian skew, 0 < F < 1 (default 0.99)\n"
-               "      --value-size B     PUT body size in bytes (default 100)\n"
-               "      --ack A --from F   replication parameters added to the query\n"
-               "      --json FILE        also write the summary and spectrum as JSON\n"
-               "      --self-test        run kvload's own unit tests and exit\n",
-               prog);
+  CliConfig defaults;
+  std::fprintf(stderr, "Usage: %s <options> http://127.0.0.1:PORT[/path]\n%s", prog,
+               kv::flags::HelpText(flag_table(&defaults)).c_str());
+}
+
+std::string usage_markdown() {
+  CliConfig defaults;
+  return kv::flags::MarkdownTable(flag_table(&defaults));
 }
 
 bool parse_cli(int argc, char** argv, CliConfig* cfg, std::string* err) {
-  static const option kLong[] = {
-      {"threads", required_argument, nullptr, 't'},
-      {"connections", required_argument, nullptr, 'c'},
-      {"duration", required_argument, nullptr, 'd'},
-      {"rate", required_argument, nullptr, 'R'},
-      {"latency", no_argument, nullptr, 'L'},
-      {"help", no_argument, nullptr, 'h'},
-      {"workload", required_argument, nullptr, kWorkload},
-      {"mix-get-ratio", required_argument, nullptr, kMix},
-      {"keys", required_argument, nullptr, kKeys},
-      {"key-dist", required_argument, nullptr, kKeyDist},
-      {"zipf-theta", required_argument, nullptr, kTheta},
-      {"value-size", required_argument, nullptr, kValueSize},
-      {"ack", required_argument, nullptr, kAck},
-      {"from", required_argument, nullptr, kFrom},
-      {"timeout", required_argument, nullptr, kTimeout},
-      {"json", required_argument, nullptr, kJson},
-      {"self-test", no_argument, nullptr, kSelfTest},
-      {nullptr, 0, nullptr, 0},
-  };
   LoadOptions& lo = cfg->load;
   WorkloadConfig& wl = lo.workload;
-  optind = 1;
-  opterr = 0;
-  int ch;
-  long v;
-  double d;
-  auto bad = [&](const char* what) {
-    *err = std::string("invalid ") + what + ": " + (optarg ? optarg : "");
-    return false;
-  };
-  while ((ch = getopt_long(argc, argv, "t:c:d:R:Lh", kLong, nullptr)) != -1) {
-    switch (ch) {
-      case 't':
-        if (!parse_int(optarg, 1, 1024, &v)) return bad("threads");
-        lo.threads = static_cast<int>(v);
-        break;
-      case 'c':
-        if (!parse_int(optarg, 1, 100000, &v)) return bad("connections");
-        lo.connections = static_cast<int>(v);
-        break;
-      case 'd':
-        if (!parse_duration(optarg, &lo.duration_s)) return bad("duration");
-        break;
-      case 'R':
-        if (!parse_rate(optarg, &lo.rate)) return bad("rate");
-        break;
-      case 'L':
-        cfg->latency_spectrum = true;
-        break;
-      case 'h':
-        cfg->help = true;
-        return true;
-      case kWorkload: {
-        std::string_view s(optarg);
-        if (s == "get") {
-          wl.kind = WorkloadKind::kGet;
-        } else if (s == "put") {
-          wl.kind = WorkloadKind::kPut;
-        } else if (s == "mixed") {
-          wl.kind = WorkloadKind::kMixed;
-        } else if (s == "delete") {
-          wl.kind = WorkloadKind::kDelete;
-        } else {
-          return bad("workload");
-        }
-        break;
-      }
-      case kMix:
-        if (!parse_double(optarg, &d) || d < 0 || d > 1) return bad("mix-get-ratio");
-        wl.get_ratio = d;
-        break;
-      case kKeys:
-        if (!parse_int(optarg, 1, 1'000'000'000, &v)) return bad("keys");
-        wl.keys = static_cast<uint64_t>(v);
-        break;
-      case kKeyDist:
-        if (std::strcmp(optarg, "uniform") == 0) {
-          wl.dist = KeyDist::kUniform;
-        } else if (std::strcmp(optarg, "zipfian") == 0) {
-          wl.dist = KeyDist::kZipfian;
-        } else {
-          return bad("key-dist");
-        }
-        break;
-      case kTheta:
-        if (!parse_double(optarg, &d) || d <= 0 || d >= 1) return bad("zipf-theta");
-        wl.zipf_theta = d;
-        break;
-      case kValueSize:
-        if (!parse_int(optarg, 0, 64L << 20, &v)) return bad("value-size");
-        wl.value_size = static_cast<size_t>(v);
-        break;
-      case kAck:
-        if (!parse_int(optarg, 1, 1000, &v)) return bad("ack");
-        wl.ack = static_cast<int>(v);
-        break;
-      case kFrom:
-        if (!parse_int(optarg, 1, 1000, &v)) return bad("from");
-        wl.from = static_cast<int>(v);
-        break;
-      case kTimeout:
-        if (!parse_int(optarg, 1, 3'600'000, &v)) return bad("timeout");
-        lo.timeout_ms = static_cast<int>(v);
-        break;
-      case kJson:
-        cfg->json_path = optarg;
-        break;
-      case kSelfTest:
-        cfg->self_test = true;
-        break;
-      default:
-        *err = std::string("unknown or incomplete option: ") + argv[optind - 1];
-        return false;
-    }
+  std::vector<std::string> args;
+  kv::flags::Error e;
+  switch (kv::flags::Parse(flag_table(cfg), argc, argv, &args, &e)) {
+    case kv::flags::Outcome::kHelp:
+      cfg->help = true;
+      return true;
+    case kv::flags::Outcome::kHelpMarkdown:
+      cfg->help_markdown = true;
+      return true;
+    case kv::flags::Outcome::kError:
+      *err = e.kind == kv::flags::Error::Kind::kBadValue ? "invalid " + e.name + ": " + e.value
+                                                         : "unknown or incomplete option: " + e.arg;
+      return false;
+    case kv::flags::Outcome::kOk:
+      break;
   }
   if (cfg->self_test) return true;
-  if (optind != argc - 1) {
+  if (args.size() != 1) {
     *err = "expected exactly one URL";
     return false;
   }
-  cfg->url = argv[optind];
+  cfg->url = args[0];
   if (!parse_url(cfg->url, &lo.addr, &wl.host_header, &wl.path)) {
     *err = "bad URL (want http://IPv4-or-localhost:PORT[/path]): " + cfg->url;
     return false;

@@ -14,11 +14,16 @@ struct CliConfig {
   bool latency_spectrum = false;  // -L
   bool self_test = false;
   bool help = false;
+  bool help_markdown = false;
 };
 
-// Parses argv; on error returns false with a message in *err.
+// Parses argv through the flag table in cli.cc (common/flags.h: -t N, -tN, --threads N,
+// --threads=N, grouped switches, the URL anywhere); on error returns false with a message in *err.
 bool parse_cli(int argc, char** argv, CliConfig* cfg, std::string* err);
+// The --help text, on stderr.
 void print_usage(const char* prog);
+// The flags as a markdown table (kvload --help-markdown).
+std::string usage_markdown();
 
 // "10", "10s", "500ms", "2m", "1h" -> seconds; false if malformed or not positive.
 bool parse_duration(std::string_view s, double* seconds);

@@ -21,6 +21,10 @@ int main(int argc, char** argv) {
     kvload::print_usage(argv[0]);
     return 0;
   }
+  if (cfg.help_markdown) {
+    std::fputs(kvload::usage_markdown().c_str(), stdout);
+    return 0;
+  }
   if (cfg.self_test) return kvload::run_self_test();
   kvload::print_header(stdout, cfg);
   kvload::LoadStats st = kvload::run_load(cfg.load);

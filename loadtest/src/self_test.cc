@@ -283,6 +283,20 @@ void test_cli() {
   const char* bad[] = {"kvload", "--ack", "3", "--from", "2", "http://127.0.0.1:1"};
   CliConfig cfg2;
   CHECK(!parse_cli(6, const_cast<char**>(bad), &cfg2, &err));
+  // The URL may stand anywhere (or after --); --name=value and grouped switches work as well.
+  const char* mixed[] = {"kvload", "http://127.0.0.1:1/p", "--threads=3", "-Lc4", "--", "x"};
+  CliConfig cfg3;
+  CHECK(!parse_cli(6, const_cast<char**>(mixed), &cfg3, &err) && err == "expected exactly one URL");
+  CliConfig cfg4;
+  CHECK(parse_cli(5, const_cast<char**>(mixed), &cfg4, &err) && cfg4.load.threads == 3 &&
+        cfg4.load.connections == 4 && cfg4.latency_spectrum && cfg4.load.workload.path == "/p");
+  const char* errs[][3] = {
+      {"kvload", "-t", "0"}, {"kvload", "--bogus", "x"}, {"kvload", "-h", "?"}};
+  CliConfig cfg5;
+  CHECK(!parse_cli(3, const_cast<char**>(errs[0]), &cfg5, &err) && err == "invalid threads: 0");
+  CHECK(!parse_cli(3, const_cast<char**>(errs[1]), &cfg5, &err) &&
+        err == "unknown or incomplete option: --bogus");
+  CHECK(parse_cli(3, const_cast<char**>(errs[2]), &cfg5, &err) && cfg5.help);
 }
 
 }  // namespace

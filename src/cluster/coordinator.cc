@@ -317,6 +317,12 @@ void Coordinator::Probe(uint64_t now_us) {
   next_probe_us_ = now_us + kProbeIntervalMs * 1000;
 }
 
+void Coordinator::FlushPeers() {
+  for (auto& t : transports_) {
+    if (t) t->Flush();
+  }
+}
+
 void Coordinator::OnTimer() {
   uint64_t now = env_->NowUs();
   if (probing_ && next_probe_us_ <= now) Probe(now);

@@ -144,6 +144,8 @@ class Coordinator {
   void Execute(PeerOp op, std::string_view key, std::string_view value, int ack, int from,
                Completion done);
   size_t pending() const { return pending_; }
+  // Hands every peer's queued requests to its socket (PeerTransport::Flush).
+  void FlushPeers();
   // The timer armed through CoordinatorEnv::ArmTimer fired.
   void OnTimer();
   // Pings sent to peers whose breaker was not closed (for tests).

@@ -68,6 +68,10 @@ class PeerTransport {
   // HTTP: GET /v0/status). Answered like Send: kPong, or kError. A TCP connect alone is no
   // proof: the kernel of a stopped (SIGSTOP) process still accepts connections.
   virtual void Ping(uint64_t deadline_ms, PeerWaiter* waiter, uint64_t cookie) = 0;
+  // Hands what Send queued to the socket now rather than just before the loop next polls. The
+  // loop calls it before it commits its own replica's writes, so that a replicated write costs
+  // the slower of the peers' round trip and the local write, not their sum.
+  virtual void Flush() {}
   // Requests sent and not yet answered (for tests and /metrics).
   virtual size_t in_flight() const = 0;
   // Fails every pending request with kError and closes connections; the loop can then be closed

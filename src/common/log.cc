@@ -12,20 +12,6 @@ void set_log_level(LogLevel l) {
   g_log_level.store(static_cast<int>(l));
 }
 
-bool parse_log_level(std::string_view s, LogLevel* out) {
-  if (s == "debug")
-    *out = LogLevel::kDebug;
-  else if (s == "info")
-    *out = LogLevel::kInfo;
-  else if (s == "warn")
-    *out = LogLevel::kWarn;
-  else if (s == "error")
-    *out = LogLevel::kError;
-  else
-    return false;
-  return true;
-}
-
 void log_write(LogLevel l, const char* fmt, ...) {
   static const char* kNames[] = {"DEBUG", "INFO", "WARN", "ERROR"};
   char buf[1024];

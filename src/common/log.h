@@ -2,7 +2,6 @@
 // The level is process-wide; messages below it cost one relaxed atomic load.
 #pragma once
 #include <atomic>
-#include <string_view>
 
 namespace kv {
 
@@ -13,8 +12,6 @@ inline bool log_enabled(LogLevel l) {
   return static_cast<int>(l) >= g_log_level.load(std::memory_order_relaxed);
 }
 void set_log_level(LogLevel l);
-// Parses "debug|info|warn|error"; returns false for anything else.
-bool parse_log_level(std::string_view s, LogLevel* out);
 void log_write(LogLevel l, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
 }  // namespace kv

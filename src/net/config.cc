@@ -9,46 +9,13 @@
 #include <thread>
 
 #include "cluster/ring.h"
+#include "common/flags.h"
 #include "common/log.h"
 #include "net/url.h"
 
 namespace kv::net {
 
-const char* Usage() {
-  return "usage: node --port PORT [options]\n"
-         "  --cluster URL,URL,...      all nodes (http://host:port), this one included; host\n"
-         "                             a name or an IP literal ([v6] in brackets);\n"
-         "                             default: a cluster of one\n"
-         "  --self URL                 this node's URL in --cluster (default: the entry on "
-         "--port)\n"
-         "  --data DIR                 data directory (default ./data/<port>)\n"
-         "  --threads N                event-loop threads (default: number of cores)\n"
-         "  --peer-protocol P          binary|http|http-pipelined between nodes (default binary)\n"
-         "  --max-value-bytes N        largest request body (default 8388608)\n"
-         "  --max-connections N        open client connections (default 10000)\n"
-         "  --idle-timeout-ms N        close idle keep-alive connections (default 60000)\n"
-         "  --request-timeout-ms N     replica answers wait at most this (default 1000)\n"
-         "  --peer-timeout-min-ms N    a peer's answer waits twice its slowest recent answer,\n"
-         "                             at least this (default 200), at most the request timeout\n"
-         "  --read-fanout F            hedged: a GET asks ack replicas, the rest after the p99\n"
-         "                             of answer times or on a failure; all: every replica at\n"
-         "                             once (default hedged)\n"
-         "  --fsync P                  periodic|always|never (default periodic, 100 ms)\n"
-         "  --memtable-bytes N         flush the memtable past 3/4..1 of this, drawn per memtable\n"
-         "                             so replicas do not flush together (default 67108864)\n"
-         "  --tombstone-gc-seconds N   keep tombstones at least this long (default 86400)\n"
-         "  --log-level L              debug|info|warn|error (default info)\n"
-         "  --help                     this text\n";
-}
-
 namespace {
-
-bool ParseNum(const std::string& s, uint64_t min, uint64_t max, uint64_t* out) {
-  uint64_t v;
-  if (!ParseU64(s, &v) || v < min || v > max) return false;
-  *out = v;
-  return true;
-}
 
 std::vector<std::string> SplitComma(const std::string& s) {
   std::vector<std::string> out;
@@ -92,104 +59,152 @@ bool EnsureWritableDir(const std::string& dir, std::string* err) {
   return true;
 }
 
+// What the flags give besides Config; the cross-flag checks in ParseArgs turn it into Config.
+struct Given {
+  std::string cluster, self, data;
+  bool port = false, threads = false;
+};
+
+// A flag taking a decimal number in [min, max], stored in *target; its default is *target's.
+template <typename T>
+flags::Flag Number(std::string name, T* target, uint64_t min, uint64_t max, std::string reason,
+                   std::string help) {
+  return {
+      std::move(name), 0, "N", std::to_string(*target), std::move(help), [=](const std::string& v) {
+        uint64_t n;
+        if (!ParseU64(v, &n) || n < min || n > max) return reason;
+        *target = static_cast<T>(n);
+        return std::string();
+      }};
+}
+
+// A flag whose value is kept as written in *target (for the cross-flag checks); an empty value
+// is refused with `if_empty` when that is not empty.
+flags::Flag Text(std::string name, std::string placeholder, std::string default_text,
+                 std::string* target, std::string help, std::string if_empty = "") {
+  return {std::move(name),
+          0,
+          std::move(placeholder),
+          std::move(default_text),
+          std::move(help),
+          [target, if_empty](const std::string& v) {
+            if (v.empty() && !if_empty.empty()) return if_empty;
+            *target = v;
+            return std::string();
+          }};
+}
+
+// f, whose setter also records in *given that the flag was given.
+flags::Flag Noted(flags::Flag f, bool* given) {
+  f.set = [set = f.set, given](const std::string& v) {
+    std::string reason = set(v);
+    if (reason.empty()) *given = true;
+    return reason;
+  };
+  return f;
+}
+
+// Every flag of ./node: parsing, --help and README.md's table come from here. The defaults shown
+// are *cfg's values, so Usage and FlagsMarkdown pass a default Config.
+std::vector<flags::Flag> Table(Config* cfg, Given* g) {
+  flags::Flag port = Noted(Number("port", &cfg->port, 1, 65535, "expected 1..65535",
+                                  "required: the port clients and peers connect to"),
+                           &g->port);
+  port.value = "PORT";
+  port.default_text = "";
+  flags::Flag threads =
+      Noted(Number("threads", &cfg->threads, 1, 256, "expected 1..256", "event-loop threads"),
+            &g->threads);
+  threads.default_text = "number of cores";
+  using storage::FsyncPolicy;
+  return {
+      port,
+      Text("cluster", "URL,URL,...", "a cluster of one", &g->cluster,
+           "every node's URL (`http://host:port`, host a name or an IP literal, IPv6 in "
+           "brackets), this one included; the same list on every node"),
+      Text("self", "URL", "the entry whose port is `--port`", &g->self,
+           "this node's URL in the `--cluster` list"),
+      Text("data", "DIR", "`./data/<port>`", &g->data, "data directory (created if missing)",
+           "empty path"),
+      threads,
+      flags::Choice("peer-protocol", &cfg->peer_protocol,
+                    {{"binary", PeerProtocol::kBinary},
+                     {"http", PeerProtocol::kHttp},
+                     {"http-pipelined", PeerProtocol::kHttpPipelined}},
+                    "node-to-node transport: `binary` (length-prefixed frames on persistent "
+                    "connections), `http` (one request in flight per pooled connection, up to "
+                    "128 per peer and loop) or `http-pipelined` (up to 4 connections per peer and "
+                    "loop, pipelined)"),
+      Number("max-value-bytes", &cfg->max_value_bytes, 0, 1ull << 30, "expected 0..2^30",
+             "largest request body"),
+      Number("max-connections", &cfg->max_connections, 1, 1000000, "expected 1..1000000",
+             "open client connections"),
+      Number("idle-timeout-ms", &cfg->idle_timeout_ms, 1, 86400000, "expected 1..86400000",
+             "idle keep-alive connections are closed after this; a request whose headers take "
+             "over 10 s is dropped"),
+      Number("request-timeout-ms", &cfg->request_timeout_ms, 1, 600000, "expected 1..600000",
+             "how long a coordinator waits for replica answers"),
+      Number("peer-timeout-min-ms", &cfg->peer_timeout_min_ms, 1, 600000, "expected 1..600000",
+             "floor of a peer's adaptive timeout (twice its slowest recent answer, at most "
+             "`--request-timeout-ms`)"),
+      flags::Choice("read-fanout", &cfg->read_fanout,
+                    {{"hedged", cluster::ReadFanout::kHedged}, {"all", cluster::ReadFanout::kAll}},
+                    "`hedged`: a GET asks `ack` replicas first, more on a failure or past the "
+                    "hedge delay (the p99 of answer times); `all`: every `from` replica at once"),
+      flags::Choice("fsync", &cfg->fsync,
+                    {{"periodic", FsyncPolicy::kPeriodic},
+                     {"always", FsyncPolicy::kAlways},
+                     {"never", FsyncPolicy::kNever}},
+                    "`periodic`: fdatasync every 100 ms; `always`: group commit before each "
+                    "ack; `never`: the kernel writes back when it likes"),
+      Number("memtable-bytes", &cfg->memtable_bytes, 4096, 1ull << 36, "expected 4096..2^36",
+             "memtable size that triggers a flush to a sorted segment (each memtable at a size "
+             "drawn from 3/4..1 of it, so replicas do not flush together)"),
+      Number("tombstone-gc-seconds", &cfg->tombstone_gc_seconds, 0, 1ull << 40, "out of range",
+             "compaction keeps tombstones at least this long"),
+      flags::Choice("log-level", &cfg->log_level,
+                    {{"debug", static_cast<int>(LogLevel::kDebug)},
+                     {"info", static_cast<int>(LogLevel::kInfo)},
+                     {"warn", static_cast<int>(LogLevel::kWarn)},
+                     {"error", static_cast<int>(LogLevel::kError)}},
+                    "least severe log message written to stderr"),
+  };
+}
+
 }  // namespace
 
+std::string Usage() {
+  Config cfg;
+  Given given;
+  return "usage: node --port PORT [options]\n" + flags::HelpText(Table(&cfg, &given));
+}
+
+std::string FlagsMarkdown() {
+  Config cfg;
+  Given given;
+  return flags::MarkdownTable(Table(&cfg, &given));
+}
+
 ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err) {
-  std::string cluster_arg, self_arg, data_arg;
-  bool have_port = false, have_threads = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") return ParseResult::kHelp;
-    if (a.rfind("--", 0) != 0) {
-      *err = "unexpected argument '" + a + "' (see --help)";
+  Given given;
+  flags::Error e;
+  switch (flags::Parse(Table(cfg, &given), argc, argv, nullptr, &e)) {
+    case flags::Outcome::kHelp:
+      return ParseResult::kHelp;
+    case flags::Outcome::kHelpMarkdown:
+      return ParseResult::kHelpMarkdown;
+    case flags::Outcome::kError:
+      *err = flags::Describe(e);
       return ParseResult::kError;
-    }
-    std::string name = a, value;
-    size_t eq = a.find('=');
-    if (eq != std::string::npos) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-    } else {
-      if (i + 1 >= argc) {
-        *err = "flag " + a + " needs a value";
-        return ParseResult::kError;
-      }
-      value = argv[++i];
-    }
-    uint64_t n = 0;
-    auto bad = [&](const char* what) {
-      *err = "bad value '" + value + "' for " + name + ": " + what;
-      return ParseResult::kError;
-    };
-    if (name == "--port") {
-      if (!ParseNum(value, 1, 65535, &n)) return bad("expected 1..65535");
-      cfg->port = static_cast<uint16_t>(n);
-      have_port = true;
-    } else if (name == "--cluster") {
-      cluster_arg = value;
-    } else if (name == "--self") {
-      self_arg = value;
-    } else if (name == "--data") {
-      if (value.empty()) return bad("empty path");
-      data_arg = value;
-    } else if (name == "--threads") {
-      if (!ParseNum(value, 1, 256, &n)) return bad("expected 1..256");
-      cfg->threads = static_cast<int>(n);
-      have_threads = true;
-    } else if (name == "--peer-protocol") {
-      if (value == "binary")
-        cfg->peer_protocol = PeerProtocol::kBinary;
-      else if (value == "http")
-        cfg->peer_protocol = PeerProtocol::kHttp;
-      else if (value == "http-pipelined")
-        cfg->peer_protocol = PeerProtocol::kHttpPipelined;
-      else
-        return bad("expected binary, http or http-pipelined");
-    } else if (name == "--max-value-bytes") {
-      if (!ParseNum(value, 0, 1ull << 30, &cfg->max_value_bytes)) return bad("expected 0..2^30");
-    } else if (name == "--max-connections") {
-      if (!ParseNum(value, 1, 1000000, &cfg->max_connections)) return bad("expected 1..1000000");
-    } else if (name == "--idle-timeout-ms") {
-      if (!ParseNum(value, 1, 86400000, &cfg->idle_timeout_ms)) return bad("expected 1..86400000");
-    } else if (name == "--request-timeout-ms") {
-      if (!ParseNum(value, 1, 600000, &cfg->request_timeout_ms)) return bad("expected 1..600000");
-    } else if (name == "--peer-timeout-min-ms") {
-      if (!ParseNum(value, 1, 600000, &cfg->peer_timeout_min_ms)) return bad("expected 1..600000");
-    } else if (name == "--read-fanout") {
-      if (value == "hedged")
-        cfg->read_fanout = cluster::ReadFanout::kHedged;
-      else if (value == "all")
-        cfg->read_fanout = cluster::ReadFanout::kAll;
-      else
-        return bad("expected hedged or all");
-    } else if (name == "--fsync") {
-      if (value == "periodic")
-        cfg->fsync = storage::FsyncPolicy::kPeriodic;
-      else if (value == "always")
-        cfg->fsync = storage::FsyncPolicy::kAlways;
-      else if (value == "never")
-        cfg->fsync = storage::FsyncPolicy::kNever;
-      else
-        return bad("expected periodic, always or never");
-    } else if (name == "--memtable-bytes") {
-      if (!ParseNum(value, 4096, 1ull << 36, &cfg->memtable_bytes))
-        return bad("expected 4096..2^36");
-    } else if (name == "--tombstone-gc-seconds") {
-      if (!ParseNum(value, 0, 1ull << 40, &cfg->tombstone_gc_seconds)) return bad("out of range");
-    } else if (name == "--log-level") {
-      LogLevel l;
-      if (!parse_log_level(value, &l)) return bad("expected debug, info, warn or error");
-      cfg->log_level = static_cast<int>(l);
-    } else {
-      *err = "unknown flag " + name + " (see --help)";
-      return ParseResult::kError;
-    }
+    case flags::Outcome::kOk:
+      break;
   }
-  if (!have_port) {
+  const std::string &cluster_arg = given.cluster, &self_arg = given.self;
+  if (!given.port) {
     *err = "--port is required (see --help)";
     return ParseResult::kError;
   }
-  if (!have_threads) {
+  if (!given.threads) {
     unsigned hc = std::thread::hardware_concurrency();
     cfg->threads = hc == 0 ? 1 : static_cast<int>(hc);
   }
@@ -234,7 +249,7 @@ ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err) {
   }
   cfg->self_index = static_cast<size_t>(self);
   cfg->self_url = cfg->cluster[self];
-  cfg->data_dir = data_arg.empty() ? "./data/" + port_str : data_arg;
+  cfg->data_dir = given.data.empty() ? "./data/" + port_str : given.data;
   if (!EnsureWritableDir(cfg->data_dir, err)) return ParseResult::kError;
   return ParseResult::kOk;
 }

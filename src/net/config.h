@@ -37,12 +37,17 @@ struct Config {
   int log_level = 1;  // kv::LogLevel
 };
 
-enum class ParseResult { kOk, kHelp, kError };
+enum class ParseResult { kOk, kHelp, kHelpMarkdown, kError };
 
 // Parses argv into *cfg. kError: *err holds a one-line reason (the caller prints it, exits 2).
+// kHelp, kHelpMarkdown: the caller prints Usage() or FlagsMarkdown() and exits 0.
 ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err);
 
 // The --help text.
-const char* Usage();
+std::string Usage();
+
+// The flags as a markdown table: README.md's section "Running a node" holds it between the
+// markers <!-- flags:begin --> and <!-- flags:end --> (`make readme-flags` rewrites it).
+std::string FlagsMarkdown();
 
 }  // namespace kv::net

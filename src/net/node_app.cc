@@ -142,9 +142,12 @@ class NodeApp final : public RequestHandler {
       env_.fired = false;
       coordinator_->OnTimer();
     }
-    // Answers can dispatch further pipelined requests, which queue more writes: until none.
-    while (local_->Commit()) {
-    }
+    // Peer frames leave before this loop's own replica writes (one write(2) for the iteration):
+    // a replicated write waits for the slower of the two, not their sum. Answers can dispatch
+    // further pipelined requests, which queue more of both: until none.
+    do {
+      coordinator_->FlushPeers();
+    } while (local_->Commit());
   }
 
   size_t pending() const override { return coordinator_->pending() + local_->pending(); }

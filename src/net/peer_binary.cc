@@ -149,6 +149,12 @@ class BinaryPeer final : public cluster::PeerTransport {
     Queued();
   }
 
+  void Flush() override {
+    if (closed_) return;
+    uv_prepare_stop(flush_);
+    StartWrite();
+  }
+
   size_t in_flight() const override { return in_flight_; }
 
   void Close() override {

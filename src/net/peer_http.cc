@@ -174,6 +174,27 @@ class HttpPeer final : public HttpClientDelegate {
 
   size_t in_flight() const { return in_flight_; }
 
+  // Writes every connection's queued requests now (PeerTransport::Flush).
+  void Flush() {
+    if (closed_) return;
+    uv_prepare_stop(&flush_);
+    // Flush may fail synchronously and drop its connection: collect first.
+    HttpClientConnection* dirty[16];
+    size_t n = 0;
+    std::vector<HttpClientConnection*> more;
+    for (auto& c : conns_) {
+      if (!c->dirty) continue;
+      c->dirty = false;
+      if (n < std::size(dirty)) {
+        dirty[n++] = c->client;
+      } else {
+        more.push_back(c->client);
+      }
+    }
+    for (size_t i = 0; i < n; ++i) dirty[i]->Flush();
+    for (HttpClientConnection* c : more) c->Flush();
+  }
+
   // ping: a GET /v0/status in place of req.
   void Send(const PeerRequest& req, bool ping, uint64_t deadline_ms, PeerWaiter* waiter,
             uint64_t cookie) {
@@ -388,25 +409,7 @@ class HttpPeer final : public HttpClientDelegate {
     for (const Failure& f : *failures) f.waiter->OnPeerResponse(f.cookie, ErrorResponse(f.reason));
   }
 
-  static void OnFlush(uv_prepare_t* h) {
-    auto* self = static_cast<HttpPeer*>(h->data);
-    uv_prepare_stop(h);
-    // Flush may fail synchronously and drop its connection: collect first.
-    HttpClientConnection* dirty[16];
-    size_t n = 0;
-    std::vector<HttpClientConnection*> more;
-    for (auto& c : self->conns_) {
-      if (!c->dirty) continue;
-      c->dirty = false;
-      if (n < std::size(dirty)) {
-        dirty[n++] = c->client;
-      } else {
-        more.push_back(c->client);
-      }
-    }
-    for (size_t i = 0; i < n; ++i) dirty[i]->Flush();
-    for (HttpClientConnection* c : more) c->Flush();
-  }
+  static void OnFlush(uv_prepare_t* h) { static_cast<HttpPeer*>(h->data)->Flush(); }
 
   static void OnSweep(uv_timer_t* h) {
     auto* self = static_cast<HttpPeer*>(h->data);
@@ -462,6 +465,9 @@ class HttpPeerTransport final : public cluster::PeerTransport {
   void Ping(uint64_t deadline_ms, PeerWaiter* waiter, uint64_t cookie) override {
     if (impl_ == nullptr) return waiter->OnPeerResponse(cookie, ErrorResponse(kClosed));
     impl_->Send(PeerRequest{PeerOp::kGet, {}, {}, 0}, true, deadline_ms, waiter, cookie);
+  }
+  void Flush() override {
+    if (impl_) impl_->Flush();
   }
   size_t in_flight() const override { return impl_ ? impl_->in_flight() : 0; }
   void Close() override {

@@ -45,6 +45,16 @@ class Cli(Group):
         check_eq(code, 0, "--help exit status")
         check("--port" in out + err, f"--help output does not mention --port: {short(out + err)}")
 
+    def test_help_markdown_is_the_help_as_a_table(self):
+        code, md, err = run_node(["--help-markdown"])
+        check_eq(code, 0, "--help-markdown exit status")
+        _, text, _ = run_node(["--help"])
+        rows = [l for l in md.splitlines() if l.startswith("| `--")]
+        check(len(rows) >= 10, f"--help-markdown printed {len(rows)} flag rows: {short(md)}")
+        for row in rows:
+            flag = row.split("`")[1].split(" ")[0]
+            check(flag in text, f"{flag} is in --help-markdown but not in --help")
+
     def test_unknown_flag_exits_2(self):
         p, a = self.base()
         expect_usage_error(a + ["--bogus-flag"])
