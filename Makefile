@@ -35,7 +35,7 @@ ALL_LIBS := $(foreach m,$(MODULES),$(BUILD)/lib$(m).a) $(BUILD)/libllhttp.a
 UNIT_BINS := $(foreach m,$(MODULES),$(if $(wildcard test/unit/$(m)/*.cc),$(BUILD)/unit_$(m)))
 
 .PHONY: all deps test unit integration fuzz fuzz-run asan tsan run clean format bench bench-single \
-        bench-storage check-format check-deps test-kvload flame test-faults readme-flags
+        bench-storage check-format check-deps test-kvload flame test-faults readme-flags bench-compare
 .DEFAULT_GOAL := all
 
 all: node loadtest/kvload
@@ -147,6 +147,10 @@ WORKLOAD ?= put
 MODE ?= binary
 flame: node
 	@bash flamegraphs/record.sh $(WORKLOAD) $(MODE)
+
+# new/old saturation (OLD=path/to/older/node) and --fsync always vs periodic, alternated runs
+bench-compare: all
+	@bash loadtest/bench_compare.sh
 
 bench-single: all
 	@bash loadtest/bench_single.sh

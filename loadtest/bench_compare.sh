@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# make bench-compare OLD=/path/to/an/older/node: two comparisons measured in one run, each figure
+# against its reference in the same run (absolute numbers drift on shared machines; ratios hold).
+#
+# 1. new/old: this tree's ./node against OLD, alternated PAIRS times (old, new, old, new, ...) on
+#    the same fresh data: a single node, and 3-node clusters with binary and with HTTP peers
+#    (--threads 1 per node: 3 nodes share 2 cores), PUT and GET saturation, wrk -t1 -c64,
+#    100-byte values, KEYS keys (GETs hit keys filled first). Prints every run and new/old of the
+#    means. OLD names its peers by IP literal (an older binary may not resolve names).
+# 2. --fsync always against --fsync periodic (this tree's node): PUT saturation alternated PAIRS
+#    times, single node and a 3-node binary cluster with ack 2 of 3; then p99 at 50% of each
+#    one's saturation, open loop (kvload, coordinated omission corrected).
+# Environment: OLD (required for 1; skipped without), PAIRS (3), DUR (wrk seconds, 10),
+# KEYS (100000), FIX_DUR (kvload seconds, 10), ONLY=compare|fsync.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash test/deps.sh wrk
+source loadtest/lib.sh
+PAIRS=${PAIRS:-3}
+DUR=${DUR:-10}
+KEYS=${KEYS:-100000}
+FIX_DUR=${FIX_DUR:-10}
+NEW=$(pwd)/node
+OLD=${OLD:-}
+work=$(mktemp -d /tmp/kvcompare.XXXXXX)
+echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "work dir: $work"
+
+NODE_PIDS=()
+# start_nodes BIN N FLAGS...: N nodes (1: no --cluster) on fresh ports with data under $work/d;
+# sets PORTS. Data persists across restarts of the same N (same ports are reused).
+start_nodes() {
+  local bin=$1 n=$2 i cl=""
+  shift 2
+  if [ "${#PORTS[@]}" -ne "$n" ]; then
+    PORTS=()
+    for i in $(seq 1 "$n"); do PORTS+=("$(kv_free_port)"); done
+    rm -rf "$work/d"
+  fi
+  for p in "${PORTS[@]}"; do cl+="http://127.0.0.1:$p,"; done
+  cl=${cl%,}
+  NODE_PIDS=()
+  for i in $(seq 0 $((n - 1))); do
+    local args=(--port "${PORTS[$i]}" --data "$work/d/$i" --threads 1 --log-level warn "$@")
+    [ "$n" -gt 1 ] && args+=(--cluster "$cl")
+    "$bin" "${args[@]}" >>"$work/node.log" 2>&1 &
+    NODE_PIDS+=($!)
+    KV_PIDS+=($!)
+  done
+  for p in "${PORTS[@]}"; do kv_wait_http "http://127.0.0.1:$p/v0/status"; done
+}
+stop_nodes() {
+  for p in "${NODE_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${NODE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  NODE_PIDS=()
+}
+# sat WORKLOAD URL ACK FROM: prints "rps p99_ms" of a wrk -t1 -c64 run.
+sat() {
+  local wl=$1 url=$2 ack=$3 from=$4 rps p50 p99
+  read -r rps p50 p99 < <(KV_KEYS=$KEYS KV_VALUE_SIZE=100 KV_ACK=$ack KV_FROM=$from \
+    kv_wrk "$work/wrk.txt" -t1 -c64 -d"${DUR}s" -s "loadtest/$wl.lua" "$url")
+  echo "$rps $p99"
+}
+mean() { awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n; else print 0 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
+
+PORTS=()
+if [ -n "$OLD" ] && [ "${ONLY:-compare}" != fsync ]; then
+  echo "== new/old ($NEW vs $OLD), $PAIRS alternated pairs, wrk -t1 -c64 -d${DUR}s, $KEYS keys"
+  summary=()
+  for setup in "single 1" "binary 3" "http 3"; do
+    read -r name n <<<"$setup"
+    extra=()
+    [ "$n" -gt 1 ] && extra=(--peer-protocol "$name")
+    ack=1 from=1
+    [ "$n" -gt 1 ] && ack=2 from=3
+    PORTS=()
+    start_nodes "$NEW" "$n" "${extra[@]}"
+    kv_fill "http://127.0.0.1:${PORTS[0]}" "$KEYS" 100 >/dev/null
+    stop_nodes
+    for wl in put get; do
+      : >"$work/old.$name.$wl"
+      : >"$work/new.$name.$wl"
+      for pair in $(seq 1 "$PAIRS"); do
+        for which in old new; do
+          bin=$NEW
+          [ "$which" = old ] && bin=$OLD
+          start_nodes "$bin" "$n" "${extra[@]}"
+          read -r rps p99 < <(sat "$wl" "http://127.0.0.1:${PORTS[0]}" "$ack" "$from")
+          stop_nodes
+          echo "$rps" >>"$work/$which.$name.$wl"
+          echo "  $name $wl pair $pair $which: $rps rps (p99 $p99 ms)"
+        done
+      done
+      o=$(mean <"$work/old.$name.$wl")
+      w=$(mean <"$work/new.$name.$wl")
+      summary+=("$name $wl: old $o rps, new $w rps, new/old $(ratio "$w" "$o")")
+    done
+  done
+  echo "== new/old means"
+  printf '  %s\n' "${summary[@]}"
+fi
+
+if [ "${ONLY:-fsync}" != compare ]; then
+  echo "== --fsync always vs periodic (this tree's node), $PAIRS alternated pairs, PUT"
+  fsum=()
+  for setup in "single 1 1 1" "binary 3 2 3"; do
+    read -r name n ack from <<<"$setup"
+    extra=()
+    [ "$n" -gt 1 ] && extra=(--peer-protocol binary)
+    PORTS=()
+    : >"$work/periodic.$name"
+    : >"$work/always.$name"
+    for pair in $(seq 1 "$PAIRS"); do
+      for policy in periodic always; do
+        start_nodes "$NEW" "$n" "${extra[@]}" --fsync "$policy"
+        read -r rps p99 < <(sat put "http://127.0.0.1:${PORTS[0]}" "$ack" "$from")
+        stop_nodes
+        echo "$rps" >>"$work/$policy.$name"
+        echo "  $name ack $ack/$from pair $pair $policy: $rps rps (p99 $p99 ms)"
+      done
+    done
+    p=$(mean <"$work/periodic.$name")
+    a=$(mean <"$work/always.$name")
+    line="$name ack $ack/$from: periodic $p rps, always $a rps, always/periodic $(ratio "$a" "$p")"
+    # p99 at 50% of each policy's own saturation, open loop
+    for policy in periodic always; do
+      sat_rps=$p
+      [ "$policy" = always ] && sat_rps=$a
+      rate=$((sat_rps / 2))
+      start_nodes "$NEW" "$n" "${extra[@]}" --fsync "$policy"
+      ./loadtest/kvload -t1 -c64 -d"${FIX_DUR}s" -R "$rate" --workload put --keys "$KEYS" \
+        --value-size 100 --ack "$ack" --from "$from" "http://127.0.0.1:${PORTS[0]}" \
+        >"$work/kv.$policy.$name" 2>&1 || true
+      stop_nodes
+      p99=$(awk '$1 == "99.000%" { print $2; exit }' "$work/kv.$policy.$name")
+      line+="; $policy p99 at $rate rps: ${p99:-?}"
+    done
+    fsum+=("$line")
+  done
+  echo "== fsync means"
+  printf '  %s\n' "${fsum[@]}"
+fi
+echo "raw files: $work"
