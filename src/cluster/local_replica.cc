@@ -81,8 +81,13 @@ void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t 
   w.value.assign(tombstone ? std::string_view() : req.value);
   w.version = req.version;
   w.tombstone = tombstone;
-  // A large value goes alone: it would only delay the others.
-  if (req.value.size() > kMaxBatchedValue) Commit();
+  // A large value goes alone: it would only delay the others. With a committer, a batch also
+  // leaves once it has kSyncBatch writes: its fdatasync then runs while the loop handles the
+  // rest of the iteration's requests, instead of every client waiting in the same phase (one
+  // batch, one sync, one batch, ...).
+  if (req.value.size() > kMaxBatchedValue || (committer_ != nullptr && count_ >= kSyncBatch)) {
+    Commit();
+  }
 }
 
 bool LocalReplica::Commit() {

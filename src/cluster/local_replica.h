@@ -36,6 +36,7 @@ class GroupCommitter;
 class LocalReplica final : public Replica {
  public:
   static constexpr size_t kMaxBatchedValue = 64 * 1024;
+  static constexpr size_t kSyncBatch = 16;  // with a committer: see Execute
 
   // committer: nullptr unless writes must reach the disk before they are answered. wake: called
   // from the committer's thread when a batch is durable (the loop then calls DeliverSynced).

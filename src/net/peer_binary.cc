@@ -531,7 +531,7 @@ class BinaryPeer final : public cluster::PeerTransport {
       // connection is dead or stuck (a peer gone without a reset, a partition, a connect whose
       // SYNs are lost, a stopped process). TCP may take minutes to say so, and its
       // retransmissions seconds to resume after a heal: a fresh connection is tried instead.
-      if (s.sent_ms >= last_rx) stall = true;
+      if (s.sent_ms >= last_rx && now - s.sent_ms >= self->opts_.stall_after_ms) stall = true;
       expired.push_back(Failure{s.waiter, s.cookie});
       self->Release(&s);
     }

@@ -27,7 +27,8 @@
 //   polls; frames queued while a write is in flight leave together when it completes.
 // - Deadlines: one repeating timer (sweep_interval_ms, running only while requests are pending)
 //   fails requests past their deadline with "timeout", exactly once each. If nothing arrived on
-//   the connection since an expired request was queued, the connection is stalled (a partition,
+//   the connection since an expired request was queued, stall_after_ms or more before, the
+//   connection is stalled (a partition,
 //   a lost SYN, a stopped process): it is dropped, its other requests fail "connection stalled",
 //   and the next Send opens a fresh one instead of waiting for TCP's retransmission back-off.
 // - Failures: connect failure, EOF, reset, write error, ERROR frame, refused HANDSHAKE_OK or a
@@ -81,6 +82,9 @@ std::unique_ptr<cluster::PeerTransport> MakeBinaryPeerTransport(uv_loop_t* loop,
 struct BinaryPeerOptions {
   uint64_t reconnect_backoff_ms = 150;  // after a refused handshake, fail fast this long
   uint64_t sweep_interval_ms = 20;      // deadline sweep period
+  // A connection is stalled when a request expires after at least this long with nothing
+  // received since it was sent (see Deadlines above).
+  uint64_t stall_after_ms = 100;
   // After a host name failed to resolve, fail fast this long, doubling up to the max.
   uint64_t resolve_backoff_min_ms = 100;
   uint64_t resolve_backoff_max_ms = 5000;

@@ -479,7 +479,9 @@ TEST_CASE("binary transport: answers match by id in any order; late answers are 
   Loop l;
   Harness peer(&l.loop, Harness::Mode::kScripted);
   Collector w;
-  auto t = MakeBinaryPeerTransport(&l.loop, peer.Endpoint());
+  BinaryPeerOptions opts;
+  opts.stall_after_ms = kFar;  // however slow the machine, the connection stays
+  auto t = MakeBinaryPeerTransport(&l.loop, peer.Endpoint(), opts);
   t->Send(Get("a"), l.now() + 30, &w, 1);  // will time out before its answer
   t->Send(Get("b"), l.now() + kFar, &w, 2);
   t->Send(Put("c", "x", 9), l.now() + kFar, &w, 3);
@@ -911,11 +913,15 @@ TEST_CASE("binary transport: a silent server times every request out exactly onc
   Harness silent(&l.loop, Harness::Mode::kSilent);
   BinaryPeerOptions opts;
   opts.sweep_interval_ms = 5;
+  opts.stall_after_ms = 10;
   Collector w;
   auto t = MakeBinaryPeerTransport(&l.loop, silent.Endpoint(), opts);
+  // Connected first (a ping that never expires), so that the requests below all go out.
+  t->Ping(l.now() + kFar, &w, 999);
+  REQUIRE(RunUntil(&l.loop, [&] { return !silent.peers.empty() && !silent.peers[0]->in.empty(); }));
   for (int i = 0; i < 100; ++i) t->Send(Put("k", "v", 1 + i), l.now() + 20 + i % 7, &w, i);
-  CHECK(t->in_flight() == 100);
-  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 100; }));
+  CHECK(t->in_flight() == 101);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 101; }));
   CHECK(w.each_once());
   // The first to expire time out; nothing came back on the connection meanwhile, so it counts as
   // stalled and the rest fail with it: all slow failures (they open the circuit breaker).
@@ -926,22 +932,47 @@ TEST_CASE("binary transport: a silent server times every request out exactly onc
     if (w.one(i).error != "timeout") CHECK(w.one(i).error == "connection stalled");
   }
   CHECK(timeouts >= 1);
+  CHECK(w.one(999).error == "connection stalled");
   CHECK(t->in_flight() == 0);
-  // An already expired deadline fails at once; nothing more arrives later.
+  // The silent peer received every request frame.
+  REQUIRE(RunUntil(&l.loop,
+                   [&] { return silent.peers[0]->in.size() > 100 * kv::proto::kFrameHeaderSize; }));
+  // An already expired deadline fails at once.
   t->Send(Get("k"), l.now(), &w, 500);
-  CHECK(w.count == 101);
+  CHECK(w.count == 102);
   CHECK(w.one(500).error == "timeout");
   // The stalled connection was dropped: the next request goes on a fresh one.
-  t->Send(Get("k"), l.now() + 10, &w, 501);
-  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 102; }));
-  CHECK(w.one(501).error == "timeout");
-  RunFor(&l.loop, 30);
-  CHECK(w.count == 102);
+  t->Send(Get("k"), l.now() + kFar, &w, 501);
+  REQUIRE(RunUntil(&l.loop, [&] {
+    return silent.peers.size() == 2 && silent.peers[1]->in.size() > kv::proto::kFrameHeaderSize;
+  }));
   CHECK(silent.accepted == 2);
-  REQUIRE(silent.peers.size() == 2);
-  // The silent peer still received every request frame.
-  CHECK(silent.peers[0]->in.size() > 100 * kv::proto::kFrameHeaderSize);
-  CHECK(silent.peers[1]->in.size() > kv::proto::kFrameHeaderSize);
+  CHECK(w.count == 102);
+  t->Close();
+  CHECK(w.one(501).error == "closed");
+}
+
+TEST_CASE(
+    "binary transport: a request that times out soon after it was sent keeps the connection") {
+  Loop l;
+  Harness silent(&l.loop, Harness::Mode::kSilent);
+  BinaryPeerOptions opts;
+  opts.sweep_interval_ms = 5;
+  opts.stall_after_ms = 600000;  // silence this long would be a stall; 20 ms is not
+  Collector w;
+  auto t = MakeBinaryPeerTransport(&l.loop, silent.Endpoint(), opts);
+  t->Send(Get("k"), l.now() + 20, &w, 1);
+  t->Send(Get("k"), l.now() + kFar, &w, 2);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 1; }));
+  CHECK(w.one(1).error == "timeout");
+  CHECK(t->in_flight() == 1);  // the other request still waits on the same connection
+  t->Send(Get("k"), l.now() + kFar, &w, 3);
+  REQUIRE(RunUntil(&l.loop, [&] {
+    return !silent.peers.empty() && silent.peers[0]->in.size() > 3 * kv::proto::kFrameHeaderSize;
+  }));
+  CHECK(silent.accepted == 1);
+  t->Close();
+  CHECK(w.count == 3);
 }
 
 TEST_CASE("binary transport: over the in-flight byte cap a request fails fast as overloaded") {
@@ -953,6 +984,7 @@ TEST_CASE("binary transport: over the in-flight byte cap a request fails fast as
   ep.max_in_flight_bytes = 10 * frame + frame / 2;
   BinaryPeerOptions opts;
   opts.sweep_interval_ms = 5;
+  opts.stall_after_ms = kFar;  // however slow the machine, the connection stays
   Collector w;
   auto t = MakeBinaryPeerTransport(&l.loop, ep, opts);
   const uint64_t soon = l.now() + 30;
@@ -973,16 +1005,15 @@ TEST_CASE("binary transport: over the in-flight byte cap a request fails fast as
   CHECK(w.one(12).kind == PeerResponse::kError);
   CHECK(w.one(13).kind == PeerResponse::kError);
 
-  // Once the first ten time out their bytes are free again (the silent connection counts as
-  // stalled: the small request on it fails too, and the next one goes on a fresh connection).
-  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 14; }));
+  // Once the first ten time out their bytes are free again (the connection and the request
+  // still on it stay).
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 13; }));
   for (int i = 0; i < 10; ++i) CHECK(w.one(i).error == "timeout");
-  CHECK(w.one(11).error == "connection stalled");
-  for (int i = 0; i < 10; ++i) t->Send(Put("key", value, 2), soon + kFar, &w, 20 + i);
-  CHECK(w.count == 14);
-  CHECK(t->in_flight() == 10);
+  t->Send(Put("key", value, 2), soon + kFar, &w, 14);
+  CHECK(w.count == 13);
+  CHECK(t->in_flight() == 2);
   t->Close();
-  CHECK(w.count == 24);
+  CHECK(w.count == 15);
 }
 
 TEST_CASE("binary transport: a request bigger than the cap still goes when nothing is in flight") {
