@@ -6,8 +6,8 @@
 #include <functional>
 #include <string>
 
-#include "storage/engine.h"
 #include "storage/log_format.h"
+#include "storage/status.h"
 
 namespace kv::storage {
 
