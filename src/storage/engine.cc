@@ -198,8 +198,8 @@ Status Engine::Impl::Open() {
   log = std::move(r.log);
   active_logs = std::move(r.logs);
   freeze_at = NextFreezeSize();
-  if (r.state->active->MemoryUsage() >=
-      freeze_at) {  // the writers' rule, applied to what was replayed
+  // The writers' rule, applied to what was replayed.
+  if (r.state->active->MemoryUsage() >= freeze_at) {
     std::lock_guard<std::mutex> l(write_mu);
     Status fs = Freeze();
     if (!fs.ok()) LOG_WARN("storage: freeze after recovery failed: %s", fs.message().c_str());

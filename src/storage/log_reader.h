@@ -1,6 +1,6 @@
 // Replays one log file at startup, record by record. A torn or corrupt tail (short record, bad
 // checksum) ends the replay: the file is cut at the last whole record with a warning naming the
-// file and offset. Single-threaded; used only by Engine::Open.
+// file and offset. Single-threaded; used only by recovery (RecoverStore).
 #pragma once
 #include <cstdint>
 #include <functional>
