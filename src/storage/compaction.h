@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
-#include "storage/engine.h"
 #include "storage/segment.h"
 #include "storage/segment_writer.h"
+#include "storage/status.h"
 
 namespace kv::storage {
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "storage/status.h"
+
 namespace kv::storage {
 
 class LogWriter;
@@ -18,23 +20,6 @@ class LogWriter;
 struct SyncToken {
   std::shared_ptr<LogWriter> log;
   uint64_t end = 0;
-};
-
-enum class Code { kOk, kNotFound, kCorruption, kIoError, kNoSpace, kInvalidArgument };
-
-// Errors are values. message() names the file and offset where that applies.
-class Status {
- public:
-  Status() = default;
-  Status(Code c, std::string msg) : code_(c), msg_(std::move(msg)) {}
-  static Status Ok() { return Status(); }
-  bool ok() const { return code_ == Code::kOk; }
-  Code code() const { return code_; }
-  const std::string& message() const { return msg_; }
-
- private:
-  Code code_ = Code::kOk;
-  std::string msg_;
 };
 
 enum class FsyncPolicy { kPeriodic, kAlways, kNever };

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "storage/engine.h"
+#include "storage/status.h"
 
 namespace kv::storage {
 

@@ -1,13 +1,13 @@
 // Replays one log file at startup, record by record. A torn or corrupt tail (short record, bad
 // checksum) ends the replay: the file is cut at the last whole record with a warning naming the
-// file and offset. Single-threaded; used only by Engine::Open.
+// file and offset. Single-threaded; used only by recovery (RecoverStore).
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <string>
 
-#include "storage/engine.h"
 #include "storage/log_format.h"
+#include "storage/status.h"
 
 namespace kv::storage {
 

@@ -9,7 +9,7 @@
 #include <mutex>
 #include <string>
 
-#include "storage/engine.h"
+#include "storage/status.h"
 
 namespace kv::storage {
 

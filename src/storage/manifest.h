@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "storage/engine.h"
+#include "storage/status.h"
 
 namespace kv::storage {
 

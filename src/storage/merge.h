@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "storage/coding.h"
-#include "storage/engine.h"
 #include "storage/memtable.h"
 #include "storage/segment.h"
+#include "storage/status.h"
 
 namespace kv::storage {
 

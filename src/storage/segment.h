@@ -12,8 +12,8 @@
 
 #include "storage/bloom.h"
 #include "storage/coding.h"
-#include "storage/engine.h"
 #include "storage/segment_format.h"
+#include "storage/status.h"
 
 namespace kv::storage {
 

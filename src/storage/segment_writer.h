@@ -10,7 +10,7 @@
 
 #include "storage/bloom.h"
 #include "storage/coding.h"
-#include "storage/engine.h"
+#include "storage/status.h"
 
 namespace kv::storage {
 
