@@ -3,13 +3,17 @@
 # against its reference in the same run (absolute numbers drift on shared machines; ratios hold).
 #
 # 1. new/old: this tree's ./node against OLD, alternated PAIRS times (old, new, old, new, ...) on
-#    the same fresh data: a single node, and 3-node clusters with binary and with HTTP peers
-#    (--threads 1 per node: 3 nodes share 2 cores), PUT and GET saturation, wrk -t1 -c64,
-#    100-byte values, KEYS keys (GETs hit keys filled first). Prints every run and new/old of the
-#    means. OLD names its peers by IP literal (an older binary may not resolve names).
+#    a single node, and 3-node clusters with binary and with HTTP peers (--threads 1 per node:
+#    3 nodes share 2 cores), PUT and GET saturation, wrk -t1 -c64, 100-byte values, KEYS keys.
+#    Every run starts from the same copy of the data, filled once by OLD (GETs hit; a PUT replaces
+#    an entry of the same version layout for OLD, of the older layout for new: the store keeps
+#    the newest version, and a run on data the other binary wrote last could find its writes
+#    older than what is stored and skip them). Prints every run and new/old of the means. Peers
+#    are named by IP literal (an older binary may not resolve names).
 # 2. --fsync always against --fsync periodic (this tree's node): PUT saturation alternated PAIRS
-#    times, single node and a 3-node binary cluster with ack 2 of 3; then p99 at 50% of each
-#    one's saturation, open loop (kvload, coordinated omission corrected).
+#    times, single node and a 3-node binary cluster with ack 2 of 3 (and OLD with --fsync always
+#    when given); then p99 at 50% of each one's saturation, open loop (kvload, coordinated
+#    omission corrected); and this disk's fdatasync latency (the floor of an --fsync always ack).
 # Environment: OLD (required for 1; skipped without), PAIRS (3), DUR (wrk seconds, 10),
 # KEYS (100000), FIX_DUR (kvload seconds, 10), ONLY=compare|fsync.
 set -euo pipefail
@@ -75,9 +79,11 @@ if [ -n "$OLD" ] && [ "${ONLY:-compare}" != fsync ]; then
     ack=1 from=1
     [ "$n" -gt 1 ] && ack=2 from=3
     PORTS=()
-    start_nodes "$NEW" "$n" "${extra[@]}"
+    start_nodes "$OLD" "$n" "${extra[@]}"
     kv_fill "http://127.0.0.1:${PORTS[0]}" "$KEYS" 100 >/dev/null
     stop_nodes
+    rm -rf "$work/pristine"
+    cp -a "$work/d" "$work/pristine"
     for wl in put get; do
       : >"$work/old.$name.$wl"
       : >"$work/new.$name.$wl"
@@ -85,6 +91,8 @@ if [ -n "$OLD" ] && [ "${ONLY:-compare}" != fsync ]; then
         for which in old new; do
           bin=$NEW
           [ "$which" = old ] && bin=$OLD
+          rm -rf "$work/d"
+          cp -a "$work/pristine" "$work/d"
           start_nodes "$bin" "$n" "${extra[@]}"
           read -r rps p99 < <(sat "$wl" "http://127.0.0.1:${PORTS[0]}" "$ack" "$from")
           stop_nodes
@@ -111,9 +119,15 @@ if [ "${ONLY:-fsync}" != compare ]; then
     PORTS=()
     : >"$work/periodic.$name"
     : >"$work/always.$name"
+    : >"$work/old-always.$name"
+    policies="periodic always"
+    [ -n "$OLD" ] && policies+=" old-always"
     for pair in $(seq 1 "$PAIRS"); do
-      for policy in periodic always; do
-        start_nodes "$NEW" "$n" "${extra[@]}" --fsync "$policy"
+      for policy in $policies; do
+        bin=$NEW
+        [ "$policy" = old-always ] && bin=$OLD
+        rm -rf "$work/d"  # a fresh store each run: see the note on version layouts above
+        start_nodes "$bin" "$n" "${extra[@]}" --fsync "${policy#old-}"
         read -r rps p99 < <(sat put "http://127.0.0.1:${PORTS[0]}" "$ack" "$from")
         stop_nodes
         echo "$rps" >>"$work/$policy.$name"
@@ -123,11 +137,16 @@ if [ "${ONLY:-fsync}" != compare ]; then
     p=$(mean <"$work/periodic.$name")
     a=$(mean <"$work/always.$name")
     line="$name ack $ack/$from: periodic $p rps, always $a rps, always/periodic $(ratio "$a" "$p")"
+    if [ -n "$OLD" ]; then
+      oa=$(mean <"$work/old-always.$name")
+      line+="; OLD always $oa rps (always new/old $(ratio "$a" "$oa"))"
+    fi
     # p99 at 50% of each policy's own saturation, open loop
     for policy in periodic always; do
       sat_rps=$p
       [ "$policy" = always ] && sat_rps=$a
       rate=$((sat_rps / 2))
+      rm -rf "$work/d"
       start_nodes "$NEW" "$n" "${extra[@]}" --fsync "$policy"
       ./loadtest/kvload -t1 -c64 -d"${FIX_DUR}s" -R "$rate" --workload put --keys "$KEYS" \
         --value-size 100 --ack "$ack" --from "$from" "http://127.0.0.1:${PORTS[0]}" \
@@ -140,5 +159,19 @@ if [ "${ONLY:-fsync}" != compare ]; then
   done
   echo "== fsync means"
   printf '  %s\n' "${fsum[@]}"
+fi
+if [ "${ONLY:-fsync}" != compare ]; then
+  python3 - "$work" <<'PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+n, t = 500, time.perf_counter()
+for i in range(n):
+    os.write(fd, b"x" * 6400)  # about one batch of 64 records of 100 bytes
+    os.fdatasync(fd)
+print(f"== fdatasync of a 6.4 KB append on this disk: {(time.perf_counter() - t) / n * 1e6:.0f} us on average ({n} in a row)")
+os.close(fd)
+os.unlink(path)
+PY
 fi
 echo "raw files: $work"
