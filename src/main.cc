@@ -56,10 +56,12 @@ int main(int argc, char** argv) {
   }
 
   kv::cluster::ClusterState cluster(cfg.cluster, cfg.self_index, engine.get());
-  // --fsync always: one thread runs the fdatasyncs for every loop (group commit), so no loop
-  // waits on the disk.
+  // --fsync always in a cluster: one thread runs the fdatasyncs for every loop (group commit), so
+  // no loop waits on the disk while peers wait for it (1.67x the throughput of syncing on the
+  // loop, 3 nodes, loadtest/REPORT.md 2026-12-02). A single node syncs on its loop: it has
+  // nothing else to do meanwhile, and the two thread hand-offs per batch cost it 0.63x there.
   std::unique_ptr<kv::cluster::GroupCommitter> committer;
-  if (cfg.fsync == kv::storage::FsyncPolicy::kAlways) {
+  if (cfg.fsync == kv::storage::FsyncPolicy::kAlways && cfg.cluster.size() > 1) {
     committer = std::make_unique<kv::cluster::GroupCommitter>(engine.get());
     cluster.committer = committer.get();
   }

@@ -9,9 +9,10 @@
 //   which the loop calls once per iteration before it polls, writes every queued write with one
 //   Engine::Write (one log write(2)) and answers them in order. A value over kMaxBatchedValue is
 //   written at once instead (it would only delay the others).
-// - With a GroupCommitter (--fsync always), Commit() does not wait for the disk: the committer
-//   thread runs the fdatasync that covers the batch (one for every loop's batches meanwhile) and
-//   wakes the loop, whose DeliverSynced() answers the batch. The loop never waits on the disk.
+// - With a GroupCommitter (--fsync always in a cluster), Commit() does not wait for the disk: the
+//   committer thread runs the fdatasync that covers the batch (one for every loop's batches
+//   meanwhile) and wakes the loop, whose DeliverSynced() answers the batch. The loop never waits
+//   on the disk. Without one, an engine opened with kAlways syncs inside Commit().
 // - Errors: kError with the engine's message; no_space when the disk is full (HTTP 507).
 #pragma once
 #include <condition_variable>
