@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 namespace kv::cluster {
 
@@ -299,13 +300,20 @@ void Coordinator::StartProbing(uint64_t now_us) {
   ArmTimer(now_us);
 }
 
+void Coordinator::Announce() {
+  announce_ = true;
+  StartProbing(env_->NowUs());
+}
+
 void Coordinator::Probe(uint64_t now_us) {
   const uint64_t now_ms = now_us / 1000;
   bool any = false;
+  const bool all = std::exchange(announce_, false);
   for (uint32_t node = 0; node < transports_.size(); ++node) {
     if (node == state_->self_index) continue;
-    if (state_->breakers[node]->state(now_ms) == CircuitBreaker::State::kClosed) continue;
-    any = true;
+    const bool closed = state_->breakers[node]->state(now_ms) == CircuitBreaker::State::kClosed;
+    if (closed && !all) continue;
+    any = any || !closed;
     PeerStats& ps = peers_[node];
     if (ps.ping_out) continue;
     ps.ping_out = true;

@@ -144,6 +144,10 @@ class Coordinator {
   void Execute(PeerOp op, std::string_view key, std::string_view value, int ack, int from,
                Completion done);
   size_t pending() const { return pending_; }
+  // Pings every peer once, when the loop next runs its timer: a node that (re)starts says so to
+  // its peers (over binary peers the ping's handshake closes their breaker for this node at
+  // once; see BinaryServerContext::on_peer_hello).
+  void Announce();
   // Hands every peer's queued requests to its socket (PeerTransport::Flush).
   void FlushPeers();
   // The timer armed through CoordinatorEnv::ArmTimer fired.
@@ -208,6 +212,7 @@ class Coordinator {
   std::unique_ptr<LocalWaiter> local_waiter_;
   std::unique_ptr<PingWaiter> ping_waiter_;
   bool probing_ = false;        // some peer's breaker was seen not closed
+  bool announce_ = false;       // the next Probe pings every peer (Announce)
   uint64_t next_probe_us_ = 0;  // when Probe runs next, while probing_
   uint64_t pings_sent_ = 0;
 };

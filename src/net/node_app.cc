@@ -108,6 +108,7 @@ class NodeApp final : public RequestHandler {
     uv_timer_init(worker.loop(), &env_.timer);
     env_.timer.data = &env_;
     env_.worker = &worker;
+    coordinator_->Announce();
     BinaryServerContext ctx;
     ctx.local = local_.get();
     ctx.ring = &cluster->ring;

@@ -648,6 +648,24 @@ TEST_CASE("Coordinator: only slow failures open a peer's circuit; fast ones neve
   CHECK(f.coord->pings_sent() == 2);
 }
 
+TEST_CASE("Coordinator: Announce pings every peer once, whatever its breaker") {
+  Fixture f;
+  f.coord->Announce();
+  CHECK(f.peers[1]->pings.empty());  // from the timer, on the loop
+  REQUIRE(!f.env.armed.empty());
+  CHECK(f.env.armed.back() == 0);
+  f.coord->OnTimer();
+  REQUIRE(f.peers[1]->pings.size() == 1);
+  REQUIRE(f.peers[2]->pings.size() == 1);
+  f.peers[1]->AnswerPing(0, Kind(PeerResponse::kPong));
+  f.peers[2]->AnswerPing(0, Failure(false));  // not up yet: nothing follows
+  f.env.us += 10 * Coordinator::kProbeIntervalMs * 1000;
+  f.coord->OnTimer();
+  CHECK(f.peers[1]->pings.size() == 1);
+  CHECK(f.peers[2]->pings.size() == 1);
+  CHECK(f.state->breakers[2]->state(f.env.us / 1000) == CircuitBreaker::State::kClosed);
+}
+
 TEST_CASE("Coordinator: a circuit opened by another loop is pinged too, and a pong closes it") {
   Fixture f;
   for (int i = 0; i < 5; ++i) f.state->breakers[1]->OnFailure(f.env.us / 1000);
