@@ -71,52 +71,35 @@ struct Coordinator::Request {
   std::string values[Accumulator::kMaxReplicas];
 };
 
-class Coordinator::Waiter final : public PeerWaiter {
- public:
-  explicit Waiter(Coordinator* c) : c_(c) {}
-  void OnPeerResponse(uint64_t cookie, PeerResponse&& r) override {
-    // cookie = request pointer * 256 + replica index (see Ask)
-    auto* req = reinterpret_cast<Request*>(cookie >> 8);
-    int replica = static_cast<int>(cookie & 0xff);
-    const bool failed = r.kind == PeerResponse::kError;
-    const uint64_t now_us = c_->env_->NowUs();
-    const uint64_t took = now_us - req->sent_us[replica];
-    c_->RecordPeerAnswer(req->nodes[replica], r, took, now_us);
-    if (!failed && req->hedged) c_->hedge_.Record(took);
-    c_->Deliver(req, replica, std::move(r));
-  }
+// cookie = request pointer * 256 + replica index (see Ask).
+Coordinator::Request* Coordinator::RequestOf(uint64_t cookie) {
+  return reinterpret_cast<Request*>(cookie >> 8);
+}
 
- private:
-  Coordinator* c_;
-};
+void Coordinator::OnPeerAnswer(uint64_t cookie, PeerResponse&& r) {
+  Request* req = RequestOf(cookie);
+  const int replica = static_cast<int>(cookie & 0xff);
+  const bool failed = r.kind == PeerResponse::kError;
+  const uint64_t now_us = env_->NowUs();
+  const uint64_t took = now_us - req->sent_us[replica];
+  RecordPeerAnswer(req->nodes[replica], r, took, now_us);
+  if (!failed && req->hedged) hedge_.Record(took);
+  Deliver(req, replica, std::move(r));
+}
 
-// Answers of this node's own replica: not a peer (no answer times, no breaker); a full disk
-// makes the request's failure a 507.
-class Coordinator::LocalWaiter final : public PeerWaiter {
- public:
-  explicit LocalWaiter(Coordinator* c) : c_(c) {}
-  void OnPeerResponse(uint64_t cookie, PeerResponse&& r) override {
-    auto* req = reinterpret_cast<Request*>(cookie >> 8);
-    if (r.no_space) req->no_space = true;
-    c_->Deliver(req, static_cast<int>(cookie & 0xff), std::move(r));
-  }
+// This node's own replica is not a peer (no answer times, no breaker); its full disk makes the
+// request's failure a 507.
+void Coordinator::OnLocalAnswer(uint64_t cookie, PeerResponse&& r) {
+  Request* req = RequestOf(cookie);
+  if (r.no_space) req->no_space = true;
+  Deliver(req, static_cast<int>(cookie & 0xff), std::move(r));
+}
 
- private:
-  Coordinator* c_;
-};
-
-// Answers the pings of Probe: cookie = node.
-class Coordinator::PingWaiter final : public PeerWaiter {
- public:
-  explicit PingWaiter(Coordinator* c) : c_(c) {}
-  void OnPeerResponse(uint64_t node, PeerResponse&& r) override {
-    c_->peers_[node].ping_out = false;
-    if (r.kind != PeerResponse::kError) c_->state_->breakers[node]->OnSuccess();
-  }
-
- private:
-  Coordinator* c_;
-};
+// The answer to a ping of Probe: cookie = node.
+void Coordinator::OnPong(uint64_t node, PeerResponse&& r) {
+  peers_[node].ping_out = false;
+  if (r.kind != PeerResponse::kError) state_->breakers[node]->OnSuccess();
+}
 
 Coordinator::Coordinator(ClusterState* state, Replica* local,
                          std::vector<std::unique_ptr<PeerTransport>> transports,
@@ -131,9 +114,9 @@ Coordinator::Coordinator(ClusterState* state, Replica* local,
       hedge_(options.initial_hedge_us, options.request_timeout_ms * 1000 / 2),
       peers_(state->ring.size(), PeerStats{PeerTimeout(options.peer_timeout_min_ms * 1000,
                                                        options.request_timeout_ms * 1000)}),
-      waiter_(std::make_unique<Waiter>(this)),
-      local_waiter_(std::make_unique<LocalWaiter>(this)),
-      ping_waiter_(std::make_unique<PingWaiter>(this)) {}
+      waiter_(this),
+      local_waiter_(this),
+      ping_waiter_(this) {}
 
 Coordinator::~Coordinator() {
   for (Request* r : free_) delete r;
@@ -203,7 +186,7 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   // User-space pointers fit in 56 bits: the low byte carries the replica index.
   const uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);
   ++r->outstanding;
-  if (node == state_->self_index) return local_->Execute(preq, local_waiter_.get(), cookie);
+  if (node == state_->self_index) return local_->Execute(preq, &local_waiter_, cookie);
   CircuitBreaker& br = *state_->breakers[node];
   if (!br.Allow(now_us / 1000)) {
     if (!probing_) StartProbing(now_us);
@@ -226,7 +209,7 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   const uint64_t transfer_us = preq.value.size() / 10;
   const uint64_t deadline_ms =
       std::min(r->deadline_ms, env_->NowMs() + (timeout_us + transfer_us + 999) / 1000);
-  transports_[node]->Send(preq, deadline_ms, waiter_.get(), cookie);
+  transports_[node]->Send(preq, deadline_ms, &waiter_, cookie);
 }
 
 // Only answers that came back through a transport say something about the peer (the local
@@ -319,7 +302,7 @@ void Coordinator::Probe(uint64_t now_us) {
     ps.ping_out = true;
     ++pings_sent_;
     const uint64_t timeout_ms = (ps.timeout.timeout_us(now_us) + 999) / 1000;
-    transports_[node]->Ping(env_->NowMs() + timeout_ms, ping_waiter_.get(), node);
+    transports_[node]->Ping(env_->NowMs() + timeout_ms, &ping_waiter_, node);
   }
   probing_ = any;
   next_probe_us_ = now_us + kProbeIntervalMs * 1000;

@@ -161,9 +161,11 @@ class Coordinator {
 
  private:
   struct Request;
-  class Waiter;
-  class LocalWaiter;
-  class PingWaiter;
+  static Request* RequestOf(uint64_t cookie);
+  // The answers of peers (through transports), of this node's replica, and to pings.
+  void OnPeerAnswer(uint64_t cookie, PeerResponse&& r);
+  void OnLocalAnswer(uint64_t cookie, PeerResponse&& r);
+  void OnPong(uint64_t node, PeerResponse&& r);
   // now_us: NowUs() at the call, also the breakers' clock (in ms).
   void Ask(Request* r, int replica, const PeerRequest& preq, uint64_t now_us);
   void AskNext(Request* r, uint64_t now_us);
@@ -208,9 +210,9 @@ class Coordinator {
   std::deque<std::pair<Request*, uint64_t>> hedge_queue_;
   size_t pending_ = 0;
   std::vector<Request*> free_;
-  std::unique_ptr<Waiter> waiter_;
-  std::unique_ptr<LocalWaiter> local_waiter_;
-  std::unique_ptr<PingWaiter> ping_waiter_;
+  MemberWaiter<Coordinator, &Coordinator::OnPeerAnswer> waiter_;
+  MemberWaiter<Coordinator, &Coordinator::OnLocalAnswer> local_waiter_;
+  MemberWaiter<Coordinator, &Coordinator::OnPong> ping_waiter_;
   bool probing_ = false;        // some peer's breaker was seen not closed
   bool announce_ = false;       // the next Probe pings every peer (Announce)
   uint64_t next_probe_us_ = 0;  // when Probe runs next, while probing_

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace kv::cluster {
 
@@ -45,6 +46,20 @@ class PeerWaiter {
 
  protected:
   ~PeerWaiter() = default;
+};
+
+// A PeerWaiter that hands each answer to a member function of its owner, for owners that wait
+// on several kinds of answers (each kind gets its own member).
+template <typename Owner, void (Owner::*OnAnswer)(uint64_t cookie, PeerResponse&& response)>
+class MemberWaiter final : public PeerWaiter {
+ public:
+  explicit MemberWaiter(Owner* owner) : owner_(owner) {}
+  void OnPeerResponse(uint64_t cookie, PeerResponse&& response) override {
+    (owner_->*OnAnswer)(cookie, std::move(response));
+  }
+
+ private:
+  Owner* owner_;
 };
 
 // What a coordinator needs of its own node's replica (LocalReplica; a fake one in tests):

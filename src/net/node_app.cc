@@ -240,15 +240,11 @@ class NodeApp final : public RequestHandler {
                     internal_.Put(InternalSlot{r, op}));
   }
 
-  // Answers internal requests: cookie = their id in internal_.
-  struct InternalWaiter final : cluster::PeerWaiter {
-    explicit InternalWaiter(NodeApp* a) : app(a) {}
-    void OnPeerResponse(uint64_t slot, cluster::PeerResponse&& resp) override {
-      const InternalSlot s = app->internal_.Take(slot);
-      RespondInternal(s.responder, s.op, resp);
-    }
-    NodeApp* app;
-  };
+  // Answers an internal request: cookie = its id in internal_.
+  void OnInternalAnswer(uint64_t slot, cluster::PeerResponse&& resp) {
+    const InternalSlot s = internal_.Take(slot);
+    RespondInternal(s.responder, s.op, resp);
+  }
 
   static void RespondInternal(Responder r, cluster::PeerOp op, const cluster::PeerResponse& resp) {
     std::string v = U64(resp.version);
@@ -453,7 +449,7 @@ class NodeApp final : public RequestHandler {
     cluster::PeerOp op = cluster::PeerOp::kPut;
   };
   Slots<InternalSlot> internal_;
-  InternalWaiter internal_waiter_;
+  cluster::MemberWaiter<NodeApp, &NodeApp::OnInternalAnswer> internal_waiter_;
   std::unique_ptr<BinaryPeerServer> binary_server_;
   std::string key_buf_;
 };

@@ -179,14 +179,6 @@ class BinaryServer final : public BinaryPeerServer {
     MarkDirty(c);
   }
 
-  struct AnswerWaiter final : cluster::PeerWaiter {
-    explicit AnswerWaiter(BinaryServer* s) : server(s) {}
-    void OnPeerResponse(uint64_t slot, cluster::PeerResponse&& resp) override {
-      server->OnAnswer(slot, std::move(resp));
-    }
-    BinaryServer* server;
-  };
-
   // The peer half-closed and every complete frame it sent was handled: a clean end unless a
   // frame was cut short. Either way the connection closes once its answers are written.
   void FinishInput(ServerConn* c) {
@@ -352,7 +344,7 @@ class BinaryServer final : public BinaryPeerServer {
   std::vector<ServerConn*> dirty_;     // connections with output to flush
   std::vector<ServerConn*> flushing_;  // dirty_ being flushed (kept for its capacity)
   Slots<Slot> slots_;                  // requests handed to the replica, by cookie
-  AnswerWaiter waiter_;
+  cluster::MemberWaiter<BinaryServer, &BinaryServer::OnAnswer> waiter_;
   bool closed_ = false;
 };
 
