@@ -99,7 +99,8 @@ class BinaryPeer final : public cluster::PeerTransport {
         max_bytes_(ep.max_in_flight_bytes),
         host_(ep.host),
         port_(ep.port),
-        opts_(opts) {
+        opts_(opts),
+        resolve_backoff_(opts.resolve_backoff_min_ms, opts.resolve_backoff_max_ms) {
     if (opts_.sweep_interval_ms == 0) opts_.sweep_interval_ms = 1;
     literal_ = ParseIpLiteral(host_, port_, &addr_);
     sweep_ = new uv_timer_t;
@@ -248,7 +249,7 @@ class BinaryPeer final : public cluster::PeerTransport {
   // refused handshake or a name that did not resolve, or if the connect could not start.
   bool Open() {
     const uint64_t now = uv_now(loop_);
-    if (now < retry_at_ms_) return false;
+    if (now < retry_at_ms_ || resolve_backoff_.Waiting(now)) return false;
     auto* c = NewConn();
     conn_ = c;
     if (literal_) {
@@ -327,7 +328,7 @@ class BinaryPeer final : public cluster::PeerTransport {
       self->NoteResolveFailure("cannot resolve host " + self->host_ + ": " + uv_strerror(status));
       return self->FailConnection(self->last_error_, false);
     }
-    self->resolve_failures_ = 0;
+    self->resolve_backoff_.Succeeded();
     c->addrs = std::move(addrs);
     int rc = ConnectNext(c);
     if (rc != 0) self->FailConnection(std::string(UvErrorReason(rc)), false);
@@ -351,13 +352,7 @@ class BinaryPeer final : public cluster::PeerTransport {
   // The host name did not resolve: log it, and fail Sends at once for a back-off that doubles
   // with each failure in a row (the name may not exist yet while a cluster boots).
   void NoteResolveFailure(std::string reason) {
-    uint64_t backoff = opts_.resolve_backoff_min_ms;
-    for (uint32_t i = 0; i < resolve_failures_ && backoff < opts_.resolve_backoff_max_ms; ++i) {
-      backoff *= 2;
-    }
-    if (backoff > opts_.resolve_backoff_max_ms) backoff = opts_.resolve_backoff_max_ms;
-    ++resolve_failures_;
-    retry_at_ms_ = uv_now(loop_) + backoff;
+    const uint64_t backoff = resolve_backoff_.Failed(uv_now(loop_));
     LOG_WARN("binary peer %s: %s; retrying in %llu ms", peer_urls_[0].c_str(), reason.c_str(),
              static_cast<unsigned long long>(backoff));
     last_error_ = std::move(reason);
@@ -559,8 +554,8 @@ class BinaryPeer final : public cluster::PeerTransport {
   size_t in_flight_ = 0;
   size_t bytes_in_flight_ = 0;
   bool closed_ = false;
-  uint64_t retry_at_ms_ = 0;       // Sends fail at once before this (uv_now ms): see FailConnection
-  uint32_t resolve_failures_ = 0;  // in a row
+  uint64_t retry_at_ms_ = 0;  // Sends fail at once before this (uv_now ms): see FailConnection
+  ResolveBackoff resolve_backoff_;
   std::string last_error_ = "connection failed";
 };
 

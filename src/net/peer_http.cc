@@ -238,7 +238,7 @@ class HttpPeer final : public HttpClientDelegate {
   // HttpClientDelegate
   void OnConnected(HttpClientConnection*) override {
     connect_failed_ = false;
-    resolve_failures_ = 0;
+    resolve_backoff_.Succeeded();
   }
 
   void OnResponseHeader(HttpClientConnection* c, std::string_view name,
@@ -298,9 +298,11 @@ class HttpPeer final : public HttpClientDelegate {
       connect_failed_ = true;
       last_connect_error_ = why;
       if (why.rfind("cannot resolve", 0) == 0) {
-        NoteResolveFailure();
+        const uint64_t backoff = resolve_backoff_.Failed(uv_now(loop_));
+        LOG_WARN("http peer %s: cannot resolve host %s; retrying in %llu ms", host_header_.c_str(),
+                 host_.c_str(), static_cast<unsigned long long>(backoff));
       } else {
-        resolve_failures_ = 0;
+        resolve_backoff_.Succeeded();
       }
     }
     std::vector<Failure> failures;
@@ -329,7 +331,7 @@ class HttpPeer final : public HttpClientDelegate {
                             return !c->client->connected() && !c->client->closing();
                           });
       // A name that did not resolve is retried after a back-off (it may not exist yet).
-      if (!trying && uv_now(loop_) >= resolve_retry_at_ms_) {
+      if (!trying && !resolve_backoff_.Waiting(uv_now(loop_))) {
         if (Conn* fresh = Open()) return fresh;
       }
       if (best == nullptr) {
@@ -456,21 +458,10 @@ class HttpPeer final : public HttpClientDelegate {
   size_t in_flight_ = 0;
   bool closed_ = false;
   int closed_handles_ = 0;
-  // A host name that does not resolve: logged, and no new connection for a back-off that
-  // doubles from 100 ms to 5 s; requests that need one fail at once meanwhile.
-  void NoteResolveFailure() {
-    uint64_t backoff = 100;
-    for (uint32_t i = 0; i < resolve_failures_ && backoff < 5000; ++i) backoff *= 2;
-    if (backoff > 5000) backoff = 5000;
-    ++resolve_failures_;
-    resolve_retry_at_ms_ = uv_now(loop_) + backoff;
-    LOG_WARN("http peer %s: cannot resolve host %s; retrying in %llu ms", host_header_.c_str(),
-             host_.c_str(), static_cast<unsigned long long>(backoff));
-  }
-
-  bool connect_failed_ = false;       // the last connect failed, none succeeded since
-  uint32_t resolve_failures_ = 0;     // in a row
-  uint64_t resolve_retry_at_ms_ = 0;  // uv_now ms
+  bool connect_failed_ = false;  // the last connect failed, none succeeded since
+  // A host name that does not resolve: logged, and no new connection while this backs off;
+  // requests that need one fail at once meanwhile.
+  ResolveBackoff resolve_backoff_;
   std::string last_connect_error_;
   std::string pick_error_;
 };

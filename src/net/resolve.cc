@@ -65,4 +65,13 @@ void NameLookup::OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
   if (done) done(status, std::move(addrs));
 }
 
+uint64_t ResolveBackoff::Failed(uint64_t now_ms) {
+  uint64_t backoff = min_ms_;
+  for (uint32_t i = 0; i < failures_ && backoff < max_ms_; ++i) backoff *= 2;
+  if (backoff > max_ms_) backoff = max_ms_;
+  ++failures_;
+  retry_at_ms_ = now_ms + backoff;
+  return backoff;
+}
+
 }  // namespace kv::net

@@ -37,4 +37,21 @@ class NameLookup {
   Done done_;
 };
 
+// The back-off after a host name failed to resolve (it may not exist yet while a cluster boots):
+// min_ms after the first failure, doubling with each one in a row up to max_ms. Loop thread.
+class ResolveBackoff {
+ public:
+  explicit ResolveBackoff(uint64_t min_ms = 100, uint64_t max_ms = 5000)
+      : min_ms_(min_ms), max_ms_(max_ms) {}
+  // A failure at now_ms; returns how long the back-off it starts lasts.
+  uint64_t Failed(uint64_t now_ms);
+  void Succeeded() { failures_ = 0; }
+  bool Waiting(uint64_t now_ms) const { return now_ms < retry_at_ms_; }
+
+ private:
+  uint64_t min_ms_, max_ms_;
+  uint32_t failures_ = 0;  // in a row
+  uint64_t retry_at_ms_ = 0;
+};
+
 }  // namespace kv::net

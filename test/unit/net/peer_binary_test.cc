@@ -745,6 +745,21 @@ struct FakeDns {
   }
 };
 
+TEST_CASE("ResolveBackoff: from the minimum, doubling with each failure in a row, capped") {
+  kv::net::ResolveBackoff b(100, 500);
+  CHECK_FALSE(b.Waiting(0));
+  CHECK(b.Failed(1000) == 100);
+  CHECK(b.Waiting(1099));
+  CHECK_FALSE(b.Waiting(1100));
+  CHECK(b.Failed(1100) == 200);
+  CHECK(b.Failed(1300) == 400);
+  CHECK(b.Failed(1700) == 500);
+  CHECK(b.Failed(2200) == 500);
+  CHECK(b.Waiting(2699));
+  b.Succeeded();  // a lookup that worked: the next failure starts from the minimum again
+  CHECK(b.Failed(3000) == 100);
+}
+
 // h's endpoint by the name peer.test (h calls itself http://peer.test:port).
 PeerEndpoint NamedEndpoint(const Harness& h) {
   PeerEndpoint ep = h.Endpoint();
