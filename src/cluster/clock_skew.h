@@ -35,6 +35,12 @@ inline std::string SkewMessage(uint64_t ahead_ms, uint64_t max_ms) {
          std::to_string(max_ms) + " ms, --max-clock-skew-ms)";
 }
 
+// Over HTTP (an internal write), a refusal answers this status, with the skew in this header and
+// SkewMessage as the body; over the binary protocol it is ERROR_RESPONSE CLOCK_SKEW (105) with
+// SkewMessage as the message.
+inline constexpr int kSkewHttpStatus = 422;
+inline constexpr char kSkewHttpHeader[] = "X-KV-Clock-Skew-Ms";
+
 // The leading decimal number of a refusal's text (0 if none).
 inline uint64_t ParseSkewMs(std::string_view text) {
   uint64_t n = 0;

@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "cluster/clock_skew.h"
 #include "cluster/local_replica.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -74,6 +75,7 @@ class NodeApp final : public RequestHandler {
     synced_.data = this;
     local_ = std::make_unique<cluster::LocalReplica>(
         cluster->engine, &cluster->hlc, cluster->committer, [this] { uv_async_send(&synced_); });
+    local_->set_max_clock_skew(cluster->max_clock_skew_ms, &cluster->replica_skew_refusals);
     std::vector<std::unique_ptr<cluster::PeerTransport>> transports;
     const uint64_t fingerprint = cluster->ring.Fingerprint();
     for (size_t i = 0; i < cluster->ring.size(); ++i) {
@@ -258,6 +260,10 @@ class NodeApp final : public RequestHandler {
       case cluster::PeerResponse::kStored:
         return r.Respond(op == cluster::PeerOp::kPut ? 201 : 202, "", {{"X-KV-Version", v}});
       default:
+        if (resp.clock_skew) {
+          return r.Respond(cluster::kSkewHttpStatus, "clock skew: " + resp.error + "\n",
+                           {{cluster::kSkewHttpHeader, U64(resp.skew_ms)}});
+        }
         return r.Respond(resp.no_space ? 507 : 500, resp.error + "\n");
     }
   }
@@ -298,9 +304,12 @@ class NodeApp final : public RequestHandler {
       j += "{\"url\":" + JsonString(cluster_->ring.url(i)) +
            ",\"state\":" + JsonString(cluster::CircuitBreaker::StateName(br.state(now_ms))) +
            ",\"failures\":" + U64(cluster_->peer_failures[i]->load()) +
-           ",\"timeout_ms\":" + U64((PeerTimeoutUs(i) + 999) / 1000) + "}";
+           ",\"timeout_ms\":" + U64((PeerTimeoutUs(i) + 999) / 1000) +
+           ",\"skew_refusals\":" + U64(cluster_->peer_skew_refusals[i]->load()) +
+           ",\"last_skew_ms\":" + U64(cluster_->peer_last_skew_ms[i]->load()) + "}";
     }
-    j += "]}\n";
+    j += "],\"max_clock_skew_ms\":" + U64(cluster_->max_clock_skew_ms) +
+         ",\"skew_refusals\":" + U64(cluster_->replica_skew_refusals.load()) + "}\n";
     return j;
   }
 
@@ -378,6 +387,26 @@ class NodeApp final : public RequestHandler {
       t += "kv_peer_timeout_seconds{peer=\"" + cluster_->ring.url(i) + "\"} " +
            SecondsOfUs(PeerTimeoutUs(i)) + "\n";
     }
+    t += "# HELP kv_peer_skew_refusals_total This node's writes a peer refused as too far ahead "
+         "of its clock, by peer.\n";
+    t += "# TYPE kv_peer_skew_refusals_total counter\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      t += "kv_peer_skew_refusals_total{peer=\"" + cluster_->ring.url(i) + "\"} " +
+           U64(cluster_->peer_skew_refusals[i]->load()) + "\n";
+    }
+    t += "# HELP kv_peer_last_skew_seconds How far ahead of a peer's clock it found this node's "
+         "last refused write, by peer.\n";
+    t += "# TYPE kv_peer_last_skew_seconds gauge\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      t += "kv_peer_last_skew_seconds{peer=\"" + cluster_->ring.url(i) + "\"} " +
+           SecondsOfUs(cluster_->peer_last_skew_ms[i]->load() * 1000) + "\n";
+    }
+    t += "# HELP kv_replica_skew_refusals_total Writes this node's replica refused as more than "
+         "--max-clock-skew-ms ahead of its clock.\n";
+    t += "# TYPE kv_replica_skew_refusals_total counter\nkv_replica_skew_refusals_total " +
+         U64(cluster_->replica_skew_refusals.load()) + "\n";
     t += "# HELP kv_peer_requests_total Replica requests sent, by peer.\n";
     t += "# TYPE kv_peer_requests_total counter\n";
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {
