@@ -56,6 +56,12 @@ int main(int argc, char** argv) {
   }
 
   kv::cluster::ClusterState cluster(cfg.cluster, cfg.self_index, engine.get());
+  cluster.max_clock_skew_ms = cfg.max_clock_skew_ms;
+  cluster.hlc.set_offset_us(cfg.clock_offset_ms * 1000);
+  if (cfg.clock_offset_ms != 0) {
+    LOG_WARN("--clock-offset-ms %lld: this node's clock reads that far off (a test setting)",
+             static_cast<long long>(cfg.clock_offset_ms));
+  }
   // --fsync always in a cluster: one thread runs the fdatasyncs for every loop (group commit), so
   // no loop waits on the disk while peers wait for it (1.67x the throughput of syncing on the
   // loop, 3 nodes, loadtest/REPORT.md 2026-12-02). A single node syncs on its loop: it has

@@ -1,8 +1,12 @@
 #include "cluster/coordinator.h"
 
 #include <algorithm>
+#include <cinttypes>
 #include <optional>
 #include <utility>
+
+#include "cluster/clock_skew.h"
+#include "common/log.h"
 
 namespace kv::cluster {
 
@@ -24,8 +28,15 @@ AnswerKind KindOf(const PeerResponse& r) {
 }  // namespace
 
 ClusterState::ClusterState(std::vector<std::string> urls, size_t self, storage::Engine* e)
-    : ring(std::move(urls)), self_index(self), hlc(static_cast<uint16_t>(self)), engine(e) {
+    : ring(std::move(urls)),
+      self_index(self),
+      hlc(static_cast<uint16_t>(self)),
+      engine(e),
+      max_clock_skew_ms(kDefaultMaxClockSkewMs) {
   for (size_t i = 0; i < ring.size(); ++i) {
+    peer_skew_refusals.push_back(std::make_unique<std::atomic<uint64_t>>(0));
+    peer_last_skew_ms.push_back(std::make_unique<std::atomic<uint64_t>>(0));
+    peer_skew_logged_us.push_back(std::make_unique<std::atomic<uint64_t>>(0));
     breakers.push_back(std::make_unique<CircuitBreaker>());
     peer_failures.push_back(std::make_unique<std::atomic<uint64_t>>(0));
     peer_timeout_us.push_back(std::make_unique<std::atomic<uint64_t>>(0));
@@ -219,7 +230,8 @@ void Coordinator::RecordPeerAnswer(uint32_t node, const PeerResponse& resp, uint
   CircuitBreaker& br = *state_->breakers[node];
   PeerStats& ps = peers_[node];
   const bool failed = resp.kind == PeerResponse::kError;
-  if (failed) {
+  if (resp.clock_skew) RecordSkewRefusal(node, resp, now_us);
+  if (failed && !resp.clock_skew) {
     if (resp.slow) {
       br.OnFailure(now_us / 1000);
       if (!probing_ && br.state(now_us / 1000) != CircuitBreaker::State::kClosed) {
@@ -228,14 +240,32 @@ void Coordinator::RecordPeerAnswer(uint32_t node, const PeerResponse& resp, uint
     }
     state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
   } else {
+    // A skew refusal failed the write on that replica, but it is a prompt answer: the peer is
+    // up, and its answer time is as good as any.
+    if (failed) state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
     br.OnSuccess();
     ps.timeout.Record(took_us, now_us);
   }
   // A failure only ever makes a measured peer look slower: a fast one (refused, reset) says
   // nothing of its speed.
   uint64_t& avg = ps.answer_avg_us;
-  if (failed && (avg == 0 || took_us <= avg)) return;
+  if (failed && !resp.clock_skew && (avg == 0 || took_us <= avg)) return;
   avg = avg == 0 ? took_us : avg - avg / 8 + took_us / 8;
+}
+
+void Coordinator::RecordSkewRefusal(uint32_t node, const PeerResponse& resp, uint64_t now_us) {
+  const uint64_t n = state_->peer_skew_refusals[node]->fetch_add(1, std::memory_order_relaxed) + 1;
+  state_->peer_last_skew_ms[node]->store(resp.skew_ms, std::memory_order_relaxed);
+  // Once per interval per peer, over every loop: the first loop to swap the time logs.
+  std::atomic<uint64_t>& logged = *state_->peer_skew_logged_us[node];
+  uint64_t last = logged.load(std::memory_order_relaxed);
+  if (last != 0 && now_us - last < kSkewLogIntervalMs * 1000) return;
+  if (!logged.compare_exchange_strong(last, now_us, std::memory_order_relaxed)) return;
+  LOG_WARN("clock skew: peer %s refused this node's write: its version is %" PRIu64
+           " ms ahead of that peer's clock (refusals from it so far: %" PRIu64
+           "); this node's clock is probably ahead by about %" PRIu64
+           " ms: writes that need that peer fail until the clocks agree (check NTP)",
+           state_->ring.url(node).c_str(), resp.skew_ms, n, resp.skew_ms);
 }
 
 void Coordinator::PreferFasterPeers(uint32_t* nodes, int begin, int first, int from) {

@@ -17,6 +17,10 @@
 // is not closed, every kProbeIntervalMs this loop pings it (PeerTransport::Ping); any answer
 // (a pong or a replica answer) closes the breaker, so a healed, resumed or restarted peer is back
 // within about one interval plus a round trip.
+// Clock skew: a peer that refuses a write's version as too far ahead of its clock (clock_skew)
+// answered: that replica failed for this request (the others may still meet `ack`), but the
+// answer counts for the peer's health like any other, and is counted per peer and logged (at
+// most once per kSkewLogIntervalMs per peer) as this node's clock being ahead.
 // One Coordinator per loop thread; every call and callback happens on that thread.
 #pragma once
 #include <atomic>
@@ -77,6 +81,14 @@ struct ClusterState {
   // Per node: the replica request timeout a loop last computed for it (PeerTimeout), in us; 0
   // until a Coordinator exists. For /v0/status and /metrics.
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_timeout_us;
+  // --max-clock-skew-ms: every loop's LocalReplica refuses writes further ahead of its clock.
+  uint64_t max_clock_skew_ms;
+  std::atomic<uint64_t> replica_skew_refusals{0};  // writes its LocalReplicas refused for skew
+  // Per node: this node's writes that node refused for clock skew, and the skew (ms) the last
+  // refusal named; for /v0/status and /metrics. Also when the coordinator last logged it.
+  std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_skew_refusals;
+  std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_last_skew_ms;
+  std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_skew_logged_us;
   std::atomic<uint64_t> get_hedges{0};   // GETs that asked the rest after the hedge delay
   std::atomic<uint64_t> get_retries{0};  // replicas asked by a GET in place of a failed one
 
@@ -132,6 +144,7 @@ class Coordinator {
   // delay (the p99 of answer times) for every GET.
   static constexpr uint64_t kSlowPeerProbeEvery = 128;
   static constexpr uint64_t kProbeIntervalMs = 100;
+  static constexpr uint64_t kSkewLogIntervalMs = 60000;
   // transports[i] talks to node i (nullptr for self); local is this node's replica. env and
   // local outlive the Coordinator.
   Coordinator(ClusterState* state, Replica* local,
@@ -181,6 +194,8 @@ class Coordinator {
   // and failure count, the peer's timeout (answers only) and its moving average of answer times
   // (a failure only when it took longer than that average).
   void RecordPeerAnswer(uint32_t node, const PeerResponse& resp, uint64_t took_us, uint64_t now_us);
+  // A peer refused a write for clock skew: counted, logged now and then.
+  void RecordSkewRefusal(uint32_t node, const PeerResponse& resp, uint64_t now_us);
   // Reorders the peers a hedged GET asks first (slots [begin, first) of nodes; later slots are
   // the spares) so that none of them is clearly slower than a spare: the fastest spare takes
   // the slow one's slot, and the slow one goes last.

@@ -18,10 +18,14 @@ uint64_t Hlc::RealWallUs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
+uint64_t Hlc::WallUs() const {
+  return wall_us_() + static_cast<uint64_t>(offset_us_.load(std::memory_order_relaxed));
+}
+
 uint64_t Hlc::Now() {
   // Read the wall clock once: a retry only happens because another thread advanced last_, and
   // the result is then derived from that newer value anyway.
-  const uint64_t wall = wall_us_();
+  const uint64_t wall = WallUs();
   uint64_t last = last_.load(std::memory_order_relaxed);
   for (;;) {
     // A legacy last (or 0) is below every current version: only the wall clock counts then.

@@ -13,8 +13,9 @@ namespace kv::cluster {
 // after another was acknowledged get the greater version when the nodes' clocks agree (unless the
 // first node's versions ran ahead of its clock, by borrowing or by observing a faster peer, by
 // more than the time between the two writes). Every version it returns is greater than every
-// legacy (ms layout) version. Observed versions are trusted: nothing bounds how far ahead they
-// may be (the microseconds end in year 2255). All methods are thread-safe and lock-free (one CAS
+// legacy (ms layout) version. Observe trusts what it is given: bounding how far ahead a version
+// may be is the caller's (LocalReplica refuses a write more than --max-clock-skew-ms ahead of
+// WallUs() and observes only what it accepts). All methods are thread-safe and lock-free (one CAS
 // loop on one atomic word). proto_spec/peer-protocol.md 1.1 says what clock skew does.
 class Hlc {
  public:
@@ -37,6 +38,13 @@ class Hlc {
   uint64_t Last() const { return last_.load(std::memory_order_acquire); }
   uint16_t node_id() const { return node_; }
 
+  // This node's notion of the wall clock, in unix microseconds: wall_us() plus the offset (0
+  // unless a test set one). Now() follows it; LocalReplica bounds accepted versions by it.
+  uint64_t WallUs() const;
+  // For tests only (--clock-offset-ms): shifts WallUs() by offset_us, as if this node's clock
+  // were that far ahead (negative: behind). Set before versions are made.
+  void set_offset_us(int64_t offset_us) { offset_us_.store(offset_us, std::memory_order_relaxed); }
+
   // CLOCK_REALTIME in microseconds.
   static uint64_t RealWallUs();
 
@@ -44,6 +52,7 @@ class Hlc {
   const uint16_t node_;
   uint64_t (*const wall_us_)();
   std::atomic<uint64_t> last_{0};
+  std::atomic<int64_t> offset_us_{0};
 };
 
 }  // namespace kv::cluster

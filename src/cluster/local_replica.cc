@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "cluster/clock_skew.h"
+
 namespace kv::cluster {
 
 namespace {
@@ -47,7 +49,11 @@ PeerResponse LocalReplica::StoredResponse(const storage::Status& st,
 
 LocalReplica::LocalReplica(storage::Engine* engine, Hlc* hlc, GroupCommitter* committer,
                            std::function<void()> wake)
-    : engine_(engine), hlc_(hlc), committer_(committer), wake_(std::move(wake)) {}
+    : engine_(engine),
+      hlc_(hlc),
+      max_skew_ms_(kDefaultMaxClockSkewMs),
+      committer_(committer),
+      wake_(std::move(wake)) {}
 
 LocalReplica::~LocalReplica() = default;
 
@@ -63,6 +69,15 @@ void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t 
       bad.error = "unknown op";
       return waiter->OnPeerResponse(cookie, std::move(bad));
     }
+  }
+  // Checked before anything else: a refused version is neither written nor observed.
+  if (const uint64_t ahead = SkewRefusalMs(req.version, hlc_->WallUs(), max_skew_ms_)) {
+    if (skew_refusals_ != nullptr) skew_refusals_->fetch_add(1, std::memory_order_relaxed);
+    PeerResponse refused;
+    refused.clock_skew = true;
+    refused.skew_ms = ahead;
+    refused.error = SkewMessage(ahead, max_skew_ms_);
+    return waiter->OnPeerResponse(cookie, std::move(refused));
   }
   hlc_->Observe(req.version);
   const bool tombstone = req.op == PeerOp::kRemove;

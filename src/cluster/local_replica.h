@@ -5,6 +5,9 @@
 //
 // - Reads are answered at once, from what is committed (a write queued in the same iteration and
 //   not yet answered may not be seen; an answered one always is).
+// - A write whose version is more than the max clock skew ahead of the HLC's WallUs() is refused
+//   at once (kError, clock_skew; cluster/clock_skew.h): nothing is written or observed, so neither
+//   a forged version nor a peer with a wrong clock can pin a key or drag this node's clock.
 // - Writes observe their version in the HLC (a peer's clock may run ahead), then queue; Commit(),
 //   which the loop calls once per iteration before it polls, writes every queued write with one
 //   Engine::Write (one log write(2)) and answers them in order. A value over kMaxBatchedValue is
@@ -15,6 +18,7 @@
 //   on the disk. Without one, an engine opened with kAlways syncs inside Commit().
 // - Errors: kError with the engine's message; no_space when the disk is full (HTTP 507).
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -44,6 +48,14 @@ class LocalReplica final : public Replica {
   LocalReplica(storage::Engine* engine, Hlc* hlc, GroupCommitter* committer = nullptr,
                std::function<void()> wake = nullptr);
   ~LocalReplica();
+
+  // Writes more than max_ms ahead of the HLC's WallUs() are refused (0: none is; the default is
+  // kDefaultMaxClockSkewMs); each refusal adds 1 to *refusals when that is not null (shared by
+  // every loop's replica, for /metrics). Before the first Execute.
+  void set_max_clock_skew(uint64_t max_ms, std::atomic<uint64_t>* refusals) {
+    max_skew_ms_ = max_ms;
+    skew_refusals_ = refusals;
+  }
 
   void Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie) override;
   // Writes what is queued and answers it (or hands it to the committer). Answers may queue more
@@ -82,6 +94,8 @@ class LocalReplica final : public Replica {
 
   storage::Engine* engine_;
   Hlc* hlc_;
+  uint64_t max_skew_ms_;
+  std::atomic<uint64_t>* skew_refusals_ = nullptr;
   GroupCommitter* committer_;
   std::function<void()> wake_;
   std::vector<Item> items_;  // the first count_ are queued

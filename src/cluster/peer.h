@@ -33,6 +33,11 @@ struct PeerResponse {
   // the circuit breaker and a peer that comes back is used at once.
   bool slow = false;
   bool no_space = false;  // kError: the replica's disk is full
+  // kError: the replica refused the write because its version is skew_ms ahead of the
+  // replica's clock, more than its --max-clock-skew-ms (cluster/clock_skew.h). An answer, not a
+  // timeout: the peer is alive and fast, only this write failed on it.
+  bool clock_skew = false;
+  uint64_t skew_ms = 0;
   uint64_t version = 0;
   std::string value;
   std::string error;  // kError: short reason ("timeout", "connection refused", ...)

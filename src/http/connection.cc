@@ -82,6 +82,8 @@ const char* StatusText(int status) {
       return "Request Timeout";
     case 413:
       return "Payload Too Large";
+    case 422:
+      return "Unprocessable Content";
     case 431:
       return "Request Header Fields Too Large";
     case 500:

@@ -151,6 +151,21 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
                     {{"hedged", cluster::ReadFanout::kHedged}, {"all", cluster::ReadFanout::kAll}},
                     "`hedged`: a GET asks `ack` replicas first, more on a failure or past the "
                     "hedge delay (the p99 of answer times); `all`: every `from` replica at once"),
+      Number("max-clock-skew-ms", &cfg->max_clock_skew_ms, 0, 86400000, "expected 0..86400000",
+             "a replica refuses a write whose version is more than this ahead of its own clock "
+             "(nothing written; the coordinator logs and counts it per peer), so a forged "
+             "version or a node whose clock is ahead cannot pin a key; `0`: no bound"),
+      {"clock-offset-ms", 0, "N", "0",
+       "for tests only: this node's clock reads N ms ahead of the system's (negative: behind)",
+       [cfg](const std::string& v) {
+         const bool neg = !v.empty() && v[0] == '-';
+         uint64_t n;
+         if (!ParseU64(neg ? v.substr(1) : v, &n) || n > 1000ull * 86400 * 365 * 100) {
+           return std::string("expected a number of ms within 100 years");
+         }
+         cfg->clock_offset_ms = neg ? -static_cast<int64_t>(n) : static_cast<int64_t>(n);
+         return std::string();
+       }},
       flags::Choice("fsync", &cfg->fsync,
                     {{"periodic", FsyncPolicy::kPeriodic},
                      {"always", FsyncPolicy::kAlways},

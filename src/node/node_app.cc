@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "cluster/clock_skew.h"
 #include "cluster/local_replica.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -85,6 +86,7 @@ class NodeApp final : public Service, public RequestHandler {
     synced_.data = this;
     local_ = std::make_unique<cluster::LocalReplica>(
         cluster_->engine, &cluster_->hlc, cluster_->committer, [this] { uv_async_send(&synced_); });
+    local_->set_max_clock_skew(cluster_->max_clock_skew_ms, &cluster_->replica_skew_refusals);
     http_replica_ = std::make_unique<HttpReplicaServer>(local_.get());
     std::vector<std::unique_ptr<cluster::PeerTransport>> transports;
     const uint64_t fingerprint = cluster_->ring.Fingerprint();
@@ -299,9 +301,12 @@ class NodeApp final : public Service, public RequestHandler {
       j += "{\"url\":" + JsonString(cluster_->ring.url(i)) +
            ",\"state\":" + JsonString(cluster::CircuitBreaker::StateName(br.state(now_ms))) +
            ",\"failures\":" + U64(cluster_->peer_failures[i]->load()) +
-           ",\"timeout_ms\":" + U64((PeerTimeoutUs(i) + 999) / 1000) + "}";
+           ",\"timeout_ms\":" + U64((PeerTimeoutUs(i) + 999) / 1000) +
+           ",\"skew_refusals\":" + U64(cluster_->peer_skew_refusals[i]->load()) +
+           ",\"last_skew_ms\":" + U64(cluster_->peer_last_skew_ms[i]->load()) + "}";
     }
-    j += "]}\n";
+    j += "],\"max_clock_skew_ms\":" + U64(cluster_->max_clock_skew_ms) +
+         ",\"skew_refusals\":" + U64(cluster_->replica_skew_refusals.load()) + "}\n";
     return j;
   }
 
@@ -380,6 +385,26 @@ class NodeApp final : public Service, public RequestHandler {
       t += "kv_peer_timeout_seconds{peer=\"" + cluster_->ring.url(i) + "\"} " +
            SecondsOfUs(PeerTimeoutUs(i)) + "\n";
     }
+    t += "# HELP kv_peer_skew_refusals_total This node's writes a peer refused as too far ahead "
+         "of its clock, by peer.\n";
+    t += "# TYPE kv_peer_skew_refusals_total counter\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      t += "kv_peer_skew_refusals_total{peer=\"" + cluster_->ring.url(i) + "\"} " +
+           U64(cluster_->peer_skew_refusals[i]->load()) + "\n";
+    }
+    t += "# HELP kv_peer_last_skew_seconds How far ahead of a peer's clock it found this node's "
+         "last refused write, by peer.\n";
+    t += "# TYPE kv_peer_last_skew_seconds gauge\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      t += "kv_peer_last_skew_seconds{peer=\"" + cluster_->ring.url(i) + "\"} " +
+           SecondsOfUs(cluster_->peer_last_skew_ms[i]->load() * 1000) + "\n";
+    }
+    t += "# HELP kv_replica_skew_refusals_total Writes this node's replica refused as more than "
+         "--max-clock-skew-ms ahead of its clock.\n";
+    t += "# TYPE kv_replica_skew_refusals_total counter\nkv_replica_skew_refusals_total " +
+         U64(cluster_->replica_skew_refusals.load()) + "\n";
     t += "# HELP kv_peer_requests_total Replica requests sent, by peer.\n";
     t += "# TYPE kv_peer_requests_total counter\n";
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {

@@ -170,9 +170,10 @@ class BinaryServer final : public BinaryPeerServer {
     --c->unanswered;
     if (s.write) --c->queued_writes;
     if (c->closing) return MaybeDelete(c);
-    EncodePeerResponse(
-        &c->out, s.request_id, resp,
-        resp.no_space ? proto::ErrorCode::kNoSpace : proto::ErrorCode::kStorageError);
+    EncodePeerResponse(&c->out, s.request_id, resp,
+                       resp.clock_skew ? proto::ErrorCode::kClockSkew
+                       : resp.no_space ? proto::ErrorCode::kNoSpace
+                                       : proto::ErrorCode::kStorageError);
     if (c->unanswered == 0 && !c->final_error.empty()) {
       c->out.append(c->final_error);
       c->final_error.clear();

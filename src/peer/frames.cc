@@ -1,5 +1,7 @@
 #include "peer/frames.h"
 
+#include "cluster/clock_skew.h"
+
 namespace kv::net {
 
 cluster::PeerRequest ToPeerRequest(const proto::Frame& f) {
@@ -33,6 +35,10 @@ cluster::PeerResponse ToPeerResponse(const proto::Frame& f) {
     case proto::FrameType::kError:
       r.kind = cluster::PeerResponse::kError;
       r.error = proto::ErrorText(f);
+      if (f.type == proto::FrameType::kErrorResponse && f.code == proto::ErrorCode::kClockSkew) {
+        r.clock_skew = true;
+        r.skew_ms = cluster::ParseSkewMs(f.message);
+      }
       return r;
     default:
       r.kind = cluster::PeerResponse::kError;

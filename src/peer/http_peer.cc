@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "cluster/clock_skew.h"
 #include "common/log.h"
 #include "http/client.h"
 #include "http/url.h"
@@ -100,12 +101,13 @@ struct Conn {
   bool bad_version = false;
   bool tombstone = false;
   uint64_t version = 0;
+  uint64_t skew_ms = 0;  // X-KV-Clock-Skew-Ms: a write refused for clock skew
   std::string body;
 
   void ResetResponse() {
     status = 0;
     has_version = bad_version = tombstone = false;
-    version = 0;
+    version = skew_ms = 0;
     body.clear();
   }
 };
@@ -148,6 +150,16 @@ PeerResponse MapResponse(const Slot& slot, Conn& c) {
   }
   std::string reason = "http ";
   AppendU64(&reason, static_cast<uint64_t>(c.status));
+  if (c.status == cluster::kSkewHttpStatus && c.skew_ms != 0 && !slot.ping &&
+      slot.op != PeerOp::kGet) {
+    reason += ": clock skew: ";
+    AppendU64(&reason, c.skew_ms);
+    reason += " ms ahead of the replica's clock";
+    r = ErrorResponse(reason);
+    r.clock_skew = true;
+    r.skew_ms = c.skew_ms;
+    return r;
+  }
   return ErrorResponse(reason);
 }
 
@@ -244,6 +256,8 @@ class HttpPeer final : public HttpClientDelegate {
       conn->version = v;
     } else if (EqualsIgnoreCase(name, "x-kv-tombstone")) {
       conn->tombstone = value == "1";
+    } else if (EqualsIgnoreCase(name, cluster::kSkewHttpHeader)) {
+      conn->skew_ms = cluster::ParseSkewMs(value);
     }
   }
 

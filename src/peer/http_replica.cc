@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "cluster/clock_skew.h"
 #include "http/url.h"
 
 namespace kv::net {
@@ -33,6 +34,13 @@ void HttpReplicaServer::OnAnswer(uint64_t slot, cluster::PeerResponse&& resp) {
       return p.responder.Respond(p.op == cluster::PeerOp::kPut ? 201 : 202, "",
                                  {{"X-KV-Version", v}});
     default:
+      if (resp.clock_skew) {
+        char skew[24];
+        const std::string_view ms(skew,
+                                  std::to_chars(skew, skew + sizeof skew, resp.skew_ms).ptr - skew);
+        return p.responder.Respond(cluster::kSkewHttpStatus, "clock skew: " + resp.error + "\n",
+                                   {{cluster::kSkewHttpHeader, ms}});
+      }
       return p.responder.Respond(resp.no_space ? 507 : 500, resp.error + "\n");
   }
 }

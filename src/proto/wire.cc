@@ -122,6 +122,8 @@ const char* ErrorCodeName(ErrorCode code) {
       return "INVALID_REQUEST";
     case ErrorCode::kInternal:
       return "INTERNAL";
+    case ErrorCode::kClockSkew:
+      return "CLOCK_SKEW";
   }
   return "UNKNOWN";
 }

@@ -68,6 +68,7 @@ enum class ErrorCode : uint16_t {
   kOverloaded = 102,
   kInvalidRequest = 103,
   kInternal = 104,
+  kClockSkew = 105,  // a write's version too far ahead of the replica's clock
 };
 
 // "BAD_PREFACE", ... as in the spec; "UNKNOWN" for codes this build does not know.

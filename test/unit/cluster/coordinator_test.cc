@@ -709,6 +709,54 @@ TEST_CASE("Coordinator: Close answers pending requests and empties the hedge que
   CHECK(f.coord->pending() == 0);
 }
 
+TEST_CASE(
+    "Coordinator: a peer's clock-skew refusal fails that replica, counted per peer, "
+    "not as slow") {
+  Fixture f;
+  auto refusal = [](uint64_t ms) {
+    PeerResponse r;
+    r.error = "3600000 ms ahead of the replica's clock (limit 2000 ms, --max-clock-skew-ms)";
+    r.clock_skew = true;
+    r.skew_ms = ms;
+    return r;
+  };
+  // 3/3: one refusal fails the write (504), at once.
+  Result all;
+  f.Run(PeerOp::kPut, "k", 3, 3, &all, "v");
+  CHECK(all.calls == 0);
+  f.peers[1]->Answer(0, refusal(3600000));
+  REQUIRE(all.calls == 1);
+  CHECK(all.outcome.kind == Outcome::kUnavailable);
+  f.peers[2]->Answer(0, Kind(PeerResponse::kStored, 1));
+  CHECK(f.state->peer_skew_refusals[1]->load() == 1);
+  CHECK(f.state->peer_last_skew_ms[1]->load() == 3600000);
+  CHECK(f.state->peer_skew_refusals[2]->load() == 0);
+  CHECK(f.state->peer_failures[1]->load() == 1);
+  // 2/3: the others meet ack; the refusing peer's skew is updated to the latest refusal.
+  Result two;
+  f.Run(PeerOp::kPut, "k", 2, 3, &two, "v");
+  f.peers[1]->Answer(1, refusal(3500000));
+  CHECK(two.calls == 0);
+  f.peers[2]->Answer(1, Kind(PeerResponse::kStored, 2));
+  REQUIRE(two.calls == 1);
+  CHECK(two.outcome.kind == Outcome::kStored);
+  CHECK(f.state->peer_skew_refusals[1]->load() == 2);
+  CHECK(f.state->peer_last_skew_ms[1]->load() == 3500000);
+  // Many refusals never open the peer's circuit: they are prompt answers. It is asked every
+  // time, and its next stored answer is taken as usual.
+  for (int i = 0; i < 20; ++i) {
+    Result r;
+    const size_t before = f.peers[1]->sent.size();
+    f.Run(PeerOp::kPut, "k" + std::to_string(i), 1, 3, &r, "v");
+    REQUIRE(f.peers[1]->sent.size() == before + 1);
+    f.peers[1]->Answer(before, refusal(3600000));
+  }
+  CHECK(f.state->breakers[1]->state(f.env.ms) == CircuitBreaker::State::kClosed);
+  CHECK(f.state->peer_skew_refusals[1]->load() == 22);
+  f.coord->OnTimer();
+  CHECK(f.peers[1]->pings.empty());  // nothing to probe
+}
+
 TEST_CASE("HedgeDelay: buckets cover every value within 25%") {
   int prev = -1;
   for (uint64_t v = 0; v < (1u << 20); v += 1 + v / 64) {

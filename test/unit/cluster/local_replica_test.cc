@@ -11,6 +11,7 @@
 #include <string>
 
 #include "../storage/storage_test_util.h"
+#include "cluster/clock_skew.h"
 #include "common/version.h"
 
 namespace kv::cluster {
@@ -161,6 +162,145 @@ TEST_CASE("GroupCommitter: many batches from two loops, each answered exactly on
   CHECK(a1.got.size() == 200);
   CHECK(a2.got.size() == 200);
   committer.Stop();
+}
+
+// The injected wall clock in microseconds (a plain function pointer, so it reads a global).
+constexpr uint64_t kWall = 1700000000000000;  // a realistic unix time in microseconds
+std::atomic<uint64_t> g_wall{kWall};
+uint64_t FakeWall() {
+  return g_wall.load(std::memory_order_relaxed);
+}
+
+// What one write answers once committed (or at once, when refused).
+PeerResponse WriteOnce(LocalReplica& r, PeerOp op, std::string_view key, uint64_t version) {
+  Answers a;
+  r.Execute(PeerRequest{op, key, op == PeerOp::kPut ? "v" : "", version}, &a, 1);
+  r.Commit();
+  REQUIRE(a.got.count(1) == 1);
+  return a.got[1];
+}
+
+PeerResponse ReadOnce(LocalReplica& r, std::string_view key) {
+  Answers a;
+  r.Execute(PeerRequest{PeerOp::kGet, key, {}, 0}, &a, 1);
+  REQUIRE(a.got.count(1) == 1);
+  return a.got[1];
+}
+
+TEST_CASE(
+    "LocalReplica: a write more than the max clock skew ahead is refused, nothing written "
+    "or observed") {
+  Store s;
+  g_wall = kWall;
+  Hlc hlc(0, &FakeWall);
+  LocalReplica r(s.engine.get(), &hlc);
+  std::atomic<uint64_t> refusals{0};
+  constexpr uint64_t kMax = 2000;
+  r.set_max_clock_skew(kMax, &refusals);
+  const uint64_t before = hlc.Now();
+  for (PeerOp op : {PeerOp::kPut, PeerOp::kRemove}) {
+    CAPTURE(static_cast<int>(op));
+    // N + 1 ms ahead, and one microsecond over N ms: refused at once, without a Commit.
+    for (uint64_t ahead_us : {(kMax + 1) * 1000, kMax * 1000 + 1}) {
+      Answers a;
+      const uint64_t v = version::Make(kWall + ahead_us, 2);
+      r.Execute(PeerRequest{op, "k", "v", v}, &a, 1);
+      REQUIRE(a.got.count(1) == 1);
+      CHECK(a.got[1].kind == PeerResponse::kError);
+      CHECK(a.got[1].clock_skew);
+      CHECK(a.got[1].skew_ms == kMax + 1);
+      CHECK(a.got[1].error ==
+            "2001 ms ahead of the replica's clock (limit 2000 ms, "
+            "--max-clock-skew-ms)");
+      CHECK(r.pending() == 0);
+      CHECK(hlc.Last() == before);  // not observed: the clock is not dragged ahead
+    }
+    CHECK(ReadOnce(r, "k").kind == PeerResponse::kAbsent);
+  }
+  CHECK(refusals.load() == 4);
+  CHECK(hlc.Now() == version::Make(kWall + 1, 0));  // the next version follows the wall clock
+  // Exactly N ms ahead, and anything behind: accepted, and observed.
+  const uint64_t edge = version::Make(kWall + kMax * 1000, 2);
+  CHECK(WriteOnce(r, PeerOp::kPut, "k", edge).kind == PeerResponse::kStored);
+  CHECK(hlc.Last() == edge);
+  CHECK(WriteOnce(r, PeerOp::kRemove, "old", version::Make(kWall - 3600000000, 1)).kind ==
+        PeerResponse::kStored);
+  CHECK(ReadOnce(r, "old").kind == PeerResponse::kTombstone);
+  CHECK(refusals.load() == 4);
+  // The clock moves on: a version that was too far ahead is accepted once within the bound.
+  const uint64_t later = version::Make(kWall + 5000000, 2);
+  CHECK(WriteOnce(r, PeerOp::kPut, "k2", later).clock_skew);
+  g_wall = kWall + 3000000;
+  CHECK(WriteOnce(r, PeerOp::kPut, "k2", later).kind == PeerResponse::kStored);
+}
+
+TEST_CASE("LocalReplica: the issue's forged version is refused and a normal write then wins") {
+  Store s;
+  g_wall = kWall;
+  Hlc hlc(0, &FakeWall);
+  LocalReplica r(s.engine.get(), &hlc);
+  const uint64_t forged = 18446744073709551000ull;
+  const PeerResponse p = WriteOnce(r, PeerOp::kPut, "k", forged);
+  CHECK(p.clock_skew);  // the default bound applies
+  CHECK(p.skew_ms > 1000ull * 3600 * 24 * 365 * 100);
+  CHECK(hlc.Last() == 0);
+  CHECK(WriteOnce(r, PeerOp::kRemove, "k", forged).clock_skew);
+  CHECK(WriteOnce(r, PeerOp::kPut, "k", hlc.Now()).kind == PeerResponse::kStored);
+  CHECK(ReadOnce(r, "k").kind == PeerResponse::kValue);
+  CHECK(WriteOnce(r, PeerOp::kRemove, "k", hlc.Now()).kind == PeerResponse::kStored);
+  CHECK(ReadOnce(r, "k").kind == PeerResponse::kTombstone);
+}
+
+TEST_CASE("LocalReplica: legacy (ms) versions are bounded by their time too") {
+  Store s;
+  g_wall = kWall;
+  Hlc hlc(0, &FakeWall);
+  LocalReplica r(s.engine.get(), &hlc);
+  r.set_max_clock_skew(1000, nullptr);
+  const uint64_t ms = kWall / 1000;
+  // An old binary's write of now, or of the past: accepted and stored as it is.
+  const uint64_t now_legacy = version::MakeLegacy(ms, 5, 1);
+  CHECK(WriteOnce(r, PeerOp::kPut, "a", now_legacy).version == now_legacy);
+  CHECK(WriteOnce(r, PeerOp::kPut, "b", version::MakeLegacy(ms + 1000, 0, 1)).kind ==
+        PeerResponse::kStored);
+  // One ms past the bound: refused, with the skew its ms give.
+  const PeerResponse p = WriteOnce(r, PeerOp::kRemove, "a", version::MakeLegacy(ms + 1001, 0, 1));
+  CHECK(p.clock_skew);
+  CHECK(p.skew_ms == 1001);
+  CHECK(ReadOnce(r, "a").kind == PeerResponse::kValue);
+}
+
+TEST_CASE("LocalReplica: --max-clock-skew-ms 0 bounds nothing; a clock offset moves the bound") {
+  Store s;
+  g_wall = kWall;
+  Hlc hlc(0, &FakeWall);
+  LocalReplica r(s.engine.get(), &hlc);
+  r.set_max_clock_skew(0, nullptr);
+  const uint64_t far = version::Make(kWall + 3600000000, 1);
+  CHECK(WriteOnce(r, PeerOp::kPut, "k", far).kind == PeerResponse::kStored);
+  CHECK(hlc.Last() == far);
+
+  Store s2;
+  Hlc fast(0, &FakeWall);
+  fast.set_offset_us(3600000000);  // this node's clock an hour ahead (--clock-offset-ms)
+  CHECK(fast.WallUs() == kWall + 3600000000);
+  CHECK(version::Micros(fast.Now()) == kWall + 3600000000);
+  LocalReplica r2(s2.engine.get(), &fast);
+  r2.set_max_clock_skew(2000, nullptr);
+  CHECK(WriteOnce(r2, PeerOp::kPut, "k", far).kind == PeerResponse::kStored);
+  fast.set_offset_us(-3600000000);
+  CHECK(fast.WallUs() == kWall - 3600000000);
+  CHECK(WriteOnce(r2, PeerOp::kPut, "k", version::Make(kWall, 1)).clock_skew);
+}
+
+TEST_CASE("clock skew: the refusal's text carries the skew") {
+  CHECK(ParseSkewMs(SkewMessage(3600123, 2000)) == 3600123);
+  CHECK(ParseSkewMs("CLOCK_SKEW: 5 ms") == 0);  // the number must lead
+  CHECK(ParseSkewMs("") == 0);
+  CHECK(SkewRefusalMs(version::Make(kWall + 1, 0), kWall, 0) == 0);
+  CHECK(SkewRefusalMs(version::Make(kWall + 1001, 0), kWall, 1) == 2);
+  CHECK(SkewRefusalMs(version::Make(kWall + 1000, 0), kWall, 1) == 0);
+  CHECK(SkewRefusalMs(version::Make(1, 0), kWall, 1) == 0);
 }
 
 }  // namespace

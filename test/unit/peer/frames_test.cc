@@ -147,5 +147,33 @@ TEST_CASE("connection errors and unexpected frames read as failed replicas") {
   }
 }
 
+TEST_CASE("a clock-skew refusal crosses as CLOCK_SKEW and comes back with its skew") {
+  PeerResponse refused;
+  refused.clock_skew = true;
+  refused.skew_ms = 3600001;
+  refused.error = "3600001 ms ahead of the replica's clock (limit 2000 ms, --max-clock-skew-ms)";
+  std::string bytes;
+  EncodePeerResponse(&bytes, 9, refused, ErrorCode::kClockSkew);
+  DecodeResponse(bytes, [&](const Frame& f) {
+    CHECK(f.type == FrameType::kErrorResponse);
+    CHECK(f.code == ErrorCode::kClockSkew);
+    PeerResponse r = ToPeerResponse(f);
+    CHECK(r.kind == PeerResponse::kError);
+    CHECK(r.clock_skew);
+    CHECK(r.skew_ms == 3600001);
+    CHECK_FALSE(r.slow);
+    CHECK(r.error == "CLOCK_SKEW: " + refused.error);
+  });
+  // Another request error is no skew refusal, whatever its message says.
+  bytes.clear();
+  proto::EncodeErrorResponse(&bytes, 10, ErrorCode::kStorageError, "5 ms ahead");
+  DecodeResponse(bytes, [&](const Frame& f) {
+    PeerResponse r = ToPeerResponse(f);
+    CHECK(r.kind == PeerResponse::kError);
+    CHECK_FALSE(r.clock_skew);
+  });
+  CHECK(std::string(proto::ErrorCodeName(ErrorCode::kClockSkew)) == "CLOCK_SKEW");
+}
+
 }  // namespace
 }  // namespace kv::net
