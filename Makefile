@@ -17,14 +17,17 @@ CPPFLAGS := -Isrc -I$(LLHTTP_INC)
 LDFLAGS  := -pthread $(SAN)
 LDLIBS   := -luv -lxxhash
 
-MODULES := common storage proto cluster net
+MODULES := common storage proto cluster loop http peer node
 # Which archives a module's unit tests link (the module itself first): the modules its sources
 # and unit tests include, and theirs in turn (`make check-deps` compares them with the includes).
 DEPS_common  := common
 DEPS_storage := storage common
 DEPS_proto   := proto common
 DEPS_cluster := cluster storage common
-DEPS_net     := net cluster proto storage common llhttp
+DEPS_loop    := loop common
+DEPS_http    := http loop common llhttp
+DEPS_peer    := peer http loop cluster proto storage common llhttp
+DEPS_node    := node peer http loop cluster proto storage common llhttp
 
 srcs_of = $(wildcard src/$(1)/*.cc)
 objs_of = $(patsubst src/%.cc,$(BUILD)/obj/%.o,$(call srcs_of,$(1)))
@@ -173,7 +176,7 @@ check-format:
 	clang-format --dry-run -Werror $$(git ls-files 'src/*.cc' 'src/*.h' 'test/*.cc' 'test/*.h' 'loadtest/*.cc' 'loadtest/*.h')
 
 # README.md's flag table (between <!-- flags:begin ... --> and <!-- flags:end -->) from the node's
-# own flag table; a unit test (unit_net) fails while they differ.
+# own flag table; a unit test (unit_node) fails while they differ.
 readme-flags: node
 	./node --help-markdown > $(BUILD)/flags.md
 	awk -v table=$(BUILD)/flags.md '/^<!-- flags:end/ { while ((getline l < table) > 0) print l; skip = 0 } \

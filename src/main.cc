@@ -11,9 +11,9 @@
 #include "cluster/coordinator.h"
 #include "cluster/local_replica.h"
 #include "common/log.h"
-#include "net/config.h"
-#include "net/node_app.h"
-#include "net/server.h"
+#include "loop/worker.h"
+#include "node/config.h"
+#include "node/node_app.h"
 #include "storage/engine.h"
 
 int main(int argc, char** argv) {
@@ -65,8 +65,14 @@ int main(int argc, char** argv) {
     committer = std::make_unique<kv::cluster::GroupCommitter>(engine.get());
     cluster.committer = committer.get();
   }
-  kv::net::Server server(
-      cfg, [&cluster](kv::net::Worker& w) { return kv::net::MakeNodeApp(w, &cluster); });
+  kv::net::NodeShared node;
+  node.config = &cfg;
+  node.cluster = &cluster;
+  node.loops = static_cast<size_t>(cfg.threads);
+  node.http_metrics = std::make_unique<kv::net::Metrics[]>(node.loops);
+  kv::net::Server server(kv::net::WorkerOptionsOf(cfg), [&node](kv::net::Worker& w) {
+    return kv::net::MakeNodeService(w, &node);
+  });
   if (!server.Start(&err)) {
     fprintf(stderr, "node: %s\n", err.c_str());
     return 1;

@@ -45,7 +45,22 @@ def main():
             extra = " ".join(sorted(declared[m] - want)) or "-"
             missing = " ".join(sorted(want - declared[m])) or "-"
             print(f"DEPS_{m}: listed but not included: {extra}; included but not listed: {missing}")
-    print("check-deps: " + ("DEPS_* match the includes" if bad == 0 else f"{bad} modules differ"))
+    # Dependencies run one way: no two modules include each other, directly or through others.
+    closure = {}
+    for m in modules:
+        seen, todo = set(), [m]
+        while todo:
+            for d in direct.get(todo.pop(), ()):
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        closure[m] = seen
+    for a in sorted(modules):
+        for b in sorted(modules):
+            if a < b and b in closure[a] and a in closure[b]:
+                bad += 1
+                print(f"modules {a} and {b} include each other: dependencies must run one way")
+    print("check-deps: " + ("DEPS_* match the includes, no cycles" if bad == 0 else f"{bad} problems"))
     return 1 if bad else 0
 
 

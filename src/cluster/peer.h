@@ -1,5 +1,5 @@
 // The seam between the coordinator and the wire: one PeerTransport per (loop thread, peer node).
-// Two implementations, HTTP (src/net/peer_http.*) and binary (src/net/peer_binary.*), behave
+// Two implementations, HTTP (src/peer/http_peer.*) and binary (src/peer/binary*), behave
 // identically from here. All calls and callbacks happen on the owning loop thread.
 #pragma once
 #include <cstdint>

@@ -601,3 +601,26 @@ class ManyIdleConnections(Group):
         finally:
             for c in idle:
                 c.close()
+
+
+class PeerRequestsOverHttpInBinaryMode(Group):
+    """In binary peer mode (the default) peers never use HTTP: a client that sends the peer
+    headers is refused with 403 and writes nothing (issue: a forged version pinned a key)."""
+
+    def setup_group(self):
+        self.n = self.track(start_single(mode="binary"))
+        self.port = self.n.port
+
+    def test_forged_replica_write_refused(self):
+        forged = {"X-KV-Internal": "1", "X-KV-Version": "18446744073709551000"}
+        r = request(self.port, "PUT", entity_path("pinned"), body=b"poisoned", headers=forged)
+        check_eq(r.status, 403, "forged replica PUT")
+        check_eq(get(self.port, "pinned").status, 404, "nothing was written")
+        r = request(self.port, "DELETE", entity_path("pinned"), headers=forged)
+        check_eq(r.status, 403, "forged replica DELETE")
+        r = request(self.port, "GET", entity_path("pinned"), headers={"X-KV-Internal": "1"})
+        check_eq(r.status, 403, "forged replica GET")
+        check_eq(put(self.port, "pinned", b"good").status, 201, "a client's PUT")
+        check_eq(get(self.port, "pinned").body, b"good", "the client's value is read back")
+        check_eq(request(self.port, "DELETE", entity_path("pinned")).status, 202, "client DELETE")
+        check_eq(get(self.port, "pinned").status, 404, "the DELETE took effect")

@@ -1,0 +1,584 @@
+#include "http/connection.h"
+
+#include <cstring>
+
+#include "common/log.h"
+#include "http/url.h"
+#include "loop/uv_write.h"
+
+namespace kv::net {
+
+namespace {
+constexpr size_t kMaxQueuedAnswers = 256;         // pause reading past this many pipelined
+constexpr size_t kMaxPendingOutput = 256 * 1024;  // pause reading / streaming past this
+constexpr size_t kStreamSlice = 64 * 1024;        // body bytes produced per loop iteration
+constexpr size_t kMaxKeptHeader = 256;            // bytes kept of a header's name and of its value
+
+void AppendDecimal(std::string* out, uint64_t v) {
+  char buf[24];
+  int n = 0;
+  do {
+    buf[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n) out->push_back(buf[--n]);
+}
+
+void AppendHex(std::string* out, size_t v) {
+  static const char kHex[] = "0123456789abcdef";
+  char buf[20];
+  int n = 0;
+  do {
+    buf[n++] = kHex[v & 15];
+    v >>= 4;
+  } while (v);
+  while (n) out->push_back(buf[--n]);
+}
+
+uint64_t NowMs(uv_loop_t* loop) {
+  return uv_now(loop);
+}
+}  // namespace
+
+void Request::Reset() {
+  method = 0;
+  target.clear();
+  body.clear();
+  keep_alive = true;
+  http10 = false;
+  start_ns = 0;
+  kv_headers.clear();
+}
+
+std::optional<std::string_view> Request::KvHeader(std::string_view name) const {
+  std::string_view all = kv_headers;
+  while (!all.empty()) {
+    const size_t nl = all.find('\n');
+    std::string_view line = all.substr(0, nl);
+    all = nl == std::string_view::npos ? std::string_view() : all.substr(nl + 1);
+    const size_t colon = line.find(':');
+    if (line.substr(0, colon) == name) return line.substr(colon + 1);
+  }
+  return std::nullopt;
+}
+
+const char* StatusText(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 507:
+      return "Insufficient Storage";
+    default:
+      return "Unknown";
+  }
+}
+
+// ---- Responder ---------------------------------------------------------------------------------
+
+void Responder::Respond(int status, std::string_view body, std::initializer_list<Header> headers) {
+  if (conn_) conn_->Complete(seq_, status, body, headers, nullptr);
+  conn_ = nullptr;
+}
+
+void Responder::Stream(int status, std::unique_ptr<BodyStream> body,
+                       std::initializer_list<Header> headers) {
+  if (conn_) conn_->Complete(seq_, status, {}, headers, std::move(body));
+  conn_ = nullptr;
+}
+
+// ---- lifecycle ---------------------------------------------------------------------------------
+
+HttpConnection::HttpConnection(HttpContext* ctx, uv_tcp_t* handle, std::string_view first_bytes)
+    : ctx_(ctx), worker_(ctx->worker), handle_(handle) {
+  handle_->data = this;
+  llhttp_init(&parser_, HTTP_REQUEST, Settings());
+  parser_.data = this;
+  last_active_ms_ = NowMs(worker_->loop());
+  worker_->AddConnection(this);
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(handle_), OnAlloc, OnRead) != 0) {
+    Close();
+    return;
+  }
+  reading_ = true;
+  if (!first_bytes.empty()) HandleRead(first_bytes.data(), first_bytes.size());
+}
+
+void HttpConnection::RejectOverloaded() {
+  ctx_->metrics->rejected_connections.fetch_add(1, std::memory_order_relaxed);
+  FailRequest(503);
+}
+
+void HttpConnection::Close() {
+  if (closing_) return;
+  closing_ = true;
+  if (reading_) uv_read_stop(reinterpret_cast<uv_stream_t*>(handle_));
+  reading_ = false;
+  // Streams hold storage snapshots: release them now, not when the last answer arrives.
+  for (Slot& s : slots_) s.stream.reset();
+  unanswered_ -= deferred_.size();  // never dispatched: nobody will answer them
+  deferred_.clear();
+  worker_->RemoveConnection(this);
+  uv_close(reinterpret_cast<uv_handle_t*>(handle_), OnClose);
+}
+
+void HttpConnection::OnClose(uv_handle_t* h) {
+  auto* self = static_cast<HttpConnection*>(h->data);
+  delete reinterpret_cast<uv_tcp_t*>(h);
+  self->handle_ = nullptr;
+  self->handle_closed_ = true;
+  self->MaybeFree();
+}
+
+void HttpConnection::MaybeFree() {
+  // A pending uv_write on a closing handle is cancelled before the close callback runs.
+  if (handle_closed_ && unanswered_ == 0 && !write_active_) delete this;
+}
+
+void HttpConnection::Drain() {
+  draining_ = true;
+  if (!stop_parsing_ && !in_headers_ && slots_.empty() && !write_active_ && out_.empty()) {
+    Close();
+    return;
+  }
+  close_when_flushed_ = true;
+}
+
+void HttpConnection::Sweep(uint64_t now_ms) {
+  if (closing_) return;
+  const HttpLimits& cfg = ctx_->limits;
+  if (in_headers_ && now_ms - headers_started_ms_ > cfg.header_timeout_ms) {
+    LOG_DEBUG("closing connection: headers not complete within %llu ms",
+              static_cast<unsigned long long>(cfg.header_timeout_ms));
+    Close();
+    return;
+  }
+  bool idle = slots_.empty() && !write_active_ && out_.empty() && !in_headers_;
+  if (idle && now_ms - last_active_ms_ > cfg.idle_timeout_ms) Close();
+}
+
+// ---- reading -----------------------------------------------------------------------------------
+
+void HttpConnection::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<HttpConnection*>(h->data);
+  buf->base = self->worker_->read_buffer();
+  buf->len = Worker::kReadBufferSize;
+}
+
+void HttpConnection::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<HttpConnection*>(s->data);
+  if (nread > 0) {
+    self->last_active_ms_ = NowMs(self->worker_->loop());
+    self->HandleRead(buf->base, static_cast<size_t>(nread));
+    return;
+  }
+  if (nread == 0) return;
+  // EOF or error: answer what was already asked (the client may have half-closed), then close.
+  if (self->reading_) uv_read_stop(s);
+  self->reading_ = false;
+  self->stop_parsing_ = true;
+  if (nread != UV_EOF || (self->slots_.empty() && !self->write_active_ && self->out_.empty())) {
+    self->Close();
+  } else {
+    self->close_when_flushed_ = true;
+    self->MarkDirty();
+  }
+}
+
+void HttpConnection::HandleRead(const char* data, size_t len) {
+  if (stop_parsing_) return;
+  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  if (err == HPE_OK) {
+    // fallthrough to backpressure check
+  } else if (err == HPE_PAUSED || stop_parsing_) {
+    stop_parsing_ = true;
+  } else {
+    ctx_->metrics->protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    LOG_DEBUG("bad request: %s (%s)", llhttp_errno_name(err), llhttp_get_error_reason(&parser_));
+    FailRequest(400);
+  }
+  if (stop_parsing_ && reading_) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(handle_));
+    reading_ = false;
+  } else if (reading_ &&
+             (slots_.size() >= kMaxQueuedAnswers || pending_output() > kMaxPendingOutput)) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(handle_));
+    reading_ = false;
+    read_paused_ = true;
+  }
+}
+
+void HttpConnection::MaybeResumeReading() {
+  if (!read_paused_ || closing_ || stop_parsing_) return;
+  if (slots_.size() >= kMaxQueuedAnswers / 2 || pending_output() > kMaxPendingOutput / 2) return;
+  read_paused_ = false;
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(handle_), OnAlloc, OnRead) == 0) reading_ = true;
+}
+
+bool HttpConnection::CountHeaderBytes(size_t len) {
+  header_bytes_ += len;
+  if (header_bytes_ <= ctx_->limits.max_header_bytes) return true;
+  FailRequest(431);
+  return false;
+}
+
+// ---- llhttp callbacks --------------------------------------------------------------------------
+
+const llhttp_settings_t* HttpConnection::Settings() {
+  static llhttp_settings_t s = [] {
+    llhttp_settings_t x;
+    llhttp_settings_init(&x);
+    x.on_message_begin = OnMessageBegin;
+    x.on_url = OnUrl;
+    x.on_header_field = OnHeaderField;
+    x.on_header_value = OnHeaderValue;
+    x.on_header_value_complete = OnHeaderValueComplete;
+    x.on_headers_complete = OnHeadersComplete;
+    x.on_body = OnBody;
+    x.on_message_complete = OnMessageComplete;
+    return x;
+  }();
+  return &s;
+}
+
+int HttpConnection::OnMessageBegin(llhttp_t* p) {
+  auto* self = static_cast<HttpConnection*>(p->data);
+  self->req_.Reset();
+  self->header_field_.clear();
+  self->header_value_.clear();
+  self->header_bytes_ = 0;
+  self->expect_continue_ = false;
+  self->in_headers_ = true;
+  self->headers_started_ms_ = NowMs(self->worker_->loop());
+  return 0;
+}
+
+int HttpConnection::OnUrl(llhttp_t* p, const char* at, size_t len) {
+  auto* self = static_cast<HttpConnection*>(p->data);
+  if (!self->CountHeaderBytes(len)) return -1;
+  self->req_.target.append(at, len);
+  return 0;
+}
+
+int HttpConnection::OnHeaderField(llhttp_t* p, const char* at, size_t len) {
+  auto* self = static_cast<HttpConnection*>(p->data);
+  if (!self->CountHeaderBytes(len)) return -1;
+  // Only a few header names matter; longer names are kept short to bound memory.
+  if (self->header_field_.size() < kMaxKeptHeader) {
+    self->header_field_.append(at, std::min<size_t>(len, kMaxKeptHeader));
+  }
+  return 0;
+}
+
+int HttpConnection::OnHeaderValue(llhttp_t* p, const char* at, size_t len) {
+  auto* self = static_cast<HttpConnection*>(p->data);
+  if (!self->CountHeaderBytes(len)) return -1;
+  if (self->header_value_.size() < kMaxKeptHeader) {
+    self->header_value_.append(at, std::min<size_t>(len, kMaxKeptHeader));
+  }
+  return 0;
+}
+
+int HttpConnection::OnHeaderValueComplete(llhttp_t* p) {
+  auto* self = static_cast<HttpConnection*>(p->data);
+  const std::string& f = self->header_field_;
+  const std::string& v = self->header_value_;
+  static constexpr std::string_view kPrefix = "x-kv-";
+  if (f.size() > kPrefix.size() &&
+      EqualsIgnoreCase(std::string_view(f).substr(0, kPrefix.size()), kPrefix)) {
+    std::string& out = self->req_.kv_headers;
+    for (size_t i = kPrefix.size(); i < f.size(); ++i) {
+      const char c = f[i];
+      out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+    }
+    out.push_back(':');
+    out.append(v);
+    out.push_back('\n');
+  } else if (EqualsIgnoreCase(f, "expect")) {
+    self->expect_continue_ = EqualsIgnoreCase(v, "100-continue");
+  }
+  self->header_field_.clear();
+  self->header_value_.clear();
+  return 0;
+}
+
+int HttpConnection::OnHeadersComplete(llhttp_t* p) {
+  auto* self = static_cast<HttpConnection*>(p->data);
+  self->in_headers_ = false;
+  Request& r = self->req_;
+  r.method = p->method;
+  r.http10 = p->http_major == 1 && p->http_minor == 0;
+  r.keep_alive = llhttp_should_keep_alive(p);
+  uint64_t max = self->ctx_->limits.max_value_bytes;
+  bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
+  if (has_length && p->content_length > max) {
+    self->FailRequest(413);
+    return -1;
+  }
+  if (self->expect_continue_ && !r.http10 && self->slots_.empty() && !self->write_active_ &&
+      self->out_.empty()) {
+    // Nothing is queued before this request, so "100 Continue" can go out right away.
+    static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    self->out_.append(kContinue, sizeof kContinue - 1);
+    self->MarkDirty();
+  }
+  if (has_length) r.body.reserve(static_cast<size_t>(p->content_length));
+  return 0;
+}
+
+int HttpConnection::OnBody(llhttp_t* p, const char* at, size_t len) {
+  auto* self = static_cast<HttpConnection*>(p->data);
+  if (self->req_.body.size() + len > self->ctx_->limits.max_value_bytes) {
+    self->FailRequest(413);  // a chunked body that grew past the limit
+    return -1;
+  }
+  self->req_.body.append(at, len);
+  return 0;
+}
+
+int HttpConnection::OnMessageComplete(llhttp_t* p) {
+  auto* self = static_cast<HttpConnection*>(p->data);
+  self->req_.start_ns = MonotonicNs();
+  uint64_t seq = self->AddSlot();
+  bool keep = self->req_.keep_alive && !self->draining_;
+  if (!keep) {
+    self->slots_.back().close_after = true;
+    self->stop_parsing_ = true;
+  }
+  Slot& slot = self->slots_.back();
+  slot.head_only = p->method == HTTP_HEAD;
+  slot.http10 = self->req_.http10;
+  slot.method = self->req_.method;
+  slot.start_ns = self->req_.start_ns;
+  slot.unsafe = p->method != HTTP_GET && p->method != HTTP_HEAD;
+  if (self->deferred_.empty() && self->CanDispatch(slot.unsafe)) {
+    self->Dispatch(seq, self->req_);
+  } else {
+    self->deferred_.emplace_back(seq, std::move(self->req_));
+  }
+  // Pause after a request that ends the connection so llhttp stops here.
+  return self->stop_parsing_ ? HPE_PAUSED : 0;
+}
+
+void HttpConnection::Dispatch(uint64_t seq, Request& req) {
+  Slot& slot = slots_[seq - head_seq_];
+  slot.dispatched = true;
+  ++dispatched_unanswered_;
+  if (slot.unsafe) ++unsafe_unanswered_;
+  ctx_->handler->Handle(req, Responder(this, seq));
+}
+
+void HttpConnection::DispatchDeferred() {
+  if (dispatching_deferred_) return;  // a synchronous answer inside Dispatch: the loop continues
+  dispatching_deferred_ = true;
+  while (!deferred_.empty() && !closing_) {
+    auto& [seq, req] = deferred_.front();
+    if (!CanDispatch(slots_[seq - head_seq_].unsafe)) break;
+    Request r = std::move(req);
+    uint64_t s = seq;
+    deferred_.pop_front();
+    Dispatch(s, r);
+  }
+  dispatching_deferred_ = false;
+}
+
+// ---- answers -----------------------------------------------------------------------------------
+
+uint64_t HttpConnection::AddSlot() {
+  slots_.emplace_back();
+  ++unanswered_;
+  return head_seq_ + slots_.size() - 1;
+}
+
+void HttpConnection::FailRequest(int status) {
+  if (stop_parsing_ && status != 503) return;  // already ending
+  stop_parsing_ = true;
+  in_headers_ = false;
+  uint64_t seq = AddSlot();
+  slots_.back().close_after = true;
+  slots_.back().start_ns = MonotonicNs();
+  Complete(seq, status, "", {}, nullptr);
+}
+
+void HttpConnection::Complete(uint64_t seq, int status, std::string_view body,
+                              std::initializer_list<Header> headers,
+                              std::unique_ptr<BodyStream> stream) {
+  --unanswered_;
+  if (closing_) {
+    MaybeFree();
+    return;
+  }
+  Slot& s = slots_[seq - head_seq_];
+  s.ready = true;
+  if (s.dispatched) {
+    --dispatched_unanswered_;
+    if (s.unsafe) --unsafe_unanswered_;
+  }
+  ctx_->metrics->Record(s.method, status, MonotonicNs() - s.start_ns);
+  std::string& out = s.bytes;
+  out.reserve(128 + (s.head_only ? 0 : body.size()));
+  out.append("HTTP/1.1 ");
+  AppendDecimal(&out, static_cast<uint64_t>(status));
+  out.push_back(' ');
+  out.append(StatusText(status));
+  out.append("\r\n");
+  if (stream) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  } else {
+    out.append("Content-Length: ");
+    AppendDecimal(&out, body.size());
+    out.append("\r\n");
+  }
+  for (const Header& h : headers) {
+    out.append(h.name);
+    out.append(": ");
+    out.append(h.value);
+    out.append("\r\n");
+  }
+  if (s.close_after) {
+    out.append("Connection: close\r\n");
+  } else if (s.http10) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append("\r\n");
+  if (!s.head_only) {
+    if (stream) {
+      s.stream = std::move(stream);
+    } else {
+      out.append(body);
+    }
+  }
+  MarkDirty();
+  if (!deferred_.empty()) DispatchDeferred();
+}
+
+void HttpConnection::MarkDirty() {
+  if (!dirty && !closing_) worker_->MarkDirty(this);
+}
+
+void HttpConnection::Flush() {
+  if (closing_) return;
+  bool more_stream = false;
+  while (!slots_.empty() && slots_.front().ready) {
+    Slot& s = slots_.front();
+    if (!s.bytes.empty()) {
+      if (out_.empty()) {
+        out_.swap(s.bytes);
+      } else {
+        out_.append(s.bytes);
+        s.bytes.clear();
+      }
+    }
+    if (s.stream) {
+      if (pending_output() >= kMaxPendingOutput) break;  // resumed when the write completes
+      size_t mark = out_.size();
+      out_.append("00000000\r\n");  // chunk-size placeholder, rewritten below
+      size_t body_start = out_.size();
+      bool failed = false;
+      bool more = s.stream->Produce(&out_, kStreamSlice, &failed);
+      size_t n = out_.size() - body_start;
+      if (n == 0) {
+        out_.resize(mark);
+      } else {
+        std::string hex;
+        AppendHex(&hex, n);
+        std::string head = hex + "\r\n";
+        out_.replace(mark, 10, head);
+        out_.append("\r\n");
+      }
+      if (failed) {
+        s.stream.reset();
+        s.close_after = true;
+        close_when_flushed_ = true;
+        stop_parsing_ = true;
+      } else if (more) {
+        more_stream = true;  // yield: continue next iteration
+        break;
+      } else {
+        s.stream.reset();
+        out_.append("0\r\n\r\n");
+      }
+    }
+    if (s.close_after) {
+      close_when_flushed_ = true;
+      stop_parsing_ = true;
+    }
+    slots_.pop_front();
+    ++head_seq_;
+    if (close_when_flushed_ && stop_parsing_) {
+      // Answers after a closing one are never sent; drop them.
+      while (!slots_.empty() && slots_.front().ready) {
+        slots_.pop_front();
+        ++head_seq_;
+      }
+      if (!slots_.empty()) break;
+    }
+  }
+  StartWrite();
+  if (more_stream && !write_active_) MarkDirty();
+  if (!write_active_ && out_.empty() && close_when_flushed_ && slots_.empty()) Close();
+  MaybeResumeReading();
+}
+
+void HttpConnection::StartWrite() {
+  if (write_active_ || out_.empty()) return;
+  auto* stream = reinterpret_cast<uv_stream_t*>(handle_);
+  if (TryWriteNow(stream, &out_) < 0) {
+    Close();
+    return;
+  }
+  if (out_.empty()) {
+    last_active_ms_ = NowMs(worker_->loop());
+    return;
+  }
+  writing_.swap(out_);
+  uv_buf_t buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
+  if (uv_write(&write_req_, stream, &buf, 1, OnWrite) != 0) {
+    writing_.clear();
+    Close();
+    return;
+  }
+  write_active_ = true;
+}
+
+void HttpConnection::OnWrite(uv_write_t* req, int status) {
+  auto* self = static_cast<HttpConnection*>(req->handle->data);
+  self->write_active_ = false;
+  self->writing_.clear();
+  if (self->writing_.capacity() > kMaxPendingOutput) std::string().swap(self->writing_);
+  if (self->closing_) {
+    self->MaybeFree();
+    return;
+  }
+  if (status < 0) {
+    self->Close();
+    return;
+  }
+  self->last_active_ms_ = NowMs(self->worker_->loop());
+  self->Flush();
+}
+
+}  // namespace kv::net

@@ -1,0 +1,79 @@
+// HTTP/1.1 server side: the parsed Request, the Responder a handler answers through (now or later,
+// on the connection's loop thread), and the streaming-body interface used for chunked responses.
+// Everything here lives on one loop thread; nothing is thread-safe by itself.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kv::net {
+
+class HttpConnection;
+
+struct Request {
+  int method = 0;  // llhttp_method_t (HTTP_GET, HTTP_PUT, ...)
+  std::string target;
+  std::string body;
+  bool keep_alive = true;
+  bool http10 = false;
+  uint64_t start_ns = 0;  // when the request was complete (monotonic)
+  // The application's own headers, X-KV-*: "name:value\n" per header, the name lower-case
+  // without the prefix (one buffer, reused across requests). Other headers are not kept.
+  std::string kv_headers;
+
+  void Reset();
+  // The value of X-KV-<name> (`name` lower-case), or nullopt if absent.
+  std::optional<std::string_view> KvHeader(std::string_view name) const;
+};
+
+struct Header {
+  std::string_view name;
+  std::string_view value;
+};
+
+// Produces a streamed response body in pieces. The connection pulls only while its pending
+// output is under a threshold and this response is at the head of the pipeline; a client that
+// disconnects destroys the stream at once.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // Appends up to about `budget` bytes of body to *out. Returns true while more is to come,
+  // false once the body is complete. On an internal error, return false after setting *failed
+  // to true: the connection is then closed without the terminating chunk (the client sees a
+  // truncated body, never a wrong one).
+  virtual bool Produce(std::string* out, size_t budget, bool* failed) = 0;
+};
+
+// The one way to answer one request. Exactly one of Respond()/Stream() must be called, once,
+// on the connection's loop thread; it is safe even after the client went away (then the
+// answer is dropped).
+class Responder {
+ public:
+  Responder() = default;
+  Responder(HttpConnection* conn, uint64_t seq) : conn_(conn), seq_(seq) {}
+  void Respond(int status, std::string_view body, std::initializer_list<Header> headers = {});
+  void Stream(int status, std::unique_ptr<BodyStream> body,
+              std::initializer_list<Header> headers = {});
+  bool valid() const { return conn_ != nullptr; }
+  // For code that must park the responder in two words (cluster::Completion).
+  HttpConnection* connection() const { return conn_; }
+  uint64_t sequence() const { return seq_; }
+
+ private:
+  HttpConnection* conn_ = nullptr;
+  uint64_t seq_ = 0;
+};
+
+// The application side, one instance per loop thread.
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  virtual void Handle(Request& req, Responder responder) = 0;
+};
+
+const char* StatusText(int status);
+
+}  // namespace kv::net

@@ -1,0 +1,468 @@
+#include "node/node_app.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "cluster/local_replica.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/slots.h"
+#include "http/connection.h"
+#include "http/url.h"
+#include "peer/binary.h"
+#include "peer/http_peer.h"
+#include "peer/http_replica.h"
+#include "proto/wire.h"
+
+namespace kv::net {
+
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+constexpr uint64_t kSeqBits = 56;  // Completion ctx2 = op << 56 | pipeline sequence number
+
+std::string U64(uint64_t v) {
+  char buf[24];
+  snprintf(buf, sizeof buf, "%" PRIu64, v);
+  return buf;
+}
+
+// Seconds from microseconds, with all six decimals (for /metrics).
+std::string SecondsOfUs(uint64_t us) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%" PRIu64 ".%06" PRIu64, us / 1000000, us % 1000000);
+  return buf;
+}
+
+// Streams a storage range as `key \n value` records, several per chunk, skipping tombstones.
+class RangeStream final : public BodyStream {
+ public:
+  explicit RangeStream(std::unique_ptr<storage::Iterator> it) : it_(std::move(it)) {}
+  bool Produce(std::string* out, size_t budget, bool* failed) override {
+    size_t start = out->size();
+    int visited = 0;
+    while (it_->Valid() && out->size() - start < budget && visited < 4096) {
+      ++visited;
+      if (!it_->tombstone()) {
+        out->append(it_->key());
+        out->push_back('\n');
+        out->append(it_->value());
+      }
+      it_->Next();
+    }
+    if (it_->Valid()) return true;
+    if (!it_->status().ok()) {
+      LOG_ERROR("range stream aborted: %s", it_->status().message().c_str());
+      *failed = true;
+    }
+    return false;
+  }
+
+ private:
+  std::unique_ptr<storage::Iterator> it_;
+};
+
+// One loop's node: classifies and takes its connections (HTTP, binary peers), routes HTTP
+// requests, and runs the loop's before-poll step.
+class NodeApp final : public Service, public RequestHandler {
+ public:
+  NodeApp(Worker& worker, NodeShared* node)
+      : worker_(worker), node_(node), cfg_(*node->config), cluster_(node->cluster) {
+    const Config& cfg = cfg_;
+    http_.worker = &worker;
+    http_.handler = this;
+    http_.metrics = &node->http_metrics[static_cast<size_t>(worker.index())];
+    http_.limits.max_value_bytes = cfg.max_value_bytes;
+    http_.limits.idle_timeout_ms = cfg.idle_timeout_ms;
+    http_.limits.header_timeout_ms = cfg.header_timeout_ms;
+    http_.limits.max_header_bytes = cfg.max_header_bytes;
+    // Woken by the group committer's thread once a batch is durable (--fsync always).
+    uv_async_init(worker.loop(), &synced_, [](uv_async_t* a) {
+      auto* self = static_cast<NodeApp*>(a->data);
+      self->local_->DeliverSynced();  // answers leave in this iteration's before-poll step
+    });
+    synced_.data = this;
+    local_ = std::make_unique<cluster::LocalReplica>(
+        cluster_->engine, &cluster_->hlc, cluster_->committer, [this] { uv_async_send(&synced_); });
+    http_replica_ = std::make_unique<HttpReplicaServer>(local_.get());
+    std::vector<std::unique_ptr<cluster::PeerTransport>> transports;
+    const uint64_t fingerprint = cluster_->ring.Fingerprint();
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) {
+        transports.emplace_back();
+        continue;
+      }
+      cluster::PeerEndpoint ep;
+      ep.url = cluster_->ring.url(i);
+      cluster::Ring::ParseUrl(ep.url, &ep.host, &ep.port);
+      ep.self_url = cfg.self_url;
+      ep.cluster_fingerprint = fingerprint;
+      if (cfg.peer_protocol == PeerProtocol::kHttp) {
+        // Like the HTTP/1.1 clients of the course's services (java.net.http): pooled keep-alive
+        // connections, one request in flight on each; pipelining only past 128 in flight.
+        HttpPeerOptions o;
+        o.max_connections = 128;
+        o.open_new_at = 1;
+        transports.push_back(MakeHttpPeerTransport(worker.loop(), ep, o));
+      } else if (cfg.peer_protocol == PeerProtocol::kHttpPipelined) {
+        transports.push_back(MakeHttpPeerTransport(worker.loop(), ep));
+      } else {
+        transports.push_back(MakeBinaryPeerTransport(worker.loop(), ep));
+      }
+    }
+    cluster::CoordinatorOptions co;
+    co.request_timeout_ms = cfg.request_timeout_ms;
+    co.peer_timeout_min_ms = cfg.peer_timeout_min_ms;
+    co.read_fanout = cfg.read_fanout;
+    coordinator_ = std::make_unique<cluster::Coordinator>(cluster_, local_.get(),
+                                                          std::move(transports), co, &env_);
+    uv_timer_init(worker.loop(), &env_.timer);
+    env_.timer.data = &env_;
+    coordinator_->Announce();
+    BinaryServerContext ctx;
+    ctx.local = local_.get();
+    ctx.ring = &cluster_->ring;
+    ctx.self_index = cluster_->self_index;
+    ctx.on_peer_hello = [this](size_t node) { cluster_->breakers[node]->OnSuccess(); };
+    binary_server_ = MakeBinaryPeerServer(worker.loop(), ctx);
+  }
+
+  void Handle(Request& req, Responder r) override {
+    std::string_view path, query;
+    SplitTarget(req.target, &path, &query);
+    if (path == "/v0/entity") return Entity(req, query, r);
+    if (path == "/v0/entities") return Entities(req, query, r);
+    if (path == "/v0/status") {
+      if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
+      return r.Respond(200, Status(), {{"Content-Type", "application/json"}});
+    }
+    if (path == "/metrics") {
+      if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
+      return r.Respond(200, MetricsText(), {{"Content-Type", "text/plain; version=0.0.4"}});
+    }
+    r.Respond(400, "unknown path\n");
+  }
+
+  // Service: the binary peer preface, or HTTP.
+  enum Protocol { kHttp = 0, kBinaryPeer = 1 };
+  int Classify(std::string_view first) override {
+    switch (proto::SniffPreface(first.data(), first.size())) {
+      case proto::Sniff::kBinary:
+        return kBinaryPeer;
+      case proto::Sniff::kNeedMore:
+        return kNeedMore;
+      default:
+        return kHttp;
+    }
+  }
+
+  void Accept(int protocol, uv_tcp_t* handle, std::string_view first, bool over_limit) override {
+    if (protocol == kBinaryPeer && !over_limit) return binary_server_->Adopt(handle, first);
+    auto* c = new HttpConnection(&http_, handle, first);  // frees itself once closed
+    if (over_limit) c->RejectOverloaded();
+  }
+
+  void BeforePoll() override {
+    // The coordinator's timer fired in this iteration's timer phase (see LoopEnv::ArmTimer).
+    if (env_.fired) {
+      env_.fired = false;
+      coordinator_->OnTimer();
+    }
+    // Peer frames leave before this loop's own replica writes (one write(2) for the iteration):
+    // a replicated write waits for the slower of the two, not their sum. Answers can dispatch
+    // further pipelined requests, which queue more of both: until none.
+    do {
+      coordinator_->FlushPeers();
+    } while (local_->Commit());
+    binary_server_->Flush();  // the answers to peers' frames of this iteration
+  }
+
+  size_t pending() const override { return coordinator_->pending() + local_->pending(); }
+
+  void Close() override {
+    while (local_->Commit()) {
+    }
+    local_->Drain();  // the committer must not hand a batch back to a closed loop
+    coordinator_->Close();
+    binary_server_->Close();
+    uv_close(reinterpret_cast<uv_handle_t*>(&env_.timer), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&synced_), nullptr);
+  }
+
+ private:
+  static bool ParseOpMethod(int method, cluster::PeerOp* op) {
+    switch (method) {
+      case HTTP_GET:
+        *op = cluster::PeerOp::kGet;
+        return true;
+      case HTTP_PUT:
+        *op = cluster::PeerOp::kPut;
+        return true;
+      case HTTP_DELETE:
+        *op = cluster::PeerOp::kRemove;
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  void Entity(Request& req, std::string_view query, Responder r) {
+    cluster::PeerOp op;
+    if (!ParseOpMethod(req.method, &op)) return r.Respond(405, "", {{"Allow", "GET, PUT, DELETE"}});
+    std::string& key = key_buf_;
+    int found = QueryParam(query, "id", &key);
+    if (found < 0) return r.Respond(400, "malformed percent-encoding in id\n");
+    if (found == 0 || key.empty()) return r.Respond(400, "id is required\n");
+    if (HttpReplicaServer::IsReplicaRequest(req)) {
+      // In binary peer mode peers never come through HTTP: a client claiming to be one is
+      // refused, so no client can write a replica's data with a version of its choosing.
+      if (cfg_.peer_protocol == PeerProtocol::kBinary) {
+        return r.Respond(403, "peer requests are not accepted over HTTP in binary peer mode\n");
+      }
+      return http_replica_->Handle(req, op, key, r);
+    }
+
+    int n = static_cast<int>(cluster_->ring.size());
+    std::string num;
+    uint64_t ack = 0, from = 0;
+    int has_ack = QueryParam(query, "ack", &num);
+    if (has_ack > 0 && !ParseU64(num, &ack)) return r.Respond(400, "ack must be a number\n");
+    int has_from = QueryParam(query, "from", &num);
+    if (has_from > 0 && !ParseU64(num, &from)) return r.Respond(400, "from must be a number\n");
+    if (has_ack < 0 || has_from < 0) return r.Respond(400, "malformed ack/from\n");
+    if (has_from <= 0) from = static_cast<uint64_t>(n);
+    if (has_ack <= 0) ack = from / 2 + 1;
+    if (from < 1 || from > static_cast<uint64_t>(n) ||
+        from > static_cast<uint64_t>(cluster::Accumulator::kMaxReplicas)) {
+      return r.Respond(400, "from must be between 1 and the cluster size\n");
+    }
+    if (ack < 1 || ack > from) return r.Respond(400, "ack must be between 1 and from\n");
+
+    cluster::Completion done;
+    done.fn = &NodeApp::OnOutcome;
+    done.ctx = r.connection();
+    done.ctx2 = (static_cast<uint64_t>(op) << kSeqBits) | r.sequence();
+    coordinator_->Execute(op, key, req.body, static_cast<int>(ack), static_cast<int>(from), done);
+  }
+
+  static void OnOutcome(void* conn, uint64_t ctx2, cluster::Outcome&& o) {
+    auto op = static_cast<cluster::PeerOp>(ctx2 >> kSeqBits);
+    Responder r(static_cast<HttpConnection*>(conn), ctx2 & ((uint64_t{1} << kSeqBits) - 1));
+    switch (o.kind) {
+      case cluster::Outcome::kValue:
+        return r.Respond(200, o.value);
+      case cluster::Outcome::kNotFound:
+        return r.Respond(404, "");
+      case cluster::Outcome::kStored:
+        return r.Respond(op == cluster::PeerOp::kPut ? 201 : 202, "");
+      case cluster::Outcome::kNoSpace:
+        return r.Respond(507, "no space left on device\n");
+      default:
+        return r.Respond(504, "not enough replicas answered\n");
+    }
+  }
+
+  void Entities(Request& req, std::string_view query, Responder r) {
+    if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
+    std::string start, end;
+    int s = QueryParam(query, "start", &start);
+    int e = QueryParam(query, "end", &end);
+    if (s < 0 || e < 0) return r.Respond(400, "malformed percent-encoding\n");
+    if (s == 0 || start.empty()) return r.Respond(400, "start is required\n");
+    std::optional<std::string_view> end_opt;
+    if (e > 0) end_opt = end;
+    auto it = cluster_->engine->Scan(start, end_opt);
+    r.Stream(200, std::make_unique<RangeStream>(std::move(it)),
+             {{"Content-Type", "application/octet-stream"}});
+  }
+
+  std::string Status() const {
+    const Config& cfg = cfg_;
+    uint64_t now_ms = MonotonicNs() / 1000000;
+    std::string j =
+        "{\"url\":" + JsonString(cfg.self_url) + ",\"version\":" + JsonString(kVersion) +
+        ",\"cluster_size\":" + U64(cluster_->ring.size()) +
+        ",\"uptime_s\":" + U64((now_ms - worker_.server()->start_time_ms()) / 1000) +
+        ",\"threads\":" + U64(static_cast<uint64_t>(cfg.threads)) +
+        ",\"peer_protocol\":" + JsonString(PeerProtocolName(cfg.peer_protocol)) +
+        ",\"read_fanout\":" +
+        JsonString(cfg.read_fanout == cluster::ReadFanout::kAll ? "all" : "hedged") +
+        ",\"open_connections\":" +
+        U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) + ",\"peers\":[";
+    bool first = true;
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      auto& br = *cluster_->breakers[i];
+      j += first ? "" : ",";
+      first = false;
+      j += "{\"url\":" + JsonString(cluster_->ring.url(i)) +
+           ",\"state\":" + JsonString(cluster::CircuitBreaker::StateName(br.state(now_ms))) +
+           ",\"failures\":" + U64(cluster_->peer_failures[i]->load()) +
+           ",\"timeout_ms\":" + U64((PeerTimeoutUs(i) + 999) / 1000) + "}";
+    }
+    j += "]}\n";
+    return j;
+  }
+
+  // The replica request timeout a loop last used for node i; the request timeout until then.
+  uint64_t PeerTimeoutUs(size_t i) const {
+    uint64_t us = cluster_->peer_timeout_us[i]->load(std::memory_order_relaxed);
+    return us != 0 ? us : cfg_.request_timeout_ms * 1000;
+  }
+
+  std::string MetricsText() const {
+    static const char* kMethods[] = {"GET", "PUT", "DELETE", "OTHER"};
+    uint64_t counts[Metrics::kMethods][600] = {};
+    uint64_t buckets[Metrics::kBuckets] = {};
+    uint64_t sum_ns = 0, count = 0, proto_errors = 0, rejected = 0;
+    for (size_t w = 0; w < node_->loops; ++w) {
+      const Metrics& m = node_->http_metrics[w];
+      for (int a = 0; a < Metrics::kMethods; ++a)
+        for (int s = 0; s < 600; ++s) counts[a][s] += m.requests[a][s].load();
+      for (int b = 0; b < Metrics::kBuckets; ++b) buckets[b] += m.latency_buckets[b].load();
+      sum_ns += m.latency_sum_ns.load();
+      count += m.latency_count.load();
+      proto_errors += m.protocol_errors.load();
+      rejected += m.rejected_connections.load();
+    }
+    std::string t;
+    t += "# HELP kv_requests_total HTTP requests answered, by method and status.\n";
+    t += "# TYPE kv_requests_total counter\n";
+    for (int a = 0; a < Metrics::kMethods; ++a)
+      for (int s = 0; s < 600; ++s)
+        if (counts[a][s])
+          t += std::string("kv_requests_total{method=\"") + kMethods[a] + "\",status=\"" +
+               U64(static_cast<uint64_t>(s)) + "\"} " + U64(counts[a][s]) + "\n";
+    t += "# HELP kv_request_duration_seconds Time from a complete request to its answer.\n";
+    t += "# TYPE kv_request_duration_seconds histogram\n";
+    uint64_t cum = 0;
+    for (int b = 0; b < Metrics::kBuckets; ++b) {
+      cum += buckets[b];
+      char le[32];
+      if (b == Metrics::kBuckets - 1)
+        snprintf(le, sizeof le, "+Inf");
+      else
+        snprintf(le, sizeof le, "%g", Metrics::kBucketBounds[b]);
+      t += std::string("kv_request_duration_seconds_bucket{le=\"") + le + "\"} " + U64(cum) + "\n";
+    }
+    char sum[64];
+    snprintf(sum, sizeof sum, "%.9f", static_cast<double>(sum_ns) / 1e9);
+    t += std::string("kv_request_duration_seconds_sum ") + sum + "\n";
+    t += "kv_request_duration_seconds_count " + U64(count) + "\n";
+    t += "# TYPE kv_open_connections gauge\n";
+    t += "kv_open_connections " +
+         U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) + "\n";
+    t += "# TYPE kv_protocol_errors_total counter\nkv_protocol_errors_total " + U64(proto_errors) +
+         "\n";
+    t += "# TYPE kv_rejected_connections_total counter\nkv_rejected_connections_total " +
+         U64(rejected) + "\n";
+    t += "# HELP kv_peer_failures_total Failed replica requests, by peer.\n";
+    t += "# TYPE kv_peer_failures_total counter\n";
+    uint64_t now_ms = MonotonicNs() / 1000000;
+    std::string states;
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      const std::string& u = cluster_->ring.url(i);
+      t += "kv_peer_failures_total{peer=\"" + u + "\"} " + U64(cluster_->peer_failures[i]->load()) +
+           "\n";
+      states +=
+          "kv_peer_circuit_open{peer=\"" + u + "\"} " +
+          (cluster_->breakers[i]->state(now_ms) == cluster::CircuitBreaker::State::kClosed ? "0"
+                                                                                           : "1") +
+          "\n";
+    }
+    t += "# TYPE kv_peer_circuit_open gauge\n" + states;
+    t += "# HELP kv_peer_timeout_seconds Current replica request timeout, by peer.\n";
+    t += "# TYPE kv_peer_timeout_seconds gauge\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      t += "kv_peer_timeout_seconds{peer=\"" + cluster_->ring.url(i) + "\"} " +
+           SecondsOfUs(PeerTimeoutUs(i)) + "\n";
+    }
+    t += "# HELP kv_peer_requests_total Replica requests sent, by peer.\n";
+    t += "# TYPE kv_peer_requests_total counter\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      t += "kv_peer_requests_total{peer=\"" + cluster_->ring.url(i) + "\"} " +
+           U64(cluster_->PeerRequests(i)) + "\n";
+    }
+    t += "# HELP kv_get_slow_peer_passes_total GETs that asked a later replica before a peer "
+         "clearly slower than it, by that peer.\n";
+    t += "# TYPE kv_get_slow_peer_passes_total counter\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      t += "kv_get_slow_peer_passes_total{peer=\"" + cluster_->ring.url(i) + "\"} " +
+           U64(cluster_->SlowPeerPasses(i)) + "\n";
+    }
+    storage::Stats st = cluster_->engine->GetStats();
+    auto metric = [&t](const char* name, const char* kind, uint64_t value) {
+      t += std::string("# TYPE ") + name + " " + kind + "\n" + name + " " + U64(value) + "\n";
+    };
+    metric("kv_get_hedges_total", "counter", cluster_->get_hedges.load());
+    metric("kv_get_retries_total", "counter", cluster_->get_retries.load());
+    t += std::string("# HELP kv_get_hedge_delay_seconds This loop's hedge delay for GETs.\n") +
+         "# TYPE kv_get_hedge_delay_seconds gauge\nkv_get_hedge_delay_seconds " +
+         SecondsOfUs(coordinator_->hedge_delay_us()) + "\n";
+    metric("kv_storage_memtable_bytes", "gauge", st.memtable_bytes);
+    metric("kv_storage_segments", "gauge", st.segments);
+    metric("kv_storage_segment_bytes", "gauge", st.segment_bytes);
+    metric("kv_storage_index_filter_bytes", "gauge", st.index_filter_bytes);
+    metric("kv_storage_keys_estimate", "gauge", st.keys_estimate);
+    metric("kv_storage_flushes_total", "counter", st.flushes);
+    metric("kv_storage_frozen_memtables", "gauge", st.frozen_memtables);
+    metric("kv_storage_background_jobs", "gauge", st.background_jobs);
+    metric("kv_storage_flush_waits_total", "counter", st.flush_waits);
+    metric("kv_storage_freezes_without_spare_total", "counter", st.freezes_without_spare);
+    metric("kv_storage_compactions_total", "counter", st.compactions);
+    return t;
+  }
+
+  // The coordinator's clocks and hedge timer, on this loop.
+  struct LoopEnv final : cluster::CoordinatorEnv {
+    uv_timer_t timer;
+    // Set in the timer phase; the before-poll step of the same iteration passes it on to the
+    // Coordinator (after every other callback of the iteration, so it sees their answers).
+    bool fired = false;
+    uint64_t NowMs() override { return uv_now(timer.loop); }
+    uint64_t NowUs() override { return uv_hrtime() / 1000; }
+    void ArmTimer(uint64_t delay_ms) override {
+      uv_timer_start(
+          &timer, [](uv_timer_t* t) { static_cast<LoopEnv*>(t->data)->fired = true; }, delay_ms, 0);
+    }
+  };
+
+  Worker& worker_;
+  NodeShared* node_;
+  const Config& cfg_;
+  cluster::ClusterState* cluster_;
+  HttpContext http_;
+  LoopEnv env_;
+  std::unique_ptr<cluster::Coordinator> coordinator_;
+  // This loop's replica: the coordinator's own writes, HTTP internal requests and binary peer
+  // frames all go through it.
+  std::unique_ptr<cluster::LocalReplica> local_;
+  uv_async_t synced_;
+  std::unique_ptr<HttpReplicaServer> http_replica_;
+  std::unique_ptr<BinaryPeerServer> binary_server_;
+  std::string key_buf_;
+};
+
+}  // namespace
+
+std::unique_ptr<Service> MakeNodeService(Worker& worker, NodeShared* node) {
+  return std::make_unique<NodeApp>(worker, node);
+}
+
+WorkerOptions WorkerOptionsOf(const Config& cfg) {
+  WorkerOptions o;
+  o.port = cfg.port;
+  o.threads = cfg.threads;
+  o.max_connections = cfg.max_connections;
+  o.idle_timeout_ms = cfg.idle_timeout_ms;
+  // A connection that has not said enough to tell its protocol is idle, or stuck in headers.
+  o.first_bytes_timeout_ms = std::min(cfg.idle_timeout_ms, cfg.header_timeout_ms);
+  return o;
+}
+
+}  // namespace kv::net

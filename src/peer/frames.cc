@@ -1,0 +1,64 @@
+#include "peer/frames.h"
+
+namespace kv::net {
+
+cluster::PeerRequest ToPeerRequest(const proto::Frame& f) {
+  proto::Op op = proto::Op::kGet;
+  proto::RequestOp(f.type, &op);
+  cluster::PeerRequest req{};
+  req.op = ToPeerOp(op);
+  req.key = f.key;
+  if (op == proto::Op::kPut) req.value = f.value;
+  if (op != proto::Op::kGet) req.version = f.version;
+  return req;
+}
+
+cluster::PeerResponse ToPeerResponse(const proto::Frame& f) {
+  cluster::PeerResponse r;
+  switch (f.type) {
+    case proto::FrameType::kValue:
+      r.kind = cluster::PeerResponse::kValue;
+      r.value.assign(f.value);
+      break;
+    case proto::FrameType::kTombstone:
+      r.kind = cluster::PeerResponse::kTombstone;
+      break;
+    case proto::FrameType::kStored:
+      r.kind = cluster::PeerResponse::kStored;
+      break;
+    case proto::FrameType::kAbsent:
+      r.kind = cluster::PeerResponse::kAbsent;
+      return r;
+    case proto::FrameType::kErrorResponse:
+    case proto::FrameType::kError:
+      r.kind = cluster::PeerResponse::kError;
+      r.error = proto::ErrorText(f);
+      return r;
+    default:
+      r.kind = cluster::PeerResponse::kError;
+      r.error = std::string("unexpected frame ") + proto::FrameTypeName(f.type);
+      return r;
+  }
+  r.version = f.version;  // VALUE, TOMBSTONE and STORED carry one
+  return r;
+}
+
+void EncodePeerResponse(std::string* out, uint64_t request_id, const cluster::PeerResponse& r,
+                        proto::ErrorCode error_code) {
+  switch (r.kind) {
+    case cluster::PeerResponse::kValue:
+      return proto::EncodeValue(out, request_id, r.version, r.value);
+    case cluster::PeerResponse::kTombstone:
+      return proto::EncodeTombstone(out, request_id, r.version);
+    case cluster::PeerResponse::kAbsent:
+      return proto::EncodeAbsent(out, request_id);
+    case cluster::PeerResponse::kStored:
+      return proto::EncodeStored(out, request_id, r.version);
+    case cluster::PeerResponse::kError:
+    case cluster::PeerResponse::kPong:  // not an answer to a request
+      break;
+  }
+  proto::EncodeErrorResponse(out, request_id, error_code, r.error);
+}
+
+}  // namespace kv::net
