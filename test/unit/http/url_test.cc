@@ -78,3 +78,16 @@ TEST_CASE("EqualsIgnoreCase compares ASCII letters without case, lengths exactly
   CHECK_FALSE(EqualsIgnoreCase("x-kv-version", "x-kv-versioN2"));
   CHECK_FALSE(EqualsIgnoreCase("a-b", "a_b"));
 }
+
+TEST_CASE("EqualsIgnoreCase compares past a NUL byte (found by url_fuzz)") {
+  using namespace std::string_view_literals;
+  CHECK_FALSE(
+      EqualsIgnoreCase("4\0"
+                       "51"sv,
+                       "4\0"
+                       "55"sv));
+  CHECK_FALSE(EqualsIgnoreCase("\0a"sv, "\0b"sv));
+  CHECK(EqualsIgnoreCase("\0A"sv, "\0a"sv));
+  // Only ASCII letters fold: bytes 0xC0..0xDE are not 0xE0..0xFE.
+  CHECK_FALSE(EqualsIgnoreCase("\xC0"sv, "\xE0"sv));
+}
