@@ -69,6 +69,12 @@ TEST_CASE("ParseU64 accepts plain decimals only") {
   CHECK_FALSE(ParseU64("-1", &v));
   CHECK_FALSE(ParseU64("1a", &v));
   CHECK_FALSE(ParseU64(" 1", &v));
+  // Leading zeros past 20 digits still fit (found by url_fuzz: refused by a length shortcut).
+  CHECK(ParseU64("0000000000000000000000370247089", &v));
+  CHECK(v == 370247089);
+  CHECK(ParseU64("000000000000000000000018446744073709551615", &v));
+  CHECK(v == UINT64_MAX);
+  CHECK_FALSE(ParseU64("000000000000000000000018446744073709551616", &v));
 }
 
 TEST_CASE("EqualsIgnoreCase compares ASCII letters without case, lengths exactly") {
