@@ -99,11 +99,32 @@ $(foreach m,$(MODULES),$(eval $(call unit_rules,$(m))))
 unit: $(UNIT_BINS)
 
 # ---- fuzzing (clang, libFuzzer + ASan + UBSan) -----------------------------------------------
-FUZZ_FLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Isrc
+# Every module and llhttp are compiled again with clang and the sanitizers (fuzzer-no-link:
+# coverage counters, no main) into one archive; each test/fuzz/*_fuzz.cc links what it uses
+# from it.
+FUZZ_SAN := -fsanitize=address,undefined
+FUZZ_CXXFLAGS := -std=c++20 -O1 -g -MMD -MP -pthread $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_OBJS := $(patsubst src/%.cc,$(BUILD)/fuzz/obj/%.o,$(foreach m,$(MODULES),$(call srcs_of,$(m)))) \
+             $(patsubst $(BUILD)/obj/llhttp/%.o,$(BUILD)/fuzz/obj/llhttp/%.o,$(LLHTTP_OBJS))
 FUZZ_TARGETS := $(patsubst test/fuzz/%.cc,$(BUILD)/fuzz/%,$(wildcard test/fuzz/*_fuzz.cc))
-$(BUILD)/fuzz/%: test/fuzz/%.cc $(wildcard src/proto/*.cc src/proto/*.h src/common/*.cc src/common/*.h)
+
+$(BUILD)/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)
-	clang++ $(FUZZ_FLAGS) -o $@ $< $(wildcard src/proto/*.cc) $(wildcard src/common/*.cc) -lxxhash
+	clang -O1 -g -w -MMD -MP $(FUZZ_SAN) -fsanitize=fuzzer-no-link -I$(LLHTTP_INC) -c $< -o $@
+
+$(BUILD)/fuzz/obj/%.o: src/%.cc
+	@mkdir -p $(@D)
+	clang++ $(CPPFLAGS) $(FUZZ_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/fuzz/libkv.a: $(FUZZ_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz/%.o: test/fuzz/%.cc
+	@mkdir -p $(@D)
+	clang++ $(CPPFLAGS) -Itest $(FUZZ_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/fuzz/%: $(BUILD)/fuzz/%.o $(BUILD)/fuzz/libkv.a
+	clang++ -pthread $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(BUILD)/fuzz/libkv.a $(LDLIBS)
 
 fuzz: $(FUZZ_TARGETS)
 

@@ -143,6 +143,8 @@ void HttpConnection::Close() {
   for (Slot& s : slots_) s.stream.reset();
   unanswered_ -= deferred_.size();  // never dispatched: nobody will answer them
   deferred_.clear();
+  deferred_bytes_ = 0;
+  std::string().swap(held_input_);
   worker_->RemoveConnection(this);
   uv_close(reinterpret_cast<uv_handle_t*>(handle_), OnClose);
 }
@@ -177,6 +179,19 @@ void HttpConnection::Sweep(uint64_t now_ms) {
               static_cast<unsigned long long>(cfg.header_timeout_ms));
     Close();
     return;
+  }
+  if (write_active_) {
+    // A client that does not read: its output makes no progress.
+    const size_t queued = handle_->write_queue_size;
+    if (queued != send_queue_seen_) {
+      send_queue_seen_ = queued;
+      send_progress_ms_ = now_ms;
+    } else if (now_ms - send_progress_ms_ > cfg.send_timeout_ms) {
+      LOG_DEBUG("closing connection: no output written for %llu ms",
+                static_cast<unsigned long long>(cfg.send_timeout_ms));
+      Close();
+      return;
+    }
   }
   bool idle = slots_.empty() && !write_active_ && out_.empty() && !in_headers_;
   if (idle && now_ms - last_active_ms_ > cfg.idle_timeout_ms) Close();
@@ -215,6 +230,11 @@ void HttpConnection::HandleRead(const char* data, size_t len) {
   llhttp_errno_t err = llhttp_execute(&parser_, data, len);
   if (err == HPE_OK) {
     // fallthrough to backpressure check
+  } else if (err == HPE_PAUSED && parse_paused_ && !stop_parsing_) {
+    // Back-pressure after a complete request: keep the rest, read no more until it drains.
+    const char* pos = llhttp_get_error_pos(&parser_);
+    held_input_.assign(pos, static_cast<size_t>(data + len - pos));
+    read_paused_ = true;
   } else if (err == HPE_PAUSED || stop_parsing_) {
     stop_parsing_ = true;
   } else {
@@ -222,21 +242,33 @@ void HttpConnection::HandleRead(const char* data, size_t len) {
     LOG_DEBUG("bad request: %s (%s)", llhttp_errno_name(err), llhttp_get_error_reason(&parser_));
     FailRequest(400);
   }
-  if (stop_parsing_ && reading_) {
+  if ((stop_parsing_ || parse_paused_) && reading_) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(handle_));
     reading_ = false;
-  } else if (reading_ &&
-             (slots_.size() >= kMaxQueuedAnswers || pending_output() > kMaxPendingOutput)) {
+  } else if (reading_ && OverQueued()) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(handle_));
     reading_ = false;
     read_paused_ = true;
   }
 }
 
+bool HttpConnection::OverQueued() const {
+  return slots_.size() >= kMaxQueuedAnswers || buffered() > kMaxPendingOutput;
+}
+
 void HttpConnection::MaybeResumeReading() {
   if (!read_paused_ || closing_ || stop_parsing_) return;
-  if (slots_.size() >= kMaxQueuedAnswers / 2 || pending_output() > kMaxPendingOutput / 2) return;
+  if (slots_.size() >= kMaxQueuedAnswers / 2 || buffered() > kMaxPendingOutput / 2) return;
   read_paused_ = false;
+  if (parse_paused_) {
+    // The requests read before the pause first; they may pause parsing again.
+    parse_paused_ = false;
+    llhttp_resume(&parser_);
+    std::string held;
+    held.swap(held_input_);
+    HandleRead(held.data(), held.size());
+    if (read_paused_ || stop_parsing_ || closing_ || reading_) return;
+  }
   if (uv_read_start(reinterpret_cast<uv_stream_t*>(handle_), OnAlloc, OnRead) == 0) reading_ = true;
 }
 
@@ -379,10 +411,20 @@ int HttpConnection::OnMessageComplete(llhttp_t* p) {
   if (self->deferred_.empty() && self->CanDispatch(slot.unsafe)) {
     self->Dispatch(seq, self->req_);
   } else {
+    self->deferred_bytes_ += self->req_.target.size() + self->req_.body.size();
     self->deferred_.emplace_back(seq, std::move(self->req_));
   }
-  // Pause after a request that ends the connection so llhttp stops here.
-  return self->stop_parsing_ ? HPE_PAUSED : 0;
+  // Pause after a request that ends the connection so llhttp stops here, and after one that
+  // fills the queue (answers or requests waiting, output unwritten): the rest of the input
+  // waits, unparsed, until the client read enough (MaybeResumeReading). So a client that
+  // pipelines without reading holds at most kMaxQueuedAnswers requests and about
+  // kMaxPendingOutput bytes, plus the answers to requests already dispatched.
+  if (self->stop_parsing_) return HPE_PAUSED;
+  if (self->OverQueued()) {
+    self->parse_paused_ = true;
+    return HPE_PAUSED;
+  }
+  return 0;
 }
 
 void HttpConnection::Dispatch(uint64_t seq, Request& req) {
@@ -401,6 +443,7 @@ void HttpConnection::DispatchDeferred() {
     if (!CanDispatch(slots_[seq - head_seq_].unsafe)) break;
     Request r = std::move(req);
     uint64_t s = seq;
+    deferred_bytes_ -= r.target.size() + r.body.size();
     deferred_.pop_front();
     Dispatch(s, r);
   }
@@ -473,6 +516,7 @@ void HttpConnection::Complete(uint64_t seq, int status, std::string_view body,
       out.append(body);
     }
   }
+  answer_bytes_ += out.size();
   MarkDirty();
   if (!deferred_.empty()) DispatchDeferred();
 }
@@ -485,8 +529,13 @@ void HttpConnection::Flush() {
   if (closing_) return;
   bool more_stream = false;
   while (!slots_.empty() && slots_.front().ready) {
+    if (final_answer_out_) {
+      PopFrontSlot();  // answers after a closing one are never sent
+      continue;
+    }
     Slot& s = slots_.front();
     if (!s.bytes.empty()) {
+      answer_bytes_ -= s.bytes.size();
       if (out_.empty()) {
         out_.swap(s.bytes);
       } else {
@@ -527,22 +576,20 @@ void HttpConnection::Flush() {
     if (s.close_after) {
       close_when_flushed_ = true;
       stop_parsing_ = true;
+      final_answer_out_ = true;
     }
-    slots_.pop_front();
-    ++head_seq_;
-    if (close_when_flushed_ && stop_parsing_) {
-      // Answers after a closing one are never sent; drop them.
-      while (!slots_.empty() && slots_.front().ready) {
-        slots_.pop_front();
-        ++head_seq_;
-      }
-      if (!slots_.empty()) break;
-    }
+    PopFrontSlot();
   }
   StartWrite();
   if (more_stream && !write_active_) MarkDirty();
   if (!write_active_ && out_.empty() && close_when_flushed_ && slots_.empty()) Close();
   MaybeResumeReading();
+}
+
+void HttpConnection::PopFrontSlot() {
+  answer_bytes_ -= slots_.front().bytes.size();
+  slots_.pop_front();
+  ++head_seq_;
 }
 
 void HttpConnection::StartWrite() {
@@ -564,6 +611,8 @@ void HttpConnection::StartWrite() {
     return;
   }
   write_active_ = true;
+  send_progress_ms_ = NowMs(worker_->loop());
+  send_queue_seen_ = handle_->write_queue_size;
 }
 
 void HttpConnection::OnWrite(uv_write_t* req, int status) {

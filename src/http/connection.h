@@ -21,6 +21,7 @@ struct HttpLimits {
   uint64_t idle_timeout_ms = 60000;
   uint64_t header_timeout_ms = 10000;   // headers not complete within this: closed
   size_t max_header_bytes = 16 * 1024;  // request line + headers; past it 431
+  uint64_t send_timeout_ms = 30000;     // output that makes no progress this long: closed
 };
 
 // What the HTTP connections of one loop share.
@@ -98,7 +99,13 @@ class HttpConnection final : public Connection {
   void MaybeResumeReading();
   void Close();
   void MaybeFree();
+  void PopFrontSlot();
   size_t pending_output() const { return out_.size() + writing_.size(); }
+  // Bytes held for this connection: output, answers waiting for an earlier one, and requests
+  // waiting to be dispatched (their bodies).
+  size_t buffered() const { return pending_output() + answer_bytes_ + deferred_bytes_; }
+  // Back-pressure: parse no further request while this holds (see OnMessageComplete).
+  bool OverQueued() const;
 
   HttpContext* ctx_;
   Worker* worker_;
@@ -120,16 +127,26 @@ class HttpConnection final : public Connection {
   size_t unsafe_unanswered_ = 0;
   std::deque<std::pair<uint64_t, Request>> deferred_;  // complete, waiting for CanDispatch
   bool dispatching_deferred_ = false;
+  size_t answer_bytes_ = 0;    // in slots_[i].bytes
+  size_t deferred_bytes_ = 0;  // targets and bodies in deferred_
 
   std::string out_;      // answers waiting for the next write
   std::string writing_;  // the write in flight
   uv_write_t write_req_;
   bool write_active_ = false;
 
+  uint64_t send_progress_ms_ = 0;  // when the write in flight last made progress
+  size_t send_queue_seen_ = 0;     // its unwritten bytes then
+
   bool reading_ = false;
   bool read_paused_ = false;   // backpressure: too many queued answers or too much output
+  bool parse_paused_ = false;  // llhttp paused after a request (OverQueued); rest in held_input_
+  std::string held_input_;     // bytes read and not parsed yet
   bool stop_parsing_ = false;  // after an error or Connection: close: ignore further bytes
   bool close_when_flushed_ = false;
+  // An answer that ends the connection is in the output: later answers are dropped. (Not the
+  // same as close_when_flushed_, which a client's EOF also sets: it still gets every answer.)
+  bool final_answer_out_ = false;
   bool draining_ = false;
   bool closing_ = false;  // uv_close called
   bool handle_closed_ = false;

@@ -1,7 +1,5 @@
 #include "http/url.h"
 
-#include <strings.h>
-
 #include <cstdint>
 
 namespace kv::net {
@@ -71,12 +69,23 @@ int QueryParam(std::string_view query, std::string_view name, std::string* out) 
   return 0;
 }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+static char AsciiLower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
+// Byte by byte: strncasecmp would stop at a NUL and call "a\0b" equal to "a\0c".
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
+  }
+  return true;
+}
+
+// Any length: leading zeros do not make a number too large ("000...0001" is 1); the overflow
+// check alone decides.
 bool ParseU64(std::string_view s, uint64_t* out) {
-  if (s.empty() || s.size() > 20) return false;
+  if (s.empty()) return false;
   uint64_t v = 0;
   for (char c : s) {
     if (c < '0' || c > '9') return false;

@@ -108,15 +108,19 @@ bool Worker::Listen(uint16_t port, std::string* err) {
   return true;
 }
 
-void Worker::Run() {
-  char name[16];
-  snprintf(name, sizeof name, "kv-loop-%d", index_);
-  pthread_setname_np(pthread_self(), name);
+void Worker::Arm() {
   uv_prepare_start(&prepare_, OnPrepare);
   uint64_t sweep = server_->opts_.idle_timeout_ms / 4;
   if (sweep < 50) sweep = 50;
   if (sweep > 1000) sweep = 1000;
   uv_timer_start(&sweep_, OnSweep, sweep, sweep);
+}
+
+void Worker::Run() {
+  char name[16];
+  snprintf(name, sizeof name, "kv-loop-%d", index_);
+  pthread_setname_np(pthread_self(), name);
+  Arm();
   uv_run(&loop_, UV_RUN_DEFAULT);
   // Anything still open (a service's stray handle) is closed before the loop is.
   uv_walk(
@@ -202,12 +206,16 @@ void Worker::OnConnection(uv_stream_t* listener, int status) {
              [](uv_handle_t* x) { delete reinterpret_cast<uv_tcp_t*>(x); });
     return;
   }
+  self->Serve(h);
+}
+
+void Worker::Serve(uv_tcp_t* h) {
   uv_tcp_nodelay(h, 1);
-  if (self->server_->open_connections().load(std::memory_order_relaxed) >=
-      static_cast<int64_t>(self->server_->opts_.max_connections)) {
-    return self->service_->Accept(0, h, {}, true);
+  if (server_->open_connections().load(std::memory_order_relaxed) >=
+      static_cast<int64_t>(server_->opts_.max_connections)) {
+    return service_->Accept(0, h, {}, true);
   }
-  new Sniffer(self, h);
+  new Sniffer(this, h);
 }
 
 void Worker::AddConnection(Connection* c) {
@@ -357,6 +365,13 @@ bool Server::Start(std::string* err) {
     w->thread_ = std::thread([raw] { raw->Run(); });
   }
   return true;
+}
+
+void Server::StartDetached() {
+  start_ms_ = MonotonicNs() / 1000000;
+  for (int i = 0; i < opts_.threads; ++i) workers_.push_back(std::make_unique<Worker>(this, i));
+  for (auto& w : workers_) w->service_ = factory_(*w);
+  for (auto& w : workers_) w->Arm();
 }
 
 void Server::Stop() {

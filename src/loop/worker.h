@@ -98,10 +98,16 @@ class Worker {
   static constexpr size_t kReadBufferSize = 64 * 1024;
   bool draining() const { return draining_; }
 
+  // Serves an accepted socket (allocated with new) as the listener serves each connection it
+  // accepts: classified by its first bytes, then handed to the service. The way in for the
+  // caller of a detached server (Server::StartDetached).
+  void Serve(uv_tcp_t* handle);
+
  private:
   friend class Server;
   class Sniffer;
   bool Listen(uint16_t port, std::string* err);
+  void Arm();  // starts the before-poll step and the sweep timer
   void Run();
   static void OnConnection(uv_stream_t* listener, int status);
   static void OnPrepare(uv_prepare_t* h);
@@ -140,6 +146,10 @@ class Server {
   ~Server();
   // Binds all listeners and starts the worker threads. False (with *err) if a bind fails.
   bool Start(std::string* err);
+  // For fuzzers and tests: the workers and their services without listeners or threads. The
+  // caller runs worker(i).loop() on its own thread and hands it sockets (Worker::Serve); after
+  // Stop() it runs each loop until uv_run returns, before destroying the server.
+  void StartDetached();
   // Stop accepting, finish in-flight requests, then return from Wait(). Any thread.
   void Stop();
   // Like Stop(), but closes connections that are still busy.

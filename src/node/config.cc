@@ -140,8 +140,22 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
       Number("max-connections", &cfg->max_connections, 1, 1000000, "expected 1..1000000",
              "open client connections"),
       Number("idle-timeout-ms", &cfg->idle_timeout_ms, 1, 86400000, "expected 1..86400000",
-             "idle keep-alive connections are closed after this; a request whose headers take "
-             "over 10 s is dropped"),
+             "idle keep-alive connections (and connections that never send a byte) are closed "
+             "after this"),
+      Number("header-timeout-ms", &cfg->header_timeout_ms, 1, 86400000, "expected 1..86400000",
+             "a connection whose request head (or the first bytes that tell its protocol) is "
+             "not complete this long after its first byte is closed"),
+      Number("send-timeout-ms", &cfg->send_timeout_ms, 1, 86400000, "expected 1..86400000",
+             "a client or peer connection whose pending output makes no progress for this long "
+             "(it does not read) is closed"),
+      Number("peer-handshake-timeout-ms", &cfg->peer_handshake_timeout_ms, 1, 86400000,
+             "expected 1..86400000",
+             "a binary peer connection whose handshake is not accepted this long after its "
+             "preface is closed"),
+      Number("max-pending-handshakes", &cfg->max_pending_handshakes, 1, 1000000,
+             "expected 1..1000000",
+             "binary peer connections per loop thread that sent the preface but no accepted "
+             "handshake yet; past it the oldest is closed"),
       Number("request-timeout-ms", &cfg->request_timeout_ms, 1, 600000, "expected 1..600000",
              "how long a coordinator waits for replica answers"),
       Number("peer-timeout-min-ms", &cfg->peer_timeout_min_ms, 1, 600000, "expected 1..600000",

@@ -28,6 +28,9 @@ struct Config {
   uint64_t max_connections = 10000;
   uint64_t idle_timeout_ms = 60000;
   uint64_t header_timeout_ms = 10000;
+  uint64_t send_timeout_ms = 30000;
+  uint64_t peer_handshake_timeout_ms = 10000;
+  uint64_t max_pending_handshakes = 64;
   uint64_t request_timeout_ms = 1000;
   uint64_t peer_timeout_min_ms = 200;
   cluster::ReadFanout read_fanout = cluster::ReadFanout::kHedged;

@@ -78,6 +78,7 @@ class NodeApp final : public Service, public RequestHandler {
     http_.limits.idle_timeout_ms = cfg.idle_timeout_ms;
     http_.limits.header_timeout_ms = cfg.header_timeout_ms;
     http_.limits.max_header_bytes = cfg.max_header_bytes;
+    http_.limits.send_timeout_ms = cfg.send_timeout_ms;
     // Woken by the group committer's thread once a batch is durable (--fsync always).
     uv_async_init(worker.loop(), &synced_, [](uv_async_t* a) {
       auto* self = static_cast<NodeApp*>(a->data);
@@ -127,7 +128,11 @@ class NodeApp final : public Service, public RequestHandler {
     ctx.ring = &cluster_->ring;
     ctx.self_index = cluster_->self_index;
     ctx.on_peer_hello = [this](size_t node) { cluster_->breakers[node]->OnSuccess(); };
-    binary_server_ = MakeBinaryPeerServer(worker.loop(), ctx);
+    BinaryServerOptions bo;
+    bo.handshake_timeout_ms = cfg.peer_handshake_timeout_ms;
+    bo.max_pending_handshakes = cfg.max_pending_handshakes;
+    bo.send_timeout_ms = cfg.send_timeout_ms;
+    binary_server_ = MakeBinaryPeerServer(worker.loop(), ctx, bo);
   }
 
   void Handle(Request& req, Responder r) override {

@@ -53,7 +53,10 @@
 // cluster::ExecuteLocal (PUT/REMOVE versions observed by the HLC first), answers PING with PONG,
 // tells ctx.on_peer_hello of every accepted handshake,
 // coalesces answers into one write per loop iteration, stops reading a connection whose unsent
-// answers pass options.output_high_water bytes and resumes once they drain. A refused HANDSHAKE
+// answers pass options.output_high_water bytes and resumes once they drain, and closes one that
+// writes nothing for options.send_timeout_ms, one whose handshake is not accepted within
+// options.handshake_timeout_ms, and the oldest of more than options.max_pending_handshakes
+// connections waiting for their handshake (a timer of its own). A refused HANDSHAKE
 // or any protocol error in the input is answered with an ERROR frame (nothing after the bad
 // frame is executed) and the connection closes once it is written; other connections are not
 // affected. Close() (also called by the destructor) closes every adopted connection; as for the
@@ -126,6 +129,14 @@ std::unique_ptr<BinaryPeerServer> MakeBinaryPeerServer(uv_loop_t* loop,
 // Tunables of the server side (the defaults are what the node uses).
 struct BinaryServerOptions {
   size_t output_high_water = 1u << 20;  // stop reading a connection with this much unsent output
+  // A connection whose handshake is not accepted this long after it was adopted is closed, and
+  // so is the oldest such connection once there are more than max_pending_handshakes of them
+  // (a peer sends its preface and HANDSHAKE in one write: only a stranger keeps one pending).
+  uint64_t handshake_timeout_ms = 10000;
+  size_t max_pending_handshakes = 64;
+  // A connection whose unsent output makes no progress this long (the peer does not read) is
+  // closed.
+  uint64_t send_timeout_ms = 30000;
 };
 
 std::unique_ptr<BinaryPeerServer> MakeBinaryPeerServer(uv_loop_t* loop,

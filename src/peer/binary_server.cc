@@ -46,9 +46,13 @@ struct ServerConn {
   bool dirty = false;  // in owner->dirty_
   bool closing = false;
   bool handle_closed = false;
-  size_t unanswered = 0;     // requests handed to the replica and not answered yet
-  size_t queued_writes = 0;  // of which writes still queued (not committed)
-  std::string final_error;   // an ERROR frame to send once every request is answered
+  bool handshaken = false;        // its HANDSHAKE was accepted
+  uint64_t adopted_ms = 0;        // loop time it was adopted
+  uint64_t send_progress_ms = 0;  // loop time the write in flight last made progress
+  size_t send_queue_seen = 0;     // its unwritten bytes then
+  size_t unanswered = 0;          // requests handed to the replica and not answered yet
+  size_t queued_writes = 0;       // of which writes still queued (not committed)
+  std::string final_error;        // an ERROR frame to send once every request is answered
 };
 
 // The connection goes once its handle is closed and the replica answered all it was handed.
@@ -71,6 +75,14 @@ class BinaryServer final : public BinaryPeerServer {
     fingerprint_ = ctx_.ring->Fingerprint();
     self_url_ = ctx_.ring->url(ctx_.self_index);
     if (opts_.output_high_water == 0) opts_.output_high_water = 1;
+    // Checks the handshake and send timeouts four times per the shorter one (50 ms .. 1 s).
+    sweep_ = new uv_timer_t;
+    uv_timer_init(loop_, sweep_);
+    sweep_->data = this;
+    const uint64_t every = std::clamp<uint64_t>(
+        std::min(opts_.handshake_timeout_ms, opts_.send_timeout_ms) / 4, 50, 1000);
+    uv_timer_start(sweep_, &BinaryServer::OnSweep, every, every);
+    uv_unref(reinterpret_cast<uv_handle_t*>(sweep_));
   }
 
   ~BinaryServer() override { Close(); }
@@ -83,7 +95,14 @@ class BinaryServer final : public BinaryPeerServer {
     }
     auto* c = new ServerConn(this, handle);
     handle->data = c;
+    c->adopted_ms = uv_now(loop_);
     conns_.push_back(c);
+    pending_.push_back(c);
+    if (pending_.size() > opts_.max_pending_handshakes) {
+      LOG_DEBUG("binary peer connection closed: over %zu waiting for their handshake",
+                opts_.max_pending_handshakes);
+      CloseNow(pending_.front());
+    }
     uv_tcp_nodelay(handle, 1);
     c->decoder.Feed(first_bytes.data(), first_bytes.size());
     Process(c);
@@ -95,6 +114,9 @@ class BinaryServer final : public BinaryPeerServer {
     std::vector<ServerConn*> conns = std::move(conns_);
     for (ServerConn* c : conns) CloseNow(c);
     dirty_.clear();
+    uv_close(reinterpret_cast<uv_handle_t*>(sweep_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    sweep_ = nullptr;
   }
 
   // The worker's before-poll step: each connection's answers of the iteration in one write.
@@ -206,6 +228,8 @@ class BinaryServer final : public BinaryPeerServer {
                    proto::ErrorCodeName(refused->code), refused->reason.c_str());
           return Fatal(c, refused->code, refused->reason);
         }
+        c->handshaken = true;
+        std::erase(pending_, c);
         proto::EncodeHandshakeOk(&c->out, self_url_, fingerprint_);
         if (ctx_.on_peer_hello) {
           auto it = std::find(urls_.begin(), urls_.end(), f.url);
@@ -269,6 +293,7 @@ class BinaryServer final : public BinaryPeerServer {
     c->owner = nullptr;
     c->reading = false;
     if (c->dirty) std::erase(dirty_, c);
+    if (!c->handshaken) std::erase(pending_, c);
     std::erase(conns_, c);
     uv_close(reinterpret_cast<uv_handle_t*>(c->tcp), &OnConnClosed);
   }
@@ -283,6 +308,33 @@ class BinaryServer final : public BinaryPeerServer {
                       &BinaryServer::OnWrite);
     if (rc != 0) return CloseNow(c);
     c->write_active = true;
+    c->send_progress_ms = uv_now(loop_);
+    c->send_queue_seen = c->tcp->write_queue_size;
+  }
+
+  // Closes connections past their handshake timeout, and those whose write in flight made no
+  // progress (the peer does not read) for the send timeout.
+  static void OnSweep(uv_timer_t* t) {
+    auto* self = static_cast<BinaryServer*>(t->data);
+    const uint64_t now = uv_now(self->loop_);
+    std::vector<ServerConn*> expired;
+    for (ServerConn* c : self->pending_) {
+      if (now - c->adopted_ms > self->opts_.handshake_timeout_ms) expired.push_back(c);
+    }
+    for (ServerConn* c : self->conns_) {
+      if (!c->write_active) continue;
+      const size_t queued = c->tcp->write_queue_size;
+      if (queued != c->send_queue_seen) {
+        c->send_queue_seen = queued;
+        c->send_progress_ms = now;
+      } else if (now - c->send_progress_ms > self->opts_.send_timeout_ms) {
+        expired.push_back(c);
+      }
+    }
+    for (ServerConn* c : expired) {
+      LOG_DEBUG("binary peer connection closed: %s timeout", c->handshaken ? "send" : "handshake");
+      self->CloseNow(c);
+    }
   }
 
   static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
@@ -328,7 +380,9 @@ class BinaryServer final : public BinaryPeerServer {
   std::vector<std::string> urls_;
   uint64_t fingerprint_ = 0;
   std::string self_url_;
+  uv_timer_t* sweep_ = nullptr;  // owned; freed by its close callback
   std::vector<ServerConn*> conns_;
+  std::vector<ServerConn*> pending_;   // handshake not accepted yet, oldest first
   std::vector<ServerConn*> dirty_;     // connections with output to flush
   std::vector<ServerConn*> flushing_;  // dirty_ being flushed (kept for its capacity)
   Slots<Slot> slots_;                  // requests handed to the replica, by cookie

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Regenerates the seed corpus test/fuzz/corpus/peer_decoder_fuzz/ from proto_spec/vectors/.
+"""Regenerates the seed corpora under test/fuzz/corpus/<target>/ (each seed one fuzz input).
 
-Each seed is one fuzz input: a mode byte (bit 0: 0 = server decoder, 1 = client decoder;
-bits 1-7: Feed chunk size, 0 = all at once) followed by a byte stream built from the vectors.
+peer_decoder_fuzz: a mode byte (bit 0: 0 = server decoder, 1 = client decoder; bits 1-7: Feed
+  chunk size, 0 = all at once) followed by a byte stream built from proto_spec/vectors/.
+http_conn_fuzz: a byte seeding the sizes of the pieces (0 = one write), then a client's bytes.
+node_app_fuzz: lines of [method byte][flags byte][target] (see node_app_fuzz.cc).
+url_fuzz: a request target.
 Run from anywhere: python3 test/fuzz/make_corpus.py
 """
 import os
@@ -10,7 +13,7 @@ import re
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 VEC = os.path.join(ROOT, "proto_spec", "vectors")
-OUT = os.path.join(ROOT, "test", "fuzz", "corpus", "peer_decoder_fuzz")
+CORPUS = os.path.join(ROOT, "test", "fuzz", "corpus")
 
 
 def vec(name):
@@ -21,10 +24,18 @@ def vec(name):
     return bytes.fromhex(digits)
 
 
-def main():
-    os.makedirs(OUT, exist_ok=True)
-    for old in os.listdir(OUT):
-        os.remove(os.path.join(OUT, old))
+def write(target, seeds):
+    out = os.path.join(CORPUS, target)
+    os.makedirs(out, exist_ok=True)
+    for old in os.listdir(out):
+        os.remove(os.path.join(out, old))
+    for name, data in sorted(seeds.items()):
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+    print("wrote %d seeds to %s" % (len(seeds), os.path.relpath(out, ROOT)))
+
+
+def peer_decoder_seeds():
     server_setup = vec("preface") + vec("handshake")
     client_setup = vec("handshake_ok")
     requests = ["get_request", "put_request", "remove_request", "ping", "pong"]
@@ -46,10 +57,113 @@ def main():
         seeds["server_" + r] = bytes([0]) + server_setup + vec(r)
     for r in responses:
         seeds["client_" + r] = bytes([1]) + client_setup + vec(r)
-    for name, data in sorted(seeds.items()):
-        with open(os.path.join(OUT, name), "wb") as f:
-            f.write(data)
-    print("wrote %d seeds to %s" % (len(seeds), os.path.relpath(OUT, ROOT)))
+    return seeds
+
+
+def req(method, target, headers=(), body=None, version="HTTP/1.1"):
+    h = "%s %s %s\r\nHost: n\r\n" % (method, target, version)
+    for k, v in headers:
+        h += "%s: %s\r\n" % (k, v)
+    if body is not None and not any(k.lower() in ("content-length", "transfer-encoding")
+                                    for k, _ in headers):
+        h += "Content-Length: %d\r\n" % len(body)
+    return h.encode() + b"\r\n" + (body or b"")
+
+
+def chunked(parts, ext=b"", trailer=b""):
+    out = b""
+    for p in parts:
+        out += b"%x%s\r\n" % (len(p), ext) + p + b"\r\n"
+    return out + b"0\r\n" + trailer + b"\r\n"
+
+
+def http_conn_seeds():
+    te = [("Transfer-Encoding", "chunked")]
+    streams = {
+        "get": req("GET", "/a"),
+        "pipelined": req("GET", "/a") + req("PUT", "/b", body=b"xyz") + req("HEAD", "/c"),
+        "parked_mixed": req("GET", "/p1") + req("GET", "/p2") + req("PUT", "/p3", body=b"v")
+        + req("GET", "/s1") + req("DELETE", "/p4"),
+        "stream": req("GET", "/s12") + req("GET", "/sxx"),
+        "chunked": req("PUT", "/a", te) + chunked([b"ab", b"cdef"]),
+        "chunked_ext_trailer": req("PUT", "/a", te) + chunked([b"ab"], b";x=1", b"T: v\r\n"),
+        "chunked_over": req("PUT", "/a", te) + chunked([b"z" * 3000, b"z" * 3000]),
+        "expect": req("PUT", "/a", [("Expect", "100-continue"), ("Content-Length", "3")]) + b"abc",
+        "expect_over": req("PUT", "/a", [("Expect", "100-continue"), ("Content-Length", "5000")]),
+        "http10": req("GET", "/a", version="HTTP/1.0") + req("GET", "/b"),
+        "http10_keepalive": req("GET", "/a", [("Connection", "keep-alive")], version="HTTP/1.0")
+        + req("GET", "/b", version="HTTP/1.0"),
+        "close_then_more": req("GET", "/a", [("Connection", "close")]) + req("GET", "/b"),
+        "header_431": req("GET", "/a", [("X-Big", "h" * 2100)]),
+        "url_431": req("GET", "/" + "u" * 2100),
+        "length_413": req("PUT", "/a", [("Content-Length", "5000")]),
+        "garbage": b"\x16\x03\x01 hello\r\n\r\n",
+        "bad_then_good": b"GET / HTTP/1.1\r\nHost\r\n\r\n" + req("GET", "/a"),
+        "good_then_bad": req("GET", "/a") + b"BREW /pot HTCPCP/1.0\r\n\r\n",
+        "preface": b"\x00KVPEER\x01" + b"\x00" * 8,
+        "preface_partial": b"\x00KV",
+        "internal": req("PUT", "/v0/entity?id=k", [("X-KV-Internal", "1"),
+                                                  ("X-KV-Version", "123")], b"v"),
+        "double_length": b"PUT /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        "length_and_chunked": b"PUT /a HTTP/1.1\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunked([b"abc"]),
+    }
+    seeds = {}
+    for name, data in streams.items():
+        seeds[name] = bytes([0]) + data
+    for seed in (1, 7, 70, 200):
+        seeds["pipelined_split%d" % seed] = bytes([seed]) + streams["pipelined"]
+        seeds["chunked_split%d" % seed] = bytes([seed]) + streams["chunked"]
+    seeds["many_split3"] = bytes([3]) + b"".join(req("GET", "/p%d" % i) for i in range(40))
+    return seeds
+
+
+def node_app_seeds():
+    GET, PUT, DELETE, HEAD, POST = 0, 1, 2, 3, 4
+
+    def line(method, flags, target):
+        return bytes([method, flags]) + target + b"\n"
+
+    seeds = {
+        "put_get_delete": line(PUT, 5, b"/v0/entity?id=k") + line(GET, 0, b"/v0/entity?id=k")
+        + line(DELETE, 0, b"/v0/entity?id=k") + line(GET, 0, b"/v0/entity?id=k"),
+        "ack_from": line(PUT, 3, b"/v0/entity?id=a&ack=1&from=1")
+        + line(GET, 0, b"/v0/entity?id=a&ack=2&from=1") + line(GET, 0, b"/v0/entity?id=a&from=0")
+        + line(GET, 0, b"/v0/entity?id=a&ack=x") + line(GET, 0, b"/v0/entity?ack=1&id="),
+        "percent": line(PUT, 1, b"/v0/entity?id=%41%zz") + line(PUT, 1, b"/v0/entity?id=%4")
+        + line(GET, 0, b"/v0/entity?id=%00%ff&from=18446744073709551616"),
+        "range": line(PUT, 1, b"/v0/entity?id=r1") + line(PUT, 2, b"/v0/entity?id=r2")
+        + line(GET, 0, b"/v0/entities?start=r&end=s") + line(GET, 0, b"/v0/entities?start=")
+        + line(PUT, 0, b"/v0/entities?start=a") + line(GET, 0, b"/v0/entities?start=%zz"),
+        "status_metrics": line(GET, 0, b"/v0/status") + line(GET, 0, b"/metrics")
+        + line(POST, 0, b"/v0/status") + line(HEAD, 0, b"/metrics") + line(GET, 0, b"/nope"),
+        "internal": line(PUT, 0xc2, b"/v0/entity?id=i|1234") + line(GET, 0x40, b"/v0/entity?id=i")
+        + line(DELETE, 0xc0, b"/v0/entity?id=i|x") + line(PUT, 0x41, b"/v0/entity?id=i"),
+        "close": line(GET, 0x20, b"/v0/status") + line(GET, 0, b"/v0/status"),
+        "methods": line(POST, 1, b"/v0/entity?id=m") + line(5, 0, b"/v0/entity?id=m")
+        + line(HEAD, 0, b"/v0/entity?id=m"),
+    }
+    return seeds
+
+
+def url_seeds():
+    return {
+        "plain": b"/v0/entity?id=key&ack=2&from=3",
+        "escapes": b"/v0/entity?id=%41%62%zz&x",
+        "no_query": b"/v0/status",
+        "empty_params": b"/v0/entities?&start=&end&&",
+        "numbers": b"18446744073709551615",
+        "overflow": b"18446744073709551616",
+        "truncated_escape": b"/a?id=%4",
+        "case": b"Content-LengthcONTENT-lENGTH",
+    }
+
+
+def main():
+    write("peer_decoder_fuzz", peer_decoder_seeds())
+    write("http_conn_fuzz", http_conn_seeds())
+    write("node_app_fuzz", node_app_seeds())
+    write("url_fuzz", url_seeds())
 
 
 if __name__ == "__main__":

@@ -339,6 +339,22 @@ TEST_CASE_FIXTURE(HttpConn, "a client that half-closes still gets its answers, t
   CHECK(c.ReadEof());
 }
 
+// Found by http_conn_fuzz: after the client's EOF, answers queued behind a later-answered one
+// were dropped (only the first was sent) and the connection closed.
+TEST_CASE_FIXTURE(HttpConn, "a half-closed client gets answers that were waiting behind another") {
+  BlockingClient c(port);
+  c.Send("GET /park HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+  c.ShutdownWrite();
+  REQUIRE(journal.WaitFor(3).size() == 3);
+  BlockingClient other(port);
+  other.Send("GET /release HTTP/1.1\r\n\r\n");
+  Expect(other, 200, "GET /release ");
+  Expect(c, 200, "parked");
+  Expect(c, 200, "GET /a ");
+  Expect(c, 200, "GET /b ");
+  CHECK(c.ReadEof());
+}
+
 TEST_CASE_FIXTURE(HttpConn, "a client gone before its answer: the late answer is dropped") {
   {
     BlockingClient c(port);

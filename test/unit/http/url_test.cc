@@ -69,6 +69,12 @@ TEST_CASE("ParseU64 accepts plain decimals only") {
   CHECK_FALSE(ParseU64("-1", &v));
   CHECK_FALSE(ParseU64("1a", &v));
   CHECK_FALSE(ParseU64(" 1", &v));
+  // Leading zeros past 20 digits still fit (found by url_fuzz: refused by a length shortcut).
+  CHECK(ParseU64("0000000000000000000000370247089", &v));
+  CHECK(v == 370247089);
+  CHECK(ParseU64("000000000000000000000018446744073709551615", &v));
+  CHECK(v == UINT64_MAX);
+  CHECK_FALSE(ParseU64("000000000000000000000018446744073709551616", &v));
 }
 
 TEST_CASE("EqualsIgnoreCase compares ASCII letters without case, lengths exactly") {
@@ -77,4 +83,17 @@ TEST_CASE("EqualsIgnoreCase compares ASCII letters without case, lengths exactly
   CHECK_FALSE(EqualsIgnoreCase("expect", "expects"));
   CHECK_FALSE(EqualsIgnoreCase("x-kv-version", "x-kv-versioN2"));
   CHECK_FALSE(EqualsIgnoreCase("a-b", "a_b"));
+}
+
+TEST_CASE("EqualsIgnoreCase compares past a NUL byte (found by url_fuzz)") {
+  using namespace std::string_view_literals;
+  CHECK_FALSE(
+      EqualsIgnoreCase("4\0"
+                       "51"sv,
+                       "4\0"
+                       "55"sv));
+  CHECK_FALSE(EqualsIgnoreCase("\0a"sv, "\0b"sv));
+  CHECK(EqualsIgnoreCase("\0A"sv, "\0a"sv));
+  // Only ASCII letters fold: bytes 0xC0..0xDE are not 0xE0..0xFE.
+  CHECK_FALSE(EqualsIgnoreCase("\xC0"sv, "\xE0"sv));
 }
