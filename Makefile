@@ -15,7 +15,7 @@ LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 CPPFLAGS := -Isrc -I$(LLHTTP_INC)
 LDFLAGS  := -pthread $(SAN)
-LDLIBS   := -luv -lxxhash
+LDLIBS   := -luv -lxxhash -lsodium
 
 MODULES := common storage proto cluster net
 # Which archives a module's unit tests link (the module itself first): the modules its sources
@@ -100,7 +100,7 @@ FUZZ_FLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Isrc
 FUZZ_TARGETS := $(patsubst test/fuzz/%.cc,$(BUILD)/fuzz/%,$(wildcard test/fuzz/*_fuzz.cc))
 $(BUILD)/fuzz/%: test/fuzz/%.cc $(wildcard src/proto/*.cc src/proto/*.h src/common/*.cc src/common/*.h)
 	@mkdir -p $(@D)
-	clang++ $(FUZZ_FLAGS) -o $@ $< $(wildcard src/proto/*.cc) $(wildcard src/common/*.cc) -lxxhash
+	clang++ $(FUZZ_FLAGS) -o $@ $< $(wildcard src/proto/*.cc) $(wildcard src/common/*.cc) -lxxhash -lsodium
 
 fuzz: $(FUZZ_TARGETS)
 
