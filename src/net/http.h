@@ -21,7 +21,10 @@ struct Request {
   bool internal = false;   // X-KV-Internal: 1 (a replica request from a peer)
   int version_header = 0;  // 0 absent, 1 valid X-KV-Version, -1 malformed
   uint64_t version = 0;
-  uint64_t start_ns = 0;  // when the request was complete (monotonic)
+  std::string version_text;  // X-KV-Version as received (first 256 bytes)
+  bool has_auth = false;     // X-KV-Auth present
+  std::string auth;          // its value (first 256 bytes: longer ones are malformed anyway)
+  uint64_t start_ns = 0;     // when the request was complete (monotonic)
 
   void Reset();
 };
@@ -58,6 +61,8 @@ class Responder {
   // For code that must park the responder in two words (cluster::Completion).
   HttpConnection* connection() const { return conn_; }
   uint64_t sequence() const { return seq_; }
+  // The client's IP address ("?" once it went away): for logs.
+  std::string RemoteIp() const;
 
  private:
   HttpConnection* conn_ = nullptr;

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "net/auth_failures.h"
 #include "net/server.h"
 #include "net/sniff.h"
 #include "net/url.h"
@@ -11,6 +12,7 @@
 namespace kv::net {
 
 namespace {
+constexpr size_t kKeptValueBytes = 256;           // of a header value (see OnHeaderValue)
 constexpr size_t kMaxQueuedAnswers = 256;         // pause reading past this many pipelined
 constexpr size_t kMaxPendingOutput = 256 * 1024;  // pause reading / streaming past this
 constexpr size_t kStreamSlice = 64 * 1024;        // body bytes produced per loop iteration
@@ -50,6 +52,9 @@ void Request::Reset() {
   internal = false;
   version_header = 0;
   version = 0;
+  version_text.clear();
+  has_auth = false;
+  auth.clear();
   start_ns = 0;
 }
 
@@ -93,6 +98,10 @@ const char* StatusText(int status) {
 void Responder::Respond(int status, std::string_view body, std::initializer_list<Header> headers) {
   if (conn_) conn_->Complete(seq_, status, body, headers, nullptr);
   conn_ = nullptr;
+}
+
+std::string Responder::RemoteIp() const {
+  return conn_ != nullptr ? net::RemoteIp(conn_->handle_) : "?";
 }
 
 void Responder::Stream(int status, std::unique_ptr<BodyStream> body,
@@ -322,7 +331,10 @@ int HttpConnection::OnHeaderField(llhttp_t* p, const char* at, size_t len) {
 int HttpConnection::OnHeaderValue(llhttp_t* p, const char* at, size_t len) {
   auto* self = static_cast<HttpConnection*>(p->data);
   if (!self->CountHeaderBytes(len)) return -1;
-  if (self->header_value_.size() < 64) self->header_value_.append(at, std::min<size_t>(len, 64));
+  // X-KV-Auth values run to 157 bytes: keep enough to tell a longer one is malformed.
+  if (self->header_value_.size() < kKeptValueBytes) {
+    self->header_value_.append(at, std::min(len, kKeptValueBytes - self->header_value_.size()));
+  }
   return 0;
 }
 
@@ -334,6 +346,10 @@ int HttpConnection::OnHeaderValueComplete(llhttp_t* p) {
     self->req_.internal = v == "1";
   } else if (EqualsIgnoreCase(f, "x-kv-version")) {
     self->req_.version_header = ParseU64(v, &self->req_.version) ? 1 : -1;
+    self->req_.version_text = v;
+  } else if (EqualsIgnoreCase(f, "x-kv-auth")) {
+    self->req_.auth = v;
+    self->req_.has_auth = true;
   } else if (EqualsIgnoreCase(f, "expect")) {
     self->expect_continue_ = EqualsIgnoreCase(v, "100-continue");
   }

@@ -1,5 +1,7 @@
 #include "net/node_app.h"
 
+#include <time.h>
+
 #include <cinttypes>
 #include <cstdio>
 
@@ -7,6 +9,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/slots.h"
+#include "net/auth_failures.h"
 #include "net/http_conn.h"
 #include "net/peer_binary.h"
 #include "net/peer_http.h"
@@ -92,11 +95,16 @@ class NodeApp final : public RequestHandler {
         HttpPeerOptions o;
         o.max_connections = 128;
         o.open_new_at = 1;
+        o.keys = cfg.cluster_keys;
         transports.push_back(MakeHttpPeerTransport(worker.loop(), ep, o));
       } else if (cfg.peer_protocol == PeerProtocol::kHttpPipelined) {
-        transports.push_back(MakeHttpPeerTransport(worker.loop(), ep));
+        HttpPeerOptions o;
+        o.keys = cfg.cluster_keys;
+        transports.push_back(MakeHttpPeerTransport(worker.loop(), ep, o));
       } else {
-        transports.push_back(MakeBinaryPeerTransport(worker.loop(), ep));
+        BinaryPeerOptions o;
+        o.keys = cfg.cluster_keys;
+        transports.push_back(MakeBinaryPeerTransport(worker.loop(), ep, o));
       }
     }
     cluster::CoordinatorOptions co;
@@ -114,6 +122,7 @@ class NodeApp final : public RequestHandler {
     ctx.ring = &cluster->ring;
     ctx.self_index = cluster->self_index;
     ctx.on_peer_hello = [cluster](size_t node) { cluster->breakers[node]->OnSuccess(); };
+    ctx.keys = cfg.cluster_keys;
     binary_server_ = MakeBinaryPeerServer(worker.loop(), ctx);
   }
 
@@ -187,7 +196,10 @@ class NodeApp final : public RequestHandler {
     int found = QueryParam(query, "id", &key);
     if (found < 0) return r.Respond(400, "malformed percent-encoding in id\n");
     if (found == 0 || key.empty()) return r.Respond(400, "id is required\n");
-    if (req.internal) return Internal(req, op, key, r);
+    if (req.internal) {
+      if (!Authenticated(req, r)) return r.Respond(401, "peer request not authenticated\n");
+      return Internal(req, op, key, r);
+    }
 
     int n = static_cast<int>(cluster_->ring.size());
     std::string num;
@@ -227,6 +239,30 @@ class NodeApp final : public RequestHandler {
       default:
         return r.Respond(504, "not enough replicas answered\n");
     }
+  }
+
+  // With a cluster secret, an internal request is believed only with a valid X-KV-Auth
+  // (proto_spec section 11.3); a refusal is counted and logged (rate-limited).
+  bool Authenticated(const Request& req, const Responder& r) const {
+    const proto::auth::ClusterKeys& keys = worker_.config().cluster_keys;
+    if (!keys.enabled()) return true;
+    const char* method = req.method == HTTP_PUT      ? "PUT"
+                         : req.method == HTTP_DELETE ? "DELETE"
+                                                     : "GET";
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const uint64_t now_ms =
+        static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+    const proto::auth::Verdict v = proto::auth::VerifyHttpAuth(
+        keys, req.has_auth, req.auth,
+        proto::auth::HttpMessage{method, req.target, req.version_text, req.body}, now_ms);
+    if (v == proto::auth::Verdict::kOk) return true;
+    AuthFailure kind = AuthFailure::kHttpMismatch;
+    if (v == proto::auth::Verdict::kMissing) kind = AuthFailure::kHttpMissing;
+    if (v == proto::auth::Verdict::kMalformed) kind = AuthFailure::kHttpMalformed;
+    if (v == proto::auth::Verdict::kStale) kind = AuthFailure::kHttpStale;
+    NoteAuthFailure(kind, r.RemoteIp(), std::string(method) + " " + req.target);
+    return false;
   }
 
   // A replica request from a peer in HTTP peer mode: executed by this node's replica (never
@@ -355,6 +391,14 @@ class NodeApp final : public RequestHandler {
          "\n";
     t += "# TYPE kv_rejected_connections_total counter\nkv_rejected_connections_total " +
          U64(rejected) + "\n";
+    t += "# HELP kv_peer_auth_failures_total Peers refused for want of a valid proof of the "
+         "cluster secret, by transport and reason.\n";
+    t += "# TYPE kv_peer_auth_failures_total counter\n";
+    for (size_t k = 0; k < kAuthFailureKinds; ++k) {
+      const auto kind = static_cast<AuthFailure>(k);
+      t += std::string("kv_peer_auth_failures_total{reason=\"") + AuthFailureName(kind) + "\"} " +
+           U64(AuthFailureCount(kind)) + "\n";
+    }
     t += "# HELP kv_peer_failures_total Failed replica requests, by peer.\n";
     t += "# TYPE kv_peer_failures_total counter\n";
     uint64_t now_ms = MonotonicNs() / 1000000;

@@ -8,10 +8,12 @@
 
 #include "common/log.h"
 #include "common/slots.h"
+#include "net/auth_failures.h"
 #include "net/peer_binary.h"
 #include "net/peer_binary_io.h"
 #include "net/peer_frames.h"
 #include "net/uv_write.h"
+#include "proto/auth.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
 
@@ -49,6 +51,10 @@ struct ServerConn {
   size_t unanswered = 0;     // requests handed to the replica and not answered yet
   size_t queued_writes = 0;  // of which writes still queued (not committed)
   std::string final_error;   // an ERROR frame to send once every request is answered
+  // The handshake's transcript, kept from HANDSHAKE until AUTH is verified.
+  std::string client_url;
+  std::string client_nonce;
+  proto::auth::Nonce server_nonce{};
 };
 
 // The connection goes once its handle is closed and the replica answered all it was handed.
@@ -203,11 +209,28 @@ class BinaryServer final : public BinaryPeerServer {
                    proto::ErrorCodeName(refused->code), refused->reason.c_str());
           return Fatal(c, refused->code, refused->reason);
         }
-        proto::EncodeHandshakeOk(&c->out, self_url_, fingerprint_);
+        c->client_url.assign(f.url);
+        c->client_nonce.assign(f.nonce);
+        c->server_nonce = proto::auth::RandomNonce();
+        proofs_.clear();
+        proto::auth::AppendProofs(&proofs_, ctx_.keys, proto::auth::Prover::kServer, Transcript(c));
+        proto::EncodeHandshakeOk(&c->out, self_url_, fingerprint_, ServerNonce(c), proofs_);
+        return;
+      }
+      case proto::FrameType::kAuth: {
+        const proto::auth::Verdict v = proto::auth::VerifyProofs(
+            ctx_.keys, proto::auth::Prover::kClient, Transcript(c), f.proofs);
+        if (v != proto::auth::Verdict::kOk) {
+          NoteAuthFailure(v == proto::auth::Verdict::kMissing ? AuthFailure::kBinaryMissing
+                                                              : AuthFailure::kBinaryMismatch,
+                          RemoteIp(c->tcp), "binary peer claiming to be " + c->client_url);
+          return Fatal(c, proto::ErrorCode::kAuthFailed, "no valid proof of the cluster secret");
+        }
         if (ctx_.on_peer_hello) {
-          auto it = std::find(urls_.begin(), urls_.end(), f.url);
+          auto it = std::find(urls_.begin(), urls_.end(), c->client_url);
           if (it != urls_.end()) ctx_.on_peer_hello(static_cast<size_t>(it - urls_.begin()));
         }
+        std::string().swap(c->client_nonce);
         return;
       }
       case proto::FrameType::kPing:
@@ -220,6 +243,15 @@ class BinaryServer final : public BinaryPeerServer {
       default:  // PONG: nothing to do
         return;
     }
+  }
+
+  static std::string_view ServerNonce(const ServerConn* c) {
+    return {reinterpret_cast<const char*>(c->server_nonce.data()), c->server_nonce.size()};
+  }
+
+  proto::auth::Transcript Transcript(const ServerConn* c) const {
+    return proto::auth::Transcript{c->client_nonce, ServerNonce(c), fingerprint_, c->client_url,
+                                   self_url_};
   }
 
   // Answers with an ERROR frame after whatever was already answered, handles nothing more and
@@ -339,6 +371,7 @@ class BinaryServer final : public BinaryPeerServer {
   std::vector<std::string> urls_;
   uint64_t fingerprint_ = 0;
   std::string self_url_;
+  std::string proofs_;   // scratch for HANDSHAKE_OK's proofs
   uv_prepare_t* flush_;  // owned; freed by its close callback
   std::vector<ServerConn*> conns_;
   std::vector<ServerConn*> dirty_;     // connections with output to flush

@@ -41,6 +41,7 @@
 #include <memory>
 
 #include "cluster/peer.h"
+#include "proto/auth.h"
 
 namespace kv::net {
 
@@ -48,6 +49,9 @@ struct HttpPeerOptions {
   size_t max_connections = 4;
   size_t open_new_at = 8;           // in-flight requests per connection before opening another
   uint64_t sweep_interval_ms = 25;  // deadline sweep period
+  // The cluster secret's keys: every request carries X-KV-Auth (proto_spec section 11.3) unless
+  // there are none.
+  proto::auth::ClusterKeys keys;
 };
 
 std::unique_ptr<cluster::PeerTransport> MakeHttpPeerTransport(uv_loop_t* loop,

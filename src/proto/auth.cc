@@ -16,6 +16,10 @@ constexpr std::string_view kServerPrefix = "kvpeer-server-v1";
 constexpr std::string_view kClientPrefix = "kvpeer-client-v1";
 constexpr std::string_view kHttpPrefix = "kvhttp-v1\n";
 
+// Initialised when the program loads whatever uses this file, so every function here works
+// without an explicit Init() (sodium_init is idempotent and thread-safe).
+const bool g_sodium_ready = sodium_init() >= 0;
+
 // Streams bytes into one keyed BLAKE2b-256.
 class Hasher {
  public:
@@ -71,7 +75,7 @@ int HexDigit(char c) {
 }  // namespace
 
 bool Init() {
-  return sodium_init() >= 0;
+  return g_sodium_ready && sodium_init() >= 0;
 }
 
 Key DeriveKey(std::string_view secret) {

@@ -1,7 +1,8 @@
 // Peer authentication with a shared cluster secret (proto_spec/peer-protocol.md, section 11):
 // loading --cluster-secret-file, key derivation, the binary handshake's proofs, the HTTP
 // X-KV-Auth header and nonces. Keyed BLAKE2b-256 (libsodium crypto_generichash); every compare
-// of a received MAC runs in constant time. Pure functions; Init() once before any of them.
+// of a received MAC runs in constant time. Pure functions; libsodium is initialised when the
+// program loads (Init() reports whether that worked).
 #pragma once
 #include <array>
 #include <cstddef>
@@ -32,7 +33,7 @@ struct ClusterKeys {
   bool enabled() const { return count > 0; }
 };
 
-// Initialises libsodium (idempotent, thread-safe). False if it cannot work (no entropy source).
+// Whether libsodium is initialised (idempotent, thread-safe). False if it cannot work.
 bool Init();
 
 // Key_i = BLAKE2b-256 (unkeyed) of the secret's bytes.
