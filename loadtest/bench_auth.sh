@@ -2,8 +2,8 @@
 # make bench-auth: what peer authentication (--cluster-secret-file, proto_spec section 11) costs.
 # 3-node clusters (--threads 1 per node: 3 nodes share the cores) with binary and with HTTP peers,
 # PUT and GET saturation (wrk -t1 -c64, 100-byte values, KEYS keys, ack 2 of 3), each run with a
-# secret against one without, alternated PAIRS times (none, secret, none, secret, ...) in the same
-# run; every run starts from the same copy of the data (filled once). Prints every run and
+# secret against one without, alternated PAIRS times (none, secret, secret, none, none, ...) in the
+# same run; every run starts from the same copy of the data (filled once). Prints every run and
 # secret/none of the means.
 # Environment: PAIRS (3), DUR (wrk seconds, 10), KEYS (100000), MODES ("binary http").
 set -euo pipefail
@@ -66,7 +66,9 @@ for mode in $MODES; do
     : >"$work/none.$mode.$wl"
     : >"$work/secret.$mode.$wl"
     for pair in $(seq 1 "$PAIRS"); do
-      for which in none secret; do
+      order="none secret"
+      [ $((pair % 2)) -eq 0 ] && order="secret none"  # ABBA: a drifting load cancels out
+      for which in $order; do
         flags=(--peer-protocol "$mode")
         [ "$which" = secret ] && flags+=(--cluster-secret-file "$work/secret")
         rm -rf "$work/d"

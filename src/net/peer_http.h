@@ -5,7 +5,9 @@
 //
 // Wire format (the server side in src/net implements the same):
 //   GET|PUT|DELETE /v0/entity?id=<percent-encoded key> HTTP/1.1
-//   Host: host:port / X-KV-Internal: 1 / X-KV-Version: <u64> (PUT, DELETE) / Content-Length
+//   Host: host:port / X-KV-Internal: 1 / X-KV-Version: <u64> (PUT, DELETE) /
+//   X-KV-Auth: t=<ms>,m=<hex>[,m=<hex>] (with a cluster secret: options.keys) / Content-Length
+//   A 401 (the peer does not accept our proof) is a failure like any other status.
 //   GET 200 + X-KV-Version -> kValue; 404 + X-KV-Version (+ X-KV-Tombstone: 1) -> kTombstone;
 //   404 without X-KV-Version -> kAbsent; PUT 201 / DELETE 202 + X-KV-Version -> kStored;
 //   anything else -> kError ("http 507", "bad version", ...).
