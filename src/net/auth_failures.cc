@@ -43,7 +43,7 @@ const char* AuthFailureName(AuthFailure kind) {
   return "unknown";
 }
 
-void NoteAuthFailure(AuthFailure kind, std::string_view peer, std::string_view detail) {
+bool NoteAuthFailure(AuthFailure kind, std::string_view peer, std::string_view detail) {
   g_counts[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
   const uint64_t now_ms = uv_hrtime() / 1000000;
   std::string key(peer);
@@ -55,7 +55,7 @@ void NoteAuthFailure(AuthFailure kind, std::string_view peer, std::string_view d
     if (g_last_logged->size() >= kMaxRemembered) g_last_logged->clear();
     auto [it, fresh] = g_last_logged->try_emplace(key, now_ms);
     if (!fresh) {
-      if (now_ms - it->second < kLogEveryMs) return;
+      if (now_ms - it->second < kLogEveryMs) return false;
       it->second = now_ms;
     }
   }
@@ -64,6 +64,7 @@ void NoteAuthFailure(AuthFailure kind, std::string_view peer, std::string_view d
       "and reason, counted in kv_peer_auth_failures_total",
       AuthFailureName(kind), static_cast<int>(peer.size()), peer.data(),
       static_cast<int>(detail.size()), detail.data());
+  return true;
 }
 
 uint64_t AuthFailureCount(AuthFailure kind) {

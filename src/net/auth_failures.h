@@ -29,7 +29,8 @@ const char* AuthFailureName(AuthFailure kind);
 
 // Counts one refusal and logs it (WARN) unless this address and reason were logged in the last
 // minute. peer: the remote IP (no port, so reconnects share it); detail: what it claimed.
-void NoteAuthFailure(AuthFailure kind, std::string_view peer, std::string_view detail);
+// Returns whether it logged.
+bool NoteAuthFailure(AuthFailure kind, std::string_view peer, std::string_view detail);
 
 // Refusals counted since the process started.
 uint64_t AuthFailureCount(AuthFailure kind);

@@ -162,6 +162,12 @@ class Auth(Group):
         check_eq(stored_keys(a.port, prefix), 20, "keys the honest node stored")
         after = sum(auth_failures(nd.port) for nd in (a, b)) + auth_failures(c.port)
         check(after > before, f"kv_peer_auth_failures_total moved ({before} -> {after})")
+        # Every refusal is counted, but logged once a minute per peer address and reason.
+        for nd in self.ns:
+            with open(nd.log_path) as f:
+                lines = [l for l in f if "peer authentication refused:" in l]
+            reasons = [l.split("refused: ")[1].split(" (")[0] for l in lines]
+            check_eq(sorted(set(reasons)), sorted(reasons), f"refusals logged by {nd.port}")
         # Back with the common secret: it is a replica again.
         self.restart_with(c, SECRET_A)
         wait_healthy(self.ns)

@@ -1291,3 +1291,20 @@ TEST_CASE("binary auth: an impostor server gets neither AUTH nor requests") {
   CHECK(good.peers[0]->auths[0].proofs.size() == kv::proto::kProofBytes);
   CHECK(good.peers[0]->frames[1].type == FrameType::kPut);
 }
+
+TEST_CASE("auth failures: every one is counted, one line a minute per address and reason") {
+  using kv::net::AuthFailure;
+  using kv::net::AuthFailureCount;
+  using kv::net::NoteAuthFailure;
+  const uint64_t missing = AuthFailureCount(AuthFailure::kHttpMissing);
+  const uint64_t stale = AuthFailureCount(AuthFailure::kHttpStale);
+  CHECK(NoteAuthFailure(AuthFailure::kHttpMissing, "192.0.2.1", "first"));
+  CHECK_FALSE(NoteAuthFailure(AuthFailure::kHttpMissing, "192.0.2.1", "again"));
+  CHECK_FALSE(NoteAuthFailure(AuthFailure::kHttpMissing, "192.0.2.1", "and again"));
+  CHECK(NoteAuthFailure(AuthFailure::kHttpMissing, "192.0.2.2", "another address"));
+  CHECK(NoteAuthFailure(AuthFailure::kHttpStale, "192.0.2.1", "another reason"));
+  CHECK(AuthFailureCount(AuthFailure::kHttpMissing) == missing + 4);
+  CHECK(AuthFailureCount(AuthFailure::kHttpStale) == stale + 1);
+  CHECK(std::string(kv::net::AuthFailureName(AuthFailure::kBinaryServerMismatch)) ==
+        "binary_server_mismatch");
+}
