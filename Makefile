@@ -15,7 +15,7 @@ LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 CPPFLAGS := -Isrc -I$(LLHTTP_INC)
 LDFLAGS  := -pthread $(SAN)
-LDLIBS   := -luv -lxxhash
+LDLIBS   := -luv -lxxhash -lsodium
 
 MODULES := common storage proto cluster loop http peer node
 # Which archives a module's unit tests link (the module itself first): the modules its sources
@@ -38,7 +38,8 @@ ALL_LIBS := $(foreach m,$(MODULES),$(BUILD)/lib$(m).a) $(BUILD)/libllhttp.a
 UNIT_BINS := $(foreach m,$(MODULES),$(if $(wildcard test/unit/$(m)/*.cc),$(BUILD)/unit_$(m)))
 
 .PHONY: all deps test unit integration fuzz fuzz-run asan tsan run clean format bench bench-single \
-        bench-storage check-format check-deps test-kvload flame test-faults readme-flags bench-compare
+        bench-storage check-format check-deps test-kvload flame test-faults readme-flags bench-compare \
+        bench-auth
 .DEFAULT_GOAL := all
 
 all: node loadtest/kvload
@@ -175,6 +176,10 @@ flame: node
 # new/old saturation (OLD=path/to/older/node) and --fsync always vs periodic, alternated runs
 bench-compare: all
 	@bash loadtest/bench_compare.sh
+
+# peer authentication's cost: --cluster-secret-file against none, alternated, binary and HTTP peers
+bench-auth: all
+	@bash loadtest/bench_auth.sh
 
 bench-single: all
 	@bash loadtest/bench_single.sh

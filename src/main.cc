@@ -14,6 +14,7 @@
 #include "loop/worker.h"
 #include "node/config.h"
 #include "node/node_app.h"
+#include "proto/auth.h"
 #include "storage/engine.h"
 
 int main(int argc, char** argv) {
@@ -33,6 +34,23 @@ int main(int argc, char** argv) {
       break;
   }
   kv::set_log_level(static_cast<kv::LogLevel>(cfg.log_level));
+  if (!kv::proto::auth::Init()) {
+    fprintf(stderr, "node: cannot initialise libsodium\n");
+    return 1;
+  }
+  if (cfg.cluster_keys.enabled()) {
+    LOG_INFO("peers authenticated with %zu secret(s) from %s", cfg.cluster_keys.count,
+             cfg.cluster_secret_file.c_str());
+    if (cfg.cluster_secret_loose) {
+      LOG_WARN("cluster secret file %s is readable by group or others: chmod 600 it",
+               cfg.cluster_secret_file.c_str());
+    }
+  } else if (cfg.peer_protocol != kv::net::PeerProtocol::kBinary) {
+    LOG_WARN(
+        "peer requests over HTTP are not authenticated: anyone who can reach port %u can "
+        "write replica data with X-KV-Internal; give every node --cluster-secret-file",
+        cfg.port);
+  }
 
   // Every thread started from here on inherits this mask; only sigwait below sees the signals.
   sigset_t stop_signals;

@@ -3,7 +3,7 @@
 # Usage: bash test/deps.sh [--build] [extra-package ...]   (the benchmarks pass their own extras)
 set -euo pipefail
 # --build: only what building ./node needs (make run); otherwise the test suites' packages too.
-build=(g++ make pkg-config libuv1-dev libxxhash-dev node-llhttp)
+build=(g++ make pkg-config libuv1-dev libxxhash-dev node-llhttp libsodium-dev)
 if [ "${1:-}" = "--build" ]; then
   shift
   need=("${build[@]}" "$@")

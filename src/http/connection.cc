@@ -9,6 +9,7 @@
 namespace kv::net {
 
 namespace {
+constexpr size_t kKeptValueBytes = 256;           // of a header value (see OnHeaderValue)
 constexpr size_t kMaxQueuedAnswers = 256;         // pause reading past this many pipelined
 constexpr size_t kMaxPendingOutput = 256 * 1024;  // pause reading / streaming past this
 constexpr size_t kStreamSlice = 64 * 1024;        // body bytes produced per loop iteration
@@ -104,6 +105,10 @@ const char* StatusText(int status) {
 void Responder::Respond(int status, std::string_view body, std::initializer_list<Header> headers) {
   if (conn_) conn_->Complete(seq_, status, body, headers, nullptr);
   conn_ = nullptr;
+}
+
+std::string Responder::RemoteIp() const {
+  return conn_ != nullptr ? net::RemoteIp(conn_->handle_) : "?";
 }
 
 void Responder::Stream(int status, std::unique_ptr<BodyStream> body,

@@ -61,6 +61,8 @@ class Responder {
   // For code that must park the responder in two words (cluster::Completion).
   HttpConnection* connection() const { return conn_; }
   uint64_t sequence() const { return seq_; }
+  // The client's IP address ("?" once it went away): for logs.
+  std::string RemoteIp() const;
 
  private:
   HttpConnection* conn_ = nullptr;

@@ -61,7 +61,7 @@ bool EnsureWritableDir(const std::string& dir, std::string* err) {
 
 // What the flags give besides Config; the cross-flag checks in ParseArgs turn it into Config.
 struct Given {
-  std::string cluster, self, data;
+  std::string cluster, self, data, secret_file;
   bool port = false, threads = false;
 };
 
@@ -127,6 +127,11 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
       Text("data", "DIR", "`./data/<port>`", &g->data, "data directory (created if missing)",
            "empty path"),
       threads,
+      Text("cluster-secret-file", "PATH", "none: peers are not authenticated", &g->secret_file,
+           "file with the cluster's shared secret (one line of 16..1024 bytes, e.g. 64 hex "
+           "digits; two lines while rotating): peers prove they know it, in both peer "
+           "protocols, and a node refuses peer requests that do not (proto_spec section 11)",
+           "empty path"),
       flags::Choice("peer-protocol", &cfg->peer_protocol,
                     {{"binary", PeerProtocol::kBinary},
                      {"http", PeerProtocol::kHttp},
@@ -280,6 +285,16 @@ ParseResult ParseArgs(int argc, char** argv, Config* cfg, std::string* err) {
   }
   cfg->self_index = static_cast<size_t>(self);
   cfg->self_url = cfg->cluster[self];
+  if (!given.secret_file.empty()) {
+    if (!proto::auth::Init()) {
+      *err = "cannot initialise libsodium";
+      return ParseResult::kError;
+    }
+    *err = proto::auth::LoadSecretFile(given.secret_file, &cfg->cluster_keys,
+                                       &cfg->cluster_secret_loose);
+    if (!err->empty()) return ParseResult::kError;
+    cfg->cluster_secret_file = given.secret_file;
+  }
   cfg->data_dir = given.data.empty() ? "./data/" + port_str : given.data;
   if (!EnsureWritableDir(cfg->data_dir, err)) return ParseResult::kError;
   return ParseResult::kOk;

@@ -1,5 +1,6 @@
 // The node's configuration: command-line flags parsed and validated into one struct.
-// ParseArgs touches nothing on disk except checking that the data directory is writable.
+// ParseArgs touches nothing on disk except checking that the data directory is writable and
+// reading --cluster-secret-file.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -7,6 +8,7 @@
 
 #include "cluster/clock_skew.h"
 #include "cluster/coordinator.h"
+#include "proto/auth.h"
 #include "storage/engine.h"
 
 namespace kv::net {
@@ -41,6 +43,11 @@ struct Config {
   uint64_t memtable_bytes = 64ull << 20;
   uint64_t tombstone_gc_seconds = 86400;
   int log_level = 1;  // kv::LogLevel
+  // --cluster-secret-file: the path, the keys derived from its secrets (none without the flag),
+  // and whether the file is readable by group or others (main warns).
+  std::string cluster_secret_file;
+  proto::auth::ClusterKeys cluster_keys;
+  bool cluster_secret_loose = false;
 };
 
 enum class ParseResult { kOk, kHelp, kHelpMarkdown, kError };

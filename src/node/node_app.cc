@@ -15,6 +15,7 @@
 #include "peer/http_peer.h"
 #include "peer/http_replica.h"
 #include "proto/wire.h"
+#include "peer/auth_failures.h"
 
 namespace kv::net {
 
@@ -88,7 +89,7 @@ class NodeApp final : public Service, public RequestHandler {
     local_ = std::make_unique<cluster::LocalReplica>(
         cluster_->engine, &cluster_->hlc, cluster_->committer, [this] { uv_async_send(&synced_); });
     local_->set_max_clock_skew(cluster_->max_clock_skew_ms, &cluster_->replica_skew_refusals);
-    http_replica_ = std::make_unique<HttpReplicaServer>(local_.get());
+    http_replica_ = std::make_unique<HttpReplicaServer>(local_.get(), &cfg_.cluster_keys);
     std::vector<std::unique_ptr<cluster::PeerTransport>> transports;
     const uint64_t fingerprint = cluster_->ring.Fingerprint();
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {
@@ -107,11 +108,16 @@ class NodeApp final : public Service, public RequestHandler {
         HttpPeerOptions o;
         o.max_connections = 128;
         o.open_new_at = 1;
+        o.keys = cfg.cluster_keys;
         transports.push_back(MakeHttpPeerTransport(worker.loop(), ep, o));
       } else if (cfg.peer_protocol == PeerProtocol::kHttpPipelined) {
-        transports.push_back(MakeHttpPeerTransport(worker.loop(), ep));
+        HttpPeerOptions o;
+        o.keys = cfg.cluster_keys;
+        transports.push_back(MakeHttpPeerTransport(worker.loop(), ep, o));
       } else {
-        transports.push_back(MakeBinaryPeerTransport(worker.loop(), ep));
+        BinaryPeerOptions o;
+        o.keys = cfg.cluster_keys;
+        transports.push_back(MakeBinaryPeerTransport(worker.loop(), ep, o));
       }
     }
     cluster::CoordinatorOptions co;
@@ -132,6 +138,7 @@ class NodeApp final : public Service, public RequestHandler {
     bo.handshake_timeout_ms = cfg.peer_handshake_timeout_ms;
     bo.max_pending_handshakes = cfg.max_pending_handshakes;
     bo.send_timeout_ms = cfg.send_timeout_ms;
+    ctx.keys = cfg.cluster_keys;
     binary_server_ = MakeBinaryPeerServer(worker.loop(), ctx, bo);
   }
 
@@ -367,6 +374,14 @@ class NodeApp final : public Service, public RequestHandler {
          "\n";
     t += "# TYPE kv_rejected_connections_total counter\nkv_rejected_connections_total " +
          U64(rejected) + "\n";
+    t += "# HELP kv_peer_auth_failures_total Peers refused for want of a valid proof of the "
+         "cluster secret, by transport and reason.\n";
+    t += "# TYPE kv_peer_auth_failures_total counter\n";
+    for (size_t k = 0; k < kAuthFailureKinds; ++k) {
+      const auto kind = static_cast<AuthFailure>(k);
+      t += std::string("kv_peer_auth_failures_total{reason=\"") + AuthFailureName(kind) + "\"} " +
+           U64(AuthFailureCount(kind)) + "\n";
+    }
     t += "# HELP kv_peer_failures_total Failed replica requests, by peer.\n";
     t += "# TYPE kv_peer_failures_total counter\n";
     uint64_t now_ms = MonotonicNs() / 1000000;

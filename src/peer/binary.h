@@ -11,9 +11,12 @@
 // threads would add a hand-off (lock + uv_async + extra copy) per request for nothing.
 //
 // Client (MakeBinaryPeerTransport):
-// - Lazy: the first Send connects, writes preface + HANDSHAKE and then, without waiting for
-//   HANDSHAKE_OK, the queued requests (the server decodes in order; if it refuses the handshake
-//   it executes none of them and every pending request fails with the ERROR frame's reason).
+// - Lazy: the first Send connects and writes preface + HANDSHAKE (with a fresh nonce); requests
+//   queue until HANDSHAKE_OK arrives. Its proofs are verified against options.keys (a server
+//   that cannot prove our secret is refused like a refused handshake, counted and logged, see
+//   auth_failures.h); then AUTH (our proofs) and the queued requests leave at once behind it
+//   (the server decodes in order; if it refuses AUTH it executes none of them and every
+//   pending request fails with the ERROR frame's reason). One round trip per new connection.
 // - Names: a host name is resolved again for every new connection (uv_getaddrinfo, off the
 //   request path; requests queue behind the lookup), so a peer whose address changes is
 //   followed; its addresses are tried in order (IPv4 first) until one accepts. A name that does
@@ -49,7 +52,10 @@
 //   right after Close() (even from inside a waiter callback); the loop must run once more
 //   (uv_run NOWAIT) to free them.
 //
-// Server (MakeBinaryPeerServer): one per loop; executes GET/PUT/REMOVE with
+// Server (MakeBinaryPeerServer): one per loop; answers HANDSHAKE with HANDSHAKE_OK carrying a
+// fresh nonce and its proofs, and verifies AUTH against ctx.keys before any request (a client
+// without a valid proof gets ERROR(AUTH_FAILED), counted and logged, and nothing it sent runs);
+// executes GET/PUT/REMOVE with
 // cluster::ExecuteLocal (PUT/REMOVE versions observed by the HLC first), answers PING with PONG,
 // tells ctx.on_peer_hello of every accepted handshake,
 // coalesces answers into one write per loop iteration, stops reading a connection whose unsent
@@ -75,6 +81,7 @@
 #include "cluster/peer.h"
 #include "cluster/ring.h"
 #include "loop/resolve.h"
+#include "proto/auth.h"
 
 namespace kv::net {
 
@@ -94,6 +101,8 @@ struct BinaryPeerOptions {
   // Resolves a host name for each new connection in place of uv_getaddrinfo (tests): false when
   // it does not resolve.
   std::function<bool(const std::string& host, uint16_t port, Addresses* out)> resolve;
+  // The cluster secret's keys (none: prove nothing, accept any server).
+  proto::auth::ClusterKeys keys;
 };
 
 std::unique_ptr<cluster::PeerTransport> MakeBinaryPeerTransport(uv_loop_t* loop,
@@ -106,9 +115,11 @@ struct BinaryServerContext {
   cluster::LocalReplica* local = nullptr;
   const cluster::Ring* ring = nullptr;  // for the handshake: peer URL in ring, same fingerprint
   size_t self_index = 0;
-  // Called with the peer's index in the ring when a peer's handshake was accepted: proof that
-  // its process runs (e.g. it just restarted), which closes its circuit breaker at once.
+  // Called with the peer's index in the ring when a peer's handshake (and AUTH) was accepted: proof
+  // that its process runs (e.g. it just restarted), which closes its circuit breaker at once.
   std::function<void(size_t node)> on_peer_hello;
+  // The cluster secret's keys (none: accept any client, prove nothing).
+  proto::auth::ClusterKeys keys;
 };
 
 class BinaryPeerServer {

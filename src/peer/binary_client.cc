@@ -15,6 +15,8 @@
 #include "peer/binary.h"
 #include "peer/binary_io.h"
 #include "peer/frames.h"
+#include "peer/auth_failures.h"
+#include "proto/auth.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
 
@@ -69,7 +71,9 @@ struct ClientConn {
   proto::FrameDecoder decoder;
   std::string out;      // frames queued and not yet handed to uv_write
   std::string writing;  // the bytes of the write in flight
-  Addresses addrs;      // where to connect: tried in order until one accepts
+  std::string held;     // requests queued before HANDSHAKE_OK: they follow AUTH
+  proto::auth::Nonce client_nonce{};
+  Addresses addrs;  // where to connect: tried in order until one accepts
   size_t next_addr = 0;
   NameLookup* lookup = nullptr;  // the host name's lookup, while it runs
   uint64_t last_rx_ms = 0;       // uv_now when bytes last arrived (0: never)
@@ -118,7 +122,7 @@ class BinaryPeer final : public cluster::PeerTransport {
       return waiter->OnPeerResponse(cookie, ErrorResponse(last_error_));
     }
     const uint64_t id = Acquire(waiter, cookie, deadline_ms, proto::kFrameHeaderSize, true);
-    proto::EncodePing(&conn_->out, id);
+    proto::EncodePing(Queue(conn_), id);
     Queued();
   }
 
@@ -142,7 +146,7 @@ class BinaryPeer final : public cluster::PeerTransport {
       return waiter->OnPeerResponse(cookie, ErrorResponse(last_error_));
     }
     const uint64_t id = Acquire(waiter, cookie, deadline_ms, bytes, false);
-    proto::EncodeRequest(&conn_->out, id, ToProtoOp(req.op), req.key, value, req.version);
+    proto::EncodeRequest(Queue(conn_), id, ToProtoOp(req.op), req.key, value, req.version);
     Queued();
   }
 
@@ -229,6 +233,13 @@ class BinaryPeer final : public cluster::PeerTransport {
     }
   }
 
+  // Where requests go: behind AUTH once the server proved itself, else held until then.
+  static std::string* Queue(ClientConn* c) { return c->handshake_ok ? &c->out : &c->held; }
+
+  static std::string_view NonceView(const proto::auth::Nonce& n) {
+    return {reinterpret_cast<const char*>(n.data()), n.size()};
+  }
+
   // A frame was queued on conn_ (it leaves with the next Flush): watch its deadline.
   void Queued() {
     if (!uv_is_active(reinterpret_cast<uv_handle_t*>(sweep_))) {
@@ -283,8 +294,9 @@ class BinaryPeer final : public cluster::PeerTransport {
     c->connect_req.data = c;
     c->write_req.data = c;
     if (handshake) {
+      c->client_nonce = proto::auth::RandomNonce();
       proto::AppendPreface(&c->out);
-      proto::EncodeHandshake(&c->out, self_url_, fingerprint_);
+      proto::EncodeHandshake(&c->out, self_url_, fingerprint_, NonceView(c->client_nonce));
     }
     return c;
   }
@@ -332,6 +344,8 @@ class BinaryPeer final : public cluster::PeerTransport {
   void ConnectToNextAddress(ClientConn* c) {
     ClientConn* next = NewConn(false);
     next->out.swap(c->out);
+    next->held.swap(c->held);
+    next->client_nonce = c->client_nonce;
     next->addrs.swap(c->addrs);
     next->next_addr = c->next_addr;
     c->owner = nullptr;
@@ -407,8 +421,23 @@ class BinaryPeer final : public cluster::PeerTransport {
               std::string(proto::ErrorCodeName(refused->code)) + ": " + refused->reason, false,
               true);
         }
+        proto::auth::Transcript t{NonceView(c->client_nonce), f.nonce, fingerprint_, self_url_,
+                                  peer_urls_[0]};
+        const proto::auth::Verdict v =
+            proto::auth::VerifyProofs(opts_.keys, proto::auth::Prover::kServer, t, f.proofs);
+        if (v != proto::auth::Verdict::kOk) {
+          NoteAuthFailure(v == proto::auth::Verdict::kMissing ? AuthFailure::kBinaryServerMissing
+                                                              : AuthFailure::kBinaryServerMismatch,
+                          RemoteIp(&c->tcp), "binary peer " + peer_urls_[0] + " we dialed");
+          return FailConnection("AUTH_FAILED: peer did not prove the cluster secret", false, true);
+        }
+        std::string proofs;
+        proto::auth::AppendProofs(&proofs, opts_.keys, proto::auth::Prover::kClient, t);
+        proto::EncodeAuth(&c->out, proofs);
+        c->out.append(c->held);
+        std::string().swap(c->held);
         c->handshake_ok = true;
-        return;
+        return;  // AUTH and the held requests leave with the next Flush
       }
       case proto::FrameType::kError:
         return FailConnection(proto::ErrorText(f), false, !c->handshake_ok);

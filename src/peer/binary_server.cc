@@ -12,6 +12,8 @@
 #include "peer/binary.h"
 #include "peer/binary_io.h"
 #include "peer/frames.h"
+#include "peer/auth_failures.h"
+#include "proto/auth.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
 
@@ -46,13 +48,17 @@ struct ServerConn {
   bool dirty = false;  // in owner->dirty_
   bool closing = false;
   bool handle_closed = false;
-  bool handshaken = false;        // its HANDSHAKE was accepted
+  bool handshaken = false;        // it proved itself (AUTH verified)
   uint64_t adopted_ms = 0;        // loop time it was adopted
   uint64_t send_progress_ms = 0;  // loop time the write in flight last made progress
   size_t send_queue_seen = 0;     // its unwritten bytes then
   size_t unanswered = 0;          // requests handed to the replica and not answered yet
   size_t queued_writes = 0;       // of which writes still queued (not committed)
   std::string final_error;        // an ERROR frame to send once every request is answered
+  // The handshake's transcript, kept from HANDSHAKE until AUTH is verified.
+  std::string client_url;
+  std::string client_nonce;
+  proto::auth::Nonce server_nonce{};
 };
 
 // The connection goes once its handle is closed and the replica answered all it was handed.
@@ -228,13 +234,30 @@ class BinaryServer final : public BinaryPeerServer {
                    proto::ErrorCodeName(refused->code), refused->reason.c_str());
           return Fatal(c, refused->code, refused->reason);
         }
-        c->handshaken = true;
+        c->client_url.assign(f.url);
+        c->client_nonce.assign(f.nonce);
+        c->server_nonce = proto::auth::RandomNonce();
+        proofs_.clear();
+        proto::auth::AppendProofs(&proofs_, ctx_.keys, proto::auth::Prover::kServer, Transcript(c));
+        proto::EncodeHandshakeOk(&c->out, self_url_, fingerprint_, ServerNonce(c), proofs_);
+        return;
+      }
+      case proto::FrameType::kAuth: {
+        const proto::auth::Verdict v = proto::auth::VerifyProofs(
+            ctx_.keys, proto::auth::Prover::kClient, Transcript(c), f.proofs);
+        if (v != proto::auth::Verdict::kOk) {
+          NoteAuthFailure(v == proto::auth::Verdict::kMissing ? AuthFailure::kBinaryMissing
+                                                              : AuthFailure::kBinaryMismatch,
+                          RemoteIp(c->tcp), "binary peer claiming to be " + c->client_url);
+          return Fatal(c, proto::ErrorCode::kAuthFailed, "no valid proof of the cluster secret");
+        }
+        c->handshaken = true;  // proved itself: no longer a pending handshake
         std::erase(pending_, c);
-        proto::EncodeHandshakeOk(&c->out, self_url_, fingerprint_);
         if (ctx_.on_peer_hello) {
-          auto it = std::find(urls_.begin(), urls_.end(), f.url);
+          auto it = std::find(urls_.begin(), urls_.end(), c->client_url);
           if (it != urls_.end()) ctx_.on_peer_hello(static_cast<size_t>(it - urls_.begin()));
         }
+        std::string().swap(c->client_nonce);
         return;
       }
       case proto::FrameType::kPing:
@@ -247,6 +270,15 @@ class BinaryServer final : public BinaryPeerServer {
       default:  // PONG: nothing to do
         return;
     }
+  }
+
+  static std::string_view ServerNonce(const ServerConn* c) {
+    return {reinterpret_cast<const char*>(c->server_nonce.data()), c->server_nonce.size()};
+  }
+
+  proto::auth::Transcript Transcript(const ServerConn* c) const {
+    return proto::auth::Transcript{c->client_nonce, ServerNonce(c), fingerprint_, c->client_url,
+                                   self_url_};
   }
 
   // Answers with an ERROR frame after whatever was already answered, handles nothing more and
@@ -380,6 +412,7 @@ class BinaryServer final : public BinaryPeerServer {
   std::vector<std::string> urls_;
   uint64_t fingerprint_ = 0;
   std::string self_url_;
+  std::string proofs_;  // scratch for HANDSHAKE_OK's proofs
   uv_timer_t* sweep_ = nullptr;  // owned; freed by its close callback
   std::vector<ServerConn*> conns_;
   std::vector<ServerConn*> pending_;   // handshake not accepted yet, oldest first

@@ -1,6 +1,7 @@
 #include "peer/http_peer.h"
 
 #include <strings.h>
+#include <time.h>
 
 #include <algorithm>
 #include <charconv>
@@ -372,25 +373,45 @@ class HttpPeer final : public HttpClientDelegate {
   }
 
   void AppendRequest(std::string* out, const PeerRequest& req) {
+    std::string_view method;
     switch (req.op) {
       case PeerOp::kGet:
-        out->append("GET");
+        method = "GET";
         break;
       case PeerOp::kPut:
-        out->append("PUT");
+        method = "PUT";
         break;
       case PeerOp::kRemove:
-        out->append("DELETE");
+        method = "DELETE";
         break;
     }
-    out->append(" /v0/entity?id=");
+    out->append(method);
+    out->push_back(' ');
+    const size_t target_at = out->size();
+    out->append("/v0/entity?id=");
     AppendPercentEncoded(out, req.key);
+    const size_t target_end = out->size();
     out->append(" HTTP/1.1\r\nHost: ");
     out->append(host_header_);
     out->append("\r\nX-KV-Internal: 1\r\n");
+    char version[24];
+    size_t version_len = 0;
     if (req.op != PeerOp::kGet) {
+      version_len = static_cast<size_t>(
+          std::to_chars(version, version + sizeof version, req.version).ptr - version);
       out->append("X-KV-Version: ");
-      AppendU64(out, req.version);
+      out->append(version, version_len);
+      out->append("\r\n");
+    }
+    const std::string_view body = req.op == PeerOp::kPut ? req.value : std::string_view();
+    if (opts_.keys.enabled()) {
+      // The MAC covers the target as written above (copied: *out may grow while appending).
+      target_.assign(*out, target_at, target_end - target_at);
+      out->append("X-KV-Auth: ");
+      proto::auth::AppendHttpAuth(
+          out, opts_.keys,
+          proto::auth::HttpMessage{method, target_, std::string_view(version, version_len), body},
+          WallMs());
       out->append("\r\n");
     }
     if (req.op == PeerOp::kPut) {
@@ -401,6 +422,12 @@ class HttpPeer final : public HttpClientDelegate {
     } else {
       out->append("\r\n");
     }
+  }
+
+  static uint64_t WallMs() {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
   }
 
   // Removes `conn` from the pool and closes it; its requests become failures: those due by
@@ -456,6 +483,7 @@ class HttpPeer final : public HttpClientDelegate {
   size_t max_bytes_;
   HttpPeerOptions opts_;
   std::string host_header_;
+  std::string target_;  // scratch: the target of the request being authenticated
   uv_timer_t sweep_;
   std::vector<std::unique_ptr<Conn>> conns_;
   size_t in_flight_ = 0;

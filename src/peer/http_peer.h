@@ -5,7 +5,9 @@
 //
 // Wire format (the server half, peer/http_replica.*, implements the same):
 //   GET|PUT|DELETE /v0/entity?id=<percent-encoded key> HTTP/1.1
-//   Host: host:port / X-KV-Internal: 1 / X-KV-Version: <u64> (PUT, DELETE) / Content-Length
+//   Host: host:port / X-KV-Internal: 1 / X-KV-Version: <u64> (PUT, DELETE) /
+//   X-KV-Auth: t=<ms>,m=<hex>[,m=<hex>] (with a cluster secret: options.keys) / Content-Length
+//   A 401 (the peer does not accept our proof) is a failure like any other status.
 //   GET 200 + X-KV-Version -> kValue; 404 + X-KV-Version (+ X-KV-Tombstone: 1) -> kTombstone;
 //   404 without X-KV-Version -> kAbsent; PUT 201 / DELETE 202 + X-KV-Version -> kStored;
 //   anything else -> kError ("http 507", "bad version", ...).
@@ -41,6 +43,7 @@
 #include <memory>
 
 #include "cluster/peer.h"
+#include "proto/auth.h"
 
 namespace kv::net {
 
@@ -48,6 +51,9 @@ struct HttpPeerOptions {
   size_t max_connections = 4;
   size_t open_new_at = 8;           // in-flight requests per connection before opening another
   uint64_t sweep_interval_ms = 25;  // deadline sweep period
+  // The cluster secret's keys: every request carries X-KV-Auth (proto_spec section 11.3) unless
+  // there are none.
+  proto::auth::ClusterKeys keys;
 };
 
 std::unique_ptr<cluster::PeerTransport> MakeHttpPeerTransport(uv_loop_t* loop,

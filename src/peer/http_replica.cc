@@ -1,14 +1,43 @@
 #include "peer/http_replica.h"
 
+#include <llhttp.h>
+#include <time.h>
+
 #include <charconv>
 
 #include "cluster/clock_skew.h"
 #include "http/url.h"
+#include "peer/auth_failures.h"
 
 namespace kv::net {
 
+bool HttpReplicaServer::Authenticated(const Request& req, const Responder& r) const {
+  if (keys_ == nullptr || !keys_->enabled()) return true;
+  const char* method = req.method == HTTP_PUT      ? "PUT"
+                       : req.method == HTTP_DELETE ? "DELETE"
+                                                   : "GET";
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  const uint64_t now_ms =
+      static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+  const std::optional<std::string_view> auth = req.KvHeader("auth");
+  const proto::auth::Verdict v = proto::auth::VerifyHttpAuth(
+      *keys_, auth.has_value(), auth.value_or(std::string_view()),
+      proto::auth::HttpMessage{method, req.target, req.KvHeader("version").value_or(""),
+                               req.body},
+      now_ms);
+  if (v == proto::auth::Verdict::kOk) return true;
+  AuthFailure kind = AuthFailure::kHttpMismatch;
+  if (v == proto::auth::Verdict::kMissing) kind = AuthFailure::kHttpMissing;
+  if (v == proto::auth::Verdict::kMalformed) kind = AuthFailure::kHttpMalformed;
+  if (v == proto::auth::Verdict::kStale) kind = AuthFailure::kHttpStale;
+  NoteAuthFailure(kind, r.RemoteIp(), std::string(method) + " " + req.target);
+  return false;
+}
+
 void HttpReplicaServer::Handle(const Request& req, cluster::PeerOp op, const std::string& key,
                                Responder r) {
+  if (!Authenticated(req, r)) return r.Respond(401, "peer request not authenticated\n");
   uint64_t version = 0;
   const std::optional<std::string_view> v = req.KvHeader("version");
   if (v && !ParseU64(*v, &version)) return r.Respond(400, "malformed X-KV-Version\n");

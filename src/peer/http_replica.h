@@ -4,7 +4,8 @@
 //   GET    -> 200 + X-KV-Version + value | 404 + X-KV-Version + X-KV-Tombstone: 1 | 404
 //   PUT    -> 201 + X-KV-Version (the version now stored)
 //   DELETE -> 202 + X-KV-Version
-//   errors -> 400 (bad request), 507 (disk full), 500 (anything else), with a reason.
+//   errors -> 400 (bad request), 401 (not authenticated), 422 (clock skew), 507 (disk full),
+//   500 (anything else), with a reason.
 // Writes must carry X-KV-Version (the coordinator's version); it is observed by the HLC.
 #pragma once
 #include <string>
@@ -13,15 +14,20 @@
 #include "cluster/peer.h"
 #include "common/slots.h"
 #include "http/http.h"
+#include "proto/auth.h"
 
 namespace kv::net {
 
 class HttpReplicaServer {
  public:
-  explicit HttpReplicaServer(cluster::LocalReplica* local) : local_(local), waiter_(this) {}
+  // keys: the cluster secret's keys (none enabled: requests are not authenticated).
+  HttpReplicaServer(cluster::LocalReplica* local, const proto::auth::ClusterKeys* keys)
+      : local_(local), keys_(keys), waiter_(this) {}
   // A replica request: X-KV-Internal: 1.
   static bool IsReplicaRequest(const Request& req) { return req.KvHeader("internal") == "1"; }
-  // Executes `op` on `key` (already validated by the route) and answers `r`.
+  // Executes `op` on `key` (already validated by the route) and answers `r`. With a cluster
+  // secret the request must carry a valid X-KV-Auth (proto_spec section 11.3), else 401 and
+  // nothing runs; refusals are counted and logged (rate-limited, auth_failures.h).
   void Handle(const Request& req, cluster::PeerOp op, const std::string& key, Responder r);
 
  private:
@@ -30,8 +36,10 @@ class HttpReplicaServer {
     cluster::PeerOp op = cluster::PeerOp::kPut;
   };
   void OnAnswer(uint64_t slot, cluster::PeerResponse&& resp);
+  bool Authenticated(const Request& req, const Responder& r) const;
 
   cluster::LocalReplica* local_;
+  const proto::auth::ClusterKeys* keys_;
   Slots<Pending> pending_;
   cluster::MemberWaiter<HttpReplicaServer, &HttpReplicaServer::OnAnswer> waiter_;
 };

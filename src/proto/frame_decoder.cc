@@ -25,7 +25,7 @@ uint64_t GetU64(const char* p) {
   return (uint64_t{GetU32(p)} << 32) | GetU32(p + 4);
 }
 
-// Smallest and largest payload of each frame type in protocol version 1.
+// Smallest and largest payload of each frame type in protocol version 2.
 struct Bounds {
   size_t min, max;
 };
@@ -33,8 +33,12 @@ struct Bounds {
 Bounds PayloadBounds(FrameType t) {
   switch (t) {
     case FrameType::kHandshake:
+      return {2 + 1 + 8 + kNonceBytes, 2 + kMaxUrlBytes + 8 + kNonceBytes};
     case FrameType::kHandshakeOk:
-      return {2 + 1 + 8, 2 + kMaxUrlBytes + 8};
+      return {2 + 1 + 8 + kNonceBytes + 1,
+              2 + kMaxUrlBytes + 8 + kNonceBytes + 1 + kMaxProofs * kProofBytes};
+    case FrameType::kAuth:
+      return {1, 1 + kMaxProofs * kProofBytes};
     case FrameType::kError:
     case FrameType::kErrorResponse:
       return {4, 4 + kMaxMessageBytes};
@@ -93,6 +97,7 @@ class Reader {
  public:
   Reader(const char* p, size_t n) : p_(p), left_(n) {}
   size_t left() const { return left_; }
+  bool U8(uint8_t* v) { return Take(1) ? (*v = static_cast<uint8_t>(p_[-1]), true) : false; }
   bool U16(uint16_t* v) { return Take(2) ? (*v = GetU16(p_ - 2), true) : false; }
   bool U32(uint32_t* v) { return Take(4) ? (*v = GetU32(p_ - 4), true) : false; }
   bool U64(uint64_t* v) { return Take(8) ? (*v = GetU64(p_ - 8), true) : false; }
@@ -167,7 +172,8 @@ bool FrameDecoder::CheckHeader(uint8_t raw_type, uint8_t flags, uint64_t request
   }
   const auto type = static_cast<FrameType>(raw_type);
   const std::string name = FrameTypeName(type);
-  const bool in_handshake = state_ == State::kHandshake || state_ == State::kHandshakeReply;
+  const bool in_handshake =
+      state_ == State::kHandshake || state_ == State::kAuth || state_ == State::kHandshakeReply;
   const ErrorCode malformed = in_handshake ? ErrorCode::kBadHandshake : ErrorCode::kMalformedFrame;
   if (flags != 0) {
     Fail(malformed, name + " frame has non-zero flags " + Num(flags));
@@ -177,6 +183,12 @@ bool FrameDecoder::CheckHeader(uint8_t raw_type, uint8_t flags, uint64_t request
     case State::kHandshake:
       if (type != FrameType::kHandshake) {
         Fail(ErrorCode::kBadHandshake, "expected HANDSHAKE, got " + name);
+        return false;
+      }
+      break;
+    case State::kAuth:
+      if (type != FrameType::kAuth && type != FrameType::kError) {
+        Fail(ErrorCode::kBadHandshake, "expected AUTH, got " + name);
         return false;
       }
       break;
@@ -196,7 +208,9 @@ bool FrameDecoder::CheckHeader(uint8_t raw_type, uint8_t flags, uint64_t request
       }
       break;
   }
-  if ((type == FrameType::kHandshake || type == FrameType::kHandshakeOk) && request_id != 0) {
+  if ((type == FrameType::kHandshake || type == FrameType::kHandshakeOk ||
+       type == FrameType::kAuth) &&
+      request_id != 0) {
     Fail(ErrorCode::kBadHandshake, name + " frame has non-zero request id");
     return false;
   }
@@ -217,9 +231,10 @@ bool FrameDecoder::CheckHeader(uint8_t raw_type, uint8_t flags, uint64_t request
 bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, Frame* f) {
   Reader r(p, length);
   const std::string name = FrameTypeName(type);
-  const ErrorCode malformed = (type == FrameType::kHandshake || type == FrameType::kHandshakeOk)
-                                  ? ErrorCode::kBadHandshake
-                                  : ErrorCode::kMalformedFrame;
+  const ErrorCode malformed =
+      (type == FrameType::kHandshake || type == FrameType::kHandshakeOk || type == FrameType::kAuth)
+          ? ErrorCode::kBadHandshake
+          : ErrorCode::kMalformedFrame;
   auto bad = [&](const std::string& what) {
     Fail(malformed, name + " payload: " + what);
     return false;
@@ -235,6 +250,14 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
     }
     return true;
   };
+  // u8 n, then n proofs of kProofBytes.
+  auto proofs = [&]() {
+    uint8_t n = 0;
+    if (!r.U8(&n)) return bad("missing proof count");
+    if (n > kMaxProofs) return bad("proof count " + Num(n) + " over " + Num(kMaxProofs));
+    if (!r.Bytes(n * kProofBytes, &f->proofs)) return bad("proofs overrun the payload");
+    return true;
+  };
   uint16_t u16 = 0;
   uint32_t u32 = 0;
   switch (type) {
@@ -242,6 +265,11 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
     case FrameType::kHandshakeOk:
       if (!r.U16(&u16) || !field(u16, 1, kMaxUrlBytes, "url", &f->url)) return false;
       if (!r.U64(&f->fingerprint)) return bad("missing fingerprint");
+      if (!r.Bytes(kNonceBytes, &f->nonce)) return bad("missing nonce");
+      if (type == FrameType::kHandshakeOk && !proofs()) return false;
+      break;
+    case FrameType::kAuth:
+      if (!proofs()) return false;
       break;
     case FrameType::kError:
     case FrameType::kErrorResponse:
@@ -325,7 +353,9 @@ DecodeResult FrameDecoder::Next(Frame* frame) {
   pos_ += kFrameHeaderSize + length;
   if (type == FrameType::kError) {
     state_ = State::kPeerError;
-  } else if (state_ == State::kHandshake || state_ == State::kHandshakeReply) {
+  } else if (state_ == State::kHandshake) {
+    state_ = State::kAuth;
+  } else if (state_ == State::kAuth || state_ == State::kHandshakeReply) {
     state_ = State::kFrames;
   }
   *frame = f;

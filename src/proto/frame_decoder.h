@@ -11,7 +11,7 @@ namespace kv::proto {
 
 enum class DecodeResult { kFrame, kNeedMore, kError };
 
-// State machine: server side expects preface -> HANDSHAKE -> frames; client side expects
+// State machine: server side expects preface -> HANDSHAKE -> AUTH -> frames; client side expects
 // HANDSHAKE_OK or ERROR -> frames. Any violation is a ProtocolError and the decoder stays failed.
 // A length prefix is checked against its type's limits before the payload is buffered, so the
 // buffer holds at most one frame plus what a single Feed() brought. Next() never moves the
@@ -35,7 +35,7 @@ class FrameDecoder {
 
   bool failed() const { return state_ == State::kFailed; }
   const ProtocolError& error() const { return error_; }
-  // True once the HANDSHAKE (server) or HANDSHAKE_OK (client) has been decoded.
+  // True once HANDSHAKE and AUTH (server) or HANDSHAKE_OK (client) have been decoded.
   bool handshake_done() const { return state_ == State::kFrames || state_ == State::kPeerError; }
   // True once the peer sent an ERROR frame: it is closing; nothing may follow.
   bool peer_error() const { return state_ == State::kPeerError; }
@@ -47,6 +47,7 @@ class FrameDecoder {
   enum class State : uint8_t {
     kPreface,
     kHandshake,
+    kAuth,  // server: HANDSHAKE seen, AUTH (or ERROR) must come next
     kHandshakeReply,
     kFrames,
     kPeerError,

@@ -37,11 +37,26 @@ void PutHeader(std::string* out, FrameType type, uint64_t request_id, size_t pay
   PutU64(out, request_id);
 }
 
-void PutUrlFrame(std::string* out, FrameType type, std::string_view url, uint64_t fingerprint) {
-  PutHeader(out, type, 0, 2 + url.size() + 8);
+// HANDSHAKE (no proofs field) or HANDSHAKE_OK (u8 count + proofs).
+void PutUrlFrame(std::string* out, FrameType type, std::string_view url, uint64_t fingerprint,
+                 std::string_view nonce, std::string_view proofs) {
+  const bool ok = type == FrameType::kHandshakeOk;
+  PutHeader(out, type, 0, 2 + url.size() + 8 + kNonceBytes + (ok ? 1 + proofs.size() : 0));
   PutU16(out, static_cast<uint16_t>(url.size()));
   out->append(url);
   PutU64(out, fingerprint);
+  out->append(nonce.substr(0, kNonceBytes));
+  if (nonce.size() < kNonceBytes) out->append(kNonceBytes - nonce.size(), '\0');
+  if (ok) {
+    PutU8(out, static_cast<uint8_t>(proofs.size() / kProofBytes));
+    out->append(proofs);
+  }
+}
+
+void PutAuthFrame(std::string* out, std::string_view proofs) {
+  PutHeader(out, FrameType::kAuth, 0, 1 + proofs.size());
+  PutU8(out, static_cast<uint8_t>(proofs.size() / kProofBytes));
+  out->append(proofs);
 }
 
 void PutCodeFrame(std::string* out, FrameType type, uint64_t request_id, ErrorCode code,
@@ -112,6 +127,8 @@ const char* ErrorCodeName(ErrorCode code) {
       return "IDLE_TIMEOUT";
     case ErrorCode::kShuttingDown:
       return "SHUTTING_DOWN";
+    case ErrorCode::kAuthFailed:
+      return "AUTH_FAILED";
     case ErrorCode::kStorageError:
       return "STORAGE_ERROR";
     case ErrorCode::kNoSpace:
@@ -140,6 +157,8 @@ const char* FrameTypeName(FrameType type) {
       return "PING";
     case FrameType::kPong:
       return "PONG";
+    case FrameType::kAuth:
+      return "AUTH";
     case FrameType::kGet:
       return "GET";
     case FrameType::kPut:
@@ -175,12 +194,18 @@ void AppendPreface(std::string* out, uint8_t version) {
   PutU8(out, version);
 }
 
-void EncodeHandshake(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint) {
-  PutUrlFrame(out, FrameType::kHandshake, self_url, cluster_fingerprint);
+void EncodeHandshake(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint,
+                     std::string_view nonce) {
+  PutUrlFrame(out, FrameType::kHandshake, self_url, cluster_fingerprint, nonce, {});
 }
 
-void EncodeHandshakeOk(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint) {
-  PutUrlFrame(out, FrameType::kHandshakeOk, self_url, cluster_fingerprint);
+void EncodeHandshakeOk(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint,
+                       std::string_view nonce, std::string_view proofs) {
+  PutUrlFrame(out, FrameType::kHandshakeOk, self_url, cluster_fingerprint, nonce, proofs);
+}
+
+void EncodeAuth(std::string* out, std::string_view proofs) {
+  PutAuthFrame(out, proofs);
 }
 
 void EncodeError(std::string* out, ErrorCode code, std::string_view message, uint64_t request_id) {
@@ -243,7 +268,10 @@ void EncodeFrame(std::string* out, const Frame& f) {
   switch (f.type) {
     case FrameType::kHandshake:
     case FrameType::kHandshakeOk:
-      PutUrlFrame(out, f.type, f.url, f.fingerprint);
+      PutUrlFrame(out, f.type, f.url, f.fingerprint, f.nonce, f.proofs);
+      return;
+    case FrameType::kAuth:
+      PutAuthFrame(out, f.proofs);
       return;
     case FrameType::kError:
     case FrameType::kErrorResponse:

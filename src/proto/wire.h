@@ -12,7 +12,8 @@
 namespace kv::proto {
 
 // ---- limits and layout (all integers on the wire are big-endian) -----------------------------
-inline constexpr uint8_t kProtocolVersion = 1;
+// Version 2 (issue 18): HANDSHAKE / HANDSHAKE_OK carry nonces and proofs, AUTH follows.
+inline constexpr uint8_t kProtocolVersion = 2;
 // 0x00 then ASCII "KVPEER": a NUL can never begin an HTTP request, so byte 0 tells them apart.
 inline constexpr char kPrefaceMagic[] = {'\0', 'K', 'V', 'P', 'E', 'E', 'R'};
 inline constexpr size_t kPrefaceMagicSize = sizeof(kPrefaceMagic);  // 7
@@ -25,17 +26,21 @@ inline constexpr size_t kMaxValueBytes = 8u << 20;  // 8388608
 inline constexpr size_t kMaxUrlBytes = 2048;
 inline constexpr size_t kMaxMessageBytes = 1024;
 inline constexpr size_t kMaxPingPayloadBytes = 64;
+inline constexpr size_t kNonceBytes = 32;  // HANDSHAKE, HANDSHAKE_OK
+inline constexpr size_t kProofBytes = 32;  // one MAC (proto/auth.h)
+inline constexpr size_t kMaxProofs = 2;    // one per secret a node holds
 // Largest payload a receiver accepts (a PUT with the largest key and value needs 8454160).
 inline constexpr size_t kMaxPayloadBytes = kMaxValueBytes + kMaxKeyBytes + 64;  // 8454208
 inline constexpr size_t kMaxFrameBytes = kFrameHeaderSize + kMaxPayloadBytes;
 
 enum class FrameType : uint8_t {
   // connection-level
-  kHandshake = 0x01,    // client -> server: self URL + cluster fingerprint
-  kHandshakeOk = 0x02,  // server -> client: accepted; server URL + cluster fingerprint
+  kHandshake = 0x01,    // client -> server: self URL + cluster fingerprint + client nonce
+  kHandshakeOk = 0x02,  // server -> client: server URL + fingerprint + server nonce + proofs
   kError = 0x03,        // either way: fatal connection error, sender closes after it
   kPing = 0x04,         // either way: echo request
   kPong = 0x05,         // either way: echo reply (same request id and payload as the ping)
+  kAuth = 0x06,         // client -> server, right after HANDSHAKE_OK: the client's proofs
   // requests (client -> server)
   kGet = 0x10,
   kPut = 0x11,
@@ -63,6 +68,7 @@ enum class ErrorCode : uint16_t {
   kTruncatedFrame = 10,
   kIdleTimeout = 11,
   kShuttingDown = 12,
+  kAuthFailed = 13,
   kStorageError = 100,
   kNoSpace = 101,
   kOverloaded = 102,
@@ -75,7 +81,7 @@ enum class ErrorCode : uint16_t {
 const char* ErrorCodeName(ErrorCode code);
 // "HANDSHAKE", ... ; "UNKNOWN" for other values.
 const char* FrameTypeName(FrameType type);
-// True for the frame types of protocol version 1.
+// True for the frame types of the protocol version this build speaks.
 bool IsKnownFrameType(uint8_t type);
 
 // The replica operation a request frame carries (GET, PUT or REMOVE).
@@ -99,6 +105,8 @@ struct Frame {
   std::string_view value;    // PUT, VALUE
   std::string_view message;  // ERROR, ERROR_RESPONSE
   std::string_view payload;  // PING, PONG
+  std::string_view nonce;    // HANDSHAKE, HANDSHAKE_OK: kNonceBytes
+  std::string_view proofs;   // HANDSHAKE_OK, AUTH: n * kProofBytes, n <= kMaxProofs
 };
 
 // ---- preface ---------------------------------------------------------------------------------
@@ -113,8 +121,12 @@ void AppendPreface(std::string* out, uint8_t version = kProtocolVersion);
 // ---- encoders (append one frame to *out) -----------------------------------------------------
 // Pure and infallible: a frame that breaks a limit is refused by the receiver instead. Messages
 // longer than kMaxMessageBytes are cut. Growth of *out is the only allocation.
-void EncodeHandshake(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint);
-void EncodeHandshakeOk(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint);
+// nonce: kNonceBytes; proofs: n * kProofBytes (n <= kMaxProofs; empty: no secret).
+void EncodeHandshake(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint,
+                     std::string_view nonce);
+void EncodeHandshakeOk(std::string* out, std::string_view self_url, uint64_t cluster_fingerprint,
+                       std::string_view nonce, std::string_view proofs);
+void EncodeAuth(std::string* out, std::string_view proofs);
 // Connection error: the sender closes the connection right after writing it. request_id names
 // the frame that caused it, or 0.
 void EncodeError(std::string* out, ErrorCode code, std::string_view message,

@@ -290,10 +290,15 @@ class NetCluster:
             self.nodes.append(NetNode(i, ns, ip, os.path.join(d, "data"),
                                       os.path.join(d, "node.log")))
         cluster = ",".join(nd.url for nd in self.nodes)
+        # Authenticated peers, as a deployment runs them (proto_spec section 11).
+        secret = os.path.join(self.tmp, "cluster-secret")
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
         for nd in self.nodes:
             nd.argv = [self.node_bin, "--port", str(PORT), "--cluster", cluster, "--self", nd.url,
                        "--data", nd.data, "--peer-protocol", self.mode, "--threads", "1",
-                       "--log-level", "warn"] + self.node_args
+                       "--log-level", "warn", "--cluster-secret-file", secret] + self.node_args
 
     def start_all(self):
         for nd in self.nodes:

@@ -36,7 +36,7 @@ def write(target, seeds):
 
 
 def peer_decoder_seeds():
-    server_setup = vec("preface") + vec("handshake")
+    server_setup = vec("preface") + vec("handshake") + vec("auth")
     client_setup = vec("handshake_ok")
     requests = ["get_request", "put_request", "remove_request", "ping", "pong"]
     responses = ["value_response", "tombstone_response", "absent_response", "stored_response",
@@ -50,6 +50,9 @@ def peer_decoder_seeds():
         "client_chunk3": bytes([1 | (3 << 1)]) + client_setup + b"".join(vec(r) for r in responses),
         "client_refused": bytes([1]) + vec("error_frame"),
         "server_preface_only": bytes([0]) + vec("preface"),
+        "server_no_auth": bytes([0]) + vec("preface") + vec("handshake") + vec("get_request"),
+        "server_auth_refused": bytes([0]) + vec("preface") + vec("handshake")
+        + vec("error_frame"),
         "server_http": bytes([0]) + b"GET /kv?key=a HTTP/1.1\r\nHost: x\r\n\r\n",
         "client_http": bytes([1]) + b"HTTP/1.1 400 Bad Request\r\n\r\n",
     }

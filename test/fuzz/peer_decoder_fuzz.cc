@@ -1,12 +1,14 @@
 // libFuzzer target for the binary peer protocol decoder (src/proto/frame_decoder.h).
 // Input: byte 0 picks the role (bit 0: 0 server, 1 client) and the Feed chunk size (bits 1-7,
 // 0 = everything at once); the rest is the byte stream. Besides ASan/UBSan findings it checks
-// that decoding is exact: the frames decoded re-encode to precisely the bytes consumed.
+// that decoding is exact: the frames decoded re-encode to precisely the bytes consumed, and it
+// runs the handshake's proof check on every HANDSHAKE_OK and AUTH (a forged proof never passes).
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
+#include "proto/auth.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
 
@@ -51,6 +53,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Require(req.size() == kv::proto::RequestFrameSize(op, f.key, f.value));
         Require(again.size() >= req.size() &&
                 again.compare(again.size() - req.size(), req.size(), req) == 0);
+      } else if (f.type == kv::proto::FrameType::kHandshakeOk ||
+                 f.type == kv::proto::FrameType::kAuth) {
+        namespace auth = kv::proto::auth;
+        static const auth::ClusterKeys keys = [] {
+          auth::ClusterKeys k;
+          auth::ParseSecrets("fuzz-secret-0123456789", &k);
+          return k;
+        }();
+        const std::string nonce(kv::proto::kNonceBytes, 'n');
+        auth::Transcript t{nonce, f.nonce.empty() ? nonce : f.nonce, f.fingerprint, "http://a",
+                           f.url.empty() ? "http://b" : f.url};
+        const auto who =
+            f.type == kv::proto::FrameType::kAuth ? auth::Prover::kClient : auth::Prover::kServer;
+        const auth::Verdict v = auth::VerifyProofs(keys, who, t, f.proofs);
+        Require(v == (f.proofs.empty() ? auth::Verdict::kMissing : auth::Verdict::kMismatch));
       } else if (f.type == kv::proto::FrameType::kError ||
                  f.type == kv::proto::FrameType::kErrorResponse) {
         Require(!kv::proto::ErrorText(f).empty());

@@ -1,17 +1,30 @@
 """The binary peer protocol as a stranger sees it: a client that speaks the preface but is not a
-member of the cluster, or that sends garbage after the preface, is refused with an ERROR frame and
-its connection closed; nothing it sent is written and the node keeps serving everyone else.
+member of the cluster, that cannot prove the cluster secret (it knows the member URLs and the
+fingerprint, which anyone can compute), or that sends garbage after the preface, is refused with an
+ERROR frame and its connection closed; nothing it sent is written and the node keeps serving
+everyone else.
 Frame layout: proto_spec/peer-protocol.md (big-endian; header u32 length, u8 type, u8 flags,
 u64 request id)."""
 
+import ctypes
 import os
 import struct
 
-from harness import Group, RawConn, check, check_eq, entities, get, put, start_cluster, url_of, wait_healthy
+from harness import (Group, Node, RawConn, check, check_eq, entities, get, mkdtemp, put,
+                     start_nodes, url_of, wait_healthy)
 
-PREFACE = b"\x00KVPEER\x01"
-T_HANDSHAKE, T_ERROR, T_PUT = 0x01, 0x03, 0x11
-CLUSTER_MISMATCH, NOT_IN_CLUSTER = 5, 4
+PREFACE = b"\x00KVPEER\x02"
+T_HANDSHAKE, T_ERROR, T_AUTH, T_PUT = 0x01, 0x03, 0x06, 0x11
+CLUSTER_MISMATCH, NOT_IN_CLUSTER, AUTH_FAILED = 5, 4, 13
+
+
+def fingerprint_of(urls):
+    """XXH3-64 of the sorted URLs joined by newlines (spec section 6), from libxxhash."""
+    lib = ctypes.CDLL("libxxhash.so.0")
+    lib.XXH3_64bits.restype = ctypes.c_uint64
+    lib.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    s = b"\n".join(sorted(u.encode() for u in urls))
+    return lib.XXH3_64bits(s, len(s))
 
 
 def frame(ftype, request_id, payload):
@@ -20,7 +33,12 @@ def frame(ftype, request_id, payload):
 
 def handshake(url, fingerprint):
     u = url.encode()
-    return frame(T_HANDSHAKE, 0, struct.pack(">H", len(u)) + u + struct.pack(">Q", fingerprint))
+    return frame(T_HANDSHAKE, 0, struct.pack(">H", len(u)) + u + struct.pack(">Q", fingerprint)
+                 + os.urandom(32))
+
+
+def auth(proofs):
+    return frame(T_AUTH, 0, bytes([len(proofs)]) + b"".join(proofs))
 
 
 def put_frame(request_id, key, value, version):
@@ -41,8 +59,14 @@ class BinaryStrangers(Group):
     abstract = False
 
     def setup_group(self):
-        self.ns = self.track(start_cluster(2, "binary"))
+        secret = os.path.join(mkdtemp("kvit-secret"), "secret")
+        with open(secret, "w") as f:
+            f.write("binary-strangers-secret-0123456789\n")
+        self.ns = self.track(start_nodes(2, lambda ports: [
+            Node(p, cluster_ports=ports, mode="binary", extra=["--cluster-secret-file", secret])
+            for p in ports]))
         self.ports = [n.port for n in self.ns]
+        self.fingerprint = fingerprint_of([url_of(p) for p in self.ports])
 
     def before_each(self):
         wait_healthy(self.ns)
@@ -74,6 +98,21 @@ class BinaryStrangers(Group):
     def test_url_not_in_cluster_refused(self):
         self._check_refused(handshake("http://127.0.0.1:1", 0x0123456789ABCDEF), NOT_IN_CLUSTER,
                             b"stranger-url")
+
+    def test_member_without_the_secret_refused(self):
+        # The right URL and fingerprint, then AUTH without a proof: AUTH_FAILED.
+        self._check_refused(handshake(url_of(self.ports[1]), self.fingerprint) + auth([]),
+                            AUTH_FAILED, b"stranger-noproof")
+
+    def test_member_with_a_forged_proof_refused(self):
+        self._check_refused(handshake(url_of(self.ports[1]), self.fingerprint)
+                            + auth([os.urandom(32), os.urandom(32)]), AUTH_FAILED,
+                            b"stranger-forged")
+
+    def test_request_before_auth_refused(self):
+        BAD_HANDSHAKE = 3
+        self._check_refused(handshake(url_of(self.ports[1]), self.fingerprint), BAD_HANDSHAKE,
+                            b"stranger-early")
 
     def test_random_bytes_after_preface_close_only_that_connection(self):
         other = RawConn(self.ports[1])

@@ -122,3 +122,29 @@ class Cli(Group):
         check_eq(st.get("cluster_size"), 1, "cluster_size with --cluster of self")
         check_eq(st.get("url"), url_of(p), "status url")
         n.stop()
+
+    def test_bad_cluster_secret_file_exits_2(self):
+        p, a = self.base()
+        cases = {"missing": None, "empty": "\n\n", "short": "too-short\n",
+                 "three": "".join(f"secret-number-{i}-0123456789\n" for i in range(3))}
+        for name, text in cases.items():
+            path = os.path.join(self.tmp, f"secret-{name}")
+            if text is not None:
+                with open(path, "w") as f:
+                    f.write(text)
+            expect_usage_error(a + ["--cluster-secret-file", path])
+
+    def test_http_peers_without_a_secret_warn_once(self):
+        # A node in HTTP peer mode without a secret says at start that peers are unauthenticated;
+        # with a secret it does not.
+        secret = os.path.join(self.tmp, "secret-ok")
+        with open(secret, "w") as f:
+            f.write("a-good-secret-0123456789abcdef\n")
+        for extra, warns in (([], True), (["--cluster-secret-file", secret], False)):
+            (port,) = free_ports(1)
+            n = Node(port, mode="http", extra=extra, log_level="warn")
+            n.start()
+            n.stop()
+            with open(n.log_path) as f:
+                hits = f.read().count("peer requests over HTTP are not authenticated")
+            check_eq(hits, 1 if warns else 0, f"warnings with {extra or 'no secret'}")

@@ -216,3 +216,53 @@ TEST_CASE("README.md's flag table is the generated one (make readme-flags rewrit
       "README.md's flag table differs from ./node --help-markdown: run make readme-flags");
   CHECK(FlagsMarkdown().find("| `--port PORT` |") != std::string::npos);
 }
+
+TEST_CASE("--cluster-secret-file: one or two secrets, else a one-line error") {
+  TempDir tmp;
+  const std::string dir = tmp.path();
+  auto write = [&](const std::string& name, const std::string& text) {
+    const std::string path = dir + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  };
+  Config c;
+  std::string err;
+  REQUIRE(Parse({"--port", "8080", "--data", dir}, &c, &err) == ParseResult::kOk);
+  CHECK_FALSE(c.cluster_keys.enabled());
+
+  const std::string one = write("one", "0123456789abcdef0123456789abcdef\n");
+  Config d;
+  REQUIRE(Parse({"--port", "8080", "--data", dir, "--cluster-secret-file", one}, &d, &err) ==
+          ParseResult::kOk);
+  CHECK(d.cluster_keys.count == 1);
+  CHECK(d.cluster_keys.keys[0] == kv::proto::auth::DeriveKey("0123456789abcdef0123456789abcdef"));
+  CHECK(d.cluster_secret_file == one);
+
+  const std::string two =
+      write("two", "0123456789abcdef0123456789abcdef\r\n\r\n  fedcba9876543210fedcba98 \n");
+  Config e;
+  REQUIRE(Parse({"--port", "8080", "--data", dir, "--cluster-secret-file", two}, &e, &err) ==
+          ParseResult::kOk);
+  CHECK(e.cluster_keys.count == 2);
+  CHECK(e.cluster_keys.keys[1] == kv::proto::auth::DeriveKey("fedcba9876543210fedcba98"));
+
+  struct Bad {
+    std::string path, says;
+  } bad[] = {
+      {write("empty", "\n\n"), "no secret"},
+      {write("three", "0123456789abcdef\n1123456789abcdef\n2123456789abcdef\n"), "3 secrets"},
+      {write("short", "tooshort\n"), "8 bytes"},
+      {dir + "/missing", "cannot read cluster secret file"},
+  };
+  for (const Bad& b : bad) {
+    CAPTURE(b.path);
+    Config f;
+    CHECK(Parse({"--port", "8080", "--data", dir, "--cluster-secret-file", b.path}, &f, &err) ==
+          ParseResult::kError);
+    CHECK(err.find(b.says) != std::string::npos);
+    CHECK(err.find('\n') == std::string::npos);
+  }
+  Config g;
+  CHECK(Parse({"--port", "8080", "--data", dir, "--cluster-secret-file", ""}, &g, &err) ==
+        ParseResult::kError);
+}

@@ -17,6 +17,8 @@
 #include "cluster/ring.h"
 #include "common/fingerprint.h"
 #include "peer/frames.h"
+#include "peer/auth_failures.h"
+#include "proto/auth.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
 #include "storage/engine.h"
@@ -50,6 +52,13 @@ using kv::test::RunUntil;
 constexpr uint64_t kFar = 600000;  // a deadline that never fires within a test
 constexpr char kClientUrl[] = "http://127.0.0.1:7001";
 constexpr char kOtherUrl[] = "http://127.0.0.1:7002";
+const std::string kNonce(kv::proto::kNonceBytes, 'N');  // raw clients' and scripted servers'
+
+kv::proto::auth::ClusterKeys Keys(const std::string& secrets) {
+  kv::proto::auth::ClusterKeys k;
+  REQUIRE(kv::proto::auth::ParseSecrets(secrets, &k) == "");
+  return k;
+}
 
 // A decoded frame that owns its bytes.
 struct OwnedFrame {
@@ -57,7 +66,7 @@ struct OwnedFrame {
   uint64_t id = 0;
   uint64_t version = 0;
   ErrorCode code{};
-  std::string key, value, message, payload, url;
+  std::string key, value, message, payload, url, nonce, proofs;
   uint64_t fingerprint = 0;
 };
 
@@ -73,6 +82,8 @@ OwnedFrame Own(const kv::proto::Frame& f) {
   o.payload = f.payload;
   o.url = f.url;
   o.fingerprint = f.fingerprint;
+  o.nonce = f.nonce;
+  o.proofs = f.proofs;
   return o;
 }
 
@@ -100,7 +111,8 @@ struct RawConn {
   bool closed = false;
   std::function<void(RawConn&, std::string_view)> on_data;
   std::unique_ptr<FrameDecoder> decoder;  // scripted peers decode what the client sends
-  std::vector<OwnedFrame> frames;
+  std::vector<OwnedFrame> frames;         // scripted: what the client sent, AUTH frames left out
+  std::vector<OwnedFrame> auths;          // scripted: the client's AUTH frames
   char buf[65536];
 
   explicit RawConn(uv_loop_t* loop) {
@@ -168,8 +180,8 @@ class Harness {
   // Listens on bind_host:bind_port (0: ephemeral); its URL is http://url_host:port.
   explicit Harness(uv_loop_t* loop, Mode mode = Mode::kServe, BinaryServerOptions opts = {},
                    const char* bind_host = "127.0.0.1", uint16_t bind_port = 0,
-                   const char* url_host = "127.0.0.1")
-      : loop_(loop), mode_(mode) {
+                   const char* url_host = "127.0.0.1", kv::proto::auth::ClusterKeys keys = {})
+      : loop_(loop), mode_(mode), keys_(keys) {
     bind_host_ = bind_host;
     uv_tcp_init(loop_, &listener_);
     listener_.data = this;
@@ -207,6 +219,7 @@ class Harness {
     ctx.ring = ring.get();
     ctx.self_index = 0;
     ctx.on_peer_hello = [this](size_t node) { hellos.push_back(node); };
+    ctx.keys = keys;
     server = MakeBinaryPeerServer(loop_, ctx, opts);
   }
 
@@ -258,11 +271,14 @@ class Harness {
     return c;
   }
 
-  // Preface + a HANDSHAKE from `self_url` with fingerprint `fp` (0: the cluster's).
-  std::string Hello(std::string_view self_url = kClientUrl, uint64_t fp = 0) const {
+  // Preface + a HANDSHAKE from `self_url` with fingerprint `fp` (0: the cluster's) + an AUTH
+  // with `proofs` (none: what a node without a secret sends).
+  std::string Hello(std::string_view self_url = kClientUrl, uint64_t fp = 0,
+                    std::string_view proofs = {}) const {
     std::string s;
     kv::proto::AppendPreface(&s);
-    kv::proto::EncodeHandshake(&s, self_url, fp == 0 ? fingerprint : fp);
+    kv::proto::EncodeHandshake(&s, self_url, fp == 0 ? fingerprint : fp, kNonce);
+    kv::proto::EncodeAuth(&s, proofs);
     return s;
   }
 
@@ -314,12 +330,23 @@ class Harness {
           c.decoder->Feed(data.data(), data.size());
           kv::proto::Frame f;
           while (c.decoder->Next(&f) == kv::proto::DecodeResult::kFrame) {
+            if (f.type == FrameType::kAuth) {
+              c.auths.push_back(Own(f));
+              continue;
+            }
             c.frames.push_back(Own(f));
             if (f.type == FrameType::kHandshake) {
+              // Proves with the harness's keys, as a real server would.
+              const std::string server_url =
+                  self->scripted_url.empty() ? self->url : self->scripted_url;
+              const uint64_t fp =
+                  self->scripted_fingerprint == 0 ? self->fingerprint : self->scripted_fingerprint;
+              std::string proofs;
+              kv::proto::auth::AppendProofs(
+                  &proofs, self->keys_, kv::proto::auth::Prover::kServer,
+                  kv::proto::auth::Transcript{f.nonce, kNonce, fp, f.url, server_url});
               std::string ok;
-              kv::proto::EncodeHandshakeOk(
-                  &ok, self->scripted_url.empty() ? self->url : self->scripted_url,
-                  self->scripted_fingerprint == 0 ? self->fingerprint : self->scripted_fingerprint);
+              kv::proto::EncodeHandshakeOk(&ok, server_url, fp, kNonce, proofs);
               c.Write(std::move(ok));
             }
           }
@@ -361,6 +388,7 @@ class Harness {
 
   uv_loop_t* loop_;
   Mode mode_;
+  kv::proto::auth::ClusterKeys keys_;
   std::string bind_host_;
   uv_prepare_t before_poll_;
   kv::storage::testutil::TempDir dir_;
@@ -953,9 +981,11 @@ TEST_CASE("binary transport: a silent server times every request out exactly onc
   CHECK(timeouts >= 1);
   CHECK(w.one(999).error == "connection stalled");
   CHECK(t->in_flight() == 0);
-  // The silent peer received every request frame.
-  REQUIRE(RunUntil(&l.loop,
-                   [&] { return silent.peers[0]->in.size() > 100 * kv::proto::kFrameHeaderSize; }));
+  // The silent peer received the preface and HANDSHAKE only: requests wait for its proof.
+  std::string hello;
+  kv::proto::AppendPreface(&hello);
+  kv::proto::EncodeHandshake(&hello, kClientUrl, silent.fingerprint, kNonce);
+  CHECK(silent.peers[0]->in.size() == hello.size());
   // An already expired deadline fails at once.
   t->Send(Get("k"), l.now(), &w, 500);
   CHECK(w.count == 102);
@@ -1095,4 +1125,190 @@ TEST_CASE("binary transport: Close fails pending requests once and frees everyth
     for (int i = 0; i < 5; ++i) CHECK(pending.one(i).kind == PeerResponse::kError);
   }
   // Loop teardown (Loop's destructor) checks that no handle was left open.
+}
+
+// ---- authentication (proto_spec section 11) ----------------------------------------------------
+
+namespace {
+
+const std::string kA = "binary-test-secret-A-0123456789";
+const std::string kB = "binary-test-secret-B-0123456789";
+
+// A real server with `server` keys and a real client transport with `client` keys.
+struct AuthCase {
+  std::string server, client;  // secret files ("" for none)
+  bool ok;
+  kv::net::AuthFailure counted;  // on refusal: which counter moves
+};
+
+kv::proto::auth::ClusterKeys KeysOrNone(const std::string& text) {
+  return text.empty() ? kv::proto::auth::ClusterKeys{} : Keys(text);
+}
+
+}  // namespace
+
+TEST_CASE("binary auth: every combination of secrets; refused peers write nothing") {
+  using kv::net::AuthFailure;
+  const AuthCase cases[] = {
+      {"", "", true, AuthFailure::kCount},
+      {kA, kA, true, AuthFailure::kCount},
+      {kA, kA + "\n" + kB, true, AuthFailure::kCount},
+      {kA + "\n" + kB, kA, true, AuthFailure::kCount},
+      {kA + "\n" + kB, kB, true, AuthFailure::kCount},
+      {kB, kA + "\n" + kB, true, AuthFailure::kCount},
+      {kB + "\n" + kA, kA + "\n" + kB, true, AuthFailure::kCount},
+      {kB, kB + "\n" + kA, true, AuthFailure::kCount},
+      // The client finds no valid server proof: it refuses the server and sends nothing.
+      {kA, kB, false, AuthFailure::kBinaryServerMismatch},
+      {kB, kA, false, AuthFailure::kBinaryServerMismatch},
+      {"", kA, false, AuthFailure::kBinaryServerMissing},
+      // A client without a secret proves nothing: the server refuses it.
+      {kA, "", false, AuthFailure::kBinaryMissing},
+  };
+  for (const AuthCase& c : cases) {
+    CAPTURE(c.server);
+    CAPTURE(c.client);
+    Loop l;
+    Harness node(&l.loop, Harness::Mode::kServe, {}, "127.0.0.1", 0, "127.0.0.1",
+                 KeysOrNone(c.server));
+    BinaryPeerOptions opts;
+    opts.keys = KeysOrNone(c.client);
+    const uint64_t before = c.ok ? 0 : kv::net::AuthFailureCount(c.counted);
+    Collector w;
+    auto t = l.Flushed(MakeBinaryPeerTransport(&l.loop, node.Endpoint(), opts));
+    t->Send(Put("k", "v", 5), l.now() + kFar, &w, 1);
+    t->Send(Get("k"), l.now() + kFar, &w, 2);
+    REQUIRE(RunUntil(&l.loop, [&] { return w.count == 2; }));
+    if (c.ok) {
+      CHECK(w.one(1).kind == PeerResponse::kStored);
+      CHECK(w.one(2).kind == PeerResponse::kValue);
+      CHECK(node.Read("k").kind == kv::storage::ReadResult::kValue);
+      CHECK(node.hellos.size() == 1);
+    } else {
+      CHECK(w.one(1).kind == PeerResponse::kError);
+      CHECK(Contains(w.one(1).error, "AUTH_FAILED"));
+      CHECK(w.one(2).kind == PeerResponse::kError);
+      CHECK(node.Read("k").kind == kv::storage::ReadResult::kAbsent);
+      CHECK(node.hellos.empty());
+      CHECK(kv::net::AuthFailureCount(c.counted) == before + 1);
+    }
+  }
+}
+
+TEST_CASE("binary auth: a client that cannot prove the secret runs nothing, pipelined or not") {
+  Loop l;
+  Harness node(&l.loop, Harness::Mode::kServe, {}, "127.0.0.1", 0, "127.0.0.1", Keys(kA));
+  const uint64_t mismatch = kv::net::AuthFailureCount(kv::net::AuthFailure::kBinaryMismatch);
+  const uint64_t missing = kv::net::AuthFailureCount(kv::net::AuthFailure::kBinaryMissing);
+  std::string bytes;
+  ErrorCode want = ErrorCode::kAuthFailed;
+  SUBCASE("a proof made with another secret, then a PUT") {
+    // The raw client never saw the server nonce: a proof with the right secret over a guessed
+    // transcript is as good as any forgery.
+    std::string proofs;
+    kv::proto::auth::AppendProofs(
+        &proofs, Keys(kA), kv::proto::auth::Prover::kClient,
+        kv::proto::auth::Transcript{kNonce, kNonce, node.fingerprint, kClientUrl, node.url});
+    bytes = node.Hello(kClientUrl, 0, proofs);
+  }
+  SUBCASE("no proof, then a PUT") {
+    bytes = node.Hello();
+  }
+  SUBCASE("two wrong proofs") {
+    bytes = node.Hello(kClientUrl, 0, std::string(64, 'x'));
+  }
+  SUBCASE("a PUT before AUTH") {
+    kv::proto::AppendPreface(&bytes);
+    kv::proto::EncodeHandshake(&bytes, kClientUrl, node.fingerprint, kNonce);
+    want = ErrorCode::kBadHandshake;
+  }
+  kv::proto::EncodeRequest(&bytes, 1, kv::proto::Op::kPut, "forged", "v", ~0ull);
+  RawConn* c = node.Connect();
+  REQUIRE(RunUntil(&l.loop, [&] { return c->connected; }));
+  c->Write(bytes);
+  REQUIRE(RunUntil(&l.loop, [&] { return c->eof; }));
+  bool failed = false;
+  auto frames = DecodeFromServer(c->in, &failed);
+  CHECK_FALSE(failed);
+  REQUIRE(frames.size() == 2);
+  CHECK(frames[0].type == FrameType::kHandshakeOk);
+  CHECK(frames[0].proofs.size() == kv::proto::kProofBytes);
+  CHECK(frames[0].nonce.size() == kv::proto::kNonceBytes);
+  CHECK(frames[1].type == FrameType::kError);
+  CHECK(frames[1].code == want);
+  CHECK(node.Read("forged").kind == kv::storage::ReadResult::kAbsent);
+  CHECK(node.hellos.empty());
+  if (want == ErrorCode::kAuthFailed) {
+    CHECK(kv::net::AuthFailureCount(kv::net::AuthFailure::kBinaryMismatch) +
+              kv::net::AuthFailureCount(kv::net::AuthFailure::kBinaryMissing) ==
+          mismatch + missing + 1);
+  }
+}
+
+TEST_CASE("binary auth: server nonces are fresh, so a recorded server proof is worthless") {
+  Loop l;
+  Harness node(&l.loop, Harness::Mode::kServe, {}, "127.0.0.1", 0, "127.0.0.1", Keys(kA));
+  std::vector<OwnedFrame> oks;
+  for (int i = 0; i < 2; ++i) {
+    RawConn* c = node.Connect();
+    REQUIRE(RunUntil(&l.loop, [&] { return c->connected; }));
+    std::string hello;
+    kv::proto::AppendPreface(&hello);
+    kv::proto::EncodeHandshake(&hello, kClientUrl, node.fingerprint, kNonce);
+    c->Write(hello);
+    REQUIRE(RunUntil(&l.loop, [&] { return !c->in.empty(); }));
+    bool failed = false;
+    auto frames = DecodeFromServer(c->in, &failed);
+    REQUIRE(frames.size() == 1);
+    oks.push_back(frames[0]);
+    c->Close();
+  }
+  CHECK(oks[0].nonce != oks[1].nonce);
+  CHECK(oks[0].proofs != oks[1].proofs);  // the same client nonce both times
+}
+
+TEST_CASE("binary auth: an impostor server gets neither AUTH nor requests") {
+  Loop l;
+  // The scripted peer proves with secret B; the client holds A.
+  Harness peer(&l.loop, Harness::Mode::kScripted, {}, "127.0.0.1", 0, "127.0.0.1", Keys(kB));
+  BinaryPeerOptions opts;
+  opts.keys = Keys(kA);
+  Collector w;
+  auto t = l.Flushed(MakeBinaryPeerTransport(&l.loop, peer.Endpoint(), opts));
+  t->Send(Put("k", "secret value", 5), l.now() + kFar, &w, 1);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 1; }));
+  CHECK(Contains(w.one(1).error, "AUTH_FAILED"));
+  REQUIRE(RunUntil(&l.loop, [&] { return !peer.peers.empty() && peer.peers[0]->eof; }));
+  REQUIRE(peer.peers[0]->frames.size() == 1);
+  CHECK(peer.peers[0]->frames[0].type == FrameType::kHandshake);
+  CHECK(peer.peers[0]->auths.empty());
+  CHECK(peer.peers[0]->in.find("secret value") == std::string::npos);
+
+  // The same peer proving with A as well (rotation) is accepted: AUTH, then the request.
+  Harness good(&l.loop, Harness::Mode::kScripted, {}, "127.0.0.1", 0, "127.0.0.1",
+               Keys(kB + "\n" + kA));
+  auto t2 = l.Flushed(MakeBinaryPeerTransport(&l.loop, good.Endpoint(), opts));
+  t2->Send(Put("k", "v", 5), l.now() + kFar, &w, 2);
+  REQUIRE(
+      RunUntil(&l.loop, [&] { return !good.peers.empty() && good.peers[0]->frames.size() == 2; }));
+  REQUIRE(good.peers[0]->auths.size() == 1);
+  CHECK(good.peers[0]->auths[0].proofs.size() == kv::proto::kProofBytes);
+  CHECK(good.peers[0]->frames[1].type == FrameType::kPut);
+}
+
+TEST_CASE("auth failures: every one is counted, one line a minute per address and reason") {
+  using kv::net::AuthFailure;
+  using kv::net::AuthFailureCount;
+  using kv::net::NoteAuthFailure;
+  const uint64_t missing = AuthFailureCount(AuthFailure::kHttpMissing);
+  const uint64_t stale = AuthFailureCount(AuthFailure::kHttpStale);
+  CHECK(NoteAuthFailure(AuthFailure::kHttpMissing, "192.0.2.1", "first"));
+  CHECK_FALSE(NoteAuthFailure(AuthFailure::kHttpMissing, "192.0.2.1", "again"));
+  CHECK_FALSE(NoteAuthFailure(AuthFailure::kHttpMissing, "192.0.2.1", "and again"));
+  CHECK(NoteAuthFailure(AuthFailure::kHttpMissing, "192.0.2.2", "another address"));
+  CHECK(NoteAuthFailure(AuthFailure::kHttpStale, "192.0.2.1", "another reason"));
+  CHECK(AuthFailureCount(AuthFailure::kHttpMissing) == missing + 4);
+  CHECK(AuthFailureCount(AuthFailure::kHttpStale) == stale + 1);
+  CHECK(std::string(kv::net::AuthFailureName(AuthFailure::kBinaryServerMismatch)) ==
+        "binary_server_mismatch");
 }

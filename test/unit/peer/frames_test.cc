@@ -25,7 +25,8 @@ constexpr uint64_t kV = (1700000000000ull << 20) | 7;
 template <typename Check>
 void DecodeResponse(const std::string& bytes, Check check) {
   std::string all;
-  proto::EncodeHandshakeOk(&all, "http://127.0.0.1:8081", 1);
+  proto::EncodeHandshakeOk(&all, "http://127.0.0.1:8081", 1, std::string(proto::kNonceBytes, 'n'),
+                           "");
   all += bytes;
   proto::FrameDecoder d(proto::FrameDecoder::Role::kClient);
   d.Feed(all.data(), all.size());

@@ -23,7 +23,7 @@ struct Owned {
   FrameType type = FrameType::kError;
   uint64_t request_id = 0, version = 0, fingerprint = 0;
   ErrorCode code{};
-  std::string url, key, value, message, payload;
+  std::string url, key, value, message, payload, nonce, proofs;
 
   static Owned From(const Frame& f) {
     Owned o;
@@ -37,6 +37,8 @@ struct Owned {
     o.value = f.value;
     o.message = f.message;
     o.payload = f.payload;
+    o.nonce = f.nonce;
+    o.proofs = f.proofs;
     return o;
   }
   Frame View() const {
@@ -51,21 +53,27 @@ struct Owned {
     f.value = value;
     f.message = message;
     f.payload = payload;
+    f.nonce = nonce;
+    f.proofs = proofs;
     return f;
   }
   bool operator==(const Owned&) const = default;
 };
 
+const std::string kNonce(kNonceBytes, 'n');
+const std::string kProof(kProofBytes, 'p');
+
 std::string ServerStart() {
   std::string s;
   AppendPreface(&s);
-  EncodeHandshake(&s, "http://127.0.0.1:8081", kFp);
+  EncodeHandshake(&s, "http://127.0.0.1:8081", kFp, kNonce);
+  EncodeAuth(&s, kProof);
   return s;
 }
 
 std::string ClientStart() {
   std::string s;
-  EncodeHandshakeOk(&s, "http://127.0.0.1:8082", kFp);
+  EncodeHandshakeOk(&s, "http://127.0.0.1:8082", kFp, kNonce, kProof);
   return s;
 }
 
@@ -248,13 +256,14 @@ TEST_CASE("random request streams decode to what was encoded, however they are s
   SUBCASE("one Feed") {
     const Run run = DriveAll(Role::kServer, stream);
     REQUIRE_FALSE(run.error);
-    REQUIRE(run.frames.size() == want.size() + 1);
+    REQUIRE(run.frames.size() == want.size() + 2);
     CHECK(run.frames[0].type == FrameType::kHandshake);
     CHECK(run.frames[0].url == "http://127.0.0.1:8081");
     CHECK(run.frames[0].fingerprint == kFp);
+    CHECK(run.frames[1].type == FrameType::kAuth);
     for (size_t i = 0; i < want.size(); ++i) {
       CAPTURE(i);
-      CHECK(run.frames[i + 1] == want[i]);
+      CHECK(run.frames[i + 2] == want[i]);
     }
   }
   SUBCASE("random chunks") {
@@ -263,8 +272,8 @@ TEST_CASE("random request streams decode to what was encoded, however they are s
       return r() % 4 == 0 ? size_t{1} + r() % 16 : size_t{1} + r() % 100000;
     });
     REQUIRE_FALSE(run.error);
-    REQUIRE(run.frames.size() == want.size() + 1);
-    for (size_t i = 0; i < want.size(); ++i) CHECK(run.frames[i + 1] == want[i]);
+    REQUIRE(run.frames.size() == want.size() + 2);
+    for (size_t i = 0; i < want.size(); ++i) CHECK(run.frames[i + 2] == want[i]);
   }
 }
 
@@ -307,8 +316,8 @@ TEST_CASE("whole streams delivered one byte at a time") {
   }
   const Run rs = DriveBytewise(Role::kServer, to_server);
   REQUIRE_FALSE(rs.error);
-  REQUIRE(rs.frames.size() == want_s.size() + 1);
-  for (size_t i = 0; i < want_s.size(); ++i) CHECK(rs.frames[i + 1] == want_s[i]);
+  REQUIRE(rs.frames.size() == want_s.size() + 2);
+  for (size_t i = 0; i < want_s.size(); ++i) CHECK(rs.frames[i + 2] == want_s[i]);
   const Run rc = DriveBytewise(Role::kClient, to_client);
   REQUIRE_FALSE(rc.error);
   REQUIRE(rc.frames.size() == want_c.size() + 1);
@@ -324,6 +333,7 @@ TEST_CASE("a frame is not returned until its last byte arrives") {
   FrameDecoder d(Role::kServer);
   d.Feed(start.data(), start.size());
   Frame f;
+  REQUIRE(d.Next(&f) == DecodeResult::kFrame);
   REQUIRE(d.Next(&f) == DecodeResult::kFrame);
   for (size_t i = 0; i + 1 < frame.size(); ++i) {
     d.Feed(&frame[i], 1);
@@ -349,8 +359,9 @@ TEST_CASE("views of earlier frames survive later Next calls until the next Feed"
   s += big.substr(0, 100);  // the start of a large frame: Next sees its header
   FrameDecoder d(Role::kServer);
   d.Feed(s.data(), s.size());
-  Frame hs, a, b, c;
+  Frame hs, auth, a, b, c;
   REQUIRE(d.Next(&hs) == DecodeResult::kFrame);
+  REQUIRE(d.Next(&auth) == DecodeResult::kFrame);
   REQUIRE(d.Next(&a) == DecodeResult::kFrame);
   REQUIRE(d.Next(&b) == DecodeResult::kFrame);
   REQUIRE(d.Next(&c) == DecodeResult::kNeedMore);
@@ -369,9 +380,9 @@ TEST_CASE("largest request and response at the limits decode") {
   EncodeRequest(&s, 2, Op::kGet, key, "", 0);
   const Run rs = Drive(Role::kServer, s, [] { return size_t{65536}; });
   REQUIRE_FALSE(rs.error);
-  REQUIRE(rs.frames.size() == 3);
-  CHECK(rs.frames[1].key == key);
-  CHECK(rs.frames[1].value == value);
+  REQUIRE(rs.frames.size() == 4);
+  CHECK(rs.frames[2].key == key);
+  CHECK(rs.frames[2].value == value);
   // Buffering stays at about one frame.
   CHECK(rs.max_buffered <= kMaxFrameBytes + 65536);
 
@@ -389,9 +400,9 @@ TEST_CASE("zero-length fields that are allowed") {
   EncodePing(&s, 2, "");
   const Run rs = DriveAll(Role::kServer, s);
   REQUIRE_FALSE(rs.error);
-  REQUIRE(rs.frames.size() == 3);
-  CHECK(rs.frames[1].value.empty());
-  CHECK(rs.frames[2].payload.empty());
+  REQUIRE(rs.frames.size() == 4);
+  CHECK(rs.frames[2].value.empty());
+  CHECK(rs.frames[3].payload.empty());
 
   std::string c = ClientStart();
   EncodeValue(&c, 1, 0, "");  // empty value
@@ -432,6 +443,7 @@ TEST_CASE("oversize length is refused from the header alone, before buffering") 
     d.Feed(start.data(), start.size());
     Frame f;
     REQUIRE(d.Next(&f) == DecodeResult::kFrame);
+    REQUIRE(d.Next(&f) == DecodeResult::kFrame);
     d.Feed(hdr.data(), hdr.size());
     REQUIRE(d.Next(&f) == DecodeResult::kError);
     CHECK(d.error().code == ErrorCode::kFrameTooLarge);
@@ -460,7 +472,9 @@ TEST_CASE("truncated stream then EOF") {
   {
     std::string t;
     AppendPreface(&t);
-    EncodeHandshake(&t, "http://127.0.0.1:8081", kFp);
+    EncodeHandshake(&t, "http://127.0.0.1:8081", kFp, kNonce);
+    boundaries.push_back(t.size());
+    EncodeAuth(&t, kProof);
     boundaries.push_back(t.size());
     EncodeRequest(&t, 1, Op::kPut, "key", "value", 1);
     boundaries.push_back(t.size());
@@ -476,7 +490,7 @@ TEST_CASE("truncated stream then EOF") {
 }
 
 TEST_CASE("unknown frame type") {
-  for (uint8_t t : {0x00, 0x06, 0x13, 0x25, 0x7f, 0xff}) {
+  for (uint8_t t : {0x00, 0x07, 0x13, 0x25, 0x7f, 0xff}) {
     CAPTURE(int(t));
     CHECK(ExpectError(Role::kServer, ServerStart() + RawFrame(t, 1, "abc")).code ==
           ErrorCode::kUnknownFrameType);
@@ -492,12 +506,12 @@ TEST_CASE("bad preface and unknown protocol version") {
   CHECK(ExpectError(Role::kServer, "GET / HTTP/1.1\r\n\r\n").code == ErrorCode::kBadPreface);
   // Detected at the first differing byte, without waiting for the whole preface.
   CHECK(ExpectError(Role::kServer, std::string("\0KX", 3)).code == ErrorCode::kBadPreface);
-  for (int v : {0, 2, 255}) {
+  for (int v : {0, 1, 3, 255}) {  // version 1 (no authentication) is no longer spoken
     std::string p(kPrefaceMagic, kPrefaceMagicSize);
     p.push_back(static_cast<char>(v));
     const ProtocolError e = ExpectError(Role::kServer, p);
     CHECK(e.code == ErrorCode::kUnsupportedVersion);
-    CHECK(e.reason.find("supported: 1") != std::string::npos);
+    CHECK(e.reason.find("supported: 2") != std::string::npos);
   }
   // A client expects no preface: the accepting node starts with HANDSHAKE_OK.
   std::string p;
@@ -513,7 +527,7 @@ TEST_CASE("bad handshake") {
   std::string preface;
   AppendPreface(&preface);
   auto hs_payload = [](const std::string& url, uint64_t fp) {
-    return Be(url.size(), 2) + url + Be(fp, 8);
+    return Be(url.size(), 2) + url + Be(fp, 8) + kNonce;
   };
   SUBCASE("a request before the handshake") {
     std::string s = preface;
@@ -543,9 +557,9 @@ TEST_CASE("bad handshake") {
               .code == ErrorCode::kBadHandshake);
   }
   SUBCASE("url over the limit, refused from the header") {
-    CHECK(
-        ExpectError(Role::kServer, preface + RawFrame(0x01, 0, "", 0, 2 + kMaxUrlBytes + 9)).code ==
-        ErrorCode::kBadHandshake);
+    CHECK(ExpectError(Role::kServer,
+                      preface + RawFrame(0x01, 0, "", 0, 2 + kMaxUrlBytes + 8 + kNonceBytes + 1))
+              .code == ErrorCode::kBadHandshake);
   }
   SUBCASE("large frame before the handshake is refused from its header") {
     CHECK(ExpectError(Role::kServer, preface + RawFrame(0x11, 1, "", 0, 1 << 20)).code ==
@@ -553,7 +567,7 @@ TEST_CASE("bad handshake") {
   }
   SUBCASE("second handshake") {
     std::string s = ServerStart();
-    EncodeHandshake(&s, "http://127.0.0.1:8081", kFp);
+    EncodeHandshake(&s, "http://127.0.0.1:8081", kFp, kNonce);
     CHECK(ExpectError(Role::kServer, s).code == ErrorCode::kUnexpectedFrame);
   }
   SUBCASE("client gets a response before HANDSHAKE_OK") {
@@ -562,7 +576,7 @@ TEST_CASE("bad handshake") {
   }
   SUBCASE("client gets a HANDSHAKE instead of HANDSHAKE_OK") {
     std::string s;
-    EncodeHandshake(&s, "http://a", 1);
+    EncodeHandshake(&s, "http://a", 1, kNonce);
     CHECK(ExpectError(Role::kClient, s).code == ErrorCode::kBadHandshake);
   }
   SUBCASE("handshake with flags") {
@@ -631,7 +645,7 @@ TEST_CASE("frames sent in the wrong direction") {
   EncodeRequest(&req, 1, Op::kGet, "k", "", 0);
   CHECK(ExpectError(Role::kClient, ClientStart() + req).code == ErrorCode::kUnexpectedFrame);
   std::string ok;
-  EncodeHandshakeOk(&ok, "http://a", 1);
+  EncodeHandshakeOk(&ok, "http://a", 1, kNonce, "");
   CHECK(ExpectError(Role::kServer, ServerStart() + ok).code == ErrorCode::kUnexpectedFrame);
   CHECK(ExpectError(Role::kClient, ClientStart() + ok).code == ErrorCode::kUnexpectedFrame);
 }
@@ -661,6 +675,7 @@ TEST_CASE("a failed decoder stays failed and decodes nothing more") {
   FrameDecoder d(Role::kServer);
   d.Feed(s.data(), s.size());
   Frame f;
+  REQUIRE(d.Next(&f) == DecodeResult::kFrame);
   REQUIRE(d.Next(&f) == DecodeResult::kFrame);
   REQUIRE(d.Next(&f) == DecodeResult::kError);
   const ProtocolError e = d.error();
@@ -698,6 +713,92 @@ TEST_CASE("random garbage never crashes and always ends in a protocol error or a
         role, s, [&] { return size_t{1} + r() % 32; }, /*finish=*/false);
     if (run.error) CHECK_FALSE(run.err.reason.empty());
     CHECK(run.frames.size() >= 1);  // the valid handshake always decodes
+  }
+}
+
+TEST_CASE("AUTH: the server's second handshake frame") {
+  std::string hs;
+  AppendPreface(&hs);
+  EncodeHandshake(&hs, "http://127.0.0.1:8081", kFp, kNonce);
+  SUBCASE("n = 0, 1 and 2 decode; the proofs are passed on as they are") {
+    for (size_t n : {0, 1, 2}) {
+      const std::string proofs(n * kProofBytes, 'q');
+      std::string s = hs;
+      EncodeAuth(&s, proofs);
+      EncodeRequest(&s, 1, Op::kGet, "k", "", 0);
+      const Run run = DriveAll(Role::kServer, s, false);
+      REQUIRE_FALSE(run.error);
+      REQUIRE(run.frames.size() == 3);
+      CHECK(run.frames[0].nonce == kNonce);
+      CHECK(run.frames[1].type == FrameType::kAuth);
+      CHECK(run.frames[1].proofs == proofs);
+      CHECK(run.frames[2].type == FrameType::kGet);
+    }
+  }
+  SUBCASE("a request before AUTH is refused: nothing runs before the client proved itself") {
+    std::string s = hs;
+    EncodeRequest(&s, 1, Op::kPut, "k", "v", 1);
+    EncodeAuth(&s, kProof);
+    const Run run = DriveAll(Role::kServer, s, false);
+    CHECK(run.error);
+    CHECK(run.err.code == ErrorCode::kBadHandshake);
+    REQUIRE(run.frames.size() == 1);  // the HANDSHAKE only
+    CHECK(run.frames[0].type == FrameType::kHandshake);
+  }
+  SUBCASE("PING before AUTH is refused too") {
+    std::string s = hs;
+    EncodePing(&s, 1, "x");
+    CHECK(ExpectError(Role::kServer, s).code == ErrorCode::kBadHandshake);
+  }
+  SUBCASE("ERROR instead of AUTH: the client refused our proof") {
+    std::string s = hs;
+    EncodeError(&s, ErrorCode::kAuthFailed, "server proof does not verify");
+    const Run run = DriveAll(Role::kServer, s, true);
+    CHECK_FALSE(run.error);
+    REQUIRE(run.frames.size() == 2);
+    CHECK(run.frames[1].code == ErrorCode::kAuthFailed);
+  }
+  SUBCASE("more than two proofs") {
+    CHECK(
+        ExpectError(Role::kServer, hs + RawFrame(0x06, 0, Be(3, 1) + std::string(96, 'q'))).code ==
+        ErrorCode::kBadHandshake);
+  }
+  SUBCASE("count and length disagree") {
+    CHECK(
+        ExpectError(Role::kServer, hs + RawFrame(0x06, 0, Be(2, 1) + std::string(32, 'q'))).code ==
+        ErrorCode::kBadHandshake);
+    CHECK(
+        ExpectError(Role::kServer, hs + RawFrame(0x06, 0, Be(1, 1) + std::string(33, 'q'))).code ==
+        ErrorCode::kBadHandshake);
+    CHECK(ExpectError(Role::kServer, hs + RawFrame(0x06, 0, "")).code == ErrorCode::kBadHandshake);
+  }
+  SUBCASE("non-zero request id") {
+    CHECK(ExpectError(Role::kServer, hs + RawFrame(0x06, 7, Be(0, 1))).code ==
+          ErrorCode::kBadHandshake);
+  }
+  SUBCASE("AUTH after the handshake, or to a client") {
+    std::string s = ServerStart();
+    EncodeAuth(&s, kProof);
+    CHECK(ExpectError(Role::kServer, s).code == ErrorCode::kUnexpectedFrame);
+    std::string c = ClientStart();
+    EncodeAuth(&c, kProof);
+    CHECK(ExpectError(Role::kClient, c).code == ErrorCode::kUnexpectedFrame);
+  }
+  SUBCASE("truncated AUTH at every cut") {
+    std::string s = hs;
+    EncodeAuth(&s, kProof + kProof);
+    for (size_t cut = hs.size() + 1; cut < s.size(); ++cut) {
+      CAPTURE(cut);
+      const Run run = DriveAll(Role::kServer, s.substr(0, cut), true);
+      CHECK(run.error);
+      CHECK(run.err.code == ErrorCode::kTruncatedFrame);
+    }
+  }
+  SUBCASE("HANDSHAKE_OK with too many proofs or a short nonce") {
+    std::string p = Be(8, 2) + "http://a" + Be(1, 8) + kNonce + Be(3, 1) + std::string(96, 'q');
+    CHECK(ExpectError(Role::kClient, RawFrame(0x02, 0, p)).code == ErrorCode::kBadHandshake);
+    p = Be(8, 2) + "http://a" + Be(1, 8) + kNonce.substr(1) + Be(0, 1);
+    CHECK(ExpectError(Role::kClient, RawFrame(0x02, 0, p)).code == ErrorCode::kBadHandshake);
   }
 }
 

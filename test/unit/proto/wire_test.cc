@@ -70,6 +70,22 @@ void CheckSameFrame(const Frame& a, const Frame& b) {
   CHECK(a.value == b.value);
   CHECK(a.message == b.message);
   CHECK(a.payload == b.payload);
+  CHECK(a.nonce == b.nonce);
+  CHECK(a.proofs == b.proofs);
+}
+
+std::string Bytes(int from, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s.push_back(static_cast<char>(from + i));
+  return s;
+}
+
+std::string Unhex(const std::string& hex) {
+  std::string s;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    s.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return s;
 }
 
 // Feeds `setup` + `bytes` to d and returns the last frame (the one `bytes` holds); its views
@@ -98,7 +114,7 @@ struct Setup {
 
 Setup MakeSetup() {
   Setup s;
-  s.server = ReadVector("preface") + ReadVector("handshake");
+  s.server = ReadVector("preface") + ReadVector("handshake") + ReadVector("auth");
   s.client = ReadVector("handshake_ok");
   return s;
 }
@@ -128,23 +144,50 @@ TEST_CASE("vector: handshake and handshake_ok") {
   want.type = FrameType::kHandshake;
   want.url = "http://127.0.0.1:8081";
   want.fingerprint = kFp;
+  const std::string client_nonce = Bytes(0x00, 32), server_nonce = Bytes(0x20, 32);
+  want.nonce = client_nonce;
   CheckSameFrame(f, want);
   std::string enc;
-  EncodeHandshake(&enc, "http://127.0.0.1:8081", kFp);
+  EncodeHandshake(&enc, "http://127.0.0.1:8081", kFp, client_nonce);
   CHECK(enc == hs);
   enc.clear();
   EncodeFrame(&enc, f);
   CHECK(enc == hs);
 
+  // The proofs are those of section 11.5 (secret A; auth_test.cc recomputes them).
   const std::string ok = ReadVector("handshake_ok");
   FrameDecoder d2(Role::kClient);
   f = DecodeLast(d2, "", ok);
   want.type = FrameType::kHandshakeOk;
   want.url = "http://127.0.0.1:8082";
+  want.nonce = server_nonce;
+  const std::string server_proof =
+      Unhex("e31b8cdb645aaa3dd5adb7b07a612392544f277b0acd61d65159695dbbe5920e");
+  want.proofs = server_proof;
   CheckSameFrame(f, want);
   enc.clear();
-  EncodeHandshakeOk(&enc, "http://127.0.0.1:8082", kFp);
+  EncodeHandshakeOk(&enc, "http://127.0.0.1:8082", kFp, server_nonce, server_proof);
   CHECK(enc == ok);
+  enc.clear();
+  EncodeFrame(&enc, f);
+  CHECK(enc == ok);
+
+  const std::string auth = ReadVector("auth");
+  FrameDecoder d3(Role::kServer);
+  f = DecodeLast(d3, preface + hs, auth);
+  const std::string client_proof =
+      Unhex("528c99308ccdceaed5143fe7dab905cda00545523fe696ff5b9522aed5012ed9");
+  Frame want_auth;
+  want_auth.type = FrameType::kAuth;
+  want_auth.proofs = client_proof;
+  CheckSameFrame(f, want_auth);
+  CHECK(d3.handshake_done());
+  enc.clear();
+  EncodeAuth(&enc, client_proof);
+  CHECK(enc == auth);
+  enc.clear();
+  EncodeFrame(&enc, f);
+  CHECK(enc == auth);
 }
 
 TEST_CASE("vector: requests") {
@@ -368,7 +411,7 @@ TEST_CASE("names") {
   CHECK(std::string(FrameTypeName(FrameType::kErrorResponse)) == "ERROR_RESPONSE");
   int known = 0;
   for (int t = 0; t < 256; ++t) known += IsKnownFrameType(static_cast<uint8_t>(t));
-  CHECK(known == 13);
+  CHECK(known == 14);
   Frame f;
   f.type = FrameType::kErrorResponse;
   f.code = static_cast<ErrorCode>(999);
