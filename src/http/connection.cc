@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "http/url.h"
+#include "loop/resolve.h"
 #include "loop/uv_write.h"
 
 namespace kv::net {

@@ -74,4 +74,17 @@ uint64_t ResolveBackoff::Failed(uint64_t now_ms) {
   return backoff;
 }
 
+std::string RemoteIp(const uv_tcp_t* handle) {
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(handle, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  char buf[64] = "?";
+  if (ss.ss_family == AF_INET) {
+    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&ss), buf, sizeof buf);
+  } else if (ss.ss_family == AF_INET6) {
+    uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&ss), buf, sizeof buf);
+  }
+  return buf;
+}
+
 }  // namespace kv::net

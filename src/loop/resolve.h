@@ -54,4 +54,7 @@ class ResolveBackoff {
   uint64_t retry_at_ms_ = 0;
 };
 
+// The IP address of the other end of a TCP handle ("?" if unknown).
+std::string RemoteIp(const uv_tcp_t* handle);
+
 }  // namespace kv::net

@@ -229,9 +229,10 @@ class NodeApp final : public Service, public RequestHandler {
     if (found < 0) return r.Respond(400, "malformed percent-encoding in id\n");
     if (found == 0 || key.empty()) return r.Respond(400, "id is required\n");
     if (HttpReplicaServer::IsReplicaRequest(req)) {
-      // In binary peer mode peers never come through HTTP: a client claiming to be one is
-      // refused, so no client can write a replica's data with a version of its choosing.
-      if (cfg_.peer_protocol == PeerProtocol::kBinary) {
+      // In binary peer mode without a cluster secret peers never come through HTTP: a client
+      // claiming to be one is refused, so no client can write a replica's data with a version
+      // of its choosing. With a secret, the request must prove it (http_replica: 401).
+      if (cfg_.peer_protocol == PeerProtocol::kBinary && !cfg_.cluster_keys.enabled()) {
         return r.Respond(403, "peer requests are not accepted over HTTP in binary peer mode\n");
       }
       return http_replica_->Handle(req, op, key, r);

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "loop/resolve.h"  // RemoteIp
+
 namespace kv::net {
 
 enum class AuthFailure : uint8_t {
@@ -35,7 +37,5 @@ bool NoteAuthFailure(AuthFailure kind, std::string_view peer, std::string_view d
 // Refusals counted since the process started.
 uint64_t AuthFailureCount(AuthFailure kind);
 
-// The IP address of the other end of a TCP handle ("?" if unknown).
-std::string RemoteIp(const uv_tcp_t* handle);
 
 }  // namespace kv::net
