@@ -13,6 +13,7 @@
 
 import ctypes
 import ctypes.util
+import os
 import struct
 
 from harness import (Group, Node, RawConn, check, check_eq, delete, get, get_metrics, metric, poll,
@@ -22,8 +23,8 @@ FORGED = 18446744073709551000  # the issue's example: bit 63 set, microseconds n
 HOUR_MS = 3600 * 1000
 MAX_SKEW_MS = 2000  # the default
 
-PREFACE = b"\x00KVPEER\x01"
-T_HANDSHAKE, T_HANDSHAKE_OK, T_PUT, T_REMOVE = 0x01, 0x02, 0x11, 0x12
+PREFACE = b"\x00KVPEER\x02"
+T_HANDSHAKE, T_HANDSHAKE_OK, T_AUTH, T_PUT, T_REMOVE = 0x01, 0x02, 0x06, 0x11, 0x12
 T_STORED, T_ERROR_RESPONSE = 0x23, 0x24
 CLOCK_SKEW = 105
 
@@ -53,9 +54,12 @@ class BinaryReplicaClient:
         self.c = RawConn(port)
         u = as_url.encode()
         self.c.send(PREFACE + frame(T_HANDSHAKE, 0, struct.pack(">H", len(u)) + u +
-                                    struct.pack(">Q", fingerprint(cluster_urls))))
+                                    struct.pack(">Q", fingerprint(cluster_urls)) +
+                                    os.urandom(32)))
         ftype, _rid, _payload = read_frame(self.c)
         check_eq(ftype, T_HANDSHAKE_OK, "handshake answer")
+        # No cluster secret in these clusters: AUTH with no proof (peer-protocol.md 11).
+        self.c.send(frame(T_AUTH, 0, bytes([0])))
         self.next_id = 1
 
     def write(self, key, version, value=None):
