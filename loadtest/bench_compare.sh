@@ -14,8 +14,13 @@
 #    times, single node and a 3-node binary cluster with ack 2 of 3 (and OLD with --fsync always
 #    when given); then p99 at 50% of each one's saturation, open loop (kvload, coordinated
 #    omission corrected); and this disk's fdatasync latency (the floor of an --fsync always ack).
+# 3. --read-repair on against off (this tree's node), and OLD when given: GET saturation on a
+#    3-node binary cluster, ack 2 of 3, on replicas that agree (filled with every node up), so
+#    the runs measure what read repair costs GETs that find nothing to repair; alternated PAIRS
+#    times (off, on, OLD), each from the same copy of the data. Prints the repairs node 1 counted
+#    (0 expected) and on/off, on/OLD of the means.
 # Environment: OLD (required for 1; skipped without), PAIRS (3), DUR (wrk seconds, 10),
-# KEYS (100000), FIX_DUR (kvload seconds, 10), ONLY=compare|fsync.
+# KEYS (100000), FIX_DUR (kvload seconds, 10), ONLY=compare|fsync|read-repair (one of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash test/deps.sh wrk
@@ -65,11 +70,12 @@ sat() {
     kv_wrk "$work/wrk.txt" -t1 -c64 -d"${DUR}s" -s "loadtest/$wl.lua" "$url")
   echo "$rps $p99"
 }
+want() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
 mean() { awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n; else print 0 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 
 PORTS=()
-if [ -n "$OLD" ] && [ "${ONLY:-compare}" != fsync ]; then
+if [ -n "$OLD" ] && want compare; then
   echo "== new/old ($NEW vs $OLD), $PAIRS alternated pairs, wrk -t1 -c64 -d${DUR}s, $KEYS keys"
   summary=()
   for setup in "single 1" "binary 3" "http 3"; do
@@ -109,7 +115,7 @@ if [ -n "$OLD" ] && [ "${ONLY:-compare}" != fsync ]; then
   printf '  %s\n' "${summary[@]}"
 fi
 
-if [ "${ONLY:-fsync}" != compare ]; then
+if want fsync; then
   echo "== --fsync always vs periodic (this tree's node), $PAIRS alternated pairs, PUT"
   fsum=()
   for setup in "single 1 1 1" "binary 3 2 3"; do
@@ -160,7 +166,45 @@ if [ "${ONLY:-fsync}" != compare ]; then
   echo "== fsync means"
   printf '  %s\n' "${fsum[@]}"
 fi
-if [ "${ONLY:-fsync}" != compare ]; then
+if want read-repair; then
+  echo "== --read-repair on vs off, 3 nodes, binary peers, GET 2/3, $PAIRS alternated pairs, wrk -t1 -c64 -d${DUR}s, $KEYS keys"
+  PORTS=()
+  start_nodes "$NEW" 3 --peer-protocol binary
+  kv_fill "http://127.0.0.1:${PORTS[0]}" "$KEYS" 100 >/dev/null
+  stop_nodes
+  rm -rf "$work/pristine"
+  cp -a "$work/d" "$work/pristine"
+  runs="off on"
+  [ -n "$OLD" ] && runs+=" old"
+  for which in $runs; do : >"$work/rr.$which"; done
+  for pair in $(seq 1 "$PAIRS"); do
+    for which in $runs; do
+      bin=$NEW
+      flags=(--read-repair "$which")
+      [ "$which" = old ] && bin=$OLD && flags=()
+      rm -rf "$work/d"
+      cp -a "$work/pristine" "$work/d"
+      start_nodes "$bin" 3 --peer-protocol binary "${flags[@]}"
+      read -r rps p99 < <(sat get "http://127.0.0.1:${PORTS[0]}" 2 3)
+      repairs=$(curl -s "http://127.0.0.1:${PORTS[0]}/metrics" |
+        awk '/^kv_read_repairs_(total|skipped_total)/ { n += $2 } END { print n + 0 }')
+      stop_nodes
+      echo "$rps" >>"$work/rr.$which"
+      echo "  binary get pair $pair read-repair $which: $rps rps (p99 $p99 ms, repairs $repairs)"
+    done
+    echo "  pair $pair on/off $(ratio "$(tail -1 "$work/rr.on")" "$(tail -1 "$work/rr.off")")"
+  done
+  off=$(mean <"$work/rr.off")
+  on=$(mean <"$work/rr.on")
+  line="binary get 2/3: off $off rps, on $on rps, on/off $(ratio "$on" "$off")"
+  if [ -n "$OLD" ]; then
+    o=$(mean <"$work/rr.old")
+    line+="; OLD $o rps, on/OLD $(ratio "$on" "$o")"
+  fi
+  echo "== read repair means"
+  echo "  $line"
+fi
+if want fsync; then
   python3 - "$work" <<'PY'
 import os, sys, time
 path = os.path.join(sys.argv[1], "fsync-probe")
