@@ -90,11 +90,10 @@ struct Coordinator::Request {
   uint64_t held[Accumulator::kMaxReplicas];
   bool decided = false;  // Finish ran: later answers are late
   int reply = -1;        // GET: the slot whose answer the client gets
-  // Read repair: the newest answer known (its bytes still in values[]) and its version; the
-  // blocking repair writes the client still waits for.
+  // Read repair: the slot of the newest answer known (its bytes still in values[]) and its
+  // version; the blocking repair writes the client still waits for.
   int newest = -1;
   uint64_t newest_version = 0;
-  bool newest_tombstone = false;
   int blocking = 0;
 };
 
@@ -426,10 +425,9 @@ void Coordinator::Finish(Request* r) {
     const int f = r->acc->freshest();
     r->reply = f;
     if (!opt_.read_repair || f < 0) return Reply(r);
-    const uint64_t v = r->acc->freshest_version();
+    const uint64_t v = r->held[f];
     r->newest = f;
     r->newest_version = v;
-    r->newest_tombstone = r->acc->freshest_kind() == AnswerKind::kTombstone;
     // The common path: every answer holds the newest version (an absent newest is version 0).
     uint32_t stale = 0;
     for (uint32_t m = r->answered; m != 0; m &= m - 1) {
@@ -460,7 +458,8 @@ void Coordinator::Reply(Request* r) {
   if (f >= 0 && r->acc->kind(f) == AnswerKind::kValue) {
     o.kind = Outcome::kValue;
     o.version = r->acc->version(f);
-    if (r->newest == f && Slots(r->done_mask) < std::max(r->next, r->first)) {
+    // (Slots asked so far are [0, max(next, first)); no more are asked once decided.)
+    if (r->newest == f && r->done_mask != (1u << std::max(r->next, r->first)) - 1) {
       // Replicas asked have not all answered: a late stale one would need these bytes. Another
       // answer of the same version keeps them (the usual case); else the client gets a copy.
       int same = -1;
@@ -494,7 +493,6 @@ void Coordinator::LateAnswer(Request* r, int slot) {
   // Newer than anything before: every other answer is stale now.
   r->newest = slot;
   r->newest_version = v;
-  r->newest_tombstone = r->acc->kind(slot) == AnswerKind::kTombstone;
   for (uint32_t m = r->answered & ~(1u << slot); m != 0; m &= m - 1) {
     const int i = __builtin_ctz(m);
     if (r->held[i] < v) Repair(r, i, true, now_us);
@@ -506,10 +504,11 @@ void Coordinator::Repair(Request* r, int slot, bool background, uint64_t now_us)
     state_->read_repairs_skipped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  // r->newest is always a slot whose own answer was the newest (a value, or a tombstone).
+  const bool tombstone = r->acc->kind(r->newest) == AnswerKind::kTombstone;
   const std::string_view value =
-      r->newest_tombstone ? std::string_view() : std::string_view(r->values[r->newest]);
-  PeerRequest preq{r->newest_tombstone ? PeerOp::kRemove : PeerOp::kPut, r->key, value,
-                   r->newest_version};
+      tombstone ? std::string_view() : std::string_view(r->values[r->newest]);
+  PeerRequest preq{tombstone ? PeerOp::kRemove : PeerOp::kPut, r->key, value, r->newest_version};
   r->held[slot] = r->newest_version;
   ++r->outstanding;
   if (background) {
