@@ -14,8 +14,15 @@
 #    times, single node and a 3-node binary cluster with ack 2 of 3 (and OLD with --fsync always
 #    when given); then p99 at 50% of each one's saturation, open loop (kvload, coordinated
 #    omission corrected); and this disk's fdatasync latency (the floor of an --fsync always ack).
+# 3. --read-repair on against off (this tree's node), and OLD when given: GET saturation on a
+#    3-node binary cluster, ack 2 of 3, on replicas that agree (filled with every node up), so
+#    the runs measure what read repair costs GETs that find nothing to repair; alternated PAIRS
+#    times (off, on, OLD; the order rotates by one each round), each from the same copy of the
+#    data. Prints each run's rps, the coordinating node's CPU time per GET (user + sys, less
+#    sensitive to other load on a shared machine than rps) and the repairs it counted (0
+#    expected), each round's on/off, and on/off, on/OLD of the means.
 # Environment: OLD (required for 1; skipped without), PAIRS (3), DUR (wrk seconds, 10),
-# KEYS (100000), FIX_DUR (kvload seconds, 10), ONLY=compare|fsync.
+# KEYS (100000), FIX_DUR (kvload seconds, 10), ONLY=compare|fsync|read-repair (one of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash test/deps.sh wrk
@@ -65,11 +72,12 @@ sat() {
     kv_wrk "$work/wrk.txt" -t1 -c64 -d"${DUR}s" -s "loadtest/$wl.lua" "$url")
   echo "$rps $p99"
 }
+want() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
 mean() { awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n; else print 0 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 
 PORTS=()
-if [ -n "$OLD" ] && [ "${ONLY:-compare}" != fsync ]; then
+if [ -n "$OLD" ] && want compare; then
   echo "== new/old ($NEW vs $OLD), $PAIRS alternated pairs, wrk -t1 -c64 -d${DUR}s, $KEYS keys"
   summary=()
   for setup in "single 1" "binary 3" "http 3"; do
@@ -109,7 +117,7 @@ if [ -n "$OLD" ] && [ "${ONLY:-compare}" != fsync ]; then
   printf '  %s\n' "${summary[@]}"
 fi
 
-if [ "${ONLY:-fsync}" != compare ]; then
+if want fsync; then
   echo "== --fsync always vs periodic (this tree's node), $PAIRS alternated pairs, PUT"
   fsum=()
   for setup in "single 1 1 1" "binary 3 2 3"; do
@@ -160,7 +168,76 @@ if [ "${ONLY:-fsync}" != compare ]; then
   echo "== fsync means"
   printf '  %s\n' "${fsum[@]}"
 fi
-if [ "${ONLY:-fsync}" != compare ]; then
+if want read-repair; then
+  echo "== --read-repair on vs off, 3 nodes, binary peers, GET 2/3, $PAIRS alternated pairs, wrk -t1 -c64 -d${DUR}s, $KEYS keys"
+  PORTS=()
+  start_nodes "$NEW" 3 --peer-protocol binary
+  kv_fill "http://127.0.0.1:${PORTS[0]}" "$KEYS" 100 >/dev/null
+  # A fill at saturation leaves some replicas without some keys (their writes failed after
+  # ack 2 of 3 were in): one GET 3/3 of every key through node 1 repairs them (read repair),
+  # and the nodes' range streams must then be identical, or the runs would measure repairs.
+  python3 - "${PORTS[0]}" "$KEYS" <<'PY'
+import http.client, sys, threading
+port, keys = int(sys.argv[1]), int(sys.argv[2])
+def part(t):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for i in range(t, keys, 8):
+        c.request("GET", f"/v0/entity?id=k{i}&ack=3&from=3")
+        c.getresponse().read()
+ts = [threading.Thread(target=part, args=(t,)) for t in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+PY
+  sums=$(for p in "${PORTS[@]}"; do curl -s "http://127.0.0.1:$p/v0/entities?start=k" | md5sum; done | sort -u | wc -l)
+  repaired=$(curl -s "http://127.0.0.1:${PORTS[0]}/metrics" | awk '/^kv_read_repairs_total/ { n += $2 } END { print n + 0 }')
+  echo "  filled $KEYS keys; $repaired replica copies repaired after the fill; replicas identical: $([ "$sums" = 1 ] && echo yes || echo NO)"
+  [ "$sums" = 1 ] || { echo "replicas differ after the repair pass: aborting" >&2; exit 1; }
+  stop_nodes
+  rm -rf "$work/pristine"
+  cp -a "$work/d" "$work/pristine"
+  runs="off on"
+  [ -n "$OLD" ] && runs+=" old"
+  for which in $runs; do : >"$work/rr.$which" && : >"$work/rrcpu.$which"; done
+  for pair in $(seq 1 "$PAIRS"); do
+    order=$runs
+    for _ in $(seq 2 "$pair"); do order="${order#* } ${order%% *}"; done
+    for which in $order; do
+      bin=$NEW
+      flags=(--read-repair "$which")
+      [ "$which" = old ] && bin=$OLD && flags=()
+      rm -rf "$work/d"
+      cp -a "$work/pristine" "$work/d"
+      start_nodes "$bin" 3 --peer-protocol binary "${flags[@]}"
+      read -r rps p99 < <(sat get "http://127.0.0.1:${PORTS[0]}" 2 3)
+      repairs=$(curl -s "http://127.0.0.1:${PORTS[0]}/metrics" |
+        awk '/^kv_read_repairs_(total|skipped_total)/ { n += $2 } END { print n + 0 }')
+      # CPU ticks (utime + stime) of the coordinating node, per request wrk completed
+      ticks=$(awk '{ print $14 + $15 }' "/proc/${NODE_PIDS[0]}/stat")
+      reqs=$(awk '/requests in/ { print $1 }' "$work/wrk.txt")
+      cpu=$(awk -v t="$ticks" -v n="$reqs" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print 0 }')
+      stop_nodes
+      echo "$rps" >>"$work/rr.$which"
+      echo "$cpu" >>"$work/rrcpu.$which"
+      echo "  binary get pair $pair read-repair $which: $rps rps (p99 $p99 ms, node 1 CPU $cpu us/GET, repairs $repairs)"
+    done
+    echo "  pair $pair on/off $(ratio "$(tail -1 "$work/rr.on")" "$(tail -1 "$work/rr.off")")"
+  done
+  off=$(mean <"$work/rr.off")
+  on=$(mean <"$work/rr.on")
+  fmean() { awk '{ s += $1; n++ } END { if (n) printf "%.2f", s / n; else print 0 }'; }
+  coff=$(fmean <"$work/rrcpu.off")
+  con=$(fmean <"$work/rrcpu.on")
+  line="binary get 2/3: off $off rps, on $on rps, on/off $(ratio "$on" "$off"); node 1 CPU per GET off $coff us, on $con us, on/off $(ratio "$con" "$coff")"
+  if [ -n "$OLD" ]; then
+    o=$(mean <"$work/rr.old")
+    cold=$(fmean <"$work/rrcpu.old")
+    line+="; OLD $o rps, $cold us, on/OLD $(ratio "$on" "$o") rps, $(ratio "$con" "$cold") CPU"
+  fi
+  echo "== read repair means"
+  echo "  $line"
+fi
+if want fsync; then
   python3 - "$work" <<'PY'
 import os, sys, time
 path = os.path.join(sys.argv[1], "fsync-probe")

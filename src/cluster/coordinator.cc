@@ -72,15 +72,39 @@ struct Coordinator::Request {
   PeerOp op = PeerOp::kGet;
   int from = 0;
   int next = 0;         // slots [0, next) have been asked
+  int first = 0;        // slots [0, first) are asked by Execute, even after the decision
   int outstanding = 0;  // answers still expected, +1 while Execute runs, +1 in the hedge queue
   bool hedged = false;  // a GET asking `ack` replicas first
   bool no_space = false;
   uint64_t deadline_ms = 0;
-  std::string key;  // kept for the replicas asked after Execute returned (hedged GETs only)
+  // Kept for the replicas asked after Execute returned and for read repair writes (GETs only).
+  std::string key;
   Completion done;
-  uint64_t sent_us[Accumulator::kMaxReplicas];
+  uint64_t sent_us[Accumulator::kMaxReplicas];  // of the replica request (GET or repair write)
   std::string values[Accumulator::kMaxReplicas];
+  // GETs: slots that answered anything (failures too), slots that answered (not failed), and the
+  // version each answered slot holds as far as this request knows (its answer's, 0 for absent,
+  // then that of a repair write sent to it).
+  uint32_t done_mask = 0;
+  uint32_t answered = 0;
+  uint64_t held[Accumulator::kMaxReplicas];
+  bool decided = false;  // Finish ran: later answers are late
+  int reply = -1;        // GET: the slot whose answer the client gets
+  // Read repair: the slot of the newest answer known (its bytes still in values[]) and its
+  // version; the blocking repair writes the client still waits for.
+  int newest = -1;
+  uint64_t newest_version = 0;
+  int blocking = 0;
 };
+
+namespace {
+// A repair write's cookie carries this bit beside the slot when it is a background one.
+constexpr uint64_t kBackgroundBit = 0x80;
+constexpr uint64_t kSlotMask = 0x7f;
+int Slots(uint32_t mask) {
+  return __builtin_popcount(mask);
+}
+}  // namespace
 
 // cookie = request pointer * 256 + replica index (see Ask).
 Coordinator::Request* Coordinator::RequestOf(uint64_t cookie) {
@@ -127,7 +151,8 @@ Coordinator::Coordinator(ClusterState* state, Replica* local,
                                                        options.request_timeout_ms * 1000)}),
       waiter_(this),
       local_waiter_(this),
-      ping_waiter_(this) {}
+      ping_waiter_(this),
+      repair_waiter_(this) {}
 
 Coordinator::~Coordinator() {
   for (Request* r : free_) delete r;
@@ -163,9 +188,16 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
   r->no_space = false;
   r->deadline_ms = env_->NowMs() + opt_.request_timeout_ms;
   r->done = done;
+  r->done_mask = 0;
+  r->answered = 0;
+  r->decided = false;
+  r->reply = -1;
+  r->newest = -1;
+  r->blocking = 0;
   ++pending_;
 
   int first = from;
+  if (op == PeerOp::kGet && (r->hedged || opt_.read_repair)) r->key.assign(key.data(), key.size());
   if (r->hedged) {
     // Itself first when it is a replica (its answer costs no message), then ring order except
     // for clearly slower peers.
@@ -175,13 +207,13 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
         break;
       }
     }
-    r->key.assign(key.data(), key.size());
     first = ack;
     PreferFasterPeers(r->nodes, r->nodes[0] == state_->self_index ? 1 : 0, first, from);
   }
   uint64_t version = op == PeerOp::kGet ? 0 : state_->hlc.Now();
   PeerRequest preq{op, key, value, version};
   const uint64_t now_us = env_->NowUs();  // breakers, answer times and the hedge time
+  r->first = first;
   // A replica that fails at once is replaced from inside Deliver (AskNext), moving r->next on.
   while (r->next < first) Ask(r, r->next++, preq, now_us);
   if (r->hedged && r->next < from && !r->acc->decided()) {
@@ -209,6 +241,12 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   // Only this thread writes its row: a plain increment, no locked instruction.
   sent_[node].store(sent_[node].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   r->sent_us[i] = now_us;
+  transports_[node]->Send(preq, PeerDeadlineMs(r->deadline_ms, node, preq.value.size(), now_us),
+                          &waiter_, cookie);
+}
+
+uint64_t Coordinator::PeerDeadlineMs(uint64_t request_deadline_ms, uint32_t node,
+                                     size_t value_bytes, uint64_t now_us) {
   PeerStats& ps = peers_[node];
   const uint64_t timeout_us = ps.timeout.timeout_us(now_us);
   if (timeout_us != ps.published_timeout_us) {
@@ -217,10 +255,8 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   }
   // A large value takes its time to cross before the peer can answer: 1 us per 10 bytes (as if
   // at 10 MB/s) on top of the peer's timeout, which its small answers set.
-  const uint64_t transfer_us = preq.value.size() / 10;
-  const uint64_t deadline_ms =
-      std::min(r->deadline_ms, env_->NowMs() + (timeout_us + transfer_us + 999) / 1000);
-  transports_[node]->Send(preq, deadline_ms, &waiter_, cookie);
+  const uint64_t transfer_us = value_bytes / 10;
+  return std::min(request_deadline_ms, env_->NowMs() + (timeout_us + transfer_us + 999) / 1000);
 }
 
 // Only answers that came back through a transport say something about the peer (the local
@@ -362,11 +398,19 @@ void Coordinator::OnTimer() {
 
 void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
   AnswerKind kind = KindOf(resp);
-  if (r->op == PeerOp::kGet && kind == AnswerKind::kValue)
-    r->values[replica] = std::move(resp.value);
+  if (r->op == PeerOp::kGet) {
+    r->done_mask |= 1u << replica;
+    if (kind != AnswerKind::kFailed) {
+      r->answered |= 1u << replica;
+      r->held[replica] = kind == AnswerKind::kAbsent ? 0 : resp.version;
+      if (kind == AnswerKind::kValue) r->values[replica] = std::move(resp.value);
+    }
+  }
   bool decided = r->acc->Deliver(replica, kind, resp.version);
   if (decided) {
     Finish(r);
+  } else if (r->decided) {
+    if (r->op == PeerOp::kGet && kind != AnswerKind::kFailed) LateAnswer(r, replica);
   } else if (kind == AnswerKind::kFailed && r->hedged && r->next < r->from) {
     // Each failure leaves one spare to ask: the outcome stays open until the spares are spent.
     state_->get_retries.fetch_add(1, std::memory_order_relaxed);
@@ -376,25 +420,140 @@ void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
 }
 
 void Coordinator::Finish(Request* r) {
+  r->decided = true;
+  if (r->op == PeerOp::kGet && r->acc->succeeded()) {
+    const int f = r->acc->freshest();
+    r->reply = f;
+    if (!opt_.read_repair || f < 0) return Reply(r);
+    const uint64_t v = r->held[f];
+    r->newest = f;
+    r->newest_version = v;
+    // The common path: every answer holds the newest version (an absent newest is version 0).
+    uint32_t stale = 0;
+    for (uint32_t m = r->answered; m != 0; m &= m - 1) {
+      const int i = __builtin_ctz(m);
+      if (r->held[i] < v) stale |= 1u << i;
+    }
+    if (stale == 0) return Reply(r);
+    // Blocking read repair: the client is answered once every stale replica answered its write
+    // (RepairDone). Counted in full first: a write may fail before Repair returns.
+    r->blocking = Slots(stale);
+    const uint64_t now_us = env_->NowUs();
+    for (uint32_t m = stale; m != 0; m &= m - 1) Repair(r, __builtin_ctz(m), false, now_us);
+    return;
+  }
   Outcome o;
   if (!r->acc->succeeded()) {
     o.kind = r->no_space ? Outcome::kNoSpace : Outcome::kUnavailable;
-  } else if (r->op != PeerOp::kGet) {
-    o.kind = Outcome::kStored;
   } else {
-    int f = r->acc->freshest();
-    AnswerKind k = r->acc->freshest_kind();
-    if (f >= 0 && k == AnswerKind::kValue) {
-      o.kind = Outcome::kValue;
-      o.version = r->acc->freshest_version();
-      o.value = std::move(r->values[f]);
-    } else {
-      o.kind = Outcome::kNotFound;
-      o.version = f >= 0 ? r->acc->freshest_version() : 0;
-    }
+    o.kind = Outcome::kStored;
   }
   Completion done = r->done;
   done.fn(done.ctx, done.ctx2, std::move(o));
+}
+
+void Coordinator::Reply(Request* r) {
+  Outcome o;
+  const int f = r->reply;
+  if (f >= 0 && r->acc->kind(f) == AnswerKind::kValue) {
+    o.kind = Outcome::kValue;
+    o.version = r->acc->version(f);
+    // (Slots asked so far are [0, max(next, first)); no more are asked once decided.)
+    if (r->newest == f && r->done_mask != (1u << std::max(r->next, r->first)) - 1) {
+      // Replicas asked have not all answered: a late stale one would need these bytes. Another
+      // answer of the same version keeps them (the usual case); else the client gets a copy.
+      int same = -1;
+      for (uint32_t m = r->answered & ~(1u << f); m != 0 && same < 0; m &= m - 1) {
+        const int j = __builtin_ctz(m);
+        if (r->acc->kind(j) == AnswerKind::kValue && r->acc->version(j) == o.version) same = j;
+      }
+      if (same >= 0) {
+        r->newest = same;
+        o.value = std::move(r->values[f]);
+      } else {
+        o.value = r->values[f];
+      }
+    } else {
+      o.value = std::move(r->values[f]);
+    }
+  } else {
+    o.kind = Outcome::kNotFound;
+    o.version = f >= 0 ? r->acc->version(f) : 0;
+  }
+  Completion done = r->done;
+  done.fn(done.ctx, done.ctx2, std::move(o));
+}
+
+void Coordinator::LateAnswer(Request* r, int slot) {
+  if (r->newest < 0) return;  // read repair off, or the GET failed
+  const uint64_t v = r->held[slot];
+  if (v == r->newest_version) return;
+  const uint64_t now_us = env_->NowUs();
+  if (v < r->newest_version) return Repair(r, slot, true, now_us);
+  // Newer than anything before: every other answer is stale now.
+  r->newest = slot;
+  r->newest_version = v;
+  for (uint32_t m = r->answered & ~(1u << slot); m != 0; m &= m - 1) {
+    const int i = __builtin_ctz(m);
+    if (r->held[i] < v) Repair(r, i, true, now_us);
+  }
+}
+
+void Coordinator::Repair(Request* r, int slot, bool background, uint64_t now_us) {
+  if (background && background_repairs_ >= kMaxBackgroundRepairs) {
+    state_->read_repairs_skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  // r->newest is always a slot whose own answer was the newest (a value, or a tombstone).
+  const bool tombstone = r->acc->kind(r->newest) == AnswerKind::kTombstone;
+  const std::string_view value =
+      tombstone ? std::string_view() : std::string_view(r->values[r->newest]);
+  PeerRequest preq{tombstone ? PeerOp::kRemove : PeerOp::kPut, r->key, value, r->newest_version};
+  r->held[slot] = r->newest_version;
+  ++r->outstanding;
+  if (background) {
+    ++background_repairs_;
+    state_->read_repairs_background.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    state_->read_repairs_blocking.fetch_add(1, std::memory_order_relaxed);
+  }
+  const uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(slot) |
+                          (background ? kBackgroundBit : 0);
+  const uint32_t node = r->nodes[slot];
+  if (node == state_->self_index) return local_->Execute(preq, &repair_waiter_, cookie);
+  if (!state_->breakers[node]->Allow(now_us / 1000)) {
+    if (!probing_) StartProbing(now_us);
+    return RepairDone(r, background, false);
+  }
+  sent_[node].store(sent_[node].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  r->sent_us[slot] = now_us;
+  // A blocking repair is part of the client's request and ends with it; a background one gets
+  // a request timeout of its own.
+  const uint64_t deadline_ms =
+      background ? env_->NowMs() + opt_.request_timeout_ms : r->deadline_ms;
+  transports_[node]->Send(preq, PeerDeadlineMs(deadline_ms, node, value.size(), now_us),
+                          &repair_waiter_, cookie);
+}
+
+void Coordinator::OnRepairAnswer(uint64_t cookie, PeerResponse&& resp) {
+  Request* r = RequestOf(cookie);
+  const int slot = static_cast<int>(cookie & kSlotMask);
+  const uint32_t node = r->nodes[slot];
+  if (node != state_->self_index) {
+    const uint64_t now_us = env_->NowUs();
+    RecordPeerAnswer(node, resp, now_us - r->sent_us[slot], now_us);
+  }
+  RepairDone(r, (cookie & kBackgroundBit) != 0, resp.kind == PeerResponse::kStored);
+}
+
+void Coordinator::RepairDone(Request* r, bool background, bool ok) {
+  if (!ok) state_->read_repair_failures.fetch_add(1, std::memory_order_relaxed);
+  if (background) {
+    --background_repairs_;
+  } else if (--r->blocking == 0) {
+    Reply(r);
+  }
+  Release(r);
 }
 
 void Coordinator::Release(Request* r) {

@@ -21,6 +21,15 @@
 // answered: that replica failed for this request (the others may still meet `ack`), but the
 // answer counts for the peer's health like any other, and is counted per peer and logged (at
 // most once per kSkewLogIntervalMs per peer) as this node's clock being ahead.
+// Read repair (CoordinatorOptions::read_repair): when the answers a GET gathered by its decision
+// disagree, the replicas that answered an older version or nothing get the newest (a PUT, or a
+// REMOVE for a tombstone, carrying the newest version; last-write-wins makes a race with a newer
+// write harmless) before the client is answered: the client's answer waits for those writes
+// (blocking; each is bounded by the request's deadline like any replica request; a failed one
+// is counted and the client still gets the newest). Answers that arrive after the decision are
+// compared with the newest known and repaired in the background, at most kMaxBackgroundRepairs
+// writes in flight per loop (the excess is counted as skipped). Agreeing answers cost a version
+// compare per answer, nothing else.
 // One Coordinator per loop thread; every call and callback happens on that thread.
 #pragma once
 #include <atomic>
@@ -91,6 +100,12 @@ struct ClusterState {
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> peer_skew_logged_us;
   std::atomic<uint64_t> get_hedges{0};   // GETs that asked the rest after the hedge delay
   std::atomic<uint64_t> get_retries{0};  // replicas asked by a GET in place of a failed one
+  // Read repair (see Coordinator): repair writes sent while the client waited, and after it was
+  // answered; repair writes that failed; background repairs skipped past the in-flight bound.
+  std::atomic<uint64_t> read_repairs_blocking{0};
+  std::atomic<uint64_t> read_repairs_background{0};
+  std::atomic<uint64_t> read_repair_failures{0};
+  std::atomic<uint64_t> read_repairs_skipped{0};
 
   // Replica requests sent to a node, and GETs that passed a node over as clearly slower (see
   // Coordinator), for /metrics: the sums of one row per Coordinator, so no two loop threads
@@ -118,6 +133,7 @@ struct CoordinatorOptions {
   uint64_t peer_timeout_min_ms = 200;
   ReadFanout read_fanout = ReadFanout::kHedged;
   uint64_t initial_hedge_us = 10000;  // hedge delay until the first answer times are measured
+  bool read_repair = true;            // GETs whose answers disagree repair the stale replicas
 };
 
 // What a Coordinator needs from its loop: two clocks and one timer.
@@ -145,6 +161,8 @@ class Coordinator {
   static constexpr uint64_t kSlowPeerProbeEvery = 128;
   static constexpr uint64_t kProbeIntervalMs = 100;
   static constexpr uint64_t kSkewLogIntervalMs = 60000;
+  // Background read repair writes in flight per loop at most; more are skipped (and counted).
+  static constexpr size_t kMaxBackgroundRepairs = 64;
   // transports[i] talks to node i (nullptr for self); local is this node's replica. env and
   // local outlive the Coordinator.
   Coordinator(ClusterState* state, Replica* local,
@@ -168,6 +186,8 @@ class Coordinator {
   // Pings sent to peers whose breaker was not closed (for tests).
   uint64_t pings_sent() const { return pings_sent_; }
   uint64_t hedge_delay_us() const { return hedge_.delay_us(); }
+  // Background read repair writes in flight (for tests).
+  size_t background_repairs() const { return background_repairs_; }
   // Fails what is still pending (transports answer kError) and drops the hedge queue.
   void Close();
   PeerTransport* transport(size_t node) { return transports_[node].get(); }
@@ -179,6 +199,8 @@ class Coordinator {
   void OnPeerAnswer(uint64_t cookie, PeerResponse&& r);
   void OnLocalAnswer(uint64_t cookie, PeerResponse&& r);
   void OnPong(uint64_t node, PeerResponse&& r);
+  // The answer to a read repair write (cookie as in Ask, kBackgroundBit set for background).
+  void OnRepairAnswer(uint64_t cookie, PeerResponse&& r);
   // now_us: NowUs() at the call, also the breakers' clock (in ms).
   void Ask(Request* r, int replica, const PeerRequest& preq, uint64_t now_us);
   void AskNext(Request* r, uint64_t now_us);
@@ -200,7 +222,19 @@ class Coordinator {
   // the spares) so that none of them is clearly slower than a spare: the fastest spare takes
   // the slow one's slot, and the slow one goes last.
   void PreferFasterPeers(uint32_t* nodes, int begin, int first, int from);
+  // When a replica request to node, sent now_us, times out: its adaptive timeout plus the
+  // value's transfer time, at most request_deadline_ms.
+  uint64_t PeerDeadlineMs(uint64_t request_deadline_ms, uint32_t node, size_t value_bytes,
+                          uint64_t now_us);
   void Finish(Request* r);
+  // Answers the client of a GET with slot r->reply of its answers.
+  void Reply(Request* r);
+  // A GET's answer of `slot` came after its decision: compares it with the newest known and
+  // repairs, in the background, whichever side is older.
+  void LateAnswer(Request* r, int slot);
+  // Sends slot the newest answer (r->newest) as a PUT or REMOVE with its version.
+  void Repair(Request* r, int slot, bool background, uint64_t now_us);
+  void RepairDone(Request* r, bool background, bool ok);
   void Release(Request* r);
 
   ClusterState* state_;
@@ -228,9 +262,11 @@ class Coordinator {
   MemberWaiter<Coordinator, &Coordinator::OnPeerAnswer> waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnLocalAnswer> local_waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnPong> ping_waiter_;
-  bool probing_ = false;        // some peer's breaker was seen not closed
-  bool announce_ = false;       // the next Probe pings every peer (Announce)
-  uint64_t next_probe_us_ = 0;  // when Probe runs next, while probing_
+  MemberWaiter<Coordinator, &Coordinator::OnRepairAnswer> repair_waiter_;
+  size_t background_repairs_ = 0;  // background repair writes in flight
+  bool probing_ = false;           // some peer's breaker was seen not closed
+  bool announce_ = false;          // the next Probe pings every peer (Announce)
+  uint64_t next_probe_us_ = 0;     // when Probe runs next, while probing_
   uint64_t pings_sent_ = 0;
 };
 

@@ -170,6 +170,9 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
                     {{"hedged", cluster::ReadFanout::kHedged}, {"all", cluster::ReadFanout::kAll}},
                     "`hedged`: a GET asks `ack` replicas first, more on a failure or past the "
                     "hedge delay (the p99 of answer times); `all`: every `from` replica at once"),
+      flags::Choice("read-repair", &cfg->read_repair, {{"on", true}, {"off", false}},
+                    "`on`: a GET whose replicas' answers disagree writes the newest to the stale "
+                    "ones before it answers (later answers: in the background); `off`: never"),
       Number("max-clock-skew-ms", &cfg->max_clock_skew_ms, 0, 86400000, "expected 0..86400000",
              "a replica refuses a write whose version is more than this ahead of its own clock "
              "(nothing written; the coordinator logs and counts it per peer), so a forged "

@@ -36,6 +36,7 @@ struct Config {
   uint64_t request_timeout_ms = 1000;
   uint64_t peer_timeout_min_ms = 200;
   cluster::ReadFanout read_fanout = cluster::ReadFanout::kHedged;
+  bool read_repair = true;
   uint64_t max_clock_skew_ms = cluster::kDefaultMaxClockSkewMs;  // 0: writes are not bounded
   int64_t clock_offset_ms = 0;  // for tests: this node's clock runs that far ahead (or behind)
   size_t max_header_bytes = 16 * 1024;

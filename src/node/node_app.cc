@@ -124,6 +124,7 @@ class NodeApp final : public Service, public RequestHandler {
     co.request_timeout_ms = cfg.request_timeout_ms;
     co.peer_timeout_min_ms = cfg.peer_timeout_min_ms;
     co.read_fanout = cfg.read_fanout;
+    co.read_repair = cfg.read_repair;
     coordinator_ = std::make_unique<cluster::Coordinator>(cluster_, local_.get(),
                                                           std::move(transports), co, &env_);
     uv_timer_init(worker.loop(), &env_.timer);
@@ -447,6 +448,18 @@ class NodeApp final : public Service, public RequestHandler {
     };
     metric("kv_get_hedges_total", "counter", cluster_->get_hedges.load());
     metric("kv_get_retries_total", "counter", cluster_->get_retries.load());
+    t += "# HELP kv_read_repairs_total Read repair writes sent to stale replicas: while the "
+         "client waited (blocking) or after it was answered (background).\n";
+    t += "# TYPE kv_read_repairs_total counter\n";
+    t += "kv_read_repairs_total{mode=\"blocking\"} " + U64(cluster_->read_repairs_blocking.load()) +
+         "\n";
+    t += "kv_read_repairs_total{mode=\"background\"} " +
+         U64(cluster_->read_repairs_background.load()) + "\n";
+    t += "# HELP kv_read_repair_failures_total Read repair writes that failed.\n";
+    metric("kv_read_repair_failures_total", "counter", cluster_->read_repair_failures.load());
+    t += "# HELP kv_read_repairs_skipped_total Background read repairs not sent: this loop "
+         "already had the most in flight.\n";
+    metric("kv_read_repairs_skipped_total", "counter", cluster_->read_repairs_skipped.load());
     t += std::string("# HELP kv_get_hedge_delay_seconds This loop's hedge delay for GETs.\n") +
          "# TYPE kv_get_hedge_delay_seconds gauge\nkv_get_hedge_delay_seconds " +
          SecondsOfUs(coordinator_->hedge_delay_us()) + "\n";

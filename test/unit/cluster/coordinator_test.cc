@@ -20,17 +20,20 @@ struct Sent {
   PeerWaiter* waiter;
   uint64_t cookie;
   bool answered = false;
+  std::string value;  // kPut
+  uint64_t version = 0;
 };
 
 class FakePeer final : public PeerTransport {
  public:
   void Send(const PeerRequest& req, uint64_t deadline_ms, PeerWaiter* waiter,
             uint64_t cookie) override {
-    sent.push_back(Sent{req.op, std::string(req.key), deadline_ms, waiter, cookie});
+    sent.push_back(Sent{req.op, std::string(req.key), deadline_ms, waiter, cookie, false,
+                        std::string(req.value), req.version});
     if (closed) Answer(sent.size() - 1, PeerResponse{});  // like the real ones: fails at once
   }
   void Ping(uint64_t deadline_ms, PeerWaiter* waiter, uint64_t cookie) override {
-    pings.push_back(Sent{PeerOp::kGet, "", deadline_ms, waiter, cookie});
+    pings.push_back(Sent{PeerOp::kGet, "", deadline_ms, waiter, cookie, false, "", 0});
     if (closed) AnswerPing(pings.size() - 1, PeerResponse{});
   }
   size_t in_flight() const override {
@@ -153,7 +156,8 @@ struct Fixture {
   FakeEnv env;
   std::unique_ptr<Coordinator> coord;
 
-  explicit Fixture(ReadFanout fanout = ReadFanout::kHedged) {
+  // read_repair off: for tests of other things whose answers disagree.
+  explicit Fixture(ReadFanout fanout = ReadFanout::kHedged, bool read_repair = true) {
     state = std::make_unique<ClusterState>(
         std::vector<std::string>{"http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"},
         0, nullptr);
@@ -168,6 +172,7 @@ struct Fixture {
     co.request_timeout_ms = 1000;
     co.read_fanout = fanout;
     co.initial_hedge_us = 5000;
+    co.read_repair = read_repair;
     coord = std::make_unique<Coordinator>(state.get(), &local, std::move(ts), co, &env);
   }
   ~Fixture() { coord->Close(); }
@@ -234,10 +239,14 @@ TEST_CASE("Coordinator: hedged GET 2/3 asks itself and one peer, in ring order")
     REQUIRE(f.env.armed.size() == 1);
     CHECK(f.env.armed[0] == 5);
     f.peers[first]->Answer(0, Value("remote", 200));
+    // its own copy is older: the client waits for the read repair of it (see below)
+    CHECK(res.calls == 0);
+    f.local.Commit();
     REQUIRE(res.calls == 1);
     CHECK(res.outcome.kind == Outcome::kValue);
     CHECK(res.outcome.value == "remote");
     CHECK(res.outcome.version == 200);
+    CHECK(f.local.store[key].value == "remote");
     // the hedge time passes: the request was decided, nobody else is asked
     f.PassHedgeTime();
     CHECK(f.SentTotal() == 1);
@@ -291,7 +300,7 @@ TEST_CASE("Coordinator: a hedged GET asks a clearly slower peer after the faster
     return peer;
   };
   const std::string key = "ordered";
-  Fixture f;
+  Fixture f(ReadFanout::kHedged, /*read_repair=*/false);
   auto [first, second] = f.Peers(key);
   SUBCASE("10 ms against 1 ms: the faster replica first") {
     put23(f, key, {first, 10000}, {second, 1000});
@@ -366,17 +375,22 @@ TEST_CASE("Coordinator: a hedged GET whose peer fails asks the next replica at o
   REQUIRE(f.peers[second]->sent.size() == 1);
   CHECK(f.state->get_retries.load() == 1);
   f.peers[second]->Answer(0, Kind(PeerResponse::kAbsent));
+  // the peer that had nothing gets its own copy (read repair) before the client is answered
+  CHECK(res.calls == 0);
+  REQUIRE(f.peers[second]->sent.size() == 2);
+  CHECK(f.peers[second]->sent[1].op == PeerOp::kPut);
+  f.peers[second]->Answer(1, Kind(PeerResponse::kStored, 300));
   REQUIRE(res.calls == 1);
   CHECK(res.outcome.kind == Outcome::kValue);  // its own copy is the newest answer
   CHECK(res.outcome.value == "local");
   CHECK(res.outcome.version == 300);
   f.PassHedgeTime();
-  CHECK(f.SentTotal() == 2);
+  CHECK(f.SentTotal() == 3);
   CHECK(f.coord->pending() == 0);
 }
 
 TEST_CASE("Coordinator: a hedged GET whose peer is silent asks the rest at the hedge time") {
-  Fixture f;
+  Fixture f(ReadFanout::kHedged, /*read_repair=*/false);
   Result res;
   auto [first, second] = f.Get23("silent", &res);
   REQUIRE(f.env.armed.size() == 1);
@@ -470,7 +484,7 @@ TEST_CASE("Coordinator: GET with ack == from and every write ask all `from` repl
 }
 
 TEST_CASE("Coordinator: --read-fanout all asks every replica of a GET at once") {
-  Fixture f(ReadFanout::kAll);
+  Fixture f(ReadFanout::kAll, /*read_repair=*/false);
   Result res;
   f.Run(PeerOp::kGet, "k", 2, 3, &res);
   CHECK(f.peers[1]->sent.size() == 1);
@@ -755,6 +769,245 @@ TEST_CASE(
   CHECK(f.state->peer_skew_refusals[1]->load() == 22);
   f.coord->OnTimer();
   CHECK(f.peers[1]->pings.empty());  // nothing to probe
+}
+
+// ---- read repair -------------------------------------------------------------------------
+
+// The writes (PUT or REMOVE) sent to a peer.
+std::vector<const Sent*> Writes(const FakePeer* p) {
+  std::vector<const Sent*> w;
+  for (const Sent& s : p->sent)
+    if (s.op != PeerOp::kGet) w.push_back(&s);
+  return w;
+}
+uint64_t Repairs(const ClusterState& st) {
+  return st.read_repairs_blocking.load() + st.read_repairs_background.load();
+}
+
+TEST_CASE("Read repair: the stale replicas get the newest value and version before the client") {
+  Fixture f;
+  const std::string key = "rr";
+  f.local.Put(key, "old", 100);
+  Result res;
+  f.Run(PeerOp::kGet, key, 3, 3, &res);  // asks all three at once
+  f.peers[1]->Answer(0, Value("new", 300));
+  f.peers[2]->Answer(0, Value("mid", 200));
+  // this node (100) and node 2 (200) are stale; node 1 holds the newest
+  CHECK(res.calls == 0);
+  CHECK(Writes(f.peers[1]).empty());
+  auto w2 = Writes(f.peers[2]);
+  REQUIRE(w2.size() == 1);
+  CHECK(w2[0]->op == PeerOp::kPut);
+  CHECK(w2[0]->key == key);
+  CHECK(w2[0]->value == "new");
+  CHECK(w2[0]->version == 300);
+  REQUIRE(f.local.queued.size() == 1);
+  CHECK(f.local.queued[0].op == PeerOp::kPut);
+  CHECK(f.local.queued[0].value == "new");
+  CHECK(f.local.queued[0].version == 300);
+  CHECK(f.state->read_repairs_blocking.load() == 2);
+  // the client waits for both repair writes
+  f.peers[2]->Answer(1, Kind(PeerResponse::kStored, 300));
+  CHECK(res.calls == 0);
+  f.local.Commit();
+  REQUIRE(res.calls == 1);
+  CHECK(res.outcome.kind == Outcome::kValue);
+  CHECK(res.outcome.value == "new");
+  CHECK(res.outcome.version == 300);
+  CHECK(f.local.store[key].value == "new");
+  CHECK(f.local.store[key].version == 300);
+  CHECK(f.state->read_repairs_background.load() == 0);
+  CHECK(f.state->read_repair_failures.load() == 0);
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("Read repair: a newest tombstone is repaired as a REMOVE with its version") {
+  Fixture f;
+  const std::string key = "gone";
+  f.local.Put(key, "alive", 100);
+  Result res;
+  f.Run(PeerOp::kGet, key, 3, 3, &res);
+  f.peers[1]->Answer(0, Kind(PeerResponse::kTombstone, 400));
+  f.peers[2]->Answer(0, Kind(PeerResponse::kAbsent));  // answered nothing: stale too
+  CHECK(res.calls == 0);
+  CHECK(Writes(f.peers[1]).empty());
+  auto w2 = Writes(f.peers[2]);
+  REQUIRE(w2.size() == 1);
+  CHECK(w2[0]->op == PeerOp::kRemove);
+  CHECK(w2[0]->version == 400);
+  REQUIRE(f.local.queued.size() == 1);
+  CHECK(f.local.queued[0].op == PeerOp::kRemove);
+  CHECK(f.local.queued[0].version == 400);
+  f.local.Commit();
+  f.peers[2]->Answer(1, Kind(PeerResponse::kStored, 400));
+  REQUIRE(res.calls == 1);
+  CHECK(res.outcome.kind == Outcome::kNotFound);
+  CHECK(res.outcome.version == 400);
+  CHECK(f.local.store[key].tombstone);
+  CHECK(f.local.store[key].version == 400);
+  CHECK(f.state->read_repairs_blocking.load() == 2);
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("Read repair: agreeing answers trigger none, nor does a GET with read repair off") {
+  for (bool on : {true, false}) {
+    Fixture f(ReadFanout::kHedged, on);
+    f.local.Put("same", "v", 100);
+    Result res;
+    f.Run(PeerOp::kGet, "same", 3, 3, &res);
+    f.peers[1]->Answer(0, Value("v", 100));
+    CHECK(res.calls == 0);
+    f.peers[2]->Answer(0, Value("v", 100));
+    REQUIRE(res.calls == 1);  // at once: nothing to wait for
+    CHECK(res.outcome.value == "v");
+    Result none;  // nobody holds it: agreement too
+    f.Run(PeerOp::kGet, "nobody", 3, 3, &none);
+    f.peers[1]->Answer(1, Kind(PeerResponse::kAbsent));
+    f.peers[2]->Answer(1, Kind(PeerResponse::kAbsent));
+    REQUIRE(none.calls == 1);
+    CHECK(none.outcome.kind == Outcome::kNotFound);
+    if (!on) {  // disagreeing, but off: answered at once, nothing written
+      Result diff;
+      f.Run(PeerOp::kGet, "same", 3, 3, &diff);
+      f.peers[1]->Answer(2, Value("w", 200));
+      f.peers[2]->Answer(2, Kind(PeerResponse::kAbsent));
+      REQUIRE(diff.calls == 1);
+      CHECK(diff.outcome.value == "w");
+    }
+    CHECK(Writes(f.peers[1]).empty());
+    CHECK(Writes(f.peers[2]).empty());
+    CHECK(f.local.queued.empty());
+    CHECK(Repairs(*f.state) == 0);
+    CHECK(f.coord->pending() == 0);
+  }
+}
+
+TEST_CASE("Read repair: a repair write that fails still answers the client with the newest") {
+  Fixture f;
+  f.local.Put("k", "new", 300);
+  Result res;
+  f.Run(PeerOp::kGet, "k", 3, 3, &res);
+  f.peers[1]->Answer(0, Value("new", 300));
+  f.peers[2]->Answer(0, Value("old", 100));
+  CHECK(res.calls == 0);
+  REQUIRE(Writes(f.peers[2]).size() == 1);
+  PeerResponse timeout;
+  timeout.error = "timeout";
+  timeout.slow = true;
+  f.peers[2]->Answer(1, std::move(timeout));
+  REQUIRE(res.calls == 1);
+  CHECK(res.outcome.kind == Outcome::kValue);
+  CHECK(res.outcome.value == "new");
+  CHECK(res.outcome.version == 300);
+  CHECK(f.state->read_repairs_blocking.load() == 1);
+  CHECK(f.state->read_repair_failures.load() == 1);
+  // A stale peer whose circuit is open is not written to: the repair fails at once.
+  for (int i = 0; i < 5; ++i) f.state->breakers[2]->OnFailure(f.env.us / 1000);
+  f.local.Put("k2", "new", 300);
+  Result open;
+  f.Run(PeerOp::kGet, "k2", 2, 3, &open);  // hedged: itself and node 1
+  REQUIRE(f.peers[2]->sent.size() == 2);   // the open circuit failed node 2 at once
+  f.peers[1]->Answer(1, Kind(PeerResponse::kAbsent));
+  REQUIRE(f.peers[1]->sent.size() == 3);  // the repair of node 1
+  f.peers[1]->Answer(2, Kind(PeerResponse::kStored, 300));
+  REQUIRE(open.calls == 1);
+  CHECK(open.outcome.value == "new");
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("Read repair: answers after the client's are compared and repaired in the background") {
+  Fixture f(ReadFanout::kAll);  // GET 2/3 asks all three; the third answer comes late
+  SUBCASE("a late older answer gets the newest") {
+    f.local.Put("k", "v", 200);
+    Result res;
+    f.Run(PeerOp::kGet, "k", 2, 3, &res);
+    f.peers[1]->Answer(0, Value("v", 200));
+    REQUIRE(res.calls == 1);  // agreed: answered at once
+    CHECK(Repairs(*f.state) == 0);
+    f.peers[2]->Answer(0, Kind(PeerResponse::kAbsent));
+    auto w = Writes(f.peers[2]);
+    REQUIRE(w.size() == 1);
+    CHECK(w[0]->op == PeerOp::kPut);
+    CHECK(w[0]->value == "v");
+    CHECK(w[0]->version == 200);
+    CHECK(f.state->read_repairs_background.load() == 1);
+    CHECK(f.state->read_repairs_blocking.load() == 0);
+    CHECK(f.coord->background_repairs() == 1);
+    f.peers[2]->Answer(1, Kind(PeerResponse::kStored, 200));
+    CHECK(f.coord->background_repairs() == 0);
+    CHECK(res.calls == 1);
+  }
+  SUBCASE("the newest only the client got is kept for a late older answer") {
+    f.local.Put("k", "mine", 200);
+    Result res;
+    f.Run(PeerOp::kGet, "k", 1, 3, &res);  // its own answer decides
+    REQUIRE(res.calls == 1);
+    CHECK(res.outcome.value == "mine");
+    f.peers[1]->Answer(0, Value("older", 100));
+    f.peers[2]->Answer(0, Value("mine", 200));
+    auto w = Writes(f.peers[1]);
+    REQUIRE(w.size() == 1);
+    CHECK(w[0]->value == "mine");
+    CHECK(w[0]->version == 200);
+    CHECK(Writes(f.peers[2]).empty());
+    f.peers[1]->Answer(1, Kind(PeerResponse::kStored, 200));
+  }
+  SUBCASE("a late newer answer repairs every earlier one") {
+    f.local.Put("k", "old", 100);
+    Result res;
+    f.Run(PeerOp::kGet, "k", 2, 3, &res);
+    f.peers[1]->Answer(0, Value("old", 100));
+    REQUIRE(res.calls == 1);
+    CHECK(res.outcome.value == "old");
+    f.peers[2]->Answer(0, Kind(PeerResponse::kTombstone, 500));
+    auto w = Writes(f.peers[1]);
+    REQUIRE(w.size() == 1);
+    CHECK(w[0]->op == PeerOp::kRemove);
+    CHECK(w[0]->version == 500);
+    REQUIRE(f.local.queued.size() == 1);
+    CHECK(f.local.queued[0].op == PeerOp::kRemove);
+    CHECK(Writes(f.peers[2]).empty());
+    CHECK(f.state->read_repairs_background.load() == 2);
+    f.local.Commit();
+    f.peers[1]->Answer(1, Kind(PeerResponse::kStored, 500));
+    CHECK(f.local.store["k"].tombstone);
+  }
+  CHECK(f.coord->background_repairs() == 0);
+  CHECK(f.coord->pending() == 0);
+}
+
+TEST_CASE("Read repair: at most kMaxBackgroundRepairs background writes in flight per loop") {
+  Fixture f(ReadFanout::kAll);
+  const size_t bound = Coordinator::kMaxBackgroundRepairs, n = bound + 10;
+  std::vector<Result> res(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string key = "b" + std::to_string(i);
+    f.local.Put(key, "v", 100);
+    f.Run(PeerOp::kGet, key, 1, 3, &res[i]);  // its own answer decides
+    REQUIRE(res[i].calls == 1);
+  }
+  for (size_t i = 0; i < n; ++i) f.peers[1]->Answer(i, Kind(PeerResponse::kAbsent));
+  CHECK(Writes(f.peers[1]).size() == bound);
+  CHECK(f.coord->background_repairs() == bound);
+  CHECK(f.state->read_repairs_background.load() == bound);
+  CHECK(f.state->read_repairs_skipped.load() == n - bound);
+  // one answered: room for one more
+  f.peers[1]->Answer(n, Kind(PeerResponse::kStored, 100));
+  CHECK(f.coord->background_repairs() == bound - 1);
+  f.peers[2]->Answer(0, Kind(PeerResponse::kAbsent));
+  CHECK(Writes(f.peers[2]).size() == 1);
+  CHECK(f.coord->background_repairs() == bound);
+  for (size_t i = 1; i < n; ++i) f.peers[2]->Answer(i, Kind(PeerResponse::kAbsent));
+  CHECK(Writes(f.peers[2]).size() == 1);
+  CHECK(f.state->read_repairs_skipped.load() == 2 * n - bound - 1);
+  // the rest answered: nothing in flight, every request released
+  for (FakePeer* p : {f.peers[1], f.peers[2]}) {
+    for (size_t i = 0; i < p->sent.size(); ++i)
+      if (!p->sent[i].answered) p->Answer(i, Kind(PeerResponse::kStored, 100));
+  }
+  CHECK(f.coord->background_repairs() == 0);
+  CHECK(f.coord->pending() == 0);
+  CHECK(f.state->read_repair_failures.load() == 0);
 }
 
 TEST_CASE("HedgeDelay: buckets cover every value within 25%") {

@@ -47,11 +47,16 @@ TEST_CASE("defaults: a cluster of one on --port") {
   CHECK(c.request_timeout_ms == 1000);
   CHECK(c.peer_timeout_min_ms == 200);
   CHECK(c.read_fanout == kv::cluster::ReadFanout::kHedged);
+  CHECK(c.read_repair);
   Config d;
   REQUIRE(Parse({"--port", "8080", "--data", dir, "--read-fanout", "all", "--peer-timeout-min-ms",
-                 "75"},
+                 "75", "--read-repair", "off"},
                 &d, &err) == ParseResult::kOk);
   CHECK(d.read_fanout == kv::cluster::ReadFanout::kAll);
+  CHECK_FALSE(d.read_repair);
+  Config e;
+  CHECK(Parse({"--port", "8080", "--data", dir, "--read-repair", "maybe"}, &e, &err) ==
+        ParseResult::kError);
   CHECK(d.peer_timeout_min_ms == 75);
 }
 
