@@ -11,11 +11,11 @@
 #include "common/slots.h"
 #include "http/connection.h"
 #include "http/url.h"
+#include "peer/auth_failures.h"
 #include "peer/binary.h"
 #include "peer/http_peer.h"
 #include "peer/http_replica.h"
 #include "proto/wire.h"
-#include "peer/auth_failures.h"
 
 namespace kv::net {
 

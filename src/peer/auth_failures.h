@@ -37,5 +37,4 @@ bool NoteAuthFailure(AuthFailure kind, std::string_view peer, std::string_view d
 // Refusals counted since the process started.
 uint64_t AuthFailureCount(AuthFailure kind);
 
-
 }  // namespace kv::net

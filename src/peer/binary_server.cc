@@ -9,10 +9,10 @@
 #include "common/log.h"
 #include "common/slots.h"
 #include "loop/uv_write.h"
+#include "peer/auth_failures.h"
 #include "peer/binary.h"
 #include "peer/binary_io.h"
 #include "peer/frames.h"
-#include "peer/auth_failures.h"
 #include "proto/auth.h"
 #include "proto/frame_decoder.h"
 #include "proto/wire.h"
@@ -412,7 +412,7 @@ class BinaryServer final : public BinaryPeerServer {
   std::vector<std::string> urls_;
   uint64_t fingerprint_ = 0;
   std::string self_url_;
-  std::string proofs_;  // scratch for HANDSHAKE_OK's proofs
+  std::string proofs_;           // scratch for HANDSHAKE_OK's proofs
   uv_timer_t* sweep_ = nullptr;  // owned; freed by its close callback
   std::vector<ServerConn*> conns_;
   std::vector<ServerConn*> pending_;   // handshake not accepted yet, oldest first

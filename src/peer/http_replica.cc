@@ -23,8 +23,7 @@ bool HttpReplicaServer::Authenticated(const Request& req, const Responder& r) co
   const std::optional<std::string_view> auth = req.KvHeader("auth");
   const proto::auth::Verdict v = proto::auth::VerifyHttpAuth(
       *keys_, auth.has_value(), auth.value_or(std::string_view()),
-      proto::auth::HttpMessage{method, req.target, req.KvHeader("version").value_or(""),
-                               req.body},
+      proto::auth::HttpMessage{method, req.target, req.KvHeader("version").value_or(""), req.body},
       now_ms);
   if (v == proto::auth::Verdict::kOk) return true;
   AuthFailure kind = AuthFailure::kHttpMismatch;
