@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "common/decimal.h"
 #include "common/log.h"
 #include "http/url.h"
 #include "loop/resolve.h"
@@ -15,16 +16,6 @@ constexpr size_t kMaxQueuedAnswers = 256;         // pause reading past this man
 constexpr size_t kMaxPendingOutput = 256 * 1024;  // pause reading / streaming past this
 constexpr size_t kStreamSlice = 64 * 1024;        // body bytes produced per loop iteration
 constexpr size_t kMaxKeptHeader = 256;            // bytes kept of a header's name and of its value
-
-void AppendDecimal(std::string* out, uint64_t v) {
-  char buf[24];
-  int n = 0;
-  do {
-    buf[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v);
-  while (n) out->push_back(buf[--n]);
-}
 
 void AppendHex(std::string* out, size_t v) {
   static const char kHex[] = "0123456789abcdef";

@@ -6,6 +6,7 @@
 
 #include "cluster/clock_skew.h"
 #include "cluster/local_replica.h"
+#include "common/decimal.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/slots.h"
@@ -25,9 +26,7 @@ constexpr char kVersion[] = "0.1.0";
 constexpr uint64_t kSeqBits = 56;  // Completion ctx2 = op << 56 | pipeline sequence number
 
 std::string U64(uint64_t v) {
-  char buf[24];
-  snprintf(buf, sizeof buf, "%" PRIu64, v);
-  return buf;
+  return std::string(Decimal(v).view());
 }
 
 // Seconds from microseconds, with all six decimals (for /metrics).

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cluster/clock_skew.h"
+#include "common/decimal.h"
 #include "common/log.h"
 #include "http/client.h"
 #include "http/url.h"
@@ -28,12 +29,6 @@ using cluster::PeerWaiter;
 constexpr std::string_view kTimeout = "timeout";
 constexpr std::string_view kAborted = "aborted: pipeline timed out";
 constexpr std::string_view kClosed = "closed";
-
-void AppendU64(std::string* out, uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out->append(buf, r.ptr);
-}
 
 // A timeout, and the requests a timeout aborted, are slow failures (PeerResponse::slow).
 PeerResponse ErrorResponse(std::string_view reason) {
@@ -150,11 +145,11 @@ PeerResponse MapResponse(const Slot& slot, Conn& c) {
       break;
   }
   std::string reason = "http ";
-  AppendU64(&reason, static_cast<uint64_t>(c.status));
+  AppendDecimal(&reason, static_cast<uint64_t>(c.status));
   if (c.status == cluster::kSkewHttpStatus && c.skew_ms != 0 && !slot.ping &&
       slot.op != PeerOp::kGet) {
     reason += ": clock skew: ";
-    AppendU64(&reason, c.skew_ms);
+    AppendDecimal(&reason, c.skew_ms);
     reason += " ms ahead of the replica's clock";
     r = ErrorResponse(reason);
     r.clock_skew = true;
@@ -178,7 +173,7 @@ class HttpPeer final : public HttpClientDelegate {
     bool v6 = host_.find(':') != std::string::npos && host_.front() != '[';
     host_header_ = v6 ? "[" + host_ + "]" : host_;
     host_header_ += ':';
-    AppendU64(&host_header_, port_);
+    AppendDecimal(&host_header_, port_);
     uv_timer_init(loop_, &sweep_);
     sweep_.data = this;
     conns_.reserve(opts_.max_connections);
@@ -394,13 +389,11 @@ class HttpPeer final : public HttpClientDelegate {
     out->append(" HTTP/1.1\r\nHost: ");
     out->append(host_header_);
     out->append("\r\nX-KV-Internal: 1\r\n");
-    char version[24];
-    size_t version_len = 0;
+    const Decimal version(req.version);
+    const std::string_view version_text = req.op != PeerOp::kGet ? version.view() : "";
     if (req.op != PeerOp::kGet) {
-      version_len = static_cast<size_t>(
-          std::to_chars(version, version + sizeof version, req.version).ptr - version);
       out->append("X-KV-Version: ");
-      out->append(version, version_len);
+      out->append(version_text);
       out->append("\r\n");
     }
     const std::string_view body = req.op == PeerOp::kPut ? req.value : std::string_view();
@@ -409,14 +402,12 @@ class HttpPeer final : public HttpClientDelegate {
       target_.assign(*out, target_at, target_end - target_at);
       out->append("X-KV-Auth: ");
       proto::auth::AppendHttpAuth(
-          out, opts_.keys,
-          proto::auth::HttpMessage{method, target_, std::string_view(version, version_len), body},
-          WallMs());
+          out, opts_.keys, proto::auth::HttpMessage{method, target_, version_text, body}, WallMs());
       out->append("\r\n");
     }
     if (req.op == PeerOp::kPut) {
       out->append("Content-Length: ");
-      AppendU64(out, req.value.size());
+      AppendDecimal(out, req.value.size());
       out->append("\r\n\r\n");
       out->append(req.value);
     } else {

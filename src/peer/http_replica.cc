@@ -3,9 +3,8 @@
 #include <llhttp.h>
 #include <time.h>
 
-#include <charconv>
-
 #include "cluster/clock_skew.h"
+#include "common/decimal.h"
 #include "http/url.h"
 #include "peer/auth_failures.h"
 
@@ -49,8 +48,8 @@ void HttpReplicaServer::Handle(const Request& req, cluster::PeerOp op, const std
 
 void HttpReplicaServer::OnAnswer(uint64_t slot, cluster::PeerResponse&& resp) {
   Pending p = pending_.Take(slot);
-  char buf[24];
-  const std::string_view v(buf, std::to_chars(buf, buf + sizeof buf, resp.version).ptr - buf);
+  const Decimal version(resp.version);
+  const std::string_view v = version.view();
   switch (resp.kind) {
     case cluster::PeerResponse::kValue:
       return p.responder.Respond(200, resp.value, {{"X-KV-Version", v}});
@@ -63,11 +62,8 @@ void HttpReplicaServer::OnAnswer(uint64_t slot, cluster::PeerResponse&& resp) {
                                  {{"X-KV-Version", v}});
     default:
       if (resp.clock_skew) {
-        char skew[24];
-        const std::string_view ms(skew,
-                                  std::to_chars(skew, skew + sizeof skew, resp.skew_ms).ptr - skew);
         return p.responder.Respond(cluster::kSkewHttpStatus, "clock skew: " + resp.error + "\n",
-                                   {{cluster::kSkewHttpHeader, ms}});
+                                   {{cluster::kSkewHttpHeader, Decimal(resp.skew_ms).view()}});
       }
       return p.responder.Respond(resp.no_space ? 507 : 500, resp.error + "\n");
   }
