@@ -267,20 +267,17 @@ void Coordinator::RecordPeerAnswer(uint32_t node, const PeerResponse& resp, uint
   PeerStats& ps = peers_[node];
   const bool failed = resp.kind == PeerResponse::kError;
   if (resp.clock_skew) RecordSkewRefusal(node, resp, now_us);
-  if (failed && !resp.clock_skew) {
-    if (resp.slow) {
-      br.OnFailure(now_us / 1000);
-      if (!probing_ && br.state(now_us / 1000) != CircuitBreaker::State::kClosed) {
-        StartProbing(now_us);
-      }
-    }
-    state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
-  } else {
-    // A skew refusal failed the write on that replica, but it is a prompt answer: the peer is
-    // up, and its answer time is as good as any.
-    if (failed) state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
+  if (failed) state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
+  // A skew refusal failed the write on that replica, but it is a prompt answer: the peer is up,
+  // and its answer time is as good as any.
+  if (!failed || resp.clock_skew) {
     br.OnSuccess();
     ps.timeout.Record(took_us, now_us);
+  } else if (resp.slow) {
+    br.OnFailure(now_us / 1000);
+    if (!probing_ && br.state(now_us / 1000) != CircuitBreaker::State::kClosed) {
+      StartProbing(now_us);
+    }
   }
   // A failure only ever makes a measured peer look slower: a fast one (refused, reset) says
   // nothing of its speed.
