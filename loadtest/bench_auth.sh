@@ -23,30 +23,6 @@ echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/c
 echo "work dir: $work"
 (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secret" && echo >>"$work/secret")
 
-NODE_PIDS=()
-PORTS=()
-# start_nodes FLAGS...: 3 nodes on the ports in PORTS (picked once) with data under $work/d.
-start_nodes() {
-  local i cl=""
-  if [ "${#PORTS[@]}" -ne 3 ]; then
-    for i in 1 2 3; do PORTS+=("$(kv_free_port)"); done
-  fi
-  for p in "${PORTS[@]}"; do cl+="http://127.0.0.1:$p,"; done
-  cl=${cl%,}
-  NODE_PIDS=()
-  for i in 0 1 2; do
-    "$NODE" --port "${PORTS[$i]}" --data "$work/d/$i" --threads 1 --log-level warn --cluster "$cl" \
-      "$@" >>"$work/node.log" 2>&1 &
-    NODE_PIDS+=($!)
-    KV_PIDS+=($!)
-  done
-  for p in "${PORTS[@]}"; do kv_wait_http "http://127.0.0.1:$p/v0/status"; done
-}
-stop_nodes() {
-  for p in "${NODE_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${NODE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  NODE_PIDS=()
-}
 # cpu_ticks: user + system clock ticks of the running nodes so far.
 cpu_ticks() {
   local p t=0
@@ -64,15 +40,12 @@ sat() {
   echo "$rps $p99 $(awk -v t=$((t1 - t0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
     'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')"
 }
-mean() { awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n; else print 0 }'; }
-fmean() { awk '{ s += $1; n++ } END { if (n) printf "%.2f", s / n; else print 0 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 
 echo "== secret/none, 3 nodes, $PAIRS alternated pairs, wrk -t1 -c64 -d${DUR}s, $KEYS keys, ack 2/3"
 summary=()
 for mode in $MODES; do
   rm -rf "$work/d"
-  start_nodes --peer-protocol "$mode" --cluster-secret-file "$work/secret"
+  start_nodes "$NODE" 3 --peer-protocol "$mode" --cluster-secret-file "$work/secret"
   kv_fill "http://127.0.0.1:${PORTS[0]}" "$KEYS" 100 >/dev/null
   stop_nodes
   rm -rf "$work/pristine"
@@ -90,7 +63,7 @@ for mode in $MODES; do
         [ "$which" = secret ] && flags+=(--cluster-secret-file "$work/secret")
         rm -rf "$work/d"
         cp -a "$work/pristine" "$work/d"
-        start_nodes "${flags[@]}"
+        start_nodes "$NODE" 3 "${flags[@]}"
         read -r rps p99 cpu < <(sat "$wl" "http://127.0.0.1:${PORTS[0]}")
         stop_nodes
         echo "$rps" >>"$work/$which.$mode.$wl"

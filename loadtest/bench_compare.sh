@@ -37,34 +37,6 @@ work=$(mktemp -d /tmp/kvcompare.XXXXXX)
 echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "work dir: $work"
 
-NODE_PIDS=()
-# start_nodes BIN N FLAGS...: N nodes (1: no --cluster) on fresh ports with data under $work/d;
-# sets PORTS. Data persists across restarts of the same N (same ports are reused).
-start_nodes() {
-  local bin=$1 n=$2 i cl=""
-  shift 2
-  if [ "${#PORTS[@]}" -ne "$n" ]; then
-    PORTS=()
-    for i in $(seq 1 "$n"); do PORTS+=("$(kv_free_port)"); done
-    rm -rf "$work/d"
-  fi
-  for p in "${PORTS[@]}"; do cl+="http://127.0.0.1:$p,"; done
-  cl=${cl%,}
-  NODE_PIDS=()
-  for i in $(seq 0 $((n - 1))); do
-    local args=(--port "${PORTS[$i]}" --data "$work/d/$i" --threads 1 --log-level warn "$@")
-    [ "$n" -gt 1 ] && args+=(--cluster "$cl")
-    "$bin" "${args[@]}" >>"$work/node.log" 2>&1 &
-    NODE_PIDS+=($!)
-    KV_PIDS+=($!)
-  done
-  for p in "${PORTS[@]}"; do kv_wait_http "http://127.0.0.1:$p/v0/status"; done
-}
-stop_nodes() {
-  for p in "${NODE_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${NODE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  NODE_PIDS=()
-}
 # sat WORKLOAD URL ACK FROM: prints "rps p99_ms" of a wrk -t1 -c64 run.
 sat() {
   local wl=$1 url=$2 ack=$3 from=$4 rps p50 p99
@@ -73,8 +45,6 @@ sat() {
   echo "$rps $p99"
 }
 want() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
-mean() { awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n; else print 0 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 
 PORTS=()
 if [ -n "$OLD" ] && want compare; then
@@ -225,7 +195,6 @@ PY
   done
   off=$(mean <"$work/rr.off")
   on=$(mean <"$work/rr.on")
-  fmean() { awk '{ s += $1; n++ } END { if (n) printf "%.2f", s / n; else print 0 }'; }
   coff=$(fmean <"$work/rrcpu.off")
   con=$(fmean <"$work/rrcpu.on")
   line="binary get 2/3: off $off rps, on $on rps, on/off $(ratio "$on" "$off"); node 1 CPU per GET off $coff us, on $con us, on/off $(ratio "$con" "$coff")"

@@ -94,3 +94,38 @@ kv_settle() {
   done
   awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", b - a }'
 }
+
+# ---- clusters of ./node for the benchmark runners (they set $work) ----------------------------
+NODE_PIDS=()
+PORTS=()
+# start_nodes BIN N FLAGS...: N nodes (1: no --cluster) on fresh ports with data under $work/d;
+# sets PORTS. Data persists across restarts of the same N (same ports are reused).
+start_nodes() {
+  local bin=$1 n=$2 i cl=""
+  shift 2
+  if [ "${#PORTS[@]}" -ne "$n" ]; then
+    PORTS=()
+    for i in $(seq 1 "$n"); do PORTS+=("$(kv_free_port)"); done
+    rm -rf "$work/d"
+  fi
+  for p in "${PORTS[@]}"; do cl+="http://127.0.0.1:$p,"; done
+  cl=${cl%,}
+  NODE_PIDS=()
+  for i in $(seq 0 $((n - 1))); do
+    local args=(--port "${PORTS[$i]}" --data "$work/d/$i" --threads 1 --log-level warn "$@")
+    [ "$n" -gt 1 ] && args+=(--cluster "$cl")
+    "$bin" "${args[@]}" >>"$work/node.log" 2>&1 &
+    NODE_PIDS+=($!)
+    KV_PIDS+=($!)
+  done
+  for p in "${PORTS[@]}"; do kv_wait_http "http://127.0.0.1:$p/v0/status"; done
+}
+stop_nodes() {
+  for p in "${NODE_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${NODE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  NODE_PIDS=()
+}
+# Means of the first column of stdin (whole, two decimals), and a/b to three decimals.
+mean() { awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n; else print 0 }'; }
+fmean() { awk '{ s += $1; n++ } END { if (n) printf "%.2f", s / n; else print 0 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
