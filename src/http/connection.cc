@@ -161,7 +161,8 @@ void HttpConnection::MaybeFree() {
 
 void HttpConnection::Drain() {
   draining_ = true;
-  if (!stop_parsing_ && !in_headers_ && slots_.empty() && !write_active_ && out_.empty()) {
+  if (!stop_parsing_ && !in_headers_ && !in_body_ && slots_.empty() && !write_active_ &&
+      out_.empty()) {
     Close();
     return;
   }
@@ -177,6 +178,14 @@ void HttpConnection::Sweep(uint64_t now_ms) {
     Close();
     return;
   }
+  if (in_body_ && now_ms - body_started_ms_ > cfg.body_timeout_ms) {
+    // A body trickled slowly enough to dodge the idle timeout: answered 408, then closed.
+    LOG_DEBUG("closing connection: body not complete within %llu ms",
+              static_cast<unsigned long long>(cfg.body_timeout_ms));
+    in_body_ = false;
+    FailRequest(408);
+    return;
+  }
   if (write_active_) {
     // A client that does not read: its output makes no progress.
     const size_t queued = handle_->write_queue_size;
@@ -190,7 +199,7 @@ void HttpConnection::Sweep(uint64_t now_ms) {
       return;
     }
   }
-  bool idle = slots_.empty() && !write_active_ && out_.empty() && !in_headers_;
+  bool idle = slots_.empty() && !write_active_ && out_.empty() && !in_headers_ && !in_body_;
   if (idle && now_ms - last_active_ms_ > cfg.idle_timeout_ms) Close();
 }
 
@@ -359,6 +368,8 @@ int HttpConnection::OnHeaderValueComplete(llhttp_t* p) {
 int HttpConnection::OnHeadersComplete(llhttp_t* p) {
   auto* self = static_cast<HttpConnection*>(p->data);
   self->in_headers_ = false;
+  self->in_body_ = true;
+  self->body_started_ms_ = NowMs(self->worker_->loop());
   Request& r = self->req_;
   r.method = p->method;
   r.http10 = p->http_major == 1 && p->http_minor == 0;
@@ -392,6 +403,7 @@ int HttpConnection::OnBody(llhttp_t* p, const char* at, size_t len) {
 
 int HttpConnection::OnMessageComplete(llhttp_t* p) {
   auto* self = static_cast<HttpConnection*>(p->data);
+  self->in_body_ = false;
   self->req_.start_ns = MonotonicNs();
   uint64_t seq = self->AddSlot();
   bool keep = self->req_.keep_alive && !self->draining_;
@@ -459,6 +471,7 @@ void HttpConnection::FailRequest(int status) {
   if (stop_parsing_ && status != 503) return;  // already ending
   stop_parsing_ = true;
   in_headers_ = false;
+  in_body_ = false;
   uint64_t seq = AddSlot();
   slots_.back().close_after = true;
   slots_.back().start_ns = MonotonicNs();

@@ -20,6 +20,7 @@ struct HttpLimits {
   uint64_t max_value_bytes = 8ull << 20;  // a body past this answers 413
   uint64_t idle_timeout_ms = 60000;
   uint64_t header_timeout_ms = 10000;   // headers not complete within this: closed
+  uint64_t body_timeout_ms = 30000;     // body not complete this long after its headers: 408
   size_t max_header_bytes = 16 * 1024;  // request line + headers; past it 431
   uint64_t send_timeout_ms = 30000;     // output that makes no progress this long: closed
 };
@@ -118,6 +119,8 @@ class HttpConnection final : public Connection {
   bool expect_continue_ = false;
   bool in_headers_ = false;
   uint64_t headers_started_ms_ = 0;
+  bool in_body_ = false;  // headers complete, body not yet
+  uint64_t body_started_ms_ = 0;
   uint64_t last_active_ms_ = 0;
 
   std::deque<Slot> slots_;

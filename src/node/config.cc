@@ -150,6 +150,10 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
       Number("header-timeout-ms", &cfg->header_timeout_ms, 1, 86400000, "expected 1..86400000",
              "a connection whose request head (or the first bytes that tell its protocol) is "
              "not complete this long after its first byte is closed"),
+      Number("body-timeout-ms", &cfg->body_timeout_ms, 1, 86400000, "expected 1..86400000",
+             "a request whose body is not complete this long after its head is answered 408 "
+             "and its connection closed (the default lets the largest value, 8 MiB, arrive at "
+             "280 KB/s)"),
       Number("send-timeout-ms", &cfg->send_timeout_ms, 1, 86400000, "expected 1..86400000",
              "a client or peer connection whose pending output makes no progress for this long "
              "(it does not read) is closed"),

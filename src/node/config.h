@@ -30,6 +30,7 @@ struct Config {
   uint64_t max_connections = 10000;
   uint64_t idle_timeout_ms = 60000;
   uint64_t header_timeout_ms = 10000;
+  uint64_t body_timeout_ms = 30000;
   uint64_t send_timeout_ms = 30000;
   uint64_t peer_handshake_timeout_ms = 10000;
   uint64_t max_pending_handshakes = 64;

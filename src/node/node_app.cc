@@ -77,6 +77,7 @@ class NodeApp final : public Service, public RequestHandler {
     http_.limits.max_value_bytes = cfg.max_value_bytes;
     http_.limits.idle_timeout_ms = cfg.idle_timeout_ms;
     http_.limits.header_timeout_ms = cfg.header_timeout_ms;
+    http_.limits.body_timeout_ms = cfg.body_timeout_ms;
     http_.limits.max_header_bytes = cfg.max_header_bytes;
     http_.limits.send_timeout_ms = cfg.send_timeout_ms;
     // Woken by the group committer's thread once a batch is durable (--fsync always).

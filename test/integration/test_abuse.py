@@ -18,10 +18,12 @@ MIB = 1 << 20
 
 # The limits every node here runs with (small, so the tests are quick).
 HEADER_TIMEOUT_MS = 400
+BODY_TIMEOUT_MS = 600
 SEND_TIMEOUT_MS = 800
 HANDSHAKE_TIMEOUT_MS = 400
 MAX_VALUE = 64 * 1024
-LIMITS = ["--header-timeout-ms", str(HEADER_TIMEOUT_MS), "--send-timeout-ms",
+LIMITS = ["--header-timeout-ms", str(HEADER_TIMEOUT_MS), "--body-timeout-ms",
+          str(BODY_TIMEOUT_MS), "--send-timeout-ms",
           str(SEND_TIMEOUT_MS), "--peer-handshake-timeout-ms", str(HANDSHAKE_TIMEOUT_MS),
           "--max-value-bytes", str(MAX_VALUE), "--idle-timeout-ms", "2000"]
 # Memory the node may use for anything but the abuse itself (allocator slack, thread stacks
@@ -166,6 +168,44 @@ class Abuse(Group):
                 check(b"HTTP/1.1 2" not in c.buf, "a trickled request was answered 2xx")
             # 50 heads of at most `pos` bytes each, beyond the slack.
             watch.check_growth(SLACK + 50 * pos, "trickled headers")
+        finally:
+            for c in conns:
+                c.close()
+        self.served()
+
+    def test_body_trickled_byte_by_byte(self):
+        """20 connections send a complete PUT head, then its body one byte per round, faster
+        than the idle timeout: the body timeout answers each 408 and closes it; nothing is
+        written."""
+        watch = RssWatch(self.n)
+        body_len = 60000  # below --max-value-bytes, longer than any round count reached
+        keys = [f"trickle-body-{i}" for i in range(20)]
+        conns = [RawConn(self.port) for _ in keys]
+        open_ = set(range(len(conns)))
+        pos = 0
+        try:
+            for i, c in enumerate(conns):
+                c.send(req_bytes("PUT", entity_path(keys[i]), headers={
+                    "Content-Length": str(body_len)}))
+            for round_ in range(3000):
+                if not open_:
+                    break
+                for i in list(open_):
+                    if not conns[i].try_send(b"v") or not conns[i].is_open_now():
+                        open_.discard(i)
+                pos += 1
+                if round_ % 20 == 0:
+                    self.served()
+                    watch.sample()
+                time.sleep(0.01)  # the trickle's pace: the abuse itself, not a wait for the node
+            check(not open_, f"{len(open_)} trickling bodies still open after {pos} bytes "
+                             f"(--body-timeout-ms {BODY_TIMEOUT_MS})")
+            for c in conns:
+                check(c.buf.startswith(b"HTTP/1.1 408"), f"a trickled body was answered "
+                                                         f"{c.buf[:40]!r}, not 408")
+            for k in keys:
+                check_eq(get(self.port, k).status, 404, f"GET {k} after its body timed out")
+            watch.check_growth(SLACK + 20 * body_len, "trickled bodies")
         finally:
             for c in conns:
                 c.close()
