@@ -176,8 +176,8 @@ Coordinator::Coordinator(ClusterState* state, Replica* local,
       breakers.push_back(state->breakers[i].get());
     }
     hints_ = std::make_unique<HintLog>(options.hints, options.loop_index, options.loops,
-                                       std::move(transports), std::move(breakers), &state->hlc,
-                                       env, options.request_timeout_ms, &hint_waiter_);
+                                       std::move(transports), std::move(breakers), &state->hlc, env,
+                                       options.request_timeout_ms, &hint_waiter_);
     // Hints found at startup are tried when the loop first runs its timer (Announce arms it).
   }
 }

@@ -274,12 +274,12 @@ class Coordinator {
   MemberWaiter<Coordinator, &Coordinator::OnPong> ping_waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnRepairAnswer> repair_waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnHintAnswer> hint_waiter_;
-  std::unique_ptr<HintLog> hints_;  // nullptr: hinted handoff off
+  std::unique_ptr<HintLog> hints_;      // nullptr: hinted handoff off
   uint64_t timer_due_us_ = UINT64_MAX;  // when the loop's timer is armed to fire
-  size_t background_repairs_ = 0;  // background repair writes in flight
-  bool probing_ = false;           // some peer's breaker was seen not closed
-  bool announce_ = false;          // the next Probe pings every peer (Announce)
-  uint64_t next_probe_us_ = 0;     // when Probe runs next, while probing_
+  size_t background_repairs_ = 0;       // background repair writes in flight
+  bool probing_ = false;                // some peer's breaker was seen not closed
+  bool announce_ = false;               // the next Probe pings every peer (Announce)
+  uint64_t next_probe_us_ = 0;          // when Probe runs next, while probing_
   uint64_t pings_sent_ = 0;
 };
 

@@ -117,8 +117,8 @@ bool HintShared::Open(const HintOptions& options, const std::vector<std::string>
     size_t len = 0;
     const hintfile::Parse p =
         n < 0 ? hintfile::Parse::kCorrupt
-              : hintfile::ParseHeader(std::string_view(head.data(), static_cast<size_t>(n)),
-                                      &url, &len);
+              : hintfile::ParseHeader(std::string_view(head.data(), static_cast<size_t>(n)), &url,
+                                      &len);
     if (p != hintfile::Parse::kOk) {
       // A file whose header never reached the disk whole holds no hint.
       LOG_WARN("hint file %s has no valid header: removed", f.path.c_str());
@@ -127,8 +127,7 @@ bool HintShared::Open(const HintOptions& options, const std::vector<std::string>
     }
     const auto it = std::find(urls.begin(), urls.end(), url);
     if (it == urls.end()) {
-      LOG_WARN("hint file %s is for %s, not in --cluster: left alone", f.path.c_str(),
-               url.c_str());
+      LOG_WARN("hint file %s is for %s, not in --cluster: left alone", f.path.c_str(), url.c_str());
       continue;
     }
     f.node = static_cast<uint32_t>(it - urls.begin());
@@ -141,7 +140,8 @@ bool HintShared::Open(const HintOptions& options, const std::vector<std::string>
   std::sort(found_.begin(), found_.end(),
             [](const File& a, const File& b) { return a.seq < b.seq; });
   next_seq_.store(max_seq + 1, std::memory_order_relaxed);
-  if (!found_.empty()) LOG_INFO("%zu hint file(s) to replay in %s", found_.size(), opt_.dir.c_str());
+  if (!found_.empty())
+    LOG_INFO("%zu hint file(s) to replay in %s", found_.size(), opt_.dir.c_str());
   return true;
 }
 
@@ -311,7 +311,8 @@ void HintLog::ReplayTarget(Target& t, uint64_t now_us) {
     t.retry_us = now_us + t.backoff_us;
     return;
   }
-  while (!t.failed && t.window.size() < kWindow && !t.files.empty()) {
+  // A Send that fails at once resets the window and sets a back-off (OnAnswer): stop then.
+  while (!t.failed && t.retry_us <= now_us && t.window.size() < kWindow && !t.files.empty()) {
     File& f = t.files.front();
     if (f.fd < 0) {
       f.fd = open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -344,8 +345,7 @@ void HintLog::ReplayTarget(Target& t, uint64_t now_us) {
       if (p == hintfile::Parse::kNeedMore) {
         got = Ensure(t, f, at, len);
         if (got == 1) {
-          p = hintfile::ParseRecord(std::string_view(t.chunk).substr(at - t.chunk_off), &rec,
-                                    &len);
+          p = hintfile::ParseRecord(std::string_view(t.chunk).substr(at - t.chunk_off), &rec, &len);
         }
       }
     }

@@ -33,9 +33,9 @@
 namespace kv::cluster {
 
 struct HintOptions {
-  std::string dir;                    // <data>/hints
-  uint64_t max_bytes = 1ull << 30;    // per target node: pending record bytes
-  uint64_t grace_us = 86400000000ull; // --tombstone-gc-seconds
+  std::string dir;                     // <data>/hints
+  uint64_t max_bytes = 1ull << 30;     // per target node: pending record bytes
+  uint64_t grace_us = 86400000000ull;  // --tombstone-gc-seconds
 };
 
 class HintShared {
@@ -90,11 +90,11 @@ class Hlc;
 // waiter, which hands it to OnAnswer.
 class HintLog {
  public:
-  static constexpr size_t kWindow = 16;                   // replays in flight per target
-  static constexpr uint64_t kRollBytes = 4 << 20;         // the active file is sealed past it
-  static constexpr size_t kChunkBytes = 64 * 1024;        // file read size (more for big ones)
-  static constexpr uint64_t kRetryMinUs = 100 * 1000;     // back-off after a failed replay...
-  static constexpr uint64_t kRetryMaxUs = 1000 * 1000;    // ...doubling up to this
+  static constexpr size_t kWindow = 16;                 // replays in flight per target
+  static constexpr uint64_t kRollBytes = 4 << 20;       // the active file is sealed past it
+  static constexpr size_t kChunkBytes = 64 * 1024;      // file read size (more for big ones)
+  static constexpr uint64_t kRetryMinUs = 100 * 1000;   // back-off after a failed replay...
+  static constexpr uint64_t kRetryMaxUs = 1000 * 1000;  // ...doubling up to this
   // transports[i] talks to node i (nullptr for self); breakers[i] is node i's. All outlive this.
   HintLog(HintShared* shared, int loop_index, int loops, std::vector<PeerTransport*> transports,
           std::vector<CircuitBreaker*> breakers, const Hlc* hlc, CoordinatorEnv* env,

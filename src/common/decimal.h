@@ -10,7 +10,8 @@ namespace kv {
 
 class Decimal {
  public:
-  explicit Decimal(uint64_t v) : n_(static_cast<size_t>(std::to_chars(buf_, buf_ + 20, v).ptr - buf_)) {}
+  explicit Decimal(uint64_t v)
+      : n_(static_cast<size_t>(std::to_chars(buf_, buf_ + 20, v).ptr - buf_)) {}
   std::string_view view() const { return {buf_, n_}; }
 
  private:

@@ -45,7 +45,7 @@ struct Config {
   uint64_t tombstone_gc_seconds = 86400;
   bool hinted_handoff = true;
   uint64_t max_hints_bytes = 1ull << 30;  // per target node
-  int log_level = 1;  // kv::LogLevel
+  int log_level = 1;                      // kv::LogLevel
   // --cluster-secret-file: the path, the keys derived from its secrets (none without the flag),
   // and whether the file is readable by group or others (main warns).
   std::string cluster_secret_file;

@@ -489,21 +489,25 @@ class NodeApp final : public Service, public RequestHandler {
   // Hinted handoff's counters (zeros when it is off), and the bytes of hints kept per peer.
   void HintMetrics(std::string* t) const {
     const cluster::HintShared* h = node_->hints;
-    *t += "# HELP kv_hints_written_total Hints kept for peers that did not acknowledge a write.\n"
-          "# TYPE kv_hints_written_total counter\nkv_hints_written_total " +
-          U64(h ? h->written() : 0) + "\n";
-    *t += "# HELP kv_hints_replayed_total Hints a peer acknowledged on replay.\n"
-          "# TYPE kv_hints_replayed_total counter\nkv_hints_replayed_total " +
-          U64(h ? h->replayed() : 0) + "\n";
-    *t += "# HELP kv_hints_dropped_total Hints not kept or not replayed: older than the "
-          "tombstone GC grace (expired), past --max-hints-bytes (full), damaged (corrupt), "
-          "unwritable (io_error).\n# TYPE kv_hints_dropped_total counter\n";
+    *t +=
+        "# HELP kv_hints_written_total Hints kept for peers that did not acknowledge a write.\n"
+        "# TYPE kv_hints_written_total counter\nkv_hints_written_total " +
+        U64(h ? h->written() : 0) + "\n";
+    *t +=
+        "# HELP kv_hints_replayed_total Hints a peer acknowledged on replay.\n"
+        "# TYPE kv_hints_replayed_total counter\nkv_hints_replayed_total " +
+        U64(h ? h->replayed() : 0) + "\n";
+    *t +=
+        "# HELP kv_hints_dropped_total Hints not kept or not replayed: older than the "
+        "tombstone GC grace (expired), past --max-hints-bytes (full), damaged (corrupt), "
+        "unwritable (io_error).\n# TYPE kv_hints_dropped_total counter\n";
     for (int r = 0; r < cluster::HintShared::kDropReasons; ++r) {
       *t += std::string("kv_hints_dropped_total{reason=\"") + cluster::HintShared::DropName(r) +
             "\"} " + U64(h ? h->dropped(r) : 0) + "\n";
     }
-    *t += "# HELP kv_hints_pending_bytes Bytes of hints kept for a peer, by peer.\n"
-          "# TYPE kv_hints_pending_bytes gauge\n";
+    *t +=
+        "# HELP kv_hints_pending_bytes Bytes of hints kept for a peer, by peer.\n"
+        "# TYPE kv_hints_pending_bytes gauge\n";
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {
       if (i == cluster_->self_index) continue;
       *t += "kv_hints_pending_bytes{peer=\"" + cluster_->ring.url(i) + "\"} " +

@@ -60,6 +60,9 @@ class Hints(Group):
         b.stop()
         before = hint_counts(a.port)
         put_many(a.port, items, ack=1, frm=2)
+        # ack=1: the client may be answered before node 2's requests have failed.
+        poll(lambda: hint_counts(a.port)["written"] - before["written"] >= len(items), 30,
+             "a hint of every write")
         mid = hint_counts(a.port)
         check_eq(mid["written"] - before["written"], len(items), "hints written (one per write)")
         check(pending_bytes(a) > 0, "node 1 holds hint bytes for node 2 while it is down")
@@ -90,6 +93,7 @@ class Hints(Group):
         for k in doomed:
             check_eq(delete(a.port, k, ack=1, frm=2).status, 202, f"DELETE {k} 1/2")
             want[k] = None
+        poll(lambda: hint_counts(a.port)["written"] >= len(want), 30, "a hint of every write")
         a.stop()
         a.start()
         check(pending_bytes(a) > 0, "node 1 found its hints for node 2 after its restart")
@@ -110,12 +114,14 @@ class Hints(Group):
         b.stop()
         for k, v in old.items():
             check_eq(put(a.port, k, v, ack=1, frm=2).status, 201, f"PUT {k} 1/2")
+        poll(lambda: hint_counts(a.port)["written"] >= len(old), 30, "a hint of every write")
         a.stop()
         a.extra += ["--clock-offset-ms", "10000"]
         a.start()
         before = hint_counts(a.port)
         for k, v in new.items():
             check_eq(put(a.port, k, v, ack=1, frm=2).status, 201, f"PUT {k} 1/2")
+        poll(lambda: hint_counts(a.port)["written"] >= len(new), 30, "a hint of every write")
         b.start()
         self.wait_replayed(a)
         after = hint_counts(a.port)
@@ -133,6 +139,11 @@ class Hints(Group):
         b.stop()
         before = hint_counts(a.port)
         put_many(a.port, items, ack=1, frm=2)
+
+        def settled():
+            c = hint_counts(a.port)
+            return c["written"] + c["full"] - before["written"] - before["full"] >= len(items)
+        poll(settled, 30, "every write's hint kept or dropped")
         mid = hint_counts(a.port)
         kept = mid["written"] - before["written"]
         dropped = mid["full"] - before["full"]
@@ -158,6 +169,8 @@ class Hints(Group):
         b.stop()
         for i in range(20):
             check_eq(put(a.port, f"{p}{i:02d}", b"v", ack=1, frm=2).status, 201, "PUT 1/2")
+        poll(lambda: metric(get_metrics(a.port), "kv_peer_failures_total") >= 20, 30,
+             "node 1 to have seen its 20 requests to node 2 fail")
         check_eq(hint_counts(a.port)["written"], 0, "hints written with --hinted-handoff off")
         check(not os.path.exists(os.path.join(a.data, "hints")), "no hints directory")
         b.start()
