@@ -15,7 +15,7 @@ HINTS=${HINTS:-200000}
 MODES=${MODES:-binary http}
 NODE=$(pwd)/node
 work=$(mktemp -d /tmp/kvhints.XXXXXX)
-echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+kv_machine
 echo "work dir: $work"
 
 metric() {  # metric PORT NAME: the value of an unlabelled or first matching sample

@@ -2,6 +2,8 @@
 // files"), replay in order with the original versions, the window, a failed replay resent from
 // the first unacknowledged hint, files removed once acknowledged, hints found again after a
 // restart (a torn tail ignored), and the drops by age and by size.
+#include "cluster/hints.h"
+
 #include <dirent.h>
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -14,7 +16,6 @@
 #include "cluster/breaker.h"
 #include "cluster/coordinator.h"
 #include "cluster/hint_file.h"
-#include "cluster/hints.h"
 #include "cluster/hlc.h"
 
 namespace kv::cluster {
@@ -219,7 +220,8 @@ TEST_CASE("HintLog: replays in order with the original versions, then removes th
 
 TEST_CASE("HintLog: a failed replay is sent again from the first unacknowledged hint") {
   Fixture f;
-  for (char k = 'a'; k <= 'd'; ++k) f.log->Add(1, PeerOp::kPut, std::string(1, k), "v", f.Version(1));
+  for (char k = 'a'; k <= 'd'; ++k)
+    f.log->Add(1, PeerOp::kPut, std::string(1, k), "v", f.Version(1));
   f.log->FlushWrites();
   f.log->Pump(f.env.us);
   REQUIRE(f.peer.reqs.size() == 4);
@@ -246,7 +248,8 @@ TEST_CASE("HintLog: a failed replay is sent again from the first unacknowledged 
 
 TEST_CASE("HintLog: a peer that fails every replay at once costs one request per back-off") {
   Fixture f;
-  for (int i = 0; i < 3; ++i) f.log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", f.Version(1));
+  for (int i = 0; i < 3; ++i)
+    f.log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", f.Version(1));
   f.log->FlushWrites();
   f.peer.down = true;
   f.log->Pump(f.env.us);
@@ -266,7 +269,8 @@ TEST_CASE("HintLog: a peer that fails every replay at once costs one request per
 
 TEST_CASE("HintLog: at most kWindow replays in flight, and none while the breaker is open") {
   Fixture f;
-  for (int i = 0; i < 40; ++i) f.log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", f.Version(1));
+  for (int i = 0; i < 40; ++i)
+    f.log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", f.Version(1));
   f.log->FlushWrites();
   for (int i = 0; i < 5; ++i) f.breaker.OnFailure(f.env.us / 1000);
   f.log->Pump(f.env.us);
