@@ -39,7 +39,7 @@ UNIT_BINS := $(foreach m,$(MODULES),$(if $(wildcard test/unit/$(m)/*.cc),$(BUILD
 
 .PHONY: all deps test unit integration fuzz fuzz-run asan tsan run clean format bench bench-single \
         bench-storage check-format check-deps test-kvload flame test-faults readme-flags bench-compare \
-        bench-auth
+        bench-auth bench-hints
 .DEFAULT_GOAL := all
 
 all: node loadtest/kvload
@@ -180,6 +180,10 @@ bench-compare: all
 # peer authentication's cost: --cluster-secret-file against none, alternated, binary and HTTP peers
 bench-auth: all
 	@bash loadtest/bench_auth.sh
+
+# hinted handoff: hints written with a peer down, disk bytes per hint, replay rate once it is back
+bench-hints: all
+	@bash loadtest/bench_hints.sh
 
 bench-single: all
 	@bash loadtest/bench_single.sh

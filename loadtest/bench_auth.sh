@@ -19,7 +19,7 @@ KEYS=${KEYS:-100000}
 MODES=${MODES:-binary http}
 NODE=$(pwd)/node
 work=$(mktemp -d /tmp/kvauth.XXXXXX)
-echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+kv_machine
 echo "work dir: $work"
 (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secret" && echo >>"$work/secret")
 

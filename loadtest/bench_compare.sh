@@ -34,7 +34,7 @@ FIX_DUR=${FIX_DUR:-10}
 NEW=$(pwd)/node
 OLD=${OLD:-}
 work=$(mktemp -d /tmp/kvcompare.XXXXXX)
-echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+kv_machine
 echo "work dir: $work"
 
 # sat WORKLOAD URL ACK FROM: prints "rps p99_ms" of a wrk -t1 -c64 run.

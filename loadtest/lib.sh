@@ -8,6 +8,11 @@ kv_cleanup() {
 }
 trap kv_cleanup EXIT
 
+# kv_machine: one line naming the machine and its load, for the top of a benchmark's output.
+kv_machine() {
+  echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 kv_free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cluster/coordinator.h"
+#include "cluster/hints.h"
 #include "cluster/local_replica.h"
 #include "common/log.h"
 #include "loop/worker.h"
@@ -89,7 +90,21 @@ int main(int argc, char** argv) {
     committer = std::make_unique<kv::cluster::GroupCommitter>(engine.get());
     cluster.committer = committer.get();
   }
+  // Hinted handoff: a single node has no peer to hint.
+  std::unique_ptr<kv::cluster::HintShared> hints;
+  if (cfg.hinted_handoff && cfg.cluster.size() > 1) {
+    kv::cluster::HintOptions ho;
+    ho.dir = cfg.data_dir + "/hints";
+    ho.max_bytes = cfg.max_hints_bytes;
+    ho.grace_us = cfg.tombstone_gc_seconds * 1000000;
+    hints = std::make_unique<kv::cluster::HintShared>();
+    if (!hints->Open(ho, cfg.cluster, &err)) {
+      fprintf(stderr, "node: %s\n", err.c_str());
+      return 1;
+    }
+  }
   kv::net::NodeShared node;
+  node.hints = hints.get();
   node.config = &cfg;
   node.cluster = &cluster;
   node.loops = static_cast<size_t>(cfg.threads);

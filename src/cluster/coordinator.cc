@@ -95,6 +95,10 @@ struct Coordinator::Request {
   int newest = -1;
   uint64_t newest_version = 0;
   int blocking = 0;
+  // Writes with hinted handoff on: the version and the value (the key is in `key`), for the
+  // hints of replicas that fail, maybe after the client was answered.
+  uint64_t version = 0;
+  std::string write_value;
 };
 
 namespace {
@@ -133,7 +137,17 @@ void Coordinator::OnLocalAnswer(uint64_t cookie, PeerResponse&& r) {
 // The answer to a ping of Probe: cookie = node.
 void Coordinator::OnPong(uint64_t node, PeerResponse&& r) {
   peers_[node].ping_out = false;
-  if (r.kind != PeerResponse::kError) state_->breakers[node]->OnSuccess();
+  if (r.kind == PeerResponse::kError) return;
+  state_->breakers[node]->OnSuccess();
+  if (hints_) hints_->PeerAnswered(static_cast<uint32_t>(node));
+}
+
+void Coordinator::OnHintAnswer(uint64_t cookie, PeerResponse&& r) {
+  hints_->OnAnswer(cookie, r, env_->NowUs());
+}
+
+void Coordinator::OnPeerUp(size_t node) {
+  if (hints_) hints_->PeerAnswered(static_cast<uint32_t>(node));
 }
 
 Coordinator::Coordinator(ClusterState* state, Replica* local,
@@ -152,7 +166,21 @@ Coordinator::Coordinator(ClusterState* state, Replica* local,
       waiter_(this),
       local_waiter_(this),
       ping_waiter_(this),
-      repair_waiter_(this) {}
+      repair_waiter_(this),
+      hint_waiter_(this) {
+  if (options.hints != nullptr) {
+    std::vector<PeerTransport*> transports;
+    std::vector<CircuitBreaker*> breakers;
+    for (size_t i = 0; i < transports_.size(); ++i) {
+      transports.push_back(transports_[i].get());
+      breakers.push_back(state->breakers[i].get());
+    }
+    hints_ = std::make_unique<HintLog>(options.hints, options.loop_index, options.loops,
+                                       std::move(transports), std::move(breakers), &state->hlc, env,
+                                       options.request_timeout_ms, &hint_waiter_);
+    // Hints found at startup are tried when the loop first runs its timer (Announce arms it).
+  }
+}
 
 Coordinator::~Coordinator() {
   for (Request* r : free_) delete r;
@@ -162,6 +190,7 @@ void Coordinator::Close() {
   for (auto& t : transports_) {
     if (t) t->Close();
   }
+  if (hints_) hints_->Close();  // what the closed transports failed is hinted, and written
   while (!hedge_queue_.empty()) {
     Request* r = hedge_queue_.front().first;
     hedge_queue_.pop_front();
@@ -211,6 +240,12 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
     PreferFasterPeers(r->nodes, r->nodes[0] == state_->self_index ? 1 : 0, first, from);
   }
   uint64_t version = op == PeerOp::kGet ? 0 : state_->hlc.Now();
+  r->version = version;
+  if (op != PeerOp::kGet && hints_) {
+    // A replica that fails, even after the client was answered, gets a hint: keep the write.
+    r->key.assign(key.data(), key.size());
+    r->write_value.assign(value.data(), op == PeerOp::kPut ? value.size() : 0);
+  }
   PeerRequest preq{op, key, value, version};
   const uint64_t now_us = env_->NowUs();  // breakers, answer times and the hedge time
   r->first = first;
@@ -272,6 +307,7 @@ void Coordinator::RecordPeerAnswer(uint32_t node, const PeerResponse& resp, uint
   // and its answer time is as good as any.
   if (!failed || resp.clock_skew) {
     br.OnSuccess();
+    if (hints_) hints_->PeerAnswered(node);
     ps.timeout.Record(took_us, now_us);
   } else if (resp.slow) {
     br.OnFailure(now_us / 1000);
@@ -336,6 +372,8 @@ void Coordinator::ArmTimer(uint64_t now_us) {
   uint64_t due = UINT64_MAX;
   if (!hedge_queue_.empty()) due = hedge_queue_.front().second;
   if (probing_) due = std::min(due, next_probe_us_);
+  if (hints_) due = std::min(due, hints_->next_due_us());
+  timer_due_us_ = due;
   if (due == UINT64_MAX) return;
   env_->ArmTimer(due > now_us ? (due - now_us + 999) / 1000 : 0);
 }
@@ -372,6 +410,12 @@ void Coordinator::Probe(uint64_t now_us) {
 }
 
 void Coordinator::FlushPeers() {
+  if (hints_) {
+    // Hints of this iteration reach their files; answers to replays refill the windows.
+    hints_->FlushWrites();
+    if (hints_->kicked()) hints_->Pump(env_->NowUs());
+    if (hints_->next_due_us() < timer_due_us_) ArmTimer(env_->NowUs());
+  }
   for (auto& t : transports_) {
     if (t) t->Flush();
   }
@@ -380,6 +424,7 @@ void Coordinator::FlushPeers() {
 void Coordinator::OnTimer() {
   uint64_t now = env_->NowUs();
   if (probing_ && next_probe_us_ <= now) Probe(now);
+  if (hints_) hints_->Pump(now);
   while (!hedge_queue_.empty() && hedge_queue_.front().second <= now) {
     Request* r = hedge_queue_.front().first;
     hedge_queue_.pop_front();
@@ -395,6 +440,12 @@ void Coordinator::OnTimer() {
 
 void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
   AnswerKind kind = KindOf(resp);
+  // A peer that did not store a write gets a hint, except one that refused its version as too
+  // far ahead of its clock: replayed later, it would let that version in after all.
+  if (kind == AnswerKind::kFailed && r->op != PeerOp::kGet && hints_ &&
+      r->nodes[replica] != state_->self_index && !resp.clock_skew) {
+    hints_->Add(r->nodes[replica], r->op, r->key, r->write_value, r->version);
+  }
   if (r->op == PeerOp::kGet) {
     r->done_mask |= 1u << replica;
     if (kind != AnswerKind::kFailed) {
@@ -557,6 +608,7 @@ void Coordinator::Release(Request* r) {
   if (--r->outstanding != 0) return;
   --pending_;
   for (int i = 0; i < r->from; ++i) r->values[i].clear();
+  r->write_value.clear();
   if (free_.size() < 1024) {
     free_.push_back(r);
   } else {

@@ -45,6 +45,7 @@
 #include "cluster/accumulator.h"
 #include "cluster/breaker.h"
 #include "cluster/hedge.h"
+#include "cluster/hints.h"
 #include "cluster/hlc.h"
 #include "cluster/peer.h"
 #include "cluster/peer_timeout.h"
@@ -134,6 +135,11 @@ struct CoordinatorOptions {
   ReadFanout read_fanout = ReadFanout::kHedged;
   uint64_t initial_hedge_us = 10000;  // hedge delay until the first answer times are measured
   bool read_repair = true;            // GETs whose answers disagree repair the stale replicas
+  // Hinted handoff (hints.h): writes a peer did not acknowledge are kept there and replayed;
+  // nullptr: off. loop_index of loops picks the hint files found at startup this loop replays.
+  HintShared* hints = nullptr;
+  int loop_index = 0;
+  int loops = 1;
 };
 
 // What a Coordinator needs from its loop: two clocks and one timer.
@@ -191,6 +197,8 @@ class Coordinator {
   // Fails what is still pending (transports answer kError) and drops the hedge queue.
   void Close();
   PeerTransport* transport(size_t node) { return transports_[node].get(); }
+  // node showed it is up (its binary handshake reached this loop): replay its hints now.
+  void OnPeerUp(size_t node);
 
  private:
   struct Request;
@@ -201,6 +209,8 @@ class Coordinator {
   void OnPong(uint64_t node, PeerResponse&& r);
   // The answer to a read repair write (cookie as in Ask, kBackgroundBit set for background).
   void OnRepairAnswer(uint64_t cookie, PeerResponse&& r);
+  // The answer to a hint replay (HintLog's cookie).
+  void OnHintAnswer(uint64_t cookie, PeerResponse&& r);
   // now_us: NowUs() at the call, also the breakers' clock (in ms).
   void Ask(Request* r, int replica, const PeerRequest& preq, uint64_t now_us);
   void AskNext(Request* r, uint64_t now_us);
@@ -263,10 +273,13 @@ class Coordinator {
   MemberWaiter<Coordinator, &Coordinator::OnLocalAnswer> local_waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnPong> ping_waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnRepairAnswer> repair_waiter_;
-  size_t background_repairs_ = 0;  // background repair writes in flight
-  bool probing_ = false;           // some peer's breaker was seen not closed
-  bool announce_ = false;          // the next Probe pings every peer (Announce)
-  uint64_t next_probe_us_ = 0;     // when Probe runs next, while probing_
+  MemberWaiter<Coordinator, &Coordinator::OnHintAnswer> hint_waiter_;
+  std::unique_ptr<HintLog> hints_;      // nullptr: hinted handoff off
+  uint64_t timer_due_us_ = UINT64_MAX;  // when the loop's timer is armed to fire
+  size_t background_repairs_ = 0;       // background repair writes in flight
+  bool probing_ = false;                // some peer's breaker was seen not closed
+  bool announce_ = false;               // the next Probe pings every peer (Announce)
+  uint64_t next_probe_us_ = 0;          // when Probe runs next, while probing_
   uint64_t pings_sent_ = 0;
 };
 

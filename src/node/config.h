@@ -44,7 +44,9 @@ struct Config {
   storage::FsyncPolicy fsync = storage::FsyncPolicy::kPeriodic;
   uint64_t memtable_bytes = 64ull << 20;
   uint64_t tombstone_gc_seconds = 86400;
-  int log_level = 1;  // kv::LogLevel
+  bool hinted_handoff = true;
+  uint64_t max_hints_bytes = 1ull << 30;  // per target node
+  int log_level = 1;                      // kv::LogLevel
   // --cluster-secret-file: the path, the keys derived from its secrets (none without the flag),
   // and whether the file is readable by group or others (main warns).
   std::string cluster_secret_file;

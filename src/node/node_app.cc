@@ -125,6 +125,9 @@ class NodeApp final : public Service, public RequestHandler {
     co.peer_timeout_min_ms = cfg.peer_timeout_min_ms;
     co.read_fanout = cfg.read_fanout;
     co.read_repair = cfg.read_repair;
+    co.hints = node->hints;
+    co.loop_index = worker.index();
+    co.loops = static_cast<int>(node->loops);
     coordinator_ = std::make_unique<cluster::Coordinator>(cluster_, local_.get(),
                                                           std::move(transports), co, &env_);
     uv_timer_init(worker.loop(), &env_.timer);
@@ -134,7 +137,10 @@ class NodeApp final : public Service, public RequestHandler {
     ctx.local = local_.get();
     ctx.ring = &cluster_->ring;
     ctx.self_index = cluster_->self_index;
-    ctx.on_peer_hello = [this](size_t node) { cluster_->breakers[node]->OnSuccess(); };
+    ctx.on_peer_hello = [this](size_t node) {
+      cluster_->breakers[node]->OnSuccess();
+      coordinator_->OnPeerUp(node);
+    };
     BinaryServerOptions bo;
     bo.handshake_timeout_ms = cfg.peer_handshake_timeout_ms;
     bo.max_pending_handshakes = cfg.max_pending_handshakes;
@@ -317,10 +323,13 @@ class NodeApp final : public Service, public RequestHandler {
            ",\"failures\":" + U64(cluster_->peer_failures[i]->load()) +
            ",\"timeout_ms\":" + U64((PeerTimeoutUs(i) + 999) / 1000) +
            ",\"skew_refusals\":" + U64(cluster_->peer_skew_refusals[i]->load()) +
-           ",\"last_skew_ms\":" + U64(cluster_->peer_last_skew_ms[i]->load()) + "}";
+           ",\"last_skew_ms\":" + U64(cluster_->peer_last_skew_ms[i]->load()) +
+           ",\"hints_pending_bytes\":" + U64(node_->hints ? node_->hints->pending_bytes(i) : 0) +
+           "}";
     }
     j += "],\"max_clock_skew_ms\":" + U64(cluster_->max_clock_skew_ms) +
-         ",\"skew_refusals\":" + U64(cluster_->replica_skew_refusals.load()) + "}\n";
+         ",\"skew_refusals\":" + U64(cluster_->replica_skew_refusals.load()) +
+         ",\"hinted_handoff\":" + (node_->hints ? "true" : "false") + "}\n";
     return j;
   }
 
@@ -463,6 +472,7 @@ class NodeApp final : public Service, public RequestHandler {
     t += std::string("# HELP kv_get_hedge_delay_seconds This loop's hedge delay for GETs.\n") +
          "# TYPE kv_get_hedge_delay_seconds gauge\nkv_get_hedge_delay_seconds " +
          SecondsOfUs(coordinator_->hedge_delay_us()) + "\n";
+    HintMetrics(&t);
     metric("kv_storage_memtable_bytes", "gauge", st.memtable_bytes);
     metric("kv_storage_segments", "gauge", st.segments);
     metric("kv_storage_segment_bytes", "gauge", st.segment_bytes);
@@ -475,6 +485,35 @@ class NodeApp final : public Service, public RequestHandler {
     metric("kv_storage_freezes_without_spare_total", "counter", st.freezes_without_spare);
     metric("kv_storage_compactions_total", "counter", st.compactions);
     return t;
+  }
+
+  // Hinted handoff's counters (zeros when it is off), and the bytes of hints kept per peer.
+  void HintMetrics(std::string* t) const {
+    const cluster::HintShared* h = node_->hints;
+    *t +=
+        "# HELP kv_hints_written_total Hints kept for peers that did not acknowledge a write.\n"
+        "# TYPE kv_hints_written_total counter\nkv_hints_written_total " +
+        U64(h ? h->written() : 0) + "\n";
+    *t +=
+        "# HELP kv_hints_replayed_total Hints a peer acknowledged on replay.\n"
+        "# TYPE kv_hints_replayed_total counter\nkv_hints_replayed_total " +
+        U64(h ? h->replayed() : 0) + "\n";
+    *t +=
+        "# HELP kv_hints_dropped_total Hints not kept or not replayed: older than the "
+        "tombstone GC grace (expired), past --max-hints-bytes (full), damaged (corrupt), "
+        "unwritable (io_error).\n# TYPE kv_hints_dropped_total counter\n";
+    for (int r = 0; r < cluster::HintShared::kDropReasons; ++r) {
+      *t += std::string("kv_hints_dropped_total{reason=\"") + cluster::HintShared::DropName(r) +
+            "\"} " + U64(h ? h->dropped(r) : 0) + "\n";
+    }
+    *t +=
+        "# HELP kv_hints_pending_bytes Bytes of hints kept for a peer, by peer.\n"
+        "# TYPE kv_hints_pending_bytes gauge\n";
+    for (size_t i = 0; i < cluster_->ring.size(); ++i) {
+      if (i == cluster_->self_index) continue;
+      *t += "kv_hints_pending_bytes{peer=\"" + cluster_->ring.url(i) + "\"} " +
+            U64(h ? h->pending_bytes(i) : 0) + "\n";
+    }
   }
 
   // The coordinator's clocks and hedge timer, on this loop.

@@ -18,6 +18,7 @@ struct NodeShared {
   cluster::ClusterState* cluster = nullptr;
   size_t loops = 0;
   std::unique_ptr<Metrics[]> http_metrics;  // one per loop, indexed by Worker::index()
+  cluster::HintShared* hints = nullptr;     // hinted handoff; nullptr: off
 };
 
 std::unique_ptr<Service> MakeNodeService(Worker& worker, NodeShared* node);

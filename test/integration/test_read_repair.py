@@ -30,7 +30,8 @@ class ReadRepair(Group):
     test_timeout = 180
 
     def setup_group(self):
-        self.ns = self.track(start_cluster(3, self.mode))
+        # Hinted handoff off: these tests need a replica left stale by the writes it missed.
+        self.ns = self.track(start_cluster(3, self.mode, extra=["--hinted-handoff", "off"]))
 
     def own(self, node, prefix):
         """node's own live entries under prefix (its range stream: this node's data only)."""
@@ -81,7 +82,7 @@ class ReadRepair(Group):
                  after["blocking"] + after["background"], "repairs once the replicas agree")
 
     def test_late_answers_are_repaired_in_the_background(self):
-        ns = self.track(start_cluster(3, self.mode, extra=["--read-fanout", "all"]))
+        ns = self.track(start_cluster(3, self.mode, extra=["--read-fanout", "all", "--hinted-handoff", "off"]))
         a, _, c = ns
         p = f"{self.mode}/bg/"
         keys = [f"{p}k{i:02d}" for i in range(10)]
