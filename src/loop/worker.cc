@@ -261,7 +261,14 @@ void Worker::Wake() {
 void Worker::OnPrepare(uv_prepare_t* h) {
   auto* self = static_cast<Worker*>(h->data);
   if (self->service_) self->service_->BeforePoll();
-  self->FlushConnections();
+  // The dirty HTTP connections: the worker owns the flag (a connection may also flush itself).
+  self->flushing_.clear();
+  self->flushing_.swap(self->dirty_);
+  for (Connection* c : self->flushing_) {
+    if (c == nullptr) continue;
+    c->dirty = false;
+    c->Flush();
+  }
   // Answers written may have dispatched pipelined requests that queued peer frames or writes.
   if (self->service_) self->service_->BeforePoll();
   // Streams that yielded, or answers completed just now: no blocking poll before their flush.
@@ -269,16 +276,6 @@ void Worker::OnPrepare(uv_prepare_t* h) {
     uv_idle_stop(&self->idle_);
   } else if (!self->finished_) {
     self->Wake();
-  }
-}
-
-void Worker::FlushConnections() {
-  flushing_.clear();
-  flushing_.swap(dirty_);
-  for (Connection* c : flushing_) {
-    if (c == nullptr) continue;
-    c->dirty = false;  // the worker owns the flag: a connection may also flush itself
-    c->Flush();
   }
 }
 

@@ -113,7 +113,6 @@ class Worker {
   static void OnPrepare(uv_prepare_t* h);
   static void OnSweep(uv_timer_t* t);
   static void OnStop(uv_async_t* a);
-  void FlushConnections();
   void BeginDrain();
   void MaybeFinish();
 

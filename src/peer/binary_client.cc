@@ -150,12 +150,6 @@ class BinaryPeer final : public cluster::PeerTransport {
     Queued();
   }
 
-  // The worker's before-poll step: everything queued during the iteration in one write.
-  void Flush() override {
-    if (closed_) return;
-    StartWrite();
-  }
-
   size_t in_flight() const override { return in_flight_; }
 
   void Close() override {
@@ -393,11 +387,12 @@ class BinaryPeer final : public cluster::PeerTransport {
     Deliver(failures, reason, slow);
   }
 
-  // Hands everything queued to one uv_write, unless not connected yet or a write is in flight
-  // (its completion sends what accumulated meanwhile).
-  void StartWrite() {
+  // The worker's before-poll step, and a connect or write completing: everything queued in one
+  // uv_write, unless not connected yet or a write is in flight (its completion sends what
+  // accumulated meanwhile).
+  void Flush() override {
     ClientConn* c = conn_;
-    if (c == nullptr || !c->connected || c->write_active || c->out.empty()) return;
+    if (closed_ || c == nullptr || !c->connected || c->write_active || c->out.empty()) return;
     int tried = TryWriteNow(reinterpret_cast<uv_stream_t*>(&c->tcp), &c->out);
     if (tried < 0) return FailConnection(std::string(UvErrorReason(tried)), false);
     if (c->out.empty()) return;  // all taken by the socket: nothing to complete
@@ -462,29 +457,6 @@ class BinaryPeer final : public cluster::PeerTransport {
     waiter->OnPeerResponse(cookie, ToPeerResponse(f));
   }
 
-  // Decodes and handles every complete frame buffered in c. Stops as soon as c is detached
-  // (a waiter closed the transport, or the connection failed).
-  static void DrainFrames(ClientConn* c) {
-    proto::Frame f;
-    while (c->owner != nullptr) {
-      switch (c->decoder.Next(&f)) {
-        case proto::DecodeResult::kNeedMore:
-          return;
-        case proto::DecodeResult::kError: {
-          const proto::ProtocolError& e = c->decoder.error();
-          LOG_WARN("binary peer %s: protocol error %s: %s", c->owner->peer_urls_[0].c_str(),
-                   proto::ErrorCodeName(e.code), e.reason.c_str());
-          return c->owner->FailConnection(
-              std::string("protocol error: ") + proto::ErrorCodeName(e.code) + ": " + e.reason,
-              false, !c->handshake_ok);
-        }
-        case proto::DecodeResult::kFrame:
-          c->owner->OnFrame(f);
-          break;
-      }
-    }
-  }
-
   static void OnConnect(uv_connect_t* req, int status) {
     auto* c = static_cast<ClientConn*>(req->data);
     BinaryPeer* self = c->owner;
@@ -497,7 +469,7 @@ class BinaryPeer final : public cluster::PeerTransport {
     int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), &binary_io::AllocReadBuffer,
                            &BinaryPeer::OnRead);
     if (rc != 0) return self->FailConnection(std::string(UvErrorReason(rc)), false);
-    self->StartWrite();
+    self->Flush();
   }
 
   static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
@@ -506,7 +478,27 @@ class BinaryPeer final : public cluster::PeerTransport {
     if (nread > 0) {
       c->last_rx_ms = uv_now(c->owner->loop_);
       c->decoder.Feed(buf->base, static_cast<size_t>(nread));
-      return DrainFrames(c);
+      // Every complete frame buffered, until c is detached (a waiter closed the transport, or
+      // the connection failed).
+      proto::Frame f;
+      while (c->owner != nullptr) {
+        switch (c->decoder.Next(&f)) {
+          case proto::DecodeResult::kNeedMore:
+            return;
+          case proto::DecodeResult::kError: {
+            const proto::ProtocolError& e = c->decoder.error();
+            LOG_WARN("binary peer %s: protocol error %s: %s", c->owner->peer_urls_[0].c_str(),
+                     proto::ErrorCodeName(e.code), e.reason.c_str());
+            return c->owner->FailConnection(
+                std::string("protocol error: ") + proto::ErrorCodeName(e.code) + ": " + e.reason,
+                false, !c->handshake_ok);
+          }
+          case proto::DecodeResult::kFrame:
+            c->owner->OnFrame(f);
+            break;
+        }
+      }
+      return;
     }
     if (nread == 0) return;
     std::string reason(UvErrorReason(static_cast<int>(nread)));
@@ -521,7 +513,7 @@ class BinaryPeer final : public cluster::PeerTransport {
     if (self == nullptr) return;
     if (status != 0) return self->FailConnection(std::string(UvErrorReason(status)), false);
     binary_io::ResetWritten(&c->writing);
-    self->StartWrite();
+    self->Flush();
   }
 
   static void OnSweep(uv_timer_t* h) {

@@ -127,7 +127,7 @@ class BinaryServer final : public BinaryPeerServer {
 
   // The worker's before-poll step: each connection's answers of the iteration in one write.
   void Flush() override {
-    if (closed_) return;
+    if (closed_ || dirty_.empty()) return;
     std::swap(dirty_, flushing_);
     for (ServerConn* c : flushing_) {
       c->dirty = false;
@@ -157,11 +157,15 @@ class BinaryServer final : public BinaryPeerServer {
         Fatal(c, e.code, e.reason);
         break;
       }
+      // Anything but a write runs after the writes that came before it (CommitWrites).
       proto::Op op;
-      if (!proto::RequestOp(f.type, &op) || op == proto::Op::kGet) {
-        CommitWrites(c);  // anything else runs after the writes that came before it
+      if (!proto::RequestOp(f.type, &op)) {
+        CommitWrites(c);
+        HandleControl(c, f);
+        continue;
       }
-      Handle(c, f);
+      if (op == proto::Op::kGet) CommitWrites(c);
+      Execute(c, f);
     }
     if (c->closing) return;
     if (c->read_done && !c->paused && !c->stopped) FinishInput(c);
@@ -222,9 +226,8 @@ class BinaryServer final : public BinaryPeerServer {
     CloseAfterWrite(c);
   }
 
-  void Handle(ServerConn* c, const proto::Frame& f) {
-    proto::Op op;
-    if (proto::RequestOp(f.type, &op)) return Execute(c, f);
+  // A frame that is not a request: the handshake, AUTH, PING, ERROR, PONG.
+  void HandleControl(ServerConn* c, const proto::Frame& f) {
     switch (f.type) {
       case proto::FrameType::kHandshake: {
         auto refused = proto::CheckHandshake(f.url, f.fingerprint, urls_, fingerprint_);

@@ -171,37 +171,37 @@ bool FrameDecoder::CheckHeader(uint8_t raw_type, uint8_t flags, uint64_t request
     return false;
   }
   const auto type = static_cast<FrameType>(raw_type);
-  const std::string name = FrameTypeName(type);
+  const char* name = FrameTypeName(type);  // a string only when a frame fails
   const bool in_handshake =
       state_ == State::kHandshake || state_ == State::kAuth || state_ == State::kHandshakeReply;
   const ErrorCode malformed = in_handshake ? ErrorCode::kBadHandshake : ErrorCode::kMalformedFrame;
   if (flags != 0) {
-    Fail(malformed, name + " frame has non-zero flags " + Num(flags));
+    Fail(malformed, std::string(name) + " frame has non-zero flags " + Num(flags));
     return false;
   }
   switch (state_) {
     case State::kHandshake:
       if (type != FrameType::kHandshake) {
-        Fail(ErrorCode::kBadHandshake, "expected HANDSHAKE, got " + name);
+        Fail(ErrorCode::kBadHandshake, "expected HANDSHAKE, got " + std::string(name));
         return false;
       }
       break;
     case State::kAuth:
       if (type != FrameType::kAuth && type != FrameType::kError) {
-        Fail(ErrorCode::kBadHandshake, "expected AUTH, got " + name);
+        Fail(ErrorCode::kBadHandshake, "expected AUTH, got " + std::string(name));
         return false;
       }
       break;
     case State::kHandshakeReply:
       if (type != FrameType::kHandshakeOk && type != FrameType::kError) {
-        Fail(ErrorCode::kBadHandshake, "expected HANDSHAKE_OK or ERROR, got " + name);
+        Fail(ErrorCode::kBadHandshake, "expected HANDSHAKE_OK or ERROR, got " + std::string(name));
         return false;
       }
       break;
     default:
       if (!(role_ == Role::kServer ? ServerAccepts(type) : ClientAccepts(type))) {
         Fail(ErrorCode::kUnexpectedFrame,
-             name + " frame not allowed " +
+             std::string(name) + " frame not allowed " +
                  (role_ == Role::kServer ? "from a connecting node" : "from an accepting node") +
                  " after the handshake");
         return false;
@@ -211,18 +211,19 @@ bool FrameDecoder::CheckHeader(uint8_t raw_type, uint8_t flags, uint64_t request
   if ((type == FrameType::kHandshake || type == FrameType::kHandshakeOk ||
        type == FrameType::kAuth) &&
       request_id != 0) {
-    Fail(ErrorCode::kBadHandshake, name + " frame has non-zero request id");
+    Fail(ErrorCode::kBadHandshake, std::string(name) + " frame has non-zero request id");
     return false;
   }
   const Bounds b = PayloadBounds(type);
   if (length > b.max) {
     Fail(in_handshake ? ErrorCode::kBadHandshake : ErrorCode::kFrameTooLarge,
-         name + " payload length " + Num(length) + " exceeds its maximum " + Num(b.max));
+         std::string(name) + " payload length " + Num(length) + " exceeds its maximum " +
+             Num(b.max));
     return false;
   }
   if (length < b.min) {
-    Fail(malformed,
-         name + " payload length " + Num(length) + " is below its minimum " + Num(b.min));
+    Fail(malformed, std::string(name) + " payload length " + Num(length) +
+                        " is below its minimum " + Num(b.min));
     return false;
   }
   return true;
@@ -230,13 +231,13 @@ bool FrameDecoder::CheckHeader(uint8_t raw_type, uint8_t flags, uint64_t request
 
 bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, Frame* f) {
   Reader r(p, length);
-  const std::string name = FrameTypeName(type);
+  const char* name = FrameTypeName(type);  // a string only when a frame fails
   const ErrorCode malformed =
       (type == FrameType::kHandshake || type == FrameType::kHandshakeOk || type == FrameType::kAuth)
           ? ErrorCode::kBadHandshake
           : ErrorCode::kMalformedFrame;
   auto bad = [&](const std::string& what) {
-    Fail(malformed, name + " payload: " + what);
+    Fail(malformed, std::string(name) + " payload: " + what);
     return false;
   };
   // A length-prefixed field whose length must lie in [min, max] and fit in the payload.
