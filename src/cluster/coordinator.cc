@@ -82,6 +82,7 @@ struct Coordinator::Request {
   Completion done;
   uint64_t sent_us[Accumulator::kMaxReplicas];  // of the replica request (GET or repair write)
   std::string values[Accumulator::kMaxReplicas];
+  uint64_t value_expires[Accumulator::kMaxReplicas];  // each value's expiry (GETs)
   // GETs: slots that answered anything (failures too), slots that answered (not failed), and the
   // version each answered slot holds as far as this request knows (its answer's, 0 for absent,
   // then that of a repair write sent to it).
@@ -98,6 +99,7 @@ struct Coordinator::Request {
   // Writes with hinted handoff on: the version and the value (the key is in `key`), for the
   // hints of replicas that fail, maybe after the client was answered.
   uint64_t version = 0;
+  uint64_t expires_ms = 0;  // of a kPut's value
   std::string write_value;
 };
 
@@ -199,7 +201,7 @@ void Coordinator::Close() {
 }
 
 void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view value, int ack,
-                          int from, Completion done) {
+                          int from, Completion done, uint64_t expires_ms) {
   Request* r;
   if (!free_.empty()) {
     r = free_.back();
@@ -241,12 +243,14 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
   }
   uint64_t version = op == PeerOp::kGet ? 0 : state_->hlc.Now();
   r->version = version;
+  if (op != PeerOp::kPut) expires_ms = 0;
+  r->expires_ms = expires_ms;
   if (op != PeerOp::kGet && hints_) {
     // A replica that fails, even after the client was answered, gets a hint: keep the write.
     r->key.assign(key.data(), key.size());
     r->write_value.assign(value.data(), op == PeerOp::kPut ? value.size() : 0);
   }
-  PeerRequest preq{op, key, value, version};
+  PeerRequest preq{op, key, value, version, expires_ms};
   const uint64_t now_us = env_->NowUs();  // breakers, answer times and the hedge time
   r->first = first;
   // A replica that fails at once is replaced from inside Deliver (AskNext), moving r->next on.
@@ -444,14 +448,17 @@ void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
   // far ahead of its clock: replayed later, it would let that version in after all.
   if (kind == AnswerKind::kFailed && r->op != PeerOp::kGet && hints_ &&
       r->nodes[replica] != state_->self_index && !resp.clock_skew) {
-    hints_->Add(r->nodes[replica], r->op, r->key, r->write_value, r->version);
+    hints_->Add(r->nodes[replica], r->op, r->key, r->write_value, r->version, r->expires_ms);
   }
   if (r->op == PeerOp::kGet) {
     r->done_mask |= 1u << replica;
     if (kind != AnswerKind::kFailed) {
       r->answered |= 1u << replica;
       r->held[replica] = kind == AnswerKind::kAbsent ? 0 : resp.version;
-      if (kind == AnswerKind::kValue) r->values[replica] = std::move(resp.value);
+      if (kind == AnswerKind::kValue) {
+        r->values[replica] = std::move(resp.value);
+        r->value_expires[replica] = resp.expires_ms;
+      }
     }
   }
   bool decided = r->acc->Deliver(replica, kind, resp.version);
@@ -556,7 +563,8 @@ void Coordinator::Repair(Request* r, int slot, bool background, uint64_t now_us)
   const bool tombstone = r->acc->kind(r->newest) == AnswerKind::kTombstone;
   const std::string_view value =
       tombstone ? std::string_view() : std::string_view(r->values[r->newest]);
-  PeerRequest preq{tombstone ? PeerOp::kRemove : PeerOp::kPut, r->key, value, r->newest_version};
+  PeerRequest preq{tombstone ? PeerOp::kRemove : PeerOp::kPut, r->key, value, r->newest_version,
+                   tombstone ? 0 : r->value_expires[r->newest]};
   r->held[slot] = r->newest_version;
   ++r->outstanding;
   if (background) {

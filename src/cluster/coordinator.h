@@ -177,9 +177,9 @@ class Coordinator {
   ~Coordinator();
 
   // 1 <= ack <= from <= ring size (validated by the caller). `done` runs exactly once, maybe
-  // before Execute returns.
+  // before Execute returns. expires_ms: a kPut's value expires then (Unix ms), 0: never.
   void Execute(PeerOp op, std::string_view key, std::string_view value, int ack, int from,
-               Completion done);
+               Completion done, uint64_t expires_ms = 0);
   size_t pending() const { return pending_; }
   // Pings every peer once, when the loop next runs its timer: a node that (re)starts says so to
   // its peers (over binary peers the ping's handshake closes their breaker for this node at

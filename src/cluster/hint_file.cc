@@ -54,13 +54,18 @@ void AppendRecord(std::string* out, const Record& r) {
   const size_t start = out->size();
   const bool tombstone = r.op == PeerOp::kRemove;
   const std::string_view value = tombstone ? std::string_view() : r.value;
-  out->reserve(start + RecordSize(r.key.size(), value.size()));
+  const bool expiring = !tombstone && r.expires_ms != 0;
+  const size_t stored = value.size() + (expiring ? 8 : 0);
+  out->reserve(start + RecordSize(r.key.size(), stored));
   PutU32(out, static_cast<uint32_t>(r.key.size()));
-  PutU32(out, static_cast<uint32_t>(value.size()));
+  PutU32(out, static_cast<uint32_t>(stored));
   out->append(r.key);
+  if (expiring) PutU64(out, r.expires_ms);
   out->append(value);
   PutU64(out, r.version);
-  out->push_back(static_cast<char>(tombstone ? kTypeTombstone : kTypeValue));
+  out->push_back(static_cast<char>(tombstone  ? kTypeTombstone
+                                   : expiring ? kTypeExpiring
+                                              : kTypeValue));
   PutU64(out, Hash(out->data() + start, out->size() - start));
 }
 
@@ -75,11 +80,19 @@ Parse ParseRecord(std::string_view buf, Record* rec, size_t* len) {
   const size_t body = *len - 8;
   if (GetLE(p + body, 8) != Hash(p, body)) return Parse::kCorrupt;
   const uint8_t type = static_cast<uint8_t>(p[body - 1]);
-  if (type != kTypeValue && type != kTypeTombstone) return Parse::kCorrupt;
+  if (type != kTypeValue && type != kTypeTombstone && type != kTypeExpiring) {
+    return Parse::kCorrupt;
+  }
   if (type == kTypeTombstone && value_len != 0) return Parse::kCorrupt;
-  rec->op = type == kTypeValue ? PeerOp::kPut : PeerOp::kRemove;
+  if (type == kTypeExpiring && value_len < 8) return Parse::kCorrupt;
+  rec->op = type == kTypeTombstone ? PeerOp::kRemove : PeerOp::kPut;
   rec->key = std::string_view(p + 8, key_len);
   rec->value = std::string_view(p + 8 + key_len, value_len);
+  rec->expires_ms = 0;
+  if (type == kTypeExpiring) {
+    rec->expires_ms = GetLE(rec->value.data(), 8);
+    rec->value.remove_prefix(8);
+  }
   rec->version = GetLE(p + 8 + key_len + value_len, 8);
   return Parse::kOk;
 }

@@ -19,6 +19,7 @@ inline constexpr size_t kMaxValueBytes = size_t{1} << 30;  // --max-value-bytes'
 inline constexpr size_t kRecordOverhead = 4 + 4 + 8 + 1 + 8;
 inline constexpr uint8_t kTypeValue = 1;
 inline constexpr uint8_t kTypeTombstone = 2;
+inline constexpr uint8_t kTypeExpiring = 3;  // the stored value: expiry (u64 LE, Unix ms), value
 
 enum class Parse { kOk, kNeedMore, kCorrupt };
 
@@ -36,12 +37,14 @@ struct Record {
   std::string_view key;
   std::string_view value;  // empty for kRemove
   uint64_t version = 0;
+  uint64_t expires_ms = 0;  // kPut: the value expires then (0: never)
 };
 
 inline size_t RecordSize(size_t key_len, size_t value_len) {
   return kRecordOverhead + key_len + value_len;
 }
-// op is kPut or kRemove (a kRemove's value is not stored).
+// op is kPut or kRemove (a kRemove's value is not stored). RecordSize(key, value + 8) for an
+// expiring value.
 void AppendRecord(std::string* out, const Record& r);
 // The record at the start of buf; rec's views point into buf. kNeedMore: *len is the record's
 // whole size once its lengths are in buf (else 8, the lengths' size).

@@ -197,8 +197,10 @@ void HintLog::Drop(int reason, uint64_t n) {
 }
 
 void HintLog::Add(uint32_t node, PeerOp op, std::string_view key, std::string_view value,
-                  uint64_t version) {
-  const size_t bytes = hintfile::RecordSize(key.size(), op == PeerOp::kPut ? value.size() : 0);
+                  uint64_t version, uint64_t expires_ms) {
+  const bool put = op == PeerOp::kPut;
+  const size_t bytes =
+      hintfile::RecordSize(key.size(), put ? value.size() + (expires_ms != 0 ? 8 : 0) : 0);
   std::atomic<uint64_t>& pending = *shared_->pending_[node];
   if (pending.fetch_add(bytes, std::memory_order_relaxed) + bytes > shared_->opt_.max_bytes) {
     pending.fetch_sub(bytes, std::memory_order_relaxed);
@@ -206,7 +208,8 @@ void HintLog::Add(uint32_t node, PeerOp op, std::string_view key, std::string_vi
   }
   Target& t = TargetOf(node);
   if (t.buffered.empty()) dirty_.push_back(node);
-  hintfile::AppendRecord(&t.buffered, hintfile::Record{op, key, value, version});
+  hintfile::AppendRecord(&t.buffered,
+                         hintfile::Record{op, key, value, version, put ? expires_ms : 0});
   ++t.buffered_count;
   shared_->written_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -375,7 +378,7 @@ void HintLog::ReplayTarget(Target& t, uint64_t now_us) {
     t.window.emplace_back(t.read, kSent);
     ++t.in_flight;
     const uint64_t cookie = (uint64_t{node} << 32) | (seq & 0xffffffffu);
-    PeerRequest req{rec.op, rec.key, rec.value, rec.version};
+    PeerRequest req{rec.op, rec.key, rec.value, rec.version, rec.expires_ms};
     // May answer at once (a connection known to be down): OnAnswer then marks it failed.
     transports_[node]->Send(req, env_->NowMs() + request_timeout_ms_, waiter_, cookie);
   }

@@ -102,8 +102,8 @@ class HintLog {
   ~HintLog();
 
   // A write to node failed: keep it (or drop it when the target is over the limit).
-  void Add(uint32_t node, PeerOp op, std::string_view key, std::string_view value,
-           uint64_t version);
+  void Add(uint32_t node, PeerOp op, std::string_view key, std::string_view value, uint64_t version,
+           uint64_t expires_ms = 0);
   // Writes what Add buffered (the loop's before-poll step).
   void FlushWrites();
   // node answered something (a pong, a replica answer, its handshake): replay to it now.

@@ -16,7 +16,8 @@ PeerResponse ErrorOf(const storage::Status& st) {
   return r;
 }
 
-PeerResponse Read(storage::Engine* engine, std::string_view key) {
+// A value that expired by now_ms answers as the tombstone of its version it has become.
+PeerResponse Read(storage::Engine* engine, std::string_view key, uint64_t now_ms) {
   storage::ReadResult r;
   storage::Status st = engine->Get(key, &r);
   if (!st.ok()) return ErrorOf(st);
@@ -24,7 +25,12 @@ PeerResponse Read(storage::Engine* engine, std::string_view key) {
   resp.version = r.version;
   switch (r.kind) {
     case storage::ReadResult::kValue:
+      if (r.expires_ms != 0 && r.expires_ms <= now_ms) {
+        resp.kind = PeerResponse::kTombstone;
+        break;
+      }
       resp.kind = PeerResponse::kValue;
+      resp.expires_ms = r.expires_ms;
       resp.value = std::move(r.value);
       break;
     case storage::ReadResult::kTombstone:
@@ -34,6 +40,10 @@ PeerResponse Read(storage::Engine* engine, std::string_view key) {
       resp.kind = PeerResponse::kAbsent;
   }
   return resp;
+}
+
+uint64_t ExpiresOf(const PeerRequest& req) {
+  return req.op == PeerOp::kPut ? req.expires_ms : 0;
 }
 
 }  // namespace
@@ -60,7 +70,7 @@ LocalReplica::~LocalReplica() = default;
 void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie) {
   switch (req.op) {
     case PeerOp::kGet:
-      return waiter->OnPeerResponse(cookie, Read(engine_, req.key));
+      return waiter->OnPeerResponse(cookie, Read(engine_, req.key, hlc_->WallUs() / 1000));
     case PeerOp::kPut:
     case PeerOp::kRemove:
       break;
@@ -82,7 +92,7 @@ void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t 
   hlc_->Observe(req.version);
   const bool tombstone = req.op == PeerOp::kRemove;
   if (req.value.size() > kMaxBatchedValue && committer_ == nullptr) {
-    storage::Engine::WriteOp op{req.key, req.value, req.version, tombstone, 0};
+    storage::Engine::WriteOp op{req.key, req.value, req.version, tombstone, 0, ExpiresOf(req)};
     storage::Status st = engine_->Write(&op, 1);
     return waiter->OnPeerResponse(cookie, StoredResponse(st, op));
   }
@@ -96,6 +106,7 @@ void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t 
   w.value.assign(tombstone ? std::string_view() : req.value);
   w.version = req.version;
   w.tombstone = tombstone;
+  w.expires_ms = ExpiresOf(req);
   // A large value goes alone: it would only delay the others. With a committer, a batch also
   // leaves once it has kSyncBatch writes: its fdatasync then runs while the loop handles the
   // rest of the iteration's requests, instead of every client waiting in the same phase (one
@@ -119,7 +130,7 @@ bool LocalReplica::Commit() {
     b->ops.resize(n);
     for (size_t i = 0; i < n; ++i) {
       const Item& w = b->items[i];
-      b->ops[i] = storage::Engine::WriteOp{w.key, w.value, w.version, w.tombstone, 0};
+      b->ops[i] = storage::Engine::WriteOp{w.key, w.value, w.version, w.tombstone, 0, w.expires_ms};
     }
     storage::SyncToken token;
     b->status = engine_->Write(b->ops.data(), n, &token);
@@ -136,7 +147,7 @@ bool LocalReplica::Commit() {
   ops_.resize(n);
   for (size_t i = 0; i < n; ++i) {
     const Item& w = answering_[i];
-    ops_[i] = storage::Engine::WriteOp{w.key, w.value, w.version, w.tombstone, 0};
+    ops_[i] = storage::Engine::WriteOp{w.key, w.value, w.version, w.tombstone, 0, w.expires_ms};
   }
   storage::Status st = engine_->Write(ops_.data(), n);
   // Answers may queue new writes (into items_, which answering_ no longer is).

@@ -81,6 +81,7 @@ class LocalReplica final : public Replica {
     std::string key, value;
     uint64_t version = 0;
     bool tombstone = false;
+    uint64_t expires_ms = 0;
   };
   // A written batch waiting for its fdatasync.
   struct Batch {

@@ -16,6 +16,9 @@ struct PeerRequest {
   std::string_view key;
   std::string_view value;  // kPut only
   uint64_t version = 0;    // kPut/kRemove: the write's version; kGet: 0
+  // kPut: the value expires then (Unix ms, fixed by the coordinator); 0: never. An expired value
+  // answers as a tombstone of its version on every replica.
+  uint64_t expires_ms = 0;
 };
 
 struct PeerResponse {
@@ -39,6 +42,7 @@ struct PeerResponse {
   bool clock_skew = false;
   uint64_t skew_ms = 0;
   uint64_t version = 0;
+  uint64_t expires_ms = 0;  // kValue: when the value expires (Unix ms); 0: never
   std::string value;
   std::string error;  // kError: short reason ("timeout", "connection refused", ...)
 };

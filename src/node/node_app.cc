@@ -24,6 +24,7 @@ namespace {
 
 constexpr char kVersion[] = "0.1.0";
 constexpr uint64_t kSeqBits = 56;  // Completion ctx2 = op << 56 | pipeline sequence number
+constexpr uint64_t kMaxTtlSeconds = 3153600000;  // 100 years
 
 std::string U64(uint64_t v) {
   return std::string(Decimal(v).view());
@@ -36,16 +37,19 @@ std::string SecondsOfUs(uint64_t us) {
   return buf;
 }
 
-// Streams a storage range as `key \n value` records, several per chunk, skipping tombstones.
+// Streams a storage range as `key \n value` records, several per chunk, skipping tombstones and
+// values expired by now_ms (Unix ms, when the range was asked for).
 class RangeStream final : public BodyStream {
  public:
-  explicit RangeStream(std::unique_ptr<storage::Iterator> it) : it_(std::move(it)) {}
+  RangeStream(std::unique_ptr<storage::Iterator> it, uint64_t now_ms)
+      : it_(std::move(it)), now_ms_(now_ms) {}
   bool Produce(std::string* out, size_t budget, bool* failed) override {
     size_t start = out->size();
     int visited = 0;
     while (it_->Valid() && out->size() - start < budget && visited < 4096) {
       ++visited;
-      if (!it_->tombstone()) {
+      const uint64_t expires = it_->expires_ms();
+      if (!it_->tombstone() && (expires == 0 || expires > now_ms_)) {
         out->append(it_->key());
         out->push_back('\n');
         out->append(it_->value());
@@ -62,6 +66,7 @@ class RangeStream final : public BodyStream {
 
  private:
   std::unique_ptr<storage::Iterator> it_;
+  const uint64_t now_ms_;
 };
 
 // One loop's node: classifies and takes its connections (HTTP, binary peers), routes HTTP
@@ -260,12 +265,24 @@ class NodeApp final : public Service, public RequestHandler {
       return r.Respond(400, "from must be between 1 and the cluster size\n");
     }
     if (ack < 1 || ack > from) return r.Respond(400, "ack must be between 1 and from\n");
+    // ttl=SECONDS (PUT only): the coordinator fixes the absolute expiry, replicated with the write.
+    uint64_t expires_ms = 0;
+    const int has_ttl = QueryParam(query, "ttl", &num);
+    if (has_ttl != 0) {
+      uint64_t ttl = 0;
+      if (op != cluster::PeerOp::kPut) return r.Respond(400, "ttl applies to PUT only\n");
+      if (has_ttl < 0 || !ParseU64(num, &ttl) || ttl < 1 || ttl > kMaxTtlSeconds) {
+        return r.Respond(400, "ttl must be a whole number of seconds from 1 to 3153600000\n");
+      }
+      expires_ms = cluster_->hlc.WallUs() / 1000 + ttl * 1000;
+    }
 
     cluster::Completion done;
     done.fn = &NodeApp::OnOutcome;
     done.ctx = r.connection();
     done.ctx2 = (static_cast<uint64_t>(op) << kSeqBits) | r.sequence();
-    coordinator_->Execute(op, key, req.body, static_cast<int>(ack), static_cast<int>(from), done);
+    coordinator_->Execute(op, key, req.body, static_cast<int>(ack), static_cast<int>(from), done,
+                          expires_ms);
   }
 
   static void OnOutcome(void* conn, uint64_t ctx2, cluster::Outcome&& o) {
@@ -295,7 +312,7 @@ class NodeApp final : public Service, public RequestHandler {
     std::optional<std::string_view> end_opt;
     if (e > 0) end_opt = end;
     auto it = cluster_->engine->Scan(start, end_opt);
-    r.Stream(200, std::make_unique<RangeStream>(std::move(it)),
+    r.Stream(200, std::make_unique<RangeStream>(std::move(it), cluster_->hlc.WallUs() / 1000),
              {{"Content-Type", "application/octet-stream"}});
   }
 

@@ -138,7 +138,8 @@ class BinaryPeer final : public cluster::PeerTransport {
           cookie, ErrorResponse(req.key.empty() ? "invalid request: empty key"
                                                 : "invalid request: key or value too large"));
     }
-    const size_t bytes = proto::RequestFrameSize(ToProtoOp(req.op), req.key, value);
+    const uint64_t expires = req.op == PeerOp::kPut ? req.expires_ms : 0;
+    const size_t bytes = proto::RequestFrameSize(ToProtoOp(req.op), req.key, value, expires);
     if (bytes_in_flight_ > 0 && bytes_in_flight_ + bytes > max_bytes_) {
       return waiter->OnPeerResponse(cookie, ErrorResponse(kOverloaded, true));
     }
@@ -146,7 +147,7 @@ class BinaryPeer final : public cluster::PeerTransport {
       return waiter->OnPeerResponse(cookie, ErrorResponse(last_error_));
     }
     const uint64_t id = Acquire(waiter, cookie, deadline_ms, bytes, false);
-    proto::EncodeRequest(Queue(conn_), id, ToProtoOp(req.op), req.key, value, req.version);
+    proto::EncodeRequest(Queue(conn_), id, ToProtoOp(req.op), req.key, value, req.version, expires);
     Queued();
   }
 

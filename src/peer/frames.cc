@@ -10,7 +10,10 @@ cluster::PeerRequest ToPeerRequest(const proto::Frame& f) {
   cluster::PeerRequest req{};
   req.op = ToPeerOp(op);
   req.key = f.key;
-  if (op == proto::Op::kPut) req.value = f.value;
+  if (op == proto::Op::kPut) {
+    req.value = f.value;
+    req.expires_ms = f.expires_ms;
+  }
   if (op != proto::Op::kGet) req.version = f.version;
   return req;
 }
@@ -19,7 +22,9 @@ cluster::PeerResponse ToPeerResponse(const proto::Frame& f) {
   cluster::PeerResponse r;
   switch (f.type) {
     case proto::FrameType::kValue:
+    case proto::FrameType::kValueExpiring:
       r.kind = cluster::PeerResponse::kValue;
+      r.expires_ms = f.expires_ms;
       r.value.assign(f.value);
       break;
     case proto::FrameType::kTombstone:
@@ -53,7 +58,7 @@ void EncodePeerResponse(std::string* out, uint64_t request_id, const cluster::Pe
                         proto::ErrorCode error_code) {
   switch (r.kind) {
     case cluster::PeerResponse::kValue:
-      return proto::EncodeValue(out, request_id, r.version, r.value);
+      return proto::EncodeValue(out, request_id, r.version, r.value, r.expires_ms);
     case cluster::PeerResponse::kTombstone:
       return proto::EncodeTombstone(out, request_id, r.version);
     case cluster::PeerResponse::kAbsent:

@@ -97,13 +97,14 @@ struct Conn {
   bool bad_version = false;
   bool tombstone = false;
   uint64_t version = 0;
-  uint64_t skew_ms = 0;  // X-KV-Clock-Skew-Ms: a write refused for clock skew
+  uint64_t skew_ms = 0;     // X-KV-Clock-Skew-Ms: a write refused for clock skew
+  uint64_t expires_ms = 0;  // X-KV-Expires: a GET's value expires then (0: never, or malformed)
   std::string body;
 
   void ResetResponse() {
     status = 0;
     has_version = bad_version = tombstone = false;
-    version = skew_ms = 0;
+    version = skew_ms = expires_ms = 0;
     body.clear();
   }
 };
@@ -126,7 +127,10 @@ PeerResponse MapResponse(const Slot& slot, Conn& c) {
     case PeerOp::kGet:
       if (c.status == 200) {
         r = need_version(PeerResponse::kValue);
-        if (r.kind == PeerResponse::kValue) r.value = std::move(c.body);
+        if (r.kind == PeerResponse::kValue) {
+          r.value = std::move(c.body);
+          r.expires_ms = c.expires_ms;
+        }
         return r;
       }
       if (c.status == 404) {
@@ -254,6 +258,10 @@ class HttpPeer final : public HttpClientDelegate {
       conn->tombstone = value == "1";
     } else if (EqualsIgnoreCase(name, cluster::kSkewHttpHeader)) {
       conn->skew_ms = cluster::ParseSkewMs(value);
+    } else if (EqualsIgnoreCase(name, "x-kv-expires")) {
+      uint64_t v = 0;
+      auto r = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (r.ec == std::errc() && r.ptr == value.data() + value.size()) conn->expires_ms = v;
     }
   }
 
@@ -385,6 +393,11 @@ class HttpPeer final : public HttpClientDelegate {
     const size_t target_at = out->size();
     out->append("/v0/entity?id=");
     AppendPercentEncoded(out, req.key);
+    if (req.op == PeerOp::kPut && req.expires_ms != 0) {
+      // In the target, so that the MAC covers it (X-KV-Auth).
+      out->append("&expires=");
+      AppendDecimal(out, req.expires_ms);
+    }
     const size_t target_end = out->size();
     out->append(" HTTP/1.1\r\nHost: ");
     out->append(host_header_);

@@ -42,7 +42,19 @@ void HttpReplicaServer::Handle(const Request& req, cluster::PeerOp op, const std
   if (op != cluster::PeerOp::kGet && !v) {
     return r.Respond(400, "internal write without a valid X-KV-Version\n");
   }
-  local_->Execute(cluster::PeerRequest{op, key, req.body, version}, &waiter_,
+  // A PUT of a value that expires: expires=<Unix ms> in the target (covered by the MAC).
+  uint64_t expires_ms = 0;
+  std::string_view path, query;
+  SplitTarget(req.target, &path, &query);
+  std::string expires;
+  const int has_expires = QueryParam(query, "expires", &expires);
+  if (has_expires != 0) {
+    if (has_expires < 0 || op != cluster::PeerOp::kPut || !ParseU64(expires, &expires_ms) ||
+        expires_ms == 0) {
+      return r.Respond(400, "malformed expires\n");
+    }
+  }
+  local_->Execute(cluster::PeerRequest{op, key, req.body, version, expires_ms}, &waiter_,
                   pending_.Put(Pending{r, op}));
 }
 
@@ -52,6 +64,11 @@ void HttpReplicaServer::OnAnswer(uint64_t slot, cluster::PeerResponse&& resp) {
   const std::string_view v = version.view();
   switch (resp.kind) {
     case cluster::PeerResponse::kValue:
+      if (resp.expires_ms != 0) {
+        return p.responder.Respond(
+            200, resp.value,
+            {{"X-KV-Version", v}, {"X-KV-Expires", Decimal(resp.expires_ms).view()}});
+      }
       return p.responder.Respond(200, resp.value, {{"X-KV-Version", v}});
     case cluster::PeerResponse::kTombstone:
       return p.responder.Respond(404, "", {{"X-KV-Version", v}, {"X-KV-Tombstone", "1"}});

@@ -49,10 +49,14 @@ Bounds PayloadBounds(FrameType t) {
       return {4 + 1, 4 + kMaxKeyBytes};
     case FrameType::kPut:
       return {8 + 4 + 1 + 4, 8 + 4 + kMaxKeyBytes + 4 + kMaxValueBytes};
+    case FrameType::kPutExpiring:
+      return {8 + 8 + 4 + 1 + 4, 8 + 8 + 4 + kMaxKeyBytes + 4 + kMaxValueBytes};
     case FrameType::kRemove:
       return {8 + 4 + 1, 8 + 4 + kMaxKeyBytes};
     case FrameType::kValue:
       return {8 + 4, 8 + 4 + kMaxValueBytes};
+    case FrameType::kValueExpiring:
+      return {8 + 8 + 4, 8 + 8 + 4 + kMaxValueBytes};
     case FrameType::kTombstone:
     case FrameType::kStored:
       return {8, 8};
@@ -66,6 +70,7 @@ bool ServerAccepts(FrameType t) {
   switch (t) {
     case FrameType::kGet:
     case FrameType::kPut:
+    case FrameType::kPutExpiring:
     case FrameType::kRemove:
     case FrameType::kPing:
     case FrameType::kPong:
@@ -79,6 +84,7 @@ bool ServerAccepts(FrameType t) {
 bool ClientAccepts(FrameType t) {
   switch (t) {
     case FrameType::kValue:
+    case FrameType::kValueExpiring:
     case FrameType::kTombstone:
     case FrameType::kAbsent:
     case FrameType::kStored:
@@ -259,6 +265,11 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
     if (!r.Bytes(n * kProofBytes, &f->proofs)) return bad("proofs overrun the payload");
     return true;
   };
+  // An EXPIRING frame's expiry: never 0 (that would mean "never expires": a plain frame).
+  auto expiry = [&]() {
+    r.U64(&f->expires_ms);
+    return f->expires_ms != 0 || bad("expiry is 0");
+  };
   uint16_t u16 = 0;
   uint32_t u32 = 0;
   switch (type) {
@@ -286,7 +297,9 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
       if (!r.U32(&u32) || !field(u32, 1, kMaxKeyBytes, "key", &f->key)) return false;
       break;
     case FrameType::kPut:
+    case FrameType::kPutExpiring:
       r.U64(&f->version);
+      if (type == FrameType::kPutExpiring && !expiry()) return false;
       if (!r.U32(&u32) || !field(u32, 1, kMaxKeyBytes, "key", &f->key)) return false;
       if (!r.U32(&u32)) return bad("missing value length");
       if (!field(u32, 0, kMaxValueBytes, "value", &f->value)) return false;
@@ -296,7 +309,9 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
       if (!r.U32(&u32) || !field(u32, 1, kMaxKeyBytes, "key", &f->key)) return false;
       break;
     case FrameType::kValue:
+    case FrameType::kValueExpiring:
       r.U64(&f->version);
+      if (type == FrameType::kValueExpiring && !expiry()) return false;
       if (!r.U32(&u32) || !field(u32, 0, kMaxValueBytes, "value", &f->value)) return false;
       break;
     case FrameType::kTombstone:

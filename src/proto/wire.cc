@@ -73,10 +73,16 @@ void PutVersionFrame(std::string* out, FrameType type, uint64_t request_id, uint
   PutU64(out, version);
 }
 
-void PutValueFrame(std::string* out, uint64_t request_id, uint64_t version,
-                   std::string_view value) {
-  PutHeader(out, FrameType::kValue, request_id, 8 + 4 + value.size());
-  PutU64(out, version);
+void PutValueFrame(std::string* out, uint64_t request_id, uint64_t version, std::string_view value,
+                   uint64_t expires_ms) {
+  if (expires_ms == 0) {
+    PutHeader(out, FrameType::kValue, request_id, 8 + 4 + value.size());
+    PutU64(out, version);
+  } else {
+    PutHeader(out, FrameType::kValueExpiring, request_id, 8 + 8 + 4 + value.size());
+    PutU64(out, version);
+    PutU64(out, expires_ms);
+  }
   PutU32(out, static_cast<uint32_t>(value.size()));
   out->append(value);
 }
@@ -87,12 +93,13 @@ void PutOpaqueFrame(std::string* out, FrameType type, uint64_t request_id,
   out->append(payload);
 }
 
-size_t RequestPayloadSize(Op op, std::string_view key, std::string_view value) {
+size_t RequestPayloadSize(Op op, std::string_view key, std::string_view value,
+                          uint64_t expires_ms) {
   switch (op) {
     case Op::kGet:
       return 4 + key.size();
     case Op::kPut:
-      return 8 + 4 + key.size() + 4 + value.size();
+      return (expires_ms != 0 ? 8 : 0) + 8 + 4 + key.size() + 4 + value.size();
     case Op::kRemove:
       return 8 + 4 + key.size();
   }
@@ -165,6 +172,8 @@ const char* FrameTypeName(FrameType type) {
       return "PUT";
     case FrameType::kRemove:
       return "REMOVE";
+    case FrameType::kPutExpiring:
+      return "PUT_EXPIRING";
     case FrameType::kValue:
       return "VALUE";
     case FrameType::kTombstone:
@@ -175,6 +184,8 @@ const char* FrameTypeName(FrameType type) {
       return "STORED";
     case FrameType::kErrorResponse:
       return "ERROR_RESPONSE";
+    case FrameType::kValueExpiring:
+      return "VALUE_EXPIRING";
   }
   return "UNKNOWN";
 }
@@ -221,17 +232,19 @@ void EncodePong(std::string* out, uint64_t request_id, std::string_view payload)
 }
 
 void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_view key,
-                   std::string_view value, uint64_t version) {
+                   std::string_view value, uint64_t version, uint64_t expires_ms) {
   switch (op) {
     case Op::kGet:
-      PutHeader(out, FrameType::kGet, request_id, RequestPayloadSize(op, key, value));
+      PutHeader(out, FrameType::kGet, request_id, RequestPayloadSize(op, key, value, 0));
       break;
     case Op::kPut:
-      PutHeader(out, FrameType::kPut, request_id, RequestPayloadSize(op, key, value));
+      PutHeader(out, expires_ms != 0 ? FrameType::kPutExpiring : FrameType::kPut, request_id,
+                RequestPayloadSize(op, key, value, expires_ms));
       PutU64(out, version);
+      if (expires_ms != 0) PutU64(out, expires_ms);
       break;
     case Op::kRemove:
-      PutHeader(out, FrameType::kRemove, request_id, RequestPayloadSize(op, key, value));
+      PutHeader(out, FrameType::kRemove, request_id, RequestPayloadSize(op, key, value, 0));
       PutU64(out, version);
       break;
   }
@@ -243,8 +256,9 @@ void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_vie
   }
 }
 
-void EncodeValue(std::string* out, uint64_t request_id, uint64_t version, std::string_view value) {
-  PutValueFrame(out, request_id, version, value);
+void EncodeValue(std::string* out, uint64_t request_id, uint64_t version, std::string_view value,
+                 uint64_t expires_ms) {
+  PutValueFrame(out, request_id, version, value, expires_ms);
 }
 
 void EncodeTombstone(std::string* out, uint64_t request_id, uint64_t version) {
@@ -285,13 +299,15 @@ void EncodeFrame(std::string* out, const Frame& f) {
       EncodeRequest(out, f.request_id, Op::kGet, f.key, {}, 0);
       return;
     case FrameType::kPut:
-      EncodeRequest(out, f.request_id, Op::kPut, f.key, f.value, f.version);
+    case FrameType::kPutExpiring:
+      EncodeRequest(out, f.request_id, Op::kPut, f.key, f.value, f.version, f.expires_ms);
       return;
     case FrameType::kRemove:
       EncodeRequest(out, f.request_id, Op::kRemove, f.key, {}, f.version);
       return;
     case FrameType::kValue:
-      PutValueFrame(out, f.request_id, f.version, f.value);
+    case FrameType::kValueExpiring:
+      PutValueFrame(out, f.request_id, f.version, f.value, f.expires_ms);
       return;
     case FrameType::kTombstone:
     case FrameType::kStored:
@@ -303,8 +319,8 @@ void EncodeFrame(std::string* out, const Frame& f) {
   }
 }
 
-size_t RequestFrameSize(Op op, std::string_view key, std::string_view value) {
-  return kFrameHeaderSize + RequestPayloadSize(op, key, value);
+size_t RequestFrameSize(Op op, std::string_view key, std::string_view value, uint64_t expires_ms) {
+  return kFrameHeaderSize + RequestPayloadSize(op, key, value, expires_ms);
 }
 
 bool RequestFits(std::string_view key, std::string_view value) {
@@ -317,6 +333,7 @@ bool RequestOp(FrameType type, Op* op) {
       *op = Op::kGet;
       return true;
     case FrameType::kPut:
+    case FrameType::kPutExpiring:
       *op = Op::kPut;
       return true;
     case FrameType::kRemove:

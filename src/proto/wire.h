@@ -45,12 +45,14 @@ enum class FrameType : uint8_t {
   kGet = 0x10,
   kPut = 0x11,
   kRemove = 0x12,
+  kPutExpiring = 0x16,  // PUT of a value that expires (TTL): PUT's fields plus its expiry
   // responses (server -> client)
   kValue = 0x20,
   kTombstone = 0x21,
   kAbsent = 0x22,
   kStored = 0x23,
   kErrorResponse = 0x24,  // one request failed; the connection stays up
+  kValueExpiring = 0x26,  // VALUE of a value that expires: VALUE's fields plus its expiry
 };
 
 // Codes 1..99 are fatal connection errors (ERROR frame, then close); 100.. are request errors
@@ -98,6 +100,7 @@ struct Frame {
   FrameType type = FrameType::kError;
   uint64_t request_id = 0;
   uint64_t version = 0;      // PUT, REMOVE, VALUE, TOMBSTONE, STORED
+  uint64_t expires_ms = 0;   // PUT_EXPIRING, VALUE_EXPIRING: Unix ms (0 in every other frame)
   uint64_t fingerprint = 0;  // HANDSHAKE, HANDSHAKE_OK
   ErrorCode code{};          // ERROR, ERROR_RESPONSE (may be a value this build does not know)
   std::string_view url;      // HANDSHAKE, HANDSHAKE_OK
@@ -133,11 +136,14 @@ void EncodeError(std::string* out, ErrorCode code, std::string_view message,
                  uint64_t request_id = 0);
 void EncodePing(std::string* out, uint64_t request_id, std::string_view payload = {});
 void EncodePong(std::string* out, uint64_t request_id, std::string_view payload = {});
-// kGet ignores value and version; kRemove ignores value.
+// kGet ignores value and version; kRemove ignores value. A kPut with expires_ms != 0 (Unix ms)
+// is a PUT_EXPIRING frame.
 void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_view key,
-                   std::string_view value, uint64_t version);
-// The answers to a request: VALUE, TOMBSTONE, ABSENT, STORED or ERROR_RESPONSE.
-void EncodeValue(std::string* out, uint64_t request_id, uint64_t version, std::string_view value);
+                   std::string_view value, uint64_t version, uint64_t expires_ms = 0);
+// The answers to a request: VALUE (VALUE_EXPIRING with expires_ms != 0), TOMBSTONE, ABSENT,
+// STORED or ERROR_RESPONSE.
+void EncodeValue(std::string* out, uint64_t request_id, uint64_t version, std::string_view value,
+                 uint64_t expires_ms = 0);
 void EncodeTombstone(std::string* out, uint64_t request_id, uint64_t version);
 void EncodeAbsent(std::string* out, uint64_t request_id);
 void EncodeStored(std::string* out, uint64_t request_id, uint64_t version);
@@ -147,12 +153,13 @@ void EncodeErrorResponse(std::string* out, uint64_t request_id, ErrorCode code,
 void EncodeFrame(std::string* out, const Frame& frame);
 
 // Size of the frame EncodeRequest would append (for the client's bytes-in-flight accounting).
-size_t RequestFrameSize(Op op, std::string_view key, std::string_view value);
+size_t RequestFrameSize(Op op, std::string_view key, std::string_view value,
+                        uint64_t expires_ms = 0);
 // True if a request with this key and value fits the protocol limits.
 bool RequestFits(std::string_view key, std::string_view value);
 
 // ---- helpers for the transport ---------------------------------------------------------------
-// True for GET/PUT/REMOVE; *op receives the operation.
+// True for GET/PUT/PUT_EXPIRING/REMOVE; *op receives the operation.
 bool RequestOp(FrameType type, Op* op);
 // The text of an ERROR or ERROR_RESPONSE frame: "<CODE_NAME>: <message>" (": <message>" left out
 // when empty; "UNKNOWN <number>" for a code this build does not know).

@@ -10,8 +10,17 @@
 
 namespace kv::storage {
 
-// Entry types, as stored in log records and data blocks.
-enum class EntryType : uint8_t { kValue = 1, kTombstone = 2 };
+// Entry types, as stored in log records and data blocks. An expiring value's stored value is its
+// expiry time (u64 little-endian, Unix milliseconds) followed by the value's bytes.
+enum class EntryType : uint8_t { kValue = 1, kTombstone = 2, kExpiring = 3 };
+constexpr size_t kExpiryBytes = 8;
+
+// A type byte read from disk, and the stored value's length: false when they cannot be an entry.
+inline bool ValidEntry(uint8_t type, uint64_t value_len) {
+  return type == static_cast<uint8_t>(EntryType::kValue) ||
+         type == static_cast<uint8_t>(EntryType::kTombstone) ||
+         (type == static_cast<uint8_t>(EntryType::kExpiring) && value_len >= kExpiryBytes);
+}
 
 inline void PutFixed32(char* p, uint32_t v) {
   for (int i = 0; i < 4; i++) p[i] = static_cast<char>(v >> (8 * i));

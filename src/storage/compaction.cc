@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/version.h"
+#include "storage/coding.h"
 #include "storage/merge.h"
 
 namespace kv::storage {
@@ -44,16 +45,23 @@ bool CompactionBehind(const std::vector<uint64_t>& sizes, uint64_t base_bytes) {
 }
 
 Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
-                 uint64_t drop_tombstones_before_ms, SegmentWriter* out) {
+                 uint64_t drop_tombstones_before_ms, uint64_t now_ms, SegmentWriter* out) {
   std::vector<std::unique_ptr<EntryIter>> children;
   for (const auto& seg : inputs) children.push_back(NewSegmentIter(seg));
   MergingIter it(std::move(children));
   for (it.Seek(std::string_view()); it.Valid(); it.Next()) {
-    if (it.type() == EntryType::kTombstone &&
+    EntryType type = it.type();
+    std::string_view value = it.value();
+    // An expired value is a tombstone of its version from here on (and purged as one).
+    if (type == EntryType::kExpiring && GetFixed64(value.data()) <= now_ms) {
+      type = EntryType::kTombstone;
+      value = std::string_view();
+    }
+    if (type == EntryType::kTombstone &&
         version::UnixMillis(it.version()) < drop_tombstones_before_ms) {
       continue;
     }
-    Status s = out->Add(it.key(), it.value(), it.version(), it.type());
+    Status s = out->Add(it.key(), value, it.version(), type);
     if (!s.ok()) return s;
   }
   return it.status();

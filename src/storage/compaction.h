@@ -35,8 +35,9 @@ bool CompactionBehind(const std::vector<uint64_t>& sizes, uint64_t base_bytes);
 // version time (version::UnixMillis, the one decoder of both version layouts) is below
 // drop_tombstones_before_ms are dropped (pass 0 to keep all: the caller must only drop them when
 // the run includes the oldest segment, or an older value would come back). Stops at the first
-// read error.
+// read error. A value that expired at or before now_ms (Unix ms) is written as a tombstone of its
+// version, and dropped under the same rule.
 Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
-                 uint64_t drop_tombstones_before_ms, SegmentWriter* out);
+                 uint64_t drop_tombstones_before_ms, uint64_t now_ms, SegmentWriter* out);
 
 }  // namespace kv::storage

@@ -92,9 +92,15 @@ class ScanIterator : public Iterator {
   }
   void Next() override { it_->Next(); }
   std::string_view key() const override { return it_->key(); }
-  std::string_view value() const override { return it_->value(); }
+  std::string_view value() const override {
+    std::string_view v = it_->value();
+    return it_->type() == EntryType::kExpiring ? v.substr(kExpiryBytes) : v;
+  }
   uint64_t version() const override { return it_->version(); }
   bool tombstone() const override { return it_->type() == EntryType::kTombstone; }
+  uint64_t expires_ms() const override {
+    return it_->type() == EntryType::kExpiring ? GetFixed64(it_->value().data()) : 0;
+  }
   Status status() const override { return it_->status(); }
 
  private:
@@ -351,13 +357,33 @@ Status Engine::Impl::Write(std::string_view key, std::string_view value, uint64_
 // its group commit).
 Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n, SyncToken* token) {
   for (size_t i = 0; i < n; ++i) {
-    if (ops[i].key.size() > kMaxKeyBytes || ops[i].value.size() > kMaxValueBytes) {
+    if (ops[i].key.size() > kMaxKeyBytes || ops[i].value.size() > kMaxValueBytes ||
+        (ops[i].tombstone && ops[i].expires_ms != 0)) {
       return Status(Code::kInvalidArgument, "key or value too large");
     }
   }
   thread_local std::string records;
   thread_local std::string one;
   thread_local std::vector<uint32_t> accepted;  // indexes of the accepted ops, ascending
+  // The stored values of expiring ops (expiry, then value), by op index; empty for the others.
+  thread_local std::vector<std::string> expiring;
+  if (!expiring.empty()) expiring.clear();
+  auto type_of = [](const Engine::WriteOp& op) {
+    if (op.tombstone) return EntryType::kTombstone;
+    return op.expires_ms != 0 ? EntryType::kExpiring : EntryType::kValue;
+  };
+  // Built when the log record is encoded, kept for the memtable insert.
+  auto stored_value = [&](const Engine::WriteOp& op, size_t i) -> std::string_view {
+    if (op.expires_ms == 0 || op.tombstone) return op.value;
+    if (expiring.size() <= i) expiring.resize(i + 1);
+    std::string& s = expiring[i];
+    if (s.empty()) {
+      s.resize(kExpiryBytes);
+      PutFixed64(s.data(), op.expires_ms);
+      s.append(op.value);
+    }
+    return s;
+  };
   records.clear();
   accepted.clear();
   std::shared_ptr<LogWriter> sync_log;
@@ -394,16 +420,14 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n, SyncToken* token
       }
       accepted.push_back(static_cast<uint32_t>(i));
       op.stored_version = op.version;
-      EncodeLogRecord(op.key, op.value, op.version,
-                      op.tombstone ? EntryType::kTombstone : EntryType::kValue, &one);
+      EncodeLogRecord(op.key, stored_value(op, i), op.version, type_of(op), &one);
       records.append(one);
     }
     if (!accepted.empty()) {
       Status s = log->Append(records, &end);
       if (!s.ok()) return s;
       for (uint32_t i : accepted) {  // batch order: one key's versions go in increasing
-        st->active->Insert(ops[i].key, ops[i].value, ops[i].version,
-                           ops[i].tombstone ? EntryType::kTombstone : EntryType::kValue);
+        st->active->Insert(ops[i].key, stored_value(ops[i], i), ops[i].version, type_of(ops[i]));
         user_bytes.fetch_add(ops[i].key.size() + ops[i].value.size(), std::memory_order_relaxed);
       }
       // The skiplist (for scans) is built in the background, in batches, while scans come;
@@ -465,15 +489,24 @@ Status Engine::Get(std::string_view key, ReadResult* out) {
   for (size_t i = 0; !hit && i < st->frozen.size(); i++) {
     hit = st->frozen[i]->mem->Get(key, hash, &v, &out->version, &t);
   }
+  out->expires_ms = 0;
   if (hit) {
-    out->kind = t == EntryType::kValue ? ReadResult::kValue : ReadResult::kTombstone;
+    out->kind = t == EntryType::kTombstone ? ReadResult::kTombstone : ReadResult::kValue;
+    if (t == EntryType::kExpiring) {
+      out->expires_ms = GetFixed64(v.data());
+      v.remove_prefix(kExpiryBytes);
+    }
     out->value.assign(v);
     return Status::Ok();
   }
   for (const auto& seg : st->segments) {
     Status s = seg->GetHashed(key, hash, &out->value, &out->version, &t);
     if (s.ok()) {
-      out->kind = t == EntryType::kValue ? ReadResult::kValue : ReadResult::kTombstone;
+      out->kind = t == EntryType::kTombstone ? ReadResult::kTombstone : ReadResult::kValue;
+      if (t == EntryType::kExpiring) {
+        out->expires_ms = GetFixed64(out->value.data());
+        out->value.erase(0, kExpiryBytes);
+      }
       return s;
     }
     if (s.code() != Code::kNotFound) return s;
@@ -608,8 +641,9 @@ Status Engine::Impl::CompactRange(const std::shared_ptr<const State>& st, size_t
   VersionEdit edit;
   uint64_t bytes = 0;
   Status s = WriteSegment(
-      versions.NewFileNumber(), [&](SegmentWriter* w) { return MergeInto(inputs, drop_before, w); },
-      &edit.added, &bytes);
+      versions.NewFileNumber(),
+      [&](SegmentWriter* w) { return MergeInto(inputs, drop_before, now, w); }, &edit.added,
+      &bytes);
   if (!s.ok()) return s;
   // Flushes only prepend, so the inputs are still one contiguous run.
   edit.removed = std::move(inputs);

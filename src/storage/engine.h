@@ -55,9 +55,13 @@ struct Options {
 
 // What Get() found for a key. Versions are caller-given ordered stamps (the cluster's HLC):
 // for any key the entry with the highest version wins, whatever order writes arrived in.
+// A value may carry an expiry time (Unix milliseconds, 0: never). The engine stores and returns
+// it and treats it as a tombstone of the same version only in compaction, once past (see
+// Options::tombstone_gc_seconds); a reader compares it with its own clock.
 struct ReadResult {
   enum Kind { kAbsent, kValue, kTombstone } kind = kAbsent;
   uint64_t version = 0;
+  uint64_t expires_ms = 0;  // kValue: when it expires (0: never)
   std::string value;
 };
 
@@ -74,6 +78,7 @@ class Iterator {
   virtual std::string_view value() const = 0;
   virtual uint64_t version() const = 0;
   virtual bool tombstone() const = 0;
+  virtual uint64_t expires_ms() const = 0;  // a value's expiry (Unix ms), 0: never
   virtual Status status() const = 0;  // a read error ends iteration (Valid() false) and shows here
 };
 
@@ -119,6 +124,7 @@ class Engine {
     uint64_t version = 0;
     bool tombstone = false;
     uint64_t stored_version = 0;  // out: the version the store holds for key afterwards
+    uint64_t expires_ms = 0;      // a value that expires then (Unix ms); 0: never
   };
   Status Write(WriteOp* ops, size_t n);
   // The same, but with FsyncPolicy::kAlways it returns once the records reached the kernel and

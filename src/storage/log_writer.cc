@@ -31,7 +31,7 @@ void EncodeLogRecord(std::string_view key, std::string_view value, uint64_t vers
 DecodeResult DecodeLogRecord(std::string_view data, LogRecord* rec, size_t* consumed) {
   if (data.size() < kLogHeaderBytes) return DecodeResult::kTruncated;
   uint32_t klen = GetFixed32(data.data()), vlen = GetFixed32(data.data() + 4);
-  if (klen > kMaxKeyBytes || vlen > kMaxValueBytes) {
+  if (klen > kMaxKeyBytes || vlen > kMaxValueBytes + kExpiryBytes) {
     // Lengths this large were never written: either garbage or a torn header.
     return DecodeResult::kBadField;
   }
@@ -42,10 +42,7 @@ DecodeResult DecodeLogRecord(std::string_view data, LogRecord* rec, size_t* cons
   }
   const char* p = data.data() + kLogHeaderBytes;
   uint8_t type = static_cast<uint8_t>(p[klen + vlen + 8]);
-  if (type != static_cast<uint8_t>(EntryType::kValue) &&
-      type != static_cast<uint8_t>(EntryType::kTombstone)) {
-    return DecodeResult::kBadField;
-  }
+  if (!ValidEntry(type, vlen)) return DecodeResult::kBadField;
   rec->key = std::string_view(p, klen);
   rec->value = std::string_view(p + klen, vlen);
   rec->version = GetFixed64(p + klen + vlen);

@@ -202,9 +202,7 @@ Status Segment::ReadEntry(size_t b, const BlockView& view, uint32_t i, std::stri
   }
   uint32_t klen = GetFixed32(p), vlen = GetFixed32(p + 4);
   uint8_t t = static_cast<uint8_t>(p[16]);
-  if (kEntryHeaderBytes + uint64_t{klen} + vlen != n ||
-      (t != static_cast<uint8_t>(EntryType::kValue) &&
-       t != static_cast<uint8_t>(EntryType::kTombstone))) {
+  if (kEntryHeaderBytes + uint64_t{klen} + vlen != n || !ValidEntry(t, vlen)) {
     return Corrupt(path_, "bad entry in block", index_[b].offset);
   }
   *version = GetFixed64(p + 8);

@@ -17,6 +17,7 @@
 #include "cluster/coordinator.h"
 #include "cluster/hint_file.h"
 #include "cluster/hlc.h"
+#include "storage/log_format.h"
 
 namespace kv::cluster {
 namespace {
@@ -69,6 +70,32 @@ TEST_CASE("hint record: a tombstone stores no value") {
   CHECK(r.op == PeerOp::kRemove);
   CHECK(r.value.empty());
   CHECK(out.size() == hintfile::RecordSize(1, 0));
+}
+
+TEST_CASE("hint record: an expiring value keeps its expiry (type 3, as in the storage log)") {
+  std::string out;
+  hintfile::AppendRecord(&out, {PeerOp::kPut, "k", "val", 7, 1700000060000});
+  CHECK(out.size() == hintfile::RecordSize(1, 3 + 8));
+  CHECK(static_cast<uint8_t>(out[out.size() - 9]) == hintfile::kTypeExpiring);
+  hintfile::Record r;
+  size_t len = 0;
+  REQUIRE(hintfile::ParseRecord(out, &r, &len) == hintfile::Parse::kOk);
+  CHECK(r.op == PeerOp::kPut);
+  CHECK(r.value == "val");
+  CHECK(r.expires_ms == 1700000060000);
+  CHECK(r.version == 7);
+  // The same bytes as the storage engine's log record of that entry.
+  std::string stored(8, '\0');
+  for (int i = 0; i < 8; ++i) stored[i] = static_cast<char>(1700000060000ull >> (8 * i));
+  std::string rec;
+  storage::EncodeLogRecord("k", stored + "val", 7, storage::EntryType::kExpiring, &rec);
+  CHECK(rec == out);
+  // A removal never carries one.
+  out.clear();
+  hintfile::AppendRecord(&out, {PeerOp::kRemove, "k", "", 7, 1700000060000});
+  REQUIRE(hintfile::ParseRecord(out, &r, &len) == hintfile::Parse::kOk);
+  CHECK(r.op == PeerOp::kRemove);
+  CHECK(r.expires_ms == 0);
 }
 
 TEST_CASE("hint file header: vector, and damaged headers") {

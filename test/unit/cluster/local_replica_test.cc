@@ -293,6 +293,36 @@ TEST_CASE("LocalReplica: --max-clock-skew-ms 0 bounds nothing; a clock offset mo
   CHECK(WriteOnce(r2, PeerOp::kPut, "k", version::Make(kWall, 1)).clock_skew);
 }
 
+TEST_CASE("LocalReplica: a value answers with its expiry, and as a tombstone once expired") {
+  Store s;
+  g_wall = kWall;
+  Hlc hlc(0, &FakeWall);
+  LocalReplica r(s.engine.get(), &hlc);
+  const uint64_t expires = kWall / 1000 + 60000;  // a minute from the fake wall clock
+  const uint64_t v = version::Make(kWall, 1);
+  Answers a;
+  r.Execute(PeerRequest{PeerOp::kPut, "k", "v", v, expires}, &a, 1);
+  r.Commit();
+  REQUIRE(a.got.count(1) == 1);
+  CHECK(a.got[1].kind == PeerResponse::kStored);
+  r.Execute(PeerRequest{PeerOp::kGet, "k", {}, 0}, &a, 2);
+  CHECK(a.got[2].kind == PeerResponse::kValue);
+  CHECK(a.got[2].value == "v");
+  CHECK(a.got[2].expires_ms == expires);
+  g_wall = (expires + 1) * 1000;  // past it
+  r.Execute(PeerRequest{PeerOp::kGet, "k", {}, 0}, &a, 3);
+  CHECK(a.got[3].kind == PeerResponse::kTombstone);
+  CHECK(a.got[3].version == v);
+  // A later PUT without an expiry makes the key permanent again.
+  r.Execute(PeerRequest{PeerOp::kPut, "k", "forever", version::Make(g_wall, 1)}, &a, 4);
+  r.Commit();
+  r.Execute(PeerRequest{PeerOp::kGet, "k", {}, 0}, &a, 5);
+  CHECK(a.got[5].kind == PeerResponse::kValue);
+  CHECK(a.got[5].value == "forever");
+  CHECK(a.got[5].expires_ms == 0);
+  g_wall = kWall;
+}
+
 TEST_CASE("clock skew: the refusal's text carries the skew") {
   CHECK(ParseSkewMs(SkewMessage(3600123, 2000)) == 3600123);
   CHECK(ParseSkewMs("CLOCK_SKEW: 5 ms") == 0);  // the number must lead

@@ -274,6 +274,62 @@ TEST_CASE("vector: responses") {
   CHECK(enc == ReadVector("error_response"));
 }
 
+TEST_CASE("vector: PUT_EXPIRING and VALUE_EXPIRING (TTL)") {
+  const Setup s = MakeSetup();
+  const uint64_t expires = 1700000060000;
+  const std::string put = ReadVector("put_expiring_request");
+  FrameDecoder ds(Role::kServer);
+  Frame f = DecodeLast(ds, s.server, put);
+  CHECK(f.type == FrameType::kPutExpiring);
+  Op op{};
+  REQUIRE(RequestOp(f.type, &op));
+  CHECK(op == Op::kPut);
+  CHECK(f.request_id == 2);
+  CHECK(f.version == kV1);
+  CHECK(f.expires_ms == expires);
+  CHECK(f.key == "user:42");
+  CHECK(f.value == "hello");
+  std::string enc;
+  EncodeRequest(&enc, 2, Op::kPut, "user:42", "hello", kV1, expires);
+  CHECK(enc == put);
+  CHECK(RequestFrameSize(Op::kPut, "user:42", "hello", expires) == put.size());
+  enc.clear();
+  EncodeFrame(&enc, f);
+  CHECK(enc == put);
+  // Without an expiry the same call is a plain PUT.
+  enc.clear();
+  EncodeRequest(&enc, 2, Op::kPut, "user:42", "hello", kV1, 0);
+  CHECK(enc == ReadVector("put_request"));
+
+  const std::string value = ReadVector("value_expiring_response");
+  FrameDecoder dc(Role::kClient);
+  f = DecodeLast(dc, s.client, value);
+  CHECK(f.type == FrameType::kValueExpiring);
+  CHECK(f.request_id == 1);
+  CHECK(f.version == kV1);
+  CHECK(f.expires_ms == expires);
+  CHECK(f.value == "hello");
+  enc.clear();
+  EncodeValue(&enc, 1, kV1, "hello", expires);
+  CHECK(enc == value);
+  enc.clear();
+  EncodeFrame(&enc, f);
+  CHECK(enc == value);
+
+  // An EXPIRING frame whose expiry is 0 is malformed (0 would mean "never": a plain frame).
+  std::string zero = put;
+  for (size_t i = 0; i < 8; ++i) zero[kFrameHeaderSize + 8 + i] = 0;
+  FrameDecoder dz(Role::kServer);
+  dz.Feed(s.server.data(), s.server.size());
+  dz.Feed(zero.data(), zero.size());
+  Frame g;
+  DecodeResult r = DecodeResult::kFrame;
+  while (r == DecodeResult::kFrame) r = dz.Next(&g);
+  CHECK(r == DecodeResult::kError);
+  CHECK(dz.error().code == ErrorCode::kMalformedFrame);
+  CHECK(dz.error().reason.find("expiry is 0") != std::string::npos);
+}
+
 TEST_CASE("vector: ping, pong, error frame (both directions)") {
   const Setup s = MakeSetup();
   const std::string ping = ReadVector("ping"), pong = ReadVector("pong");
@@ -403,6 +459,8 @@ TEST_CASE("request limits") {
   CHECK_FALSE(RequestFits("k", std::string(kMaxValueBytes + 1, 'v')));
   CHECK(RequestFrameSize(Op::kPut, std::string(kMaxKeyBytes, 'k'),
                          std::string(kMaxValueBytes, 'v')) <= kMaxFrameBytes);
+  CHECK(RequestFrameSize(Op::kPut, std::string(kMaxKeyBytes, 'k'), std::string(kMaxValueBytes, 'v'),
+                         1) <= kMaxFrameBytes);
 }
 
 TEST_CASE("names") {
@@ -411,7 +469,7 @@ TEST_CASE("names") {
   CHECK(std::string(FrameTypeName(FrameType::kErrorResponse)) == "ERROR_RESPONSE");
   int known = 0;
   for (int t = 0; t < 256; ++t) known += IsKnownFrameType(static_cast<uint8_t>(t));
-  CHECK(known == 14);
+  CHECK(known == 16);
   Frame f;
   f.type = FrameType::kErrorResponse;
   f.code = static_cast<ErrorCode>(999);
