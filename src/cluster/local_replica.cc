@@ -1,8 +1,11 @@
 #include "cluster/local_replica.h"
 
+#include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "cluster/clock_skew.h"
+#include "common/range_page.h"
 
 namespace kv::cluster {
 
@@ -38,6 +41,37 @@ PeerResponse Read(storage::Engine* engine, std::string_view key) {
 
 }  // namespace
 
+PeerResponse LocalReplica::ReadPage(storage::Engine* engine, const PeerRequest& req) {
+  PeerResponse resp;
+  if (req.key.size() > range_page::kMaxStartBytes || req.max_keys == 0 || req.max_bytes == 0) {
+    resp.error = "invalid range request";
+    return resp;
+  }
+  const uint32_t max_keys = std::min(req.max_keys, range_page::kMaxPageKeys);
+  const size_t max_bytes = std::min<size_t>(req.max_bytes, range_page::kMaxPageBytes);
+  std::optional<std::string_view> end;
+  if (req.has_end) end = req.end;
+  auto it = engine->Scan(req.key, end);
+  std::string& page = resp.value;
+  page.reserve(std::min<size_t>(max_bytes, 64u << 10) + range_page::kHeaderBytes);
+  const size_t begin = range_page::Begin(&page);
+  uint32_t n = 0;
+  // Stops before an entry that would take the page past max_bytes, except the first: every
+  // page moves the range on.
+  for (; it->Valid() && n < max_keys; it->Next(), ++n) {
+    const std::string_view value = it->tombstone() ? std::string_view() : it->value();
+    if (n > 0 && page.size() + range_page::EntryBytes(it->key().size(), value.size()) >
+                     max_bytes + range_page::kHeaderBytes) {
+      break;
+    }
+    range_page::Append(&page, range_page::Entry{it->key(), value, it->version(), it->tombstone()});
+  }
+  if (!it->status().ok()) return ErrorOf(it->status());
+  range_page::Finish(&page, begin, it->Valid());
+  resp.kind = PeerResponse::kPage;
+  return resp;
+}
+
 PeerResponse LocalReplica::StoredResponse(const storage::Status& st,
                                           const storage::Engine::WriteOp& op) {
   if (!st.ok()) return ErrorOf(st);
@@ -61,6 +95,8 @@ void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t 
   switch (req.op) {
     case PeerOp::kGet:
       return waiter->OnPeerResponse(cookie, Read(engine_, req.key));
+    case PeerOp::kRange:
+      return waiter->OnPeerResponse(cookie, ReadPage(engine_, req));
     case PeerOp::kPut:
     case PeerOp::kRemove:
       break;

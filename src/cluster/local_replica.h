@@ -1,4 +1,4 @@
-// This node's replica: executes replica operations (GET, PUT, REMOVE) on the local engine for
+// This node's replica: executes replica operations (GET, PUT, REMOVE, RANGE pages) on the local engine for
 // every way they arrive (the coordinator's own replica, HTTP peer requests, binary peer frames),
 // so all of them store, batch, observe versions and map errors identically. One per loop thread;
 // every call and every answer on that thread, except where GroupCommitter says otherwise.
@@ -70,6 +70,10 @@ class LocalReplica final : public Replica {
   size_t pending() const { return count_ + waiting_sync_; }
   storage::Engine* engine() const { return engine_; }
 
+  // The answer to a kRange request: one page (common/range_page.h) of the entries in
+  // [req.key, req.end), tombstones included, read from one engine snapshot; kError for a
+  // request out of the limits or a read error. Answered at once, on the caller's thread.
+  static PeerResponse ReadPage(storage::Engine* engine, const PeerRequest& req);
   // The answer to one write of a batch whose Engine::Write returned st.
   static PeerResponse StoredResponse(const storage::Status& st, const storage::Engine::WriteOp& op);
 

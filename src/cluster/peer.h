@@ -9,13 +9,21 @@
 
 namespace kv::cluster {
 
-enum class PeerOp : uint8_t { kGet = 1, kPut = 2, kRemove = 3 };
+// kRange: one page of the entries this replica holds in a key range (cluster-wide range reads,
+// cluster/range_merge.h); answered kPage.
+enum class PeerOp : uint8_t { kGet = 1, kPut = 2, kRemove = 3, kRange = 4 };
 
 struct PeerRequest {
   PeerOp op;
   std::string_view key;
   std::string_view value;  // kPut only
   uint64_t version = 0;    // kPut/kRemove: the write's version; kGet: 0
+  // kRange: the page holds entries of [key, end) (no end: to the last key), at most max_keys of
+  // them and, past its first entry, at most max_bytes of page (common/range_page.h limits both).
+  std::string_view end{};
+  bool has_end = false;
+  uint32_t max_keys = 0;
+  uint32_t max_bytes = 0;
 };
 
 struct PeerResponse {
@@ -26,6 +34,7 @@ struct PeerResponse {
     kTombstone,  // kGet: deleted at version
     kStored,     // kPut/kRemove: stored; version = what the peer now holds for the key
     kPong,       // Ping: the peer answered
+    kPage,       // kRange: value holds the page (common/range_page.h)
   } kind = kError;
   // kError only: the peer took its time (timeout, a connection that stalled, too many bytes
   // unanswered). Fast failures (refused, reset, closed, a name that does not resolve) leave it

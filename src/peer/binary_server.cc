@@ -180,7 +180,7 @@ class BinaryServer final : public BinaryPeerServer {
   // Hands a request to the replica; its answer comes through waiter_ (maybe at once).
   void Execute(ServerConn* c, const proto::Frame& f) {
     const cluster::PeerRequest req = ToPeerRequest(f);
-    const bool write = req.op != cluster::PeerOp::kGet;
+    const bool write = req.op == cluster::PeerOp::kPut || req.op == cluster::PeerOp::kRemove;
     ++c->unanswered;
     if (write) ++c->queued_writes;
     ctx_.local->Execute(req, &waiter_, slots_.Put(Slot{c, f.request_id, write}));
@@ -224,7 +224,7 @@ class BinaryServer final : public BinaryPeerServer {
 
   void Handle(ServerConn* c, const proto::Frame& f) {
     proto::Op op;
-    if (proto::RequestOp(f.type, &op)) return Execute(c, f);
+    if (proto::RequestOp(f.type, &op) || f.type == proto::FrameType::kRange) return Execute(c, f);
     switch (f.type) {
       case proto::FrameType::kHandshake: {
         auto refused = proto::CheckHandshake(f.url, f.fingerprint, urls_, fingerprint_);

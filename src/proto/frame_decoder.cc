@@ -58,6 +58,10 @@ Bounds PayloadBounds(FrameType t) {
       return {8, 8};
     case FrameType::kAbsent:
       return {0, 0};
+    case FrameType::kRange:
+      return {4 + 1 + 4 + 4 + 4, 4 + kMaxKeyBytes + 1 + 1 + 4 + kMaxKeyBytes + 4 + 4};
+    case FrameType::kPage:
+      return {1, kMaxPayloadBytes};
   }
   return {0, 0};
 }
@@ -67,6 +71,7 @@ bool ServerAccepts(FrameType t) {
     case FrameType::kGet:
     case FrameType::kPut:
     case FrameType::kRemove:
+    case FrameType::kRange:
     case FrameType::kPing:
     case FrameType::kPong:
     case FrameType::kError:
@@ -83,6 +88,7 @@ bool ClientAccepts(FrameType t) {
     case FrameType::kAbsent:
     case FrameType::kStored:
     case FrameType::kErrorResponse:
+    case FrameType::kPage:
     case FrameType::kPing:
     case FrameType::kPong:
     case FrameType::kError:
@@ -303,6 +309,21 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
       r.U64(&f->version);
       break;
     case FrameType::kAbsent:
+      break;
+    case FrameType::kRange: {
+      uint8_t has_end = 0;
+      if (!r.U32(&u32) || !field(u32, 0, kMaxKeyBytes + 1, "start", &f->key)) return false;
+      if (!r.U8(&has_end) || has_end > 1) return bad("has_end must be 0 or 1");
+      f->has_end = has_end == 1;
+      if (!r.U32(&u32) || !field(u32, 0, f->has_end ? kMaxKeyBytes : 0, "end", &f->end)) {
+        return false;
+      }
+      if (!r.U32(&f->max_keys) || f->max_keys == 0) return bad("max_keys must be positive");
+      if (!r.U32(&f->max_bytes) || f->max_bytes == 0) return bad("max_bytes must be positive");
+      break;
+    }
+    case FrameType::kPage:
+      r.Bytes(length, &f->value);
       break;
   }
   if (r.left() != 0) return bad(Num(r.left()) + " trailing bytes");
