@@ -55,6 +55,7 @@ PeerResponse LocalReplica::ReadPage(storage::Engine* engine, const PeerRequest& 
   std::string& page = resp.value;
   page.reserve(std::min<size_t>(max_bytes, 64u << 10) + range_page::kHeaderBytes);
   const size_t begin = range_page::Begin(&page);
+  size_t last = begin;
   uint32_t n = 0;
   // Stops before an entry that would take the page past max_bytes, except the first: every
   // page moves the range on.
@@ -64,10 +65,11 @@ PeerResponse LocalReplica::ReadPage(storage::Engine* engine, const PeerRequest& 
                      max_bytes + range_page::kHeaderBytes) {
       break;
     }
-    range_page::Append(&page, range_page::Entry{it->key(), value, it->version(), it->tombstone()});
+    last = range_page::Append(&page,
+                              range_page::Entry{it->key(), value, it->version(), it->tombstone()});
   }
   if (!it->status().ok()) return ErrorOf(it->status());
-  range_page::Finish(&page, begin, it->Valid());
+  range_page::Finish(&page, begin, last, it->Valid());
   resp.kind = PeerResponse::kPage;
   return resp;
 }

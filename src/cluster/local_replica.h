@@ -1,7 +1,7 @@
-// This node's replica: executes replica operations (GET, PUT, REMOVE, RANGE pages) on the local engine for
-// every way they arrive (the coordinator's own replica, HTTP peer requests, binary peer frames),
-// so all of them store, batch, observe versions and map errors identically. One per loop thread;
-// every call and every answer on that thread, except where GroupCommitter says otherwise.
+// This node's replica: executes replica operations (GET, PUT, REMOVE, RANGE pages) on the local
+// engine for every way they arrive (the coordinator's own replica, HTTP peer requests, binary peer
+// frames), so all of them store, batch, observe versions and map errors identically. One per loop
+// thread; every call and every answer on that thread, except where GroupCommitter says otherwise.
 //
 // - Reads are answered at once, from what is committed (a write queued in the same iteration and
 //   not yet answered may not be seen; an answered one always is).

@@ -24,11 +24,12 @@ uint32_t GetU32(const char* p) {
 
 size_t Begin(std::string* out) {
   const size_t at = out->size();
-  out->push_back('\0');
+  out->append(kHeaderBytes, '\0');
   return at;
 }
 
-void Append(std::string* out, const Entry& e) {
+size_t Append(std::string* out, const Entry& e) {
+  const size_t at = out->size();
   const std::string_view value = e.tombstone ? std::string_view() : e.value;
   PutU32(out, static_cast<uint32_t>(e.key.size()));
   out->append(e.key);
@@ -36,10 +37,15 @@ void Append(std::string* out, const Entry& e) {
   out->push_back(e.tombstone ? '\1' : '\0');
   PutU32(out, static_cast<uint32_t>(value.size()));
   out->append(value);
+  return at;
 }
 
-void Finish(std::string* out, size_t begin, bool more) {
+void Finish(std::string* out, size_t begin, size_t last_entry, bool more) {
+  const size_t last = out->size() > begin + kHeaderBytes ? last_entry - begin : 0;
   (*out)[begin] = static_cast<char>(more ? kFlagMore : 0);
+  for (int i = 0; i < 4; ++i) {
+    (*out)[begin + 1 + static_cast<size_t>(i)] = static_cast<char>(last >> (24 - 8 * i));
+  }
 }
 
 std::string NextStart(std::string_view last_key) {
@@ -52,7 +58,7 @@ std::string NextStart(std::string_view last_key) {
 
 Reader::Reader(std::string_view page) {
   if (page.size() < kHeaderBytes) {
-    Fail("page without its flags byte");
+    Fail("page shorter than its header");
     return;
   }
   const auto flags = static_cast<uint8_t>(page[0]);
@@ -61,12 +67,27 @@ Reader::Reader(std::string_view page) {
     return;
   }
   more_ = (flags & kFlagMore) != 0;
+  last_ = GetU32(page.data() + 1);
+  page_ = page;
   rest_ = page.substr(kHeaderBytes);
+}
+
+bool Reader::LastKey(std::string_view* key) const {
+  if (failed_ || last_ < kHeaderBytes || last_ > page_.size() - 4) return false;
+  const uint32_t key_len = GetU32(page_.data() + last_);
+  if (key_len == 0 || key_len > page_.size() - last_ - 4) return false;
+  *key = page_.substr(last_ + 4, key_len);
+  return true;
 }
 
 Reader::Result Reader::Next(Entry* e) {
   if (failed_) return kError;
-  if (rest_.empty()) return kEnd;
+  if (rest_.empty()) {
+    if (last_ != (has_last_ ? static_cast<size_t>(last_key_.data() - 4 - page_.data()) : 0)) {
+      return Fail("last entry offset does not match the entries");
+    }
+    return kEnd;
+  }
   if (rest_.size() < kEntryOverhead) return Fail("truncated entry");
   const char* p = rest_.data();
   const uint32_t key_len = GetU32(p);

@@ -522,6 +522,7 @@ void HttpConnection::Complete(uint64_t seq, int status, std::string_view body,
   if (!s.head_only) {
     if (stream) {
       s.stream = std::move(stream);
+      s.stream->set_wake([this] { MarkDirty(); });
     } else {
       out.append(body);
     }
@@ -576,7 +577,8 @@ void HttpConnection::Flush() {
         close_when_flushed_ = true;
         stop_parsing_ = true;
       } else if (more) {
-        more_stream = true;  // yield: continue next iteration
+        // Yield: continue next iteration, or once a waiting stream wakes the connection.
+        if (!s.stream->waiting()) more_stream = true;
         break;
       } else {
         s.stream.reset();
