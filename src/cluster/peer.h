@@ -49,6 +49,9 @@ struct PeerResponse {
   uint64_t skew_ms = 0;
   uint64_t version = 0;
   std::string value;
+  // kPage: the page is value from this offset on (a transport may hand over its receive buffer
+  // whole rather than copy the page out of it); 0 otherwise.
+  size_t value_at = 0;
   std::string error;  // kError: short reason ("timeout", "connection refused", ...)
 };
 

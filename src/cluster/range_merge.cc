@@ -14,7 +14,7 @@ void RangeMerge::Start(std::string_view start) {
   }
 }
 
-void RangeMerge::OnPage(size_t i, std::string&& page) {
+void RangeMerge::OnPage(size_t i, std::string&& page, size_t at) {
   Node& n = nodes_[i];
   if (n.failed || !n.next_out) return;  // answers of a node that left the merge are dropped
   n.next_out = false;
@@ -23,6 +23,7 @@ void RangeMerge::OnPage(size_t i, std::string&& page) {
     ++primed_;
   }
   n.next = std::move(page);
+  n.next_at = at <= n.next.size() ? at : n.next.size();
   n.next_here = true;
   if (!n.has_head && !n.done) Promote(i);
 }
@@ -54,9 +55,10 @@ void RangeMerge::Fail(size_t i, std::string_view reason) {
 void RangeMerge::Promote(size_t i) {
   Node& n = nodes_[i];
   n.cur.swap(n.next);
+  n.cur_at = n.next_at;
   n.next.clear();
   n.next_here = false;
-  n.reader = range_page::Reader(n.cur);
+  n.reader = range_page::Reader(std::string_view(n.cur).substr(n.cur_at));
   n.cur_more = n.reader.more();
   switch (n.reader.Next(&n.head)) {
     case range_page::Reader::kError:

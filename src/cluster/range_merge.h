@@ -53,7 +53,8 @@ class RangeMerge {
 
   // Asks every node for its first page.
   void Start(std::string_view start);
-  void OnPage(size_t node, std::string&& page);
+  // The page is page.substr(at) (see PeerResponse::value_at).
+  void OnPage(size_t node, std::string&& page, size_t at = 0);
   void OnFailure(size_t node, std::string_view reason);
   // True once every node answered its first request (a page or a failure): the owner can tell
   // a failed range (504) from one that can be streamed.
@@ -73,7 +74,9 @@ class RangeMerge {
     range_page::Entry head;  // the next entry of cur, when has_head
     bool has_head = false;
     bool cur_more = false;  // the range goes on after cur (its next page is asked for)
+    size_t cur_at = 0;      // the page begins there in cur
     std::string next;       // the next page, once arrived
+    size_t next_at = 0;
     bool next_out = false;  // its request is in flight
     bool next_here = false;
     bool first = true;  // its first answer has not come yet

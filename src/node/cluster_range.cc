@@ -85,7 +85,7 @@ class ClusterRange final : public RangeMerge::Fetcher, public cluster::PeerWaite
     if (!orphaned_) {
       ++depth_;
       if (r.kind == PeerResponse::kPage) {
-        merge_.OnPage(node, std::move(r.value));
+        merge_.OnPage(node, std::move(r.value), r.value_at);
       } else {
         merge_.OnFailure(node, r.kind == PeerResponse::kError ? r.error : "unexpected answer");
       }

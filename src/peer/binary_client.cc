@@ -33,6 +33,9 @@ using cluster::PeerWaiter;
 constexpr std::string_view kTimeout = "timeout";
 constexpr std::string_view kClosed = "closed";
 constexpr std::string_view kOverloaded = "overloaded";
+// PAGE payloads from this size on are handed over with the receive buffer (FrameDecoder::
+// TakeFrame) instead of being copied.
+constexpr size_t kHandOverBytes = 64u << 10;
 
 PeerResponse ErrorResponse(std::string_view reason, bool slow = false) {
   PeerResponse r;
@@ -479,6 +482,14 @@ class BinaryPeer final : public cluster::PeerTransport {
       PeerResponse pong;
       pong.kind = PeerResponse::kPong;
       return waiter->OnPeerResponse(cookie, std::move(pong));
+    }
+    if (f.type == proto::FrameType::kPage && f.value.size() >= kHandOverBytes) {
+      // A page of up to a few MiB: the receive buffer goes to the waiter, not a copy of it.
+      PeerResponse page;
+      page.kind = PeerResponse::kPage;
+      if (c->decoder.TakeFrame(&page.value, &page.value_at)) {
+        return waiter->OnPeerResponse(cookie, std::move(page));
+      }
     }
     waiter->OnPeerResponse(cookie, ToPeerResponse(f));
   }

@@ -134,6 +134,7 @@ FrameDecoder::FrameDecoder(Role role)
     : role_(role), state_(role == Role::kServer ? State::kPreface : State::kHandshakeReply) {}
 
 void FrameDecoder::Feed(const char* data, size_t n) {
+  just_returned_ = false;
   if (state_ == State::kFailed) {
     std::string().swap(buf_);  // views of earlier frames end here, as documented
     pos_ = 0;
@@ -330,7 +331,20 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
   return true;
 }
 
+bool FrameDecoder::TakeFrame(std::string* out, size_t* payload_at) {
+  if (!just_returned_) return false;
+  just_returned_ = false;
+  std::string rest(buf_, pos_);
+  buf_.resize(pos_);
+  out->swap(buf_);
+  buf_.swap(rest);
+  *payload_at = last_at_ + kFrameHeaderSize;
+  pos_ = 0;
+  return true;
+}
+
 DecodeResult FrameDecoder::Next(Frame* frame) {
+  just_returned_ = false;
   if (state_ == State::kFailed) return DecodeResult::kError;
   if (state_ == State::kPreface) {
     const size_t avail = buffered();
@@ -371,6 +385,8 @@ DecodeResult FrameDecoder::Next(Frame* frame) {
   if (!ParsePayload(type, p + kFrameHeaderSize, length, &f)) {
     return DecodeResult::kError;
   }
+  last_at_ = pos_;
+  just_returned_ = true;
   pos_ += kFrameHeaderSize + length;
   if (type == FrameType::kError) {
     state_ = State::kPeerError;
