@@ -44,9 +44,8 @@ struct Fake final : RangeMerge::Fetcher {
     size_t last = begin, n = 0;
     auto it = nodes[node].lower_bound(start);
     for (; it != nodes[node].end() && n < page_keys; ++it, ++n) {
-      last = range_page::Append(
-          &p, range_page::Entry{it->first, it->second.value, it->second.version,
-                                it->second.tombstone});
+      last = range_page::Append(&p, range_page::Entry{it->first, it->second.value,
+                                                      it->second.version, it->second.tombstone});
     }
     range_page::Finish(&p, begin, last, it != nodes[node].end());
     return p;

@@ -20,9 +20,8 @@ std::string Page(const std::vector<Entry>& entries, bool more) {
 }
 
 TEST_CASE("range page: entries, tombstones and the more flag read back in place") {
-  const std::string p =
-      Page({{"a", "1", 7, false}, {"b", "", 9, true}, {std::string(300, 'c'), "xyz", 1, false}},
-           true);
+  const std::string p = Page(
+      {{"a", "1", 7, false}, {"b", "", 9, true}, {std::string(300, 'c'), "xyz", 1, false}}, true);
   CHECK(p.size() == kHeaderBytes + 3 * kEntryOverhead + 1 + 1 + 1 + 300 + 3);
   Reader r(p);
   CHECK(r.more());
