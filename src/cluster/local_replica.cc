@@ -74,6 +74,37 @@ PeerResponse LocalReplica::ReadPage(storage::Engine* engine, const PeerRequest& 
   return resp;
 }
 
+namespace {
+
+class EngineSource final : public RangeMerge::Source {
+ public:
+  explicit EngineSource(std::unique_ptr<storage::Iterator> it) : it_(std::move(it)) {}
+  bool Next(range_page::Entry* e, std::string* error) override {
+    if (started_) it_->Next();
+    started_ = true;
+    if (!it_->Valid()) {
+      if (!it_->status().ok()) *error = it_->status().message();
+      return false;
+    }
+    e->key = it_->key();
+    e->tombstone = it_->tombstone();
+    e->value = e->tombstone ? std::string_view() : it_->value();
+    e->version = it_->version();
+    return true;
+  }
+
+ private:
+  std::unique_ptr<storage::Iterator> it_;
+  bool started_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<RangeMerge::Source> LocalReplica::RangeSource(
+    std::string_view start, std::optional<std::string_view> end) const {
+  return std::make_unique<EngineSource>(engine_->Scan(start, end));
+}
+
 PeerResponse LocalReplica::StoredResponse(const storage::Status& st,
                                           const storage::Engine::WriteOp& op) {
   if (!st.ok()) return ErrorOf(st);

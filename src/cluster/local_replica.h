@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -32,6 +33,7 @@
 
 #include "cluster/hlc.h"
 #include "cluster/peer.h"
+#include "cluster/range_merge.h"
 #include "storage/engine.h"
 
 namespace kv::cluster {
@@ -74,6 +76,10 @@ class LocalReplica final : public Replica {
   // [req.key, req.end), tombstones included, read from one engine snapshot; kError for a
   // request out of the limits or a read error. Answered at once, on the caller's thread.
   static PeerResponse ReadPage(storage::Engine* engine, const PeerRequest& req);
+  // The same entries as a merge source read in place (no pages): a cluster-wide range's own
+  // node. Holds one engine snapshot until destroyed.
+  std::unique_ptr<RangeMerge::Source> RangeSource(std::string_view start,
+                                                  std::optional<std::string_view> end) const;
   // The answer to one write of a batch whose Engine::Write returned st.
   static PeerResponse StoredResponse(const storage::Status& st, const storage::Engine::WriteOp& op);
 

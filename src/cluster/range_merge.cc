@@ -7,9 +7,20 @@ namespace kv::cluster {
 RangeMerge::RangeMerge(size_t nodes, size_t from, uint64_t limit, Fetcher* fetcher)
     : nodes_(nodes), match_(nodes), from_(from == 0 ? 1 : from), limit_(limit), fetcher_(fetcher) {}
 
+void RangeMerge::SetSource(size_t node, std::unique_ptr<Source> source) {
+  nodes_[node].source = std::move(source);
+}
+
 void RangeMerge::Start(std::string_view start) {
   for (size_t i = 0; i < nodes_.size(); ++i) {
-    nodes_[i].next_out = true;
+    Node& n = nodes_[i];
+    if (n.source) {
+      n.first = false;
+      ++primed_;
+      Advance(i);
+      continue;
+    }
+    n.next_out = true;
     fetcher_->Fetch(i, start);
   }
 }
@@ -41,6 +52,7 @@ void RangeMerge::Fail(size_t i, std::string_view reason) {
   n.failed = true;
   n.done = true;
   n.has_head = false;
+  n.source.reset();
   std::string().swap(n.cur);
   std::string().swap(n.next);
   n.next_here = false;
@@ -81,6 +93,15 @@ void RangeMerge::Promote(size_t i) {
 
 void RangeMerge::Advance(size_t i) {
   Node& n = nodes_[i];
+  if (n.source) {
+    std::string error;
+    n.has_head = n.source->Next(&n.head, &error);
+    if (n.has_head) return;
+    if (!error.empty()) return Fail(i, error);
+    n.done = true;
+    n.source.reset();  // releases its snapshot
+    return;
+  }
   switch (n.reader.Next(&n.head)) {
     case range_page::Reader::kEntry:
       return;
@@ -110,7 +131,8 @@ RangeMerge::State RangeMerge::Produce(std::string* out, size_t budget) {
   if (state_ == State::kFailed || state_ == State::kDone) return state_;
   const size_t begin = out->size();
   size_t* match = match_.data();
-  for (;;) {
+  for (size_t visits = 0;; ++visits) {
+    if (visits >= kMaxVisits) return state_ = State::kRunning;
     if (failures_ >= from_) return state_ = State::kFailed;
     if (limit_ != 0 && records_ >= limit_) return state_ = State::kDone;
     if (!Ready()) return state_ = State::kWaiting;

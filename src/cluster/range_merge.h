@@ -18,6 +18,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +41,16 @@ class RangeMerge {
     ~Fetcher() = default;
   };
 
+  // A node whose entries are read in place rather than fetched as pages: this node's own
+  // engine (an iterator over one snapshot), which costs no page encoding and no copy.
+  class Source {
+   public:
+    virtual ~Source() = default;
+    // The next entry, its views valid until the next call; false at the end, or on a read error
+    // with *error set.
+    virtual bool Next(range_page::Entry* e, std::string* error) = 0;
+  };
+
   enum class State {
     kRunning,  // Produce can go on
     kWaiting,  // a node's next page has not arrived: Produce once OnPage/OnFailure came
@@ -51,7 +62,9 @@ class RangeMerge {
   // (0: no limit).
   RangeMerge(size_t nodes, size_t from, uint64_t limit, Fetcher* fetcher);
 
-  // Asks every node for its first page.
+  // Node `node` is read from `source` instead of being asked for pages. Before Start.
+  void SetSource(size_t node, std::unique_ptr<Source> source);
+  // Asks every node (but those with a Source) for its first page.
   void Start(std::string_view start);
   // The page is page.substr(at) (see PeerResponse::value_at).
   void OnPage(size_t node, std::string&& page, size_t at = 0);
@@ -59,6 +72,8 @@ class RangeMerge {
   // True once every node answered its first request (a page or a failure): the owner can tell
   // a failed range (504) from one that can be streamed.
   bool Primed() const { return primed_ == nodes_.size(); }
+  // Entries looked at per Produce at most (a range of tombstones adds no bytes).
+  static constexpr size_t kMaxVisits = 1u << 16;
   // Appends records to *out until about `budget` bytes are added or the merge must wait.
   State Produce(std::string* out, size_t budget);
   State state() const { return state_; }
@@ -69,7 +84,8 @@ class RangeMerge {
 
  private:
   struct Node {
-    std::string cur;  // the page being merged
+    std::unique_ptr<Source> source;  // read in place (no pages) when set
+    std::string cur;                 // the page being merged
     range_page::Reader reader;
     range_page::Entry head;  // the next entry of cur, when has_head
     bool has_head = false;

@@ -28,6 +28,10 @@ class ClusterRange final : public RangeMerge::Fetcher, public cluster::PeerWaite
         responder_(r) {}
 
   void Start() {
+    // This node's own entries are read in place from its engine, not as pages.
+    std::optional<std::string_view> end;
+    if (read_.end) end = *read_.end;
+    merge_.SetSource(env_.self, env_.local->RangeSource(read_.start, end));
     ++depth_;
     merge_.Start(read_.start);
     --depth_;

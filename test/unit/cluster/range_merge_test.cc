@@ -8,6 +8,7 @@
 
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -285,6 +286,59 @@ TEST_CASE("RangeMerge: limit stops after N records; pages can be resumed after t
     start = range_page::NextStart(got.substr(key_at, nl - key_at));
   }
   CHECK(all == Expected());
+}
+
+// A node read in place, as this node's engine is.
+struct MapSource final : RangeMerge::Source {
+  const Data* data;
+  Data::const_iterator it;
+  bool started = false;
+  int fail_after = -1;  // a read error after this many entries (-1: never)
+  explicit MapSource(const Data* d, std::string_view start) : data(d) {
+    it = d->lower_bound(std::string(start));
+  }
+  bool Next(range_page::Entry* e, std::string* error) override {
+    if (started) ++it;
+    started = true;
+    if (fail_after == 0) {
+      *error = "read error";
+      return false;
+    }
+    if (fail_after > 0) --fail_after;
+    if (it == data->end()) return false;
+    *e = range_page::Entry{it->first, it->second.value, it->second.version, it->second.tombstone};
+    return true;
+  }
+};
+
+TEST_CASE("RangeMerge: a node read in place (this node's engine) merges like a paged one") {
+  for (size_t self = 0; self < 3; ++self) {
+    CAPTURE(self);
+    Fake f(ThreeNodes());
+    RangeMerge m(3, 2, 0, &f);
+    f.merge = &m;
+    m.SetSource(self, std::make_unique<MapSource>(&f.nodes[self], "k"));
+    m.Start("k");
+    CHECK(f.fetched[self] == 0);  // never asked for pages
+    RangeMerge::State end;
+    CHECK(Drain(m, f, 5, &end) == Expected());
+    CHECK(end == RangeMerge::State::kDone);
+    CHECK(f.fetched[self] == 0);
+  }
+  // Its read error fails it like a node; with from = 2 the others still complete the range.
+  Fake f(ThreeNodes());
+  RangeMerge m(3, 2, 0, &f);
+  f.merge = &m;
+  auto src = std::make_unique<MapSource>(&f.nodes[0], "k");
+  src->fail_after = 3;
+  m.SetSource(0, std::move(src));
+  m.Start("k");
+  RangeMerge::State end;
+  std::string want = Expected();
+  want.replace(want.find("newer"), 5, "v5");  // k105's newer value was on node 0 only
+  CHECK(Drain(m, f, 5, &end) == want);
+  CHECK(m.failures() == 1);
+  CHECK(m.first_error() == "read error");
 }
 
 TEST_CASE("RangeMerge: a malformed page fails its node like a transport error") {
