@@ -1,8 +1,11 @@
 #include "cluster/local_replica.h"
 
+#include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "cluster/clock_skew.h"
+#include "common/range_page.h"
 
 namespace kv::cluster {
 
@@ -48,6 +51,76 @@ uint64_t ExpiresOf(const PeerRequest& req) {
 
 }  // namespace
 
+// An expired value is the tombstone of its version it has become (as in Read).
+PeerResponse LocalReplica::ReadPage(storage::Engine* engine, const PeerRequest& req,
+                                    uint64_t now_ms) {
+  PeerResponse resp;
+  if (req.key.size() > range_page::kMaxStartBytes || req.max_keys == 0 || req.max_bytes == 0) {
+    resp.error = "invalid range request";
+    return resp;
+  }
+  const uint32_t max_keys = std::min(req.max_keys, range_page::kMaxPageKeys);
+  const size_t max_bytes = std::min<size_t>(req.max_bytes, range_page::kMaxPageBytes);
+  std::optional<std::string_view> end;
+  if (req.has_end) end = req.end;
+  auto it = engine->Scan(req.key, end);
+  std::string& page = resp.value;
+  page.reserve(std::min<size_t>(max_bytes, 64u << 10) + range_page::kHeaderBytes);
+  const size_t begin = range_page::Begin(&page);
+  size_t last = begin;
+  uint32_t n = 0;
+  // Stops before an entry that would take the page past max_bytes, except the first: every
+  // page moves the range on.
+  for (; it->Valid() && n < max_keys; it->Next(), ++n) {
+    const uint64_t expires = it->expires_ms();
+    const bool tombstone = it->tombstone() || (expires != 0 && expires <= now_ms);
+    const std::string_view value = tombstone ? std::string_view() : it->value();
+    if (n > 0 && page.size() + range_page::EntryBytes(it->key().size(), value.size()) >
+                     max_bytes + range_page::kHeaderBytes) {
+      break;
+    }
+    last = range_page::Append(&page, range_page::Entry{it->key(), value, it->version(), tombstone});
+  }
+  if (!it->status().ok()) return ErrorOf(it->status());
+  range_page::Finish(&page, begin, last, it->Valid());
+  resp.kind = PeerResponse::kPage;
+  return resp;
+}
+
+namespace {
+
+class EngineSource final : public RangeMerge::Source {
+ public:
+  EngineSource(std::unique_ptr<storage::Iterator> it, uint64_t now_ms)
+      : it_(std::move(it)), now_ms_(now_ms) {}
+  bool Next(range_page::Entry* e, std::string* error) override {
+    if (started_) it_->Next();
+    started_ = true;
+    if (!it_->Valid()) {
+      if (!it_->status().ok()) *error = it_->status().message();
+      return false;
+    }
+    e->key = it_->key();
+    const uint64_t expires = it_->expires_ms();
+    e->tombstone = it_->tombstone() || (expires != 0 && expires <= now_ms_);
+    e->value = e->tombstone ? std::string_view() : it_->value();
+    e->version = it_->version();
+    return true;
+  }
+
+ private:
+  std::unique_ptr<storage::Iterator> it_;
+  const uint64_t now_ms_;
+  bool started_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<RangeMerge::Source> LocalReplica::RangeSource(
+    std::string_view start, std::optional<std::string_view> end) const {
+  return std::make_unique<EngineSource>(engine_->Scan(start, end), hlc_->WallUs() / 1000);
+}
+
 PeerResponse LocalReplica::StoredResponse(const storage::Status& st,
                                           const storage::Engine::WriteOp& op) {
   if (!st.ok()) return ErrorOf(st);
@@ -71,6 +144,8 @@ void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t 
   switch (req.op) {
     case PeerOp::kGet:
       return waiter->OnPeerResponse(cookie, Read(engine_, req.key, hlc_->WallUs() / 1000));
+    case PeerOp::kRange:
+      return waiter->OnPeerResponse(cookie, ReadPage(engine_, req, hlc_->WallUs() / 1000));
     case PeerOp::kPut:
     case PeerOp::kRemove:
       break;

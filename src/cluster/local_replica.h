@@ -1,7 +1,7 @@
-// This node's replica: executes replica operations (GET, PUT, REMOVE) on the local engine for
-// every way they arrive (the coordinator's own replica, HTTP peer requests, binary peer frames),
-// so all of them store, batch, observe versions and map errors identically. One per loop thread;
-// every call and every answer on that thread, except where GroupCommitter says otherwise.
+// This node's replica: executes replica operations (GET, PUT, REMOVE, RANGE pages) on the local
+// engine for every way they arrive (the coordinator's own replica, HTTP peer requests, binary peer
+// frames), so all of them store, batch, observe versions and map errors identically. One per loop
+// thread; every call and every answer on that thread, except where GroupCommitter says otherwise.
 //
 // - Reads are answered at once, from what is committed (a write queued in the same iteration and
 //   not yet answered may not be seen; an answered one always is).
@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -32,6 +33,7 @@
 
 #include "cluster/hlc.h"
 #include "cluster/peer.h"
+#include "cluster/range_merge.h"
 #include "storage/engine.h"
 
 namespace kv::cluster {
@@ -70,6 +72,15 @@ class LocalReplica final : public Replica {
   size_t pending() const { return count_ + waiting_sync_; }
   storage::Engine* engine() const { return engine_; }
 
+  // The answer to a kRange request: one page (common/range_page.h) of the entries in
+  // [req.key, req.end), tombstones included, read from one engine snapshot; kError for a
+  // request out of the limits or a read error. Answered at once, on the caller's thread. A
+  // value expired by now_ms (Unix ms) is in the page as the tombstone of its version.
+  static PeerResponse ReadPage(storage::Engine* engine, const PeerRequest& req, uint64_t now_ms);
+  // The same entries as a merge source read in place (no pages): a cluster-wide range's own
+  // node. Holds one engine snapshot until destroyed.
+  std::unique_ptr<RangeMerge::Source> RangeSource(std::string_view start,
+                                                  std::optional<std::string_view> end) const;
   // The answer to one write of a batch whose Engine::Write returned st.
   static PeerResponse StoredResponse(const storage::Status& st, const storage::Engine::WriteOp& op);
 

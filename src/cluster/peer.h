@@ -9,7 +9,9 @@
 
 namespace kv::cluster {
 
-enum class PeerOp : uint8_t { kGet = 1, kPut = 2, kRemove = 3 };
+// kRange: one page of the entries this replica holds in a key range (cluster-wide range reads,
+// cluster/range_merge.h); answered kPage.
+enum class PeerOp : uint8_t { kGet = 1, kPut = 2, kRemove = 3, kRange = 4 };
 
 struct PeerRequest {
   PeerOp op;
@@ -19,6 +21,12 @@ struct PeerRequest {
   // kPut: the value expires then (Unix ms, fixed by the coordinator); 0: never. An expired value
   // answers as a tombstone of its version on every replica.
   uint64_t expires_ms = 0;
+  // kRange: the page holds entries of [key, end) (no end: to the last key), at most max_keys of
+  // them and, past its first entry, at most max_bytes of page (common/range_page.h limits both).
+  std::string_view end{};
+  bool has_end = false;
+  uint32_t max_keys = 0;
+  uint32_t max_bytes = 0;
 };
 
 struct PeerResponse {
@@ -29,6 +37,7 @@ struct PeerResponse {
     kTombstone,  // kGet: deleted at version
     kStored,     // kPut/kRemove: stored; version = what the peer now holds for the key
     kPong,       // Ping: the peer answered
+    kPage,       // kRange: value holds the page (common/range_page.h)
   } kind = kError;
   // kError only: the peer took its time (timeout, a connection that stalled, too many bytes
   // unanswered). Fast failures (refused, reset, closed, a name that does not resolve) leave it
@@ -44,6 +53,9 @@ struct PeerResponse {
   uint64_t version = 0;
   uint64_t expires_ms = 0;  // kValue: when the value expires (Unix ms); 0: never
   std::string value;
+  // kPage: the page is value from this offset on (a transport may hand over its receive buffer
+  // whole rather than copy the page out of it); 0 otherwise.
+  size_t value_at = 0;
   std::string error;  // kError: short reason ("timeout", "connection refused", ...)
 };
 

@@ -17,15 +17,13 @@ constexpr size_t kMaxPendingOutput = 256 * 1024;  // pause reading / streaming p
 constexpr size_t kStreamSlice = 64 * 1024;        // body bytes produced per loop iteration
 constexpr size_t kMaxKeptHeader = 256;            // bytes kept of a header's name and of its value
 
-void AppendHex(std::string* out, size_t v) {
+// v < 2^32 (a chunk is at most a slice plus one record) as exactly 8 hex digits at p.
+void WriteHex8(char* p, size_t v) {
   static const char kHex[] = "0123456789abcdef";
-  char buf[20];
-  int n = 0;
-  do {
-    buf[n++] = kHex[v & 15];
+  for (int i = 7; i >= 0; --i) {
+    p[i] = kHex[v & 15];
     v >>= 4;
-  } while (v);
-  while (n) out->push_back(buf[--n]);
+  }
 }
 
 uint64_t NowMs(uv_loop_t* loop) {
@@ -522,6 +520,7 @@ void HttpConnection::Complete(uint64_t seq, int status, std::string_view body,
   if (!s.head_only) {
     if (stream) {
       s.stream = std::move(stream);
+      s.stream->set_wake([this] { MarkDirty(); });
     } else {
       out.append(body);
     }
@@ -564,10 +563,9 @@ void HttpConnection::Flush() {
       if (n == 0) {
         out_.resize(mark);
       } else {
-        std::string hex;
-        AppendHex(&hex, n);
-        std::string head = hex + "\r\n";
-        out_.replace(mark, 10, head);
+        // The size in place of the placeholder, as 8 hex digits with leading zeros (allowed by
+        // RFC 9112's chunk-size = 1*HEXDIG): the chunk's bytes are not moved.
+        WriteHex8(&out_[mark], n);
         out_.append("\r\n");
       }
       if (failed) {
@@ -576,7 +574,8 @@ void HttpConnection::Flush() {
         close_when_flushed_ = true;
         stop_parsing_ = true;
       } else if (more) {
-        more_stream = true;  // yield: continue next iteration
+        // Yield: continue next iteration, or once a waiting stream wakes the connection.
+        if (!s.stream->waiting()) more_stream = true;
         break;
       } else {
         s.stream.reset();

@@ -3,11 +3,13 @@
 // Everything here lives on one loop thread; nothing is thread-safe by itself.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace kv::net {
 
@@ -45,6 +47,19 @@ class BodyStream {
   // to true: the connection is then closed without the terminating chunk (the client sees a
   // truncated body, never a wrong one).
   virtual bool Produce(std::string* out, size_t budget, bool* failed) = 0;
+  // A stream fed from elsewhere (peers) may have nothing to add for now: Produce returns true
+  // and waiting() true, and the connection pulls no more until the stream calls Wake().
+  virtual bool waiting() const { return false; }
+  // Set by the connection before the first Produce; valid while the stream lives.
+  void set_wake(std::function<void()> wake) { wake_ = std::move(wake); }
+
+ protected:
+  void Wake() {
+    if (wake_) wake_();
+  }
+
+ private:
+  std::function<void()> wake_;
 };
 
 // The one way to answer one request. Exactly one of Respond()/Stream() must be called, once,

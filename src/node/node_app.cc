@@ -9,9 +9,11 @@
 #include "common/decimal.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/range_page.h"
 #include "common/slots.h"
 #include "http/connection.h"
 #include "http/url.h"
+#include "node/cluster_range.h"
 #include "peer/auth_failures.h"
 #include "peer/binary.h"
 #include "peer/http_peer.h"
@@ -38,24 +40,27 @@ std::string SecondsOfUs(uint64_t us) {
 }
 
 // Streams a storage range as `key \n value` records, several per chunk, skipping tombstones and
-// values expired by now_ms (Unix ms, when the range was asked for).
+// values expired by now_ms (Unix ms, when the range was asked for). At most `limit` records
+// (0: no limit).
 class RangeStream final : public BodyStream {
  public:
-  RangeStream(std::unique_ptr<storage::Iterator> it, uint64_t now_ms)
-      : it_(std::move(it)), now_ms_(now_ms) {}
+  RangeStream(std::unique_ptr<storage::Iterator> it, uint64_t now_ms, uint64_t limit)
+      : it_(std::move(it)), now_ms_(now_ms), left_(limit == 0 ? UINT64_MAX : limit) {}
   bool Produce(std::string* out, size_t budget, bool* failed) override {
     size_t start = out->size();
     int visited = 0;
-    while (it_->Valid() && out->size() - start < budget && visited < 4096) {
+    while (left_ > 0 && it_->Valid() && out->size() - start < budget && visited < 4096) {
       ++visited;
       const uint64_t expires = it_->expires_ms();
       if (!it_->tombstone() && (expires == 0 || expires > now_ms_)) {
         out->append(it_->key());
         out->push_back('\n');
         out->append(it_->value());
+        --left_;
       }
       it_->Next();
     }
+    if (left_ == 0) return false;
     if (it_->Valid()) return true;
     if (!it_->status().ok()) {
       LOG_ERROR("range stream aborted: %s", it_->status().message().c_str());
@@ -67,6 +72,7 @@ class RangeStream final : public BodyStream {
  private:
   std::unique_ptr<storage::Iterator> it_;
   const uint64_t now_ms_;
+  uint64_t left_;
 };
 
 // One loop's node: classifies and takes its connections (HTTP, binary peers), routes HTTP
@@ -302,18 +308,81 @@ class NodeApp final : public Service, public RequestHandler {
     }
   }
 
+  // A positive integer query parameter: 1 when present and valid, 0 when absent, -1 when bad.
+  static int PositiveParam(std::string_view query, std::string_view name, uint64_t max,
+                           uint64_t* out) {
+    std::string text;
+    const int found = QueryParam(query, name, &text);
+    if (found == 0) return 0;
+    if (found < 0 || !ParseU64(text, out) || *out == 0 || *out > max) return -1;
+    return 1;
+  }
+
   void Entities(Request& req, std::string_view query, Responder r) {
     if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
     std::string start, end;
     int s = QueryParam(query, "start", &start);
     int e = QueryParam(query, "end", &end);
     if (s < 0 || e < 0) return r.Respond(400, "malformed percent-encoding\n");
+    if (HttpReplicaServer::IsReplicaRequest(req)) return RangePage(req, query, s, start, e, end, r);
     if (s == 0 || start.empty()) return r.Respond(400, "start is required\n");
+    uint64_t limit = 0, from = 0;
+    if (PositiveParam(query, "limit", UINT64_MAX, &limit) < 0) {
+      return r.Respond(400, "limit must be a positive integer\n");
+    }
+    std::string scope;
+    const int has_scope = QueryParam(query, "scope", &scope);
+    if (has_scope < 0 || (has_scope > 0 && scope != "cluster" && scope != "local")) {
+      return r.Respond(400, "scope must be cluster or local\n");
+    }
+    const uint64_t n = cluster_->ring.size();
+    const int has_from = PositiveParam(query, "from", n, &from);
+    if (has_from < 0) return r.Respond(400, "from must be between 1 and the cluster size\n");
+    if (has_from > 0 && scope != "cluster") return r.Respond(400, "from needs scope=cluster\n");
+    if (scope == "cluster") {
+      ClusterRangeRead read;
+      read.start = std::move(start);
+      if (e > 0) read.end = std::move(end);
+      read.limit = limit;
+      read.from = has_from > 0 ? from : n;
+      ClusterRangeEnv env;
+      env.coordinator = coordinator_.get();
+      env.local = local_.get();
+      env.self = cluster_->self_index;
+      env.nodes = n;
+      env.loop = worker_.loop();
+      env.timeout_ms = cfg_.request_timeout_ms;
+      return StartClusterRange(env, std::move(read), r);
+    }
     std::optional<std::string_view> end_opt;
     if (e > 0) end_opt = end;
     auto it = cluster_->engine->Scan(start, end_opt);
-    r.Stream(200, std::make_unique<RangeStream>(std::move(it), cluster_->hlc.WallUs() / 1000),
+    r.Stream(200,
+             std::make_unique<RangeStream>(std::move(it), cluster_->hlc.WallUs() / 1000, limit),
              {{"Content-Type", "application/octet-stream"}});
+  }
+
+  // A peer's page request (X-KV-Internal): start (may be empty), end, max_keys, max_bytes.
+  void RangePage(Request& req, std::string_view query, int s, const std::string& start, int e,
+                 const std::string& end, Responder r) {
+    if (cfg_.peer_protocol == PeerProtocol::kBinary && !cfg_.cluster_keys.enabled()) {
+      return r.Respond(403, "peer requests are not accepted over HTTP in binary peer mode\n");
+    }
+    uint64_t max_keys = 0, max_bytes = 0;
+    if (s == 0 || start.size() > range_page::kMaxStartBytes ||
+        end.size() > range_page::kMaxKeyBytes ||
+        PositiveParam(query, "max_keys", UINT32_MAX, &max_keys) <= 0 ||
+        PositiveParam(query, "max_bytes", UINT32_MAX, &max_bytes) <= 0) {
+      return r.Respond(400, "a page request needs start, max_keys and max_bytes\n");
+    }
+    cluster::PeerRequest page{};
+    page.op = cluster::PeerOp::kRange;
+    page.key = start;
+    page.end = end;
+    page.has_end = e > 0;
+    page.max_keys = static_cast<uint32_t>(max_keys);
+    page.max_bytes = static_cast<uint32_t>(max_bytes);
+    http_replica_->HandleRange(req, page, r);
   }
 
   std::string Status() const {

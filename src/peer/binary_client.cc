@@ -33,6 +33,9 @@ using cluster::PeerWaiter;
 constexpr std::string_view kTimeout = "timeout";
 constexpr std::string_view kClosed = "closed";
 constexpr std::string_view kOverloaded = "overloaded";
+// PAGE payloads from this size on are handed over with the receive buffer (FrameDecoder::
+// TakeFrame) instead of being copied.
+constexpr size_t kHandOverBytes = 64u << 10;
 
 PeerResponse ErrorResponse(std::string_view reason, bool slow = false) {
   PeerResponse r;
@@ -132,6 +135,7 @@ class BinaryPeer final : public cluster::PeerTransport {
     if (deadline_ms <= uv_now(loop_)) {
       return waiter->OnPeerResponse(cookie, ErrorResponse(kTimeout, true));
     }
+    if (req.op == PeerOp::kRange) return SendRange(req, deadline_ms, waiter, cookie);
     const std::string_view value = req.op == PeerOp::kPut ? req.value : std::string_view();
     if (!proto::RequestFits(req.key, value)) {
       return waiter->OnPeerResponse(
@@ -148,6 +152,26 @@ class BinaryPeer final : public cluster::PeerTransport {
     }
     const uint64_t id = Acquire(waiter, cookie, deadline_ms, bytes, false);
     proto::EncodeRequest(Queue(conn_), id, ToProtoOp(req.op), req.key, value, req.version, expires);
+    Queued();
+  }
+
+  // A RANGE frame: one page of [req.key, req.end).
+  void SendRange(const PeerRequest& req, uint64_t deadline_ms, PeerWaiter* waiter,
+                 uint64_t cookie) {
+    if (req.key.size() > proto::kMaxKeyBytes + 1 || req.end.size() > proto::kMaxKeyBytes ||
+        req.max_keys == 0 || req.max_bytes == 0) {
+      return waiter->OnPeerResponse(cookie, ErrorResponse("invalid request: range limits"));
+    }
+    const size_t bytes = proto::RangeFrameSize(req.key, req.has_end ? req.end : "");
+    if (bytes_in_flight_ > 0 && bytes_in_flight_ + bytes > max_bytes_) {
+      return waiter->OnPeerResponse(cookie, ErrorResponse(kOverloaded, true));
+    }
+    if (conn_ == nullptr && !Open()) {
+      return waiter->OnPeerResponse(cookie, ErrorResponse(last_error_));
+    }
+    const uint64_t id = Acquire(waiter, cookie, deadline_ms, bytes, false);
+    proto::EncodeRange(Queue(conn_), id, req.key, req.end, req.has_end, req.max_keys,
+                       req.max_bytes);
     Queued();
   }
 
@@ -454,6 +478,14 @@ class BinaryPeer final : public cluster::PeerTransport {
       PeerResponse pong;
       pong.kind = PeerResponse::kPong;
       return waiter->OnPeerResponse(cookie, std::move(pong));
+    }
+    if (f.type == proto::FrameType::kPage && f.value.size() >= kHandOverBytes) {
+      // A page of up to a few MiB: the receive buffer goes to the waiter, not a copy of it.
+      PeerResponse page;
+      page.kind = PeerResponse::kPage;
+      if (c->decoder.TakeFrame(&page.value, &page.value_at)) {
+        return waiter->OnPeerResponse(cookie, std::move(page));
+      }
     }
     waiter->OnPeerResponse(cookie, ToPeerResponse(f));
   }

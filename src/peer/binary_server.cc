@@ -161,7 +161,11 @@ class BinaryServer final : public BinaryPeerServer {
       proto::Op op;
       if (!proto::RequestOp(f.type, &op)) {
         CommitWrites(c);
-        HandleControl(c, f);
+        if (f.type == proto::FrameType::kRange) {
+          Execute(c, f);
+        } else {
+          HandleControl(c, f);
+        }
         continue;
       }
       if (op == proto::Op::kGet) CommitWrites(c);
@@ -184,7 +188,7 @@ class BinaryServer final : public BinaryPeerServer {
   // Hands a request to the replica; its answer comes through waiter_ (maybe at once).
   void Execute(ServerConn* c, const proto::Frame& f) {
     const cluster::PeerRequest req = ToPeerRequest(f);
-    const bool write = req.op != cluster::PeerOp::kGet;
+    const bool write = req.op == cluster::PeerOp::kPut || req.op == cluster::PeerOp::kRemove;
     ++c->unanswered;
     if (write) ++c->queued_writes;
     ctx_.local->Execute(req, &waiter_, slots_.Put(Slot{c, f.request_id, write}));

@@ -5,6 +5,16 @@
 namespace kv::net {
 
 cluster::PeerRequest ToPeerRequest(const proto::Frame& f) {
+  if (f.type == proto::FrameType::kRange) {
+    cluster::PeerRequest req{};
+    req.op = cluster::PeerOp::kRange;
+    req.key = f.key;
+    req.end = f.end;
+    req.has_end = f.has_end;
+    req.max_keys = f.max_keys;
+    req.max_bytes = f.max_bytes;
+    return req;
+  }
   proto::Op op = proto::Op::kGet;
   proto::RequestOp(f.type, &op);
   cluster::PeerRequest req{};
@@ -36,6 +46,10 @@ cluster::PeerResponse ToPeerResponse(const proto::Frame& f) {
     case proto::FrameType::kAbsent:
       r.kind = cluster::PeerResponse::kAbsent;
       return r;
+    case proto::FrameType::kPage:
+      r.kind = cluster::PeerResponse::kPage;
+      r.value.assign(f.value);
+      return r;
     case proto::FrameType::kErrorResponse:
     case proto::FrameType::kError:
       r.kind = cluster::PeerResponse::kError;
@@ -65,6 +79,8 @@ void EncodePeerResponse(std::string* out, uint64_t request_id, const cluster::Pe
       return proto::EncodeAbsent(out, request_id);
     case cluster::PeerResponse::kStored:
       return proto::EncodeStored(out, request_id, r.version);
+    case cluster::PeerResponse::kPage:
+      return proto::EncodePage(out, request_id, r.value);
     case cluster::PeerResponse::kError:
     case cluster::PeerResponse::kPong:  // not an answer to a request
       break;

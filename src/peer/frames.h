@@ -21,16 +21,19 @@ inline cluster::PeerOp ToPeerOp(proto::Op op) {
   return static_cast<cluster::PeerOp>(op);
 }
 
-// A GET/PUT/REMOVE frame as a request (views into the frame, valid as long as its views are).
-// Caller guarantees proto::RequestOp(frame.type) holds; any other frame reads as a GET.
+// A GET/PUT/REMOVE/RANGE frame as a request (views into the frame, valid as long as its views
+// are). Caller guarantees proto::RequestOp(frame.type) holds or frame is a RANGE; any other
+// frame reads as a GET.
 cluster::PeerRequest ToPeerRequest(const proto::Frame& frame);
 
-// VALUE/TOMBSTONE/ABSENT/STORED -> their kinds; ERROR_RESPONSE and ERROR -> kError with
-// proto::ErrorText ("<CODE_NAME>: <message>"); anything else -> kError "unexpected frame <TYPE>".
+// VALUE/TOMBSTONE/ABSENT/STORED/PAGE -> their kinds (PAGE: value = the page bytes); ERROR_RESPONSE
+// and ERROR -> kError with proto::ErrorText ("<CODE_NAME>: <message>"); anything else -> kError
+// "unexpected frame <TYPE>".
 cluster::PeerResponse ToPeerResponse(const proto::Frame& frame);
 
 // Appends the frame that answers request_id with r: kValue/kTombstone/kAbsent/kStored map to
-// their frames; kError becomes an ERROR_RESPONSE with error_code and r.error as the message.
+// their frames, kPage to PAGE; kError becomes an ERROR_RESPONSE with error_code and r.error as the
+// message.
 void EncodePeerResponse(std::string* out, uint64_t request_id, const cluster::PeerResponse& r,
                         proto::ErrorCode error_code = proto::ErrorCode::kStorageError);
 

@@ -145,6 +145,13 @@ PeerResponse MapResponse(const Slot& slot, Conn& c) {
     case PeerOp::kRemove:
       if (c.status == 202) return need_version(PeerResponse::kStored);
       break;
+    case PeerOp::kRange:
+      if (c.status == 200) {
+        r.kind = PeerResponse::kPage;
+        r.value = std::move(c.body);
+        return r;
+      }
+      break;
     default:
       break;
   }
@@ -212,7 +219,7 @@ class HttpPeer final : public HttpClientDelegate {
     if (closed_) return waiter->OnPeerResponse(cookie, ErrorResponse(kClosed));
     if (deadline_ms <= uv_now(loop_))
       return waiter->OnPeerResponse(cookie, ErrorResponse(kTimeout));
-    size_t bytes = 128 + host_header_.size() + 3 * req.key.size() +
+    size_t bytes = 128 + host_header_.size() + 3 * (req.key.size() + req.end.size()) +
                    (req.op == PeerOp::kPut ? req.value.size() : 0);
     Conn* conn = Pick(bytes);
     if (conn == nullptr) return waiter->OnPeerResponse(cookie, ErrorResponse(pick_error_));
@@ -271,7 +278,8 @@ class HttpPeer final : public HttpClientDelegate {
 
   void OnResponseBody(HttpClientConnection* c, std::string_view chunk) override {
     Conn* conn = static_cast<Conn*>(c->user_data);
-    if (conn->status == 200 && !conn->fifo.empty() && conn->fifo.front().op == PeerOp::kGet &&
+    if (conn->status == 200 && !conn->fifo.empty() &&
+        (conn->fifo.front().op == PeerOp::kGet || conn->fifo.front().op == PeerOp::kRange) &&
         !conn->fifo.front().ping) {
       conn->body.append(chunk);
     }
@@ -375,6 +383,20 @@ class HttpPeer final : public HttpClientDelegate {
     out->append("\r\n\r\n");
   }
 
+  // GET /v0/entities?start=S[&end=E]&max_keys=N&max_bytes=M (with X-KV-Internal: a page).
+  static void AppendRangeTarget(std::string* out, const PeerRequest& req) {
+    out->append("/v0/entities?start=");
+    AppendPercentEncoded(out, req.key);
+    if (req.has_end) {
+      out->append("&end=");
+      AppendPercentEncoded(out, req.end);
+    }
+    out->append("&max_keys=");
+    AppendDecimal(out, req.max_keys);
+    out->append("&max_bytes=");
+    AppendDecimal(out, req.max_bytes);
+  }
+
   void AppendRequest(std::string* out, const PeerRequest& req) {
     std::string_view method;
     switch (req.op) {
@@ -387,16 +409,23 @@ class HttpPeer final : public HttpClientDelegate {
       case PeerOp::kRemove:
         method = "DELETE";
         break;
+      case PeerOp::kRange:
+        method = "GET";
+        break;
     }
     out->append(method);
     out->push_back(' ');
     const size_t target_at = out->size();
-    out->append("/v0/entity?id=");
-    AppendPercentEncoded(out, req.key);
-    if (req.op == PeerOp::kPut && req.expires_ms != 0) {
-      // In the target, so that the MAC covers it (X-KV-Auth).
-      out->append("&expires=");
-      AppendDecimal(out, req.expires_ms);
+    if (req.op == PeerOp::kRange) {
+      AppendRangeTarget(out, req);
+    } else {
+      out->append("/v0/entity?id=");
+      AppendPercentEncoded(out, req.key);
+      if (req.op == PeerOp::kPut && req.expires_ms != 0) {
+        // In the target, so that the MAC covers it (X-KV-Auth).
+        out->append("&expires=");
+        AppendDecimal(out, req.expires_ms);
+      }
     }
     const size_t target_end = out->size();
     out->append(" HTTP/1.1\r\nHost: ");

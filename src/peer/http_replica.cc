@@ -58,6 +58,12 @@ void HttpReplicaServer::Handle(const Request& req, cluster::PeerOp op, const std
                   pending_.Put(Pending{r, op}));
 }
 
+void HttpReplicaServer::HandleRange(const Request& req, const cluster::PeerRequest& range,
+                                    Responder r) {
+  if (!Authenticated(req, r)) return r.Respond(401, "peer request not authenticated\n");
+  local_->Execute(range, &waiter_, pending_.Put(Pending{r, cluster::PeerOp::kRange}));
+}
+
 void HttpReplicaServer::OnAnswer(uint64_t slot, cluster::PeerResponse&& resp) {
   Pending p = pending_.Take(slot);
   const Decimal version(resp.version);
@@ -74,6 +80,8 @@ void HttpReplicaServer::OnAnswer(uint64_t slot, cluster::PeerResponse&& resp) {
       return p.responder.Respond(404, "", {{"X-KV-Version", v}, {"X-KV-Tombstone", "1"}});
     case cluster::PeerResponse::kAbsent:
       return p.responder.Respond(404, "");
+    case cluster::PeerResponse::kPage:
+      return p.responder.Respond(200, resp.value, {{"Content-Type", "application/octet-stream"}});
     case cluster::PeerResponse::kStored:
       return p.responder.Respond(p.op == cluster::PeerOp::kPut ? 201 : 202, "",
                                  {{"X-KV-Version", v}});

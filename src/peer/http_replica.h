@@ -29,6 +29,10 @@ class HttpReplicaServer {
   // secret the request must carry a valid X-KV-Auth (proto_spec section 11.3), else 401 and
   // nothing runs; refusals are counted and logged (rate-limited, auth_failures.h).
   void Handle(const Request& req, cluster::PeerOp op, const std::string& key, Responder r);
+  // A range page request (GET /v0/entities with start, end, max_keys, max_bytes already
+  // parsed into `range` by the route): authenticated as above, answered 200 with the page
+  // (common/range_page.h) as the body.
+  void HandleRange(const Request& req, const cluster::PeerRequest& range, Responder r);
 
  private:
   struct Pending {

@@ -62,6 +62,10 @@ Bounds PayloadBounds(FrameType t) {
       return {8, 8};
     case FrameType::kAbsent:
       return {0, 0};
+    case FrameType::kRange:
+      return {4 + 1 + 4 + 4 + 4, 4 + kMaxKeyBytes + 1 + 1 + 4 + kMaxKeyBytes + 4 + 4};
+    case FrameType::kPage:
+      return {1, kMaxPayloadBytes};
   }
   return {0, 0};
 }
@@ -72,6 +76,7 @@ bool ServerAccepts(FrameType t) {
     case FrameType::kPut:
     case FrameType::kPutExpiring:
     case FrameType::kRemove:
+    case FrameType::kRange:
     case FrameType::kPing:
     case FrameType::kPong:
     case FrameType::kError:
@@ -89,6 +94,7 @@ bool ClientAccepts(FrameType t) {
     case FrameType::kAbsent:
     case FrameType::kStored:
     case FrameType::kErrorResponse:
+    case FrameType::kPage:
     case FrameType::kPing:
     case FrameType::kPong:
     case FrameType::kError:
@@ -134,6 +140,7 @@ FrameDecoder::FrameDecoder(Role role)
     : role_(role), state_(role == Role::kServer ? State::kPreface : State::kHandshakeReply) {}
 
 void FrameDecoder::Feed(const char* data, size_t n) {
+  just_returned_ = false;
   if (state_ == State::kFailed) {
     std::string().swap(buf_);  // views of earlier frames end here, as documented
     pos_ = 0;
@@ -320,12 +327,40 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
       break;
     case FrameType::kAbsent:
       break;
+    case FrameType::kRange: {
+      uint8_t has_end = 0;
+      if (!r.U32(&u32) || !field(u32, 0, kMaxKeyBytes + 1, "start", &f->key)) return false;
+      if (!r.U8(&has_end) || has_end > 1) return bad("has_end must be 0 or 1");
+      f->has_end = has_end == 1;
+      if (!r.U32(&u32) || !field(u32, 0, f->has_end ? kMaxKeyBytes : 0, "end", &f->end)) {
+        return false;
+      }
+      if (!r.U32(&f->max_keys) || f->max_keys == 0) return bad("max_keys must be positive");
+      if (!r.U32(&f->max_bytes) || f->max_bytes == 0) return bad("max_bytes must be positive");
+      break;
+    }
+    case FrameType::kPage:
+      r.Bytes(length, &f->value);
+      break;
   }
   if (r.left() != 0) return bad(Num(r.left()) + " trailing bytes");
   return true;
 }
 
+bool FrameDecoder::TakeFrame(std::string* out, size_t* payload_at) {
+  if (!just_returned_) return false;
+  just_returned_ = false;
+  std::string rest(buf_, pos_);
+  buf_.resize(pos_);
+  out->swap(buf_);
+  buf_.swap(rest);
+  *payload_at = last_at_ + kFrameHeaderSize;
+  pos_ = 0;
+  return true;
+}
+
 DecodeResult FrameDecoder::Next(Frame* frame) {
+  just_returned_ = false;
   if (state_ == State::kFailed) return DecodeResult::kError;
   if (state_ == State::kPreface) {
     const size_t avail = buffered();
@@ -366,6 +401,8 @@ DecodeResult FrameDecoder::Next(Frame* frame) {
   if (!ParsePayload(type, p + kFrameHeaderSize, length, &f)) {
     return DecodeResult::kError;
   }
+  last_at_ = pos_;
+  just_returned_ = true;
   pos_ += kFrameHeaderSize + length;
   if (type == FrameType::kError) {
     state_ = State::kPeerError;

@@ -29,6 +29,12 @@ class FrameDecoder {
   // kFrame: *frame holds the next frame. kNeedMore: no complete frame buffered. kError: the
   // stream violated the protocol; error() says how; every later call returns kError again.
   DecodeResult Next(Frame* frame);
+  // Hands over the buffer that holds the frame the last Next() returned, instead of the caller
+  // copying a large payload out of it (PAGE): *out ends with the payload, which starts at
+  // *payload_at; bytes received after the frame stay buffered here (at most one Feed's worth is
+  // copied). Only right after Next() returned kFrame (else false, nothing moved). Views of every
+  // frame returned before point into *out afterwards.
+  bool TakeFrame(std::string* out, size_t* payload_at);
   // The peer closed its side. True if the stream ended on a frame boundary (nothing buffered);
   // else the decoder fails with TRUNCATED_FRAME and this returns false.
   bool Finish();
@@ -64,8 +70,10 @@ class FrameDecoder {
   State state_;
   ProtocolError error_;
   std::string buf_;
-  size_t pos_ = 0;            // start of the first byte not yet consumed
-  size_t pending_frame_ = 0;  // size of the incomplete frame at pos_, once its header is known
+  size_t pos_ = 0;              // start of the first byte not yet consumed
+  size_t pending_frame_ = 0;    // size of the incomplete frame at pos_, once its header is known
+  bool just_returned_ = false;  // the last Next() returned the frame at [last_at_, pos_)
+  size_t last_at_ = 0;
 };
 
 }  // namespace kv::proto

@@ -106,6 +106,10 @@ size_t RequestPayloadSize(Op op, std::string_view key, std::string_view value,
   return 4 + key.size();
 }
 
+size_t RangePayloadSize(std::string_view start, std::string_view end) {
+  return 4 + start.size() + 1 + 4 + end.size() + 4 + 4;
+}
+
 }  // namespace
 
 const char* ErrorCodeName(ErrorCode code) {
@@ -186,6 +190,10 @@ const char* FrameTypeName(FrameType type) {
       return "ERROR_RESPONSE";
     case FrameType::kValueExpiring:
       return "VALUE_EXPIRING";
+    case FrameType::kRange:
+      return "RANGE";
+    case FrameType::kPage:
+      return "PAGE";
   }
   return "UNKNOWN";
 }
@@ -261,6 +269,27 @@ void EncodeValue(std::string* out, uint64_t request_id, uint64_t version, std::s
   PutValueFrame(out, request_id, version, value, expires_ms);
 }
 
+void EncodeRange(std::string* out, uint64_t request_id, std::string_view start,
+                 std::string_view end, bool has_end, uint32_t max_keys, uint32_t max_bytes) {
+  if (!has_end) end = {};
+  PutHeader(out, FrameType::kRange, request_id, RangePayloadSize(start, end));
+  PutU32(out, static_cast<uint32_t>(start.size()));
+  out->append(start);
+  PutU8(out, has_end ? 1 : 0);
+  PutU32(out, static_cast<uint32_t>(end.size()));
+  out->append(end);
+  PutU32(out, max_keys);
+  PutU32(out, max_bytes);
+}
+
+size_t RangeFrameSize(std::string_view start, std::string_view end) {
+  return kFrameHeaderSize + RangePayloadSize(start, end);
+}
+
+void EncodePage(std::string* out, uint64_t request_id, std::string_view page) {
+  PutOpaqueFrame(out, FrameType::kPage, request_id, page);
+}
+
 void EncodeTombstone(std::string* out, uint64_t request_id, uint64_t version) {
   PutVersionFrame(out, FrameType::kTombstone, request_id, version);
 }
@@ -315,6 +344,12 @@ void EncodeFrame(std::string* out, const Frame& f) {
       return;
     case FrameType::kAbsent:
       PutHeader(out, f.type, f.request_id, 0);
+      return;
+    case FrameType::kRange:
+      EncodeRange(out, f.request_id, f.key, f.end, f.has_end, f.max_keys, f.max_bytes);
+      return;
+    case FrameType::kPage:
+      EncodePage(out, f.request_id, f.value);
       return;
   }
 }

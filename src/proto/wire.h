@@ -46,6 +46,8 @@ enum class FrameType : uint8_t {
   kPut = 0x11,
   kRemove = 0x12,
   kPutExpiring = 0x16,  // PUT of a value that expires (TTL): PUT's fields plus its expiry
+  // 0x13-0x15 and 0x25 are reserved (replica repair operations).
+  kRange = 0x18,  // one page of a key range (cluster-wide range reads)
   // responses (server -> client)
   kValue = 0x20,
   kTombstone = 0x21,
@@ -53,6 +55,7 @@ enum class FrameType : uint8_t {
   kStored = 0x23,
   kErrorResponse = 0x24,  // one request failed; the connection stays up
   kValueExpiring = 0x26,  // VALUE of a value that expires: VALUE's fields plus its expiry
+  kPage = 0x28,           // the answer to RANGE: a range page (common/range_page.h)
 };
 
 // Codes 1..99 are fatal connection errors (ERROR frame, then close); 100.. are request errors
@@ -104,8 +107,12 @@ struct Frame {
   uint64_t fingerprint = 0;  // HANDSHAKE, HANDSHAKE_OK
   ErrorCode code{};          // ERROR, ERROR_RESPONSE (may be a value this build does not know)
   std::string_view url;      // HANDSHAKE, HANDSHAKE_OK
-  std::string_view key;      // GET, PUT, REMOVE
-  std::string_view value;    // PUT, VALUE
+  std::string_view key;      // GET, PUT, REMOVE; RANGE: its start (inclusive)
+  std::string_view value;    // PUT, VALUE; PAGE: the page bytes
+  std::string_view end;      // RANGE, when has_end (exclusive)
+  bool has_end = false;      // RANGE
+  uint32_t max_keys = 0;     // RANGE
+  uint32_t max_bytes = 0;    // RANGE
   std::string_view message;  // ERROR, ERROR_RESPONSE
   std::string_view payload;  // PING, PONG
   std::string_view nonce;    // HANDSHAKE, HANDSHAKE_OK: kNonceBytes
@@ -140,6 +147,11 @@ void EncodePong(std::string* out, uint64_t request_id, std::string_view payload 
 // is a PUT_EXPIRING frame.
 void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_view key,
                    std::string_view value, uint64_t version, uint64_t expires_ms = 0);
+// RANGE: the page of [start, end) (no end when !has_end); start up to kMaxKeyBytes + 1 bytes.
+void EncodeRange(std::string* out, uint64_t request_id, std::string_view start,
+                 std::string_view end, bool has_end, uint32_t max_keys, uint32_t max_bytes);
+size_t RangeFrameSize(std::string_view start, std::string_view end);
+void EncodePage(std::string* out, uint64_t request_id, std::string_view page);
 // The answers to a request: VALUE (VALUE_EXPIRING with expires_ms != 0), TOMBSTONE, ABSENT,
 // STORED or ERROR_RESPONSE.
 void EncodeValue(std::string* out, uint64_t request_id, uint64_t version, std::string_view value,

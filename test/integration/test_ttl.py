@@ -5,15 +5,15 @@ bounded, until it answers 404; what must not have expired meanwhile is a key wit
 ttl at all, so no assertion depends on how fast the machine is.
 
 - Expiry through every node: once expired, a key answers 404 through each node (ack=from, so
-  every replica is asked), and no node's range stream holds it; long-lived and permanent keys
-  stay.
+  every replica is asked), and neither a node's range stream nor the cluster-wide range holds
+  it; long-lived and permanent keys stay.
 - A later PUT without ttl makes a key permanent again; a later PUT with a ttl makes it expire.
 - Expired stays expired across a restart of every node; unexpired keep their value.
 - A replica that was down while the entry expired (and missed the write), hinted handoff off:
   reads through it answer 404, never the older value it holds, and the read repairs it.
 - Bad ttl: 400 and nothing written."""
-from harness import (Group, check, check_eq, entities, get, poll, put, request, start_cluster,
-                     wait_healthy)
+from harness import (Group, check, check_eq, entities, get, poll, put, q, request,
+                     start_cluster, wait_healthy)
 
 
 def put_ttl(port, key, value, ttl, ack=None, frm=None):
@@ -57,6 +57,10 @@ class Ttl(Group):
                 check_eq((r.status, r.body), (200, v), f"GET {k} through node {n.port}")
             check_eq(self.own(n, p), (p + "long\nl" + p + "perm\np").encode(),
                      f"node {n.port}'s range: the expired key absent")
+            end = p[:-1] + chr(ord(p[-1]) + 1)
+            r = request(n.port, "GET", f"/v0/entities?start={q(p)}&end={q(end)}&scope=cluster")
+            check_eq((r.status, r.body), (200, (p + "long\nl" + p + "perm\np").encode()),
+                     f"cluster-wide range through node {n.port}: the expired key absent")
 
     def test_a_later_put_decides_whether_the_key_expires(self):
         a, b, _ = self.ns

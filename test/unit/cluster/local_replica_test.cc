@@ -9,9 +9,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../storage/storage_test_util.h"
 #include "cluster/clock_skew.h"
+#include "common/range_page.h"
 #include "common/version.h"
 
 namespace kv::cluster {
@@ -331,6 +333,87 @@ TEST_CASE("clock skew: the refusal's text carries the skew") {
   CHECK(SkewRefusalMs(version::Make(kWall + 1001, 0), kWall, 1) == 2);
   CHECK(SkewRefusalMs(version::Make(kWall + 1000, 0), kWall, 1) == 0);
   CHECK(SkewRefusalMs(version::Make(1, 0), kWall, 1) == 0);
+}
+
+}  // namespace
+}  // namespace kv::cluster
+
+namespace kv::cluster {
+namespace {
+
+// Reads a kPage answer's entries as "key=value@version" / "key=X@version" (tombstone).
+std::vector<std::string> Entries(const PeerResponse& r, bool* more) {
+  REQUIRE(r.kind == PeerResponse::kPage);
+  range_page::Reader reader(std::string_view(r.value).substr(r.value_at));
+  *more = reader.more();
+  std::vector<std::string> out;
+  range_page::Entry e;
+  range_page::Reader::Result res;
+  while ((res = reader.Next(&e)) == range_page::Reader::kEntry) {
+    out.push_back(std::string(e.key) + "=" + (e.tombstone ? "X" : std::string(e.value)) + "@" +
+                  std::to_string(e.version));
+  }
+  CHECK(res == range_page::Reader::kEnd);
+  return out;
+}
+
+PeerRequest Range(std::string_view start, std::string_view end, uint32_t keys, uint32_t bytes) {
+  PeerRequest r{};
+  r.op = PeerOp::kRange;
+  r.key = start;
+  r.end = end;
+  r.has_end = !end.empty();
+  r.max_keys = keys;
+  r.max_bytes = bytes;
+  return r;
+}
+
+TEST_CASE("LocalReplica: range pages hold tombstones, stop at max_keys/max_bytes, say more") {
+  Store s;
+  Hlc hlc(0);
+  LocalReplica r(s.engine.get(), &hlc);
+  Answers a;
+  const uint64_t v = version::Make(1000000, 3);
+  r.Execute(Put("p/a", "1", v), &a, 1);
+  r.Execute(Put("p/b", std::string(100, 'b'), v), &a, 2);
+  r.Execute(PeerRequest{PeerOp::kRemove, "p/c", {}, v + 1}, &a, 3);
+  r.Execute(Put("p/d", "4", v), &a, 4);
+  r.Execute(Put("q", "out of range", v), &a, 5);
+  while (r.Commit()) {
+  }
+  bool more = false;
+  r.Execute(Range("p/", "p0", 100, 1 << 20), &a, 10);
+  const std::string vs = std::to_string(v), vs1 = std::to_string(v + 1);
+  CHECK(Entries(a.got[10], &more) ==
+        std::vector<std::string>{"p/a=1@" + vs, "p/b=" + std::string(100, 'b') + "@" + vs,
+                                 "p/c=X@" + vs1, "p/d=4@" + vs});
+  CHECK_FALSE(more);
+  r.Execute(Range("p/", "p0", 2, 1 << 20), &a, 11);
+  CHECK(Entries(a.got[11], &more).size() == 2);
+  CHECK(more);
+  // A continuation after p/b (p/b + 0x00) starts at the tombstone.
+  r.Execute(Range(range_page::NextStart("p/b"), "p0", 1, 1 << 20), &a, 12);
+  CHECK(Entries(a.got[12], &more) == std::vector<std::string>{"p/c=X@" + vs1});
+  CHECK(more);
+  // max_bytes: the page stops before an entry that would pass it, but holds at least one.
+  r.Execute(Range("p/", "p0", 100, 1), &a, 13);
+  CHECK(Entries(a.got[13], &more).size() == 1);
+  CHECK(more);
+  r.Execute(Range("p/", "p0", 100, 2 * (range_page::kEntryOverhead + 3) + 1), &a, 14);
+  CHECK(Entries(a.got[14], &more).size() == 1);  // p/b's 100 bytes do not fit
+  // No end: to the last key.
+  r.Execute(Range("p/d", "", 100, 1 << 20), &a, 15);
+  CHECK(Entries(a.got[15], &more) ==
+        std::vector<std::string>{"p/d=4@" + vs, "q=out of range@" + vs});
+  CHECK_FALSE(more);
+  // An empty range: an empty page.
+  r.Execute(Range("x", "", 100, 1 << 20), &a, 16);
+  CHECK(Entries(a.got[16], &more).empty());
+  // Out of the limits: an error, nothing read.
+  r.Execute(Range("p/", "", 0, 1 << 20), &a, 17);
+  CHECK(a.got[17].kind == PeerResponse::kError);
+  r.Execute(Range("p/", "", 1, 0), &a, 18);
+  CHECK(a.got[18].kind == PeerResponse::kError);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "cluster/hlc.h"
 #include "cluster/ring.h"
 #include "common/fingerprint.h"
+#include "common/range_page.h"
 #include "peer/auth_failures.h"
 #include "peer/frames.h"
 #include "proto/auth.h"
@@ -1311,4 +1312,55 @@ TEST_CASE("auth failures: every one is counted, one line a minute per address an
   CHECK(AuthFailureCount(AuthFailure::kHttpStale) == stale + 1);
   CHECK(std::string(kv::net::AuthFailureName(AuthFailure::kBinaryServerMismatch)) ==
         "binary_server_mismatch");
+}
+
+TEST_CASE("binary transport: range pages of a real replica, small ones copied, large handed over") {
+  Loop l;
+  Harness node(&l.loop);
+  Collector w;
+  auto t = l.Flushed(MakeBinaryPeerTransport(&l.loop, node.Endpoint()));
+  const uint64_t d = l.now() + kFar;
+  t->Send(Put("r/a", "1", 10), d, &w, 1);
+  t->Send(Remove("r/b", 11), d, &w, 2);
+  for (int i = 0; i < 300; ++i) {
+    t->Send(Put("r/c" + std::to_string(100 + i), std::string(1000, 'x'), 12), d, &w, 3 + i);
+  }
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 302; }));
+  auto range = [](std::string_view start, uint32_t keys, uint32_t bytes) {
+    kv::cluster::PeerRequest r{};
+    r.op = kv::cluster::PeerOp::kRange;
+    r.key = start;
+    r.end = "r0";
+    r.has_end = true;
+    r.max_keys = keys;
+    r.max_bytes = bytes;
+    return r;
+  };
+  t->Send(range("r/", 2, 1 << 20), d, &w, 1001);     // small: copied out of the frame
+  t->Send(range("r/", 1000, 1 << 20), d, &w, 1002);  // ~300 KB: the receive buffer handed over
+  t->Send(range("r/", 0, 1), d, &w, 1003);           // out of the limits: refused locally
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 305; }));
+  CHECK(w.each_once());
+  auto entries = [&](uint64_t cookie, bool* more) {
+    const PeerResponse& p = w.one(cookie);
+    REQUIRE(p.kind == PeerResponse::kPage);
+    kv::range_page::Reader reader(std::string_view(p.value).substr(p.value_at));
+    *more = reader.more();
+    std::vector<std::string> keys;
+    kv::range_page::Entry e;
+    while (reader.Next(&e) == kv::range_page::Reader::kEntry) keys.emplace_back(e.key);
+    return keys;
+  };
+  bool more = false;
+  CHECK(entries(1001, &more) == std::vector<std::string>{"r/a", "r/b"});  // the tombstone too
+  CHECK(more);
+  CHECK(w.one(1001).value_at == 0);
+  CHECK(entries(1002, &more).size() == 302);
+  CHECK_FALSE(more);
+  CHECK(w.one(1002).value_at > 0);  // the frame's buffer, header and all
+  CHECK(w.one(1003).kind == PeerResponse::kError);
+  // The connection goes on after a handed-over frame.
+  t->Send(Get("r/a"), d, &w, 1004);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 306; }));
+  CHECK(w.one(1004).value == "1");
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/range_page.h"
 #include "unit/net_support/net_test_util.h"
 
 namespace {
@@ -464,4 +465,43 @@ TEST_CASE_FIXTURE(PeerHttp,
     CHECK(w.one(1).error == "closed");
   }
   // The server saw the client connections go away; the loop closes cleanly (Loop dtor).
+}
+
+TEST_CASE_FIXTURE(PeerHttp, "peer http: a range page request and its answer") {
+  std::string page;
+  const size_t begin = kv::range_page::Begin(&page);
+  kv::range_page::Append(&page, kv::range_page::Entry{"a b", "1", 5, false});
+  const size_t last = kv::range_page::Append(&page, kv::range_page::Entry{"c", "", 6, true});
+  kv::range_page::Finish(&page, begin, last, true);
+  server.responder = [&](const kv::test::TestRequest& q) -> std::string {
+    if (q.url.rfind("/v0/entities?", 0) != 0)
+      return "HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n";
+    return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(page.size()) + "\r\n\r\n" + page;
+  };
+  PeerRequest r{};
+  r.op = PeerOp::kRange;
+  r.key = std::string_view("a b\0", 4);
+  r.end = "z&";
+  r.has_end = true;
+  r.max_keys = 100;
+  r.max_bytes = 1 << 20;
+  t->Send(r, d, &w, 1);
+  r.has_end = false;
+  t->Send(r, d, &w, 2);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 2; }));
+  CHECK(w.each_once());
+  CHECK(w.one(1).kind == PeerResponse::kPage);
+  CHECK(w.one(1).value.substr(w.one(1).value_at) == page);
+  REQUIRE(server.log.size() == 2);
+  CHECK(server.log[0].method == "GET");
+  CHECK(server.log[0].url == "/v0/entities?start=a%20b%00&end=z%26&max_keys=100&max_bytes=1048576");
+  CHECK(server.log[0].headers.at("x-kv-internal") == "1");
+  CHECK(server.log[1].url == "/v0/entities?start=a%20b%00&max_keys=100&max_bytes=1048576");
+  // Any other status is a failure of that request.
+  server.responder = [](const kv::test::TestRequest&) -> std::string {
+    return "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n";
+  };
+  t->Send(r, d, &w, 3);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 3; }));
+  CHECK(w.one(3).kind == PeerResponse::kError);
 }

@@ -373,6 +373,34 @@ TEST_CASE("views of earlier frames survive later Next calls until the next Feed"
   CHECK(c.value.size() == size_t{1} << 20);
 }
 
+TEST_CASE("TakeFrame hands over the buffer of the frame just returned; what follows stays") {
+  std::string s = ServerStart();
+  std::string big;
+  EncodeRequest(&big, 3, Op::kPut, "k", std::string(100000, 'v'), 1);
+  std::string next;
+  EncodeRequest(&next, 4, Op::kGet, "after", "", 0);
+  FrameDecoder d(Role::kServer);
+  d.Feed(s.data(), s.size());
+  Frame f;
+  REQUIRE(d.Next(&f) == DecodeResult::kFrame);
+  REQUIRE(d.Next(&f) == DecodeResult::kFrame);
+  std::string taken;
+  size_t at = 0;
+  REQUIRE(d.Next(&f) == DecodeResult::kNeedMore);
+  CHECK_FALSE(d.TakeFrame(&taken, &at));  // the last Next returned no frame
+  const std::string both = big + next.substr(0, 10);
+  d.Feed(both.data(), both.size());
+  REQUIRE(d.Next(&f) == DecodeResult::kFrame);
+  REQUIRE(d.TakeFrame(&taken, &at));
+  CHECK(taken.substr(at) == big.substr(kFrameHeaderSize));
+  CHECK_FALSE(d.TakeFrame(&taken, &at));  // once
+  CHECK(d.buffered() == 10);
+  d.Feed(next.data() + 10, next.size() - 10);
+  REQUIRE(d.Next(&f) == DecodeResult::kFrame);
+  CHECK(f.key == "after");
+  CHECK(d.Finish());
+}
+
 TEST_CASE("largest request and response at the limits decode") {
   const std::string key(kMaxKeyBytes, 'k'), value(kMaxValueBytes, 'v');
   std::string s = ServerStart();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/fingerprint.h"
+#include "common/range_page.h"
 #include "common/version.h"
 #include "proto/frame_decoder.h"
 
@@ -330,6 +331,97 @@ TEST_CASE("vector: PUT_EXPIRING and VALUE_EXPIRING (TTL)") {
   CHECK(dz.error().reason.find("expiry is 0") != std::string::npos);
 }
 
+TEST_CASE("vector: range request and page response") {
+  const Setup s = MakeSetup();
+  const std::string rv = ReadVector("range_request");
+  FrameDecoder sd(Role::kServer);
+  const Frame r = DecodeLast(sd, s.server, rv);
+  CHECK(r.type == FrameType::kRange);
+  CHECK(r.request_id == 8);
+  CHECK(r.key == "user:");
+  CHECK(r.has_end);
+  CHECK(r.end == "user;");
+  CHECK(r.max_keys == 1000);
+  CHECK(r.max_bytes == 1048576);
+  std::string enc;
+  EncodeRange(&enc, 8, "user:", "user;", true, 1000, 1048576);
+  CHECK(enc == rv);
+  CHECK(RangeFrameSize("user:", "user;") == rv.size());
+  enc.clear();
+  EncodeFrame(&enc, r);
+  CHECK(enc == rv);
+
+  // The page codec (common/range_page.h) writes the vector's payload byte for byte.
+  std::string page;
+  const size_t begin = range_page::Begin(&page);
+  range_page::Append(&page, range_page::Entry{"user:42", "hello", kV1, false});
+  const size_t last = range_page::Append(&page, range_page::Entry{"user:43", "", kV2, true});
+  range_page::Finish(&page, begin, last, true);
+  const std::string pv = ReadVector("page_response");
+  FrameDecoder cd(Role::kClient);
+  const Frame p = DecodeLast(cd, s.client, pv);
+  CHECK(p.type == FrameType::kPage);
+  CHECK(p.request_id == 8);
+  CHECK(p.value == page);
+  enc.clear();
+  EncodePage(&enc, 8, page);
+  CHECK(enc == pv);
+  enc.clear();
+  EncodeFrame(&enc, p);
+  CHECK(enc == pv);
+  range_page::Reader reader(p.value);
+  CHECK(reader.more());
+  std::string_view last_key;
+  REQUIRE(reader.LastKey(&last_key));
+  CHECK(last_key == "user:43");
+  range_page::Entry e;
+  REQUIRE(reader.Next(&e) == range_page::Reader::kEntry);
+  CHECK((e.key == "user:42" && e.value == "hello" && e.version == kV1 && !e.tombstone));
+  REQUIRE(reader.Next(&e) == range_page::Reader::kEntry);
+  CHECK((e.key == "user:43" && e.value.empty() && e.version == kV2 && e.tombstone));
+  CHECK(reader.Next(&e) == range_page::Reader::kEnd);
+}
+
+TEST_CASE("range: a RANGE frame out of its limits is a protocol error") {
+  const Setup s = MakeSetup();
+  auto decode = [&](const std::string& frame) {
+    FrameDecoder d(Role::kServer);
+    const std::string all = s.server + frame;
+    d.Feed(all.data(), all.size());
+    Frame f;
+    DecodeResult r;
+    while ((r = d.Next(&f)) == DecodeResult::kFrame) {
+    }
+    return r;
+  };
+  std::string ok;
+  EncodeRange(&ok, 1, "a", "", false, 1, 1);
+  CHECK(decode(ok) == DecodeResult::kNeedMore);
+  std::string zero_keys;
+  EncodeRange(&zero_keys, 1, "a", "", false, 0, 1);
+  CHECK(decode(zero_keys) == DecodeResult::kError);
+  std::string zero_bytes;
+  EncodeRange(&zero_bytes, 1, "a", "", false, 1, 0);
+  CHECK(decode(zero_bytes) == DecodeResult::kError);
+  std::string bad_flag = ok;
+  bad_flag[kFrameHeaderSize + 4 + 1] = 2;  // has_end
+  CHECK(decode(bad_flag) == DecodeResult::kError);
+  std::string end_without_flag;  // an end whose has_end is 0
+  EncodeRange(&end_without_flag, 1, "a", "z", true, 1, 1);
+  end_without_flag[kFrameHeaderSize + 4 + 1] = 0;
+  CHECK(decode(end_without_flag) == DecodeResult::kError);
+  std::string long_start;  // a continuation key may be one byte longer than a key, not two
+  EncodeRange(&long_start, 1, std::string(kMaxKeyBytes + 1, 'k'), "", false, 1, 1);
+  CHECK(decode(long_start) == DecodeResult::kNeedMore);
+  long_start.clear();
+  EncodeRange(&long_start, 1, std::string(kMaxKeyBytes + 2, 'k'), "", false, 1, 1);
+  CHECK(decode(long_start) == DecodeResult::kError);
+  // A server never gets a PAGE, a client never a RANGE.
+  std::string page;
+  EncodePage(&page, 1, std::string(5, '\0'));
+  CHECK(decode(page) == DecodeResult::kError);
+}
+
 TEST_CASE("vector: ping, pong, error frame (both directions)") {
   const Setup s = MakeSetup();
   const std::string ping = ReadVector("ping"), pong = ReadVector("pong");
@@ -469,7 +561,7 @@ TEST_CASE("names") {
   CHECK(std::string(FrameTypeName(FrameType::kErrorResponse)) == "ERROR_RESPONSE");
   int known = 0;
   for (int t = 0; t < 256; ++t) known += IsKnownFrameType(static_cast<uint8_t>(t));
-  CHECK(known == 16);
+  CHECK(known == 18);
   Frame f;
   f.type = FrameType::kErrorResponse;
   f.code = static_cast<ErrorCode>(999);

@@ -1,0 +1,167 @@
+#include "cluster/range_merge.h"
+
+#include <utility>
+
+namespace kv::cluster {
+
+RangeMerge::RangeMerge(size_t nodes, size_t from, uint64_t limit, Fetcher* fetcher)
+    : nodes_(nodes), match_(nodes), from_(from == 0 ? 1 : from), limit_(limit), fetcher_(fetcher) {}
+
+void RangeMerge::SetSource(size_t node, std::unique_ptr<Source> source) {
+  nodes_[node].source = std::move(source);
+}
+
+void RangeMerge::Start(std::string_view start) {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Node& n = nodes_[i];
+    if (n.source) {
+      n.first = false;
+      ++primed_;
+      Advance(i);
+      continue;
+    }
+    n.next_out = true;
+    fetcher_->Fetch(i, start);
+  }
+}
+
+void RangeMerge::OnPage(size_t i, std::string&& page, size_t at) {
+  Node& n = nodes_[i];
+  if (n.failed || !n.next_out) return;  // answers of a node that left the merge are dropped
+  n.next_out = false;
+  if (n.first) {
+    n.first = false;
+    ++primed_;
+  }
+  n.next = std::move(page);
+  n.next_at = at <= n.next.size() ? at : n.next.size();
+  n.next_here = true;
+  if (!n.has_head && !n.done) Promote(i);
+}
+
+void RangeMerge::OnFailure(size_t i, std::string_view reason) {
+  Node& n = nodes_[i];
+  if (n.failed || !n.next_out) return;
+  n.next_out = false;
+  Fail(i, reason);
+}
+
+void RangeMerge::Fail(size_t i, std::string_view reason) {
+  Node& n = nodes_[i];
+  if (n.failed) return;
+  n.failed = true;
+  n.done = true;
+  n.has_head = false;
+  n.source.reset();
+  std::string().swap(n.cur);
+  std::string().swap(n.next);
+  n.next_here = false;
+  if (n.first) {
+    n.first = false;
+    ++primed_;
+  }
+  if (failures_++ == 0) first_error_.assign(reason);
+  if (failures_ >= from_) state_ = State::kFailed;
+}
+
+void RangeMerge::Promote(size_t i) {
+  Node& n = nodes_[i];
+  n.cur.swap(n.next);
+  n.cur_at = n.next_at;
+  n.next.clear();
+  n.next_here = false;
+  n.reader = range_page::Reader(std::string_view(n.cur).substr(n.cur_at));
+  n.cur_more = n.reader.more();
+  switch (n.reader.Next(&n.head)) {
+    case range_page::Reader::kError:
+      return Fail(i, std::string("malformed page: ") + n.reader.error());
+    case range_page::Reader::kEnd:
+      if (n.cur_more) return Fail(i, "malformed page: no entry but more");
+      n.done = true;
+      return;
+    case range_page::Reader::kEntry:
+      break;
+  }
+  n.has_head = true;
+  if (!n.cur_more) return;
+  std::string_view last;
+  if (!n.reader.LastKey(&last)) return Fail(i, "malformed page: bad last entry offset");
+  const std::string start = range_page::NextStart(last);
+  n.next_out = true;
+  fetcher_->Fetch(i, start);  // may answer at once: the page waits in n.next
+}
+
+void RangeMerge::Advance(size_t i) {
+  Node& n = nodes_[i];
+  if (n.source) {
+    std::string error;
+    n.has_head = n.source->Next(&n.head, &error);
+    if (n.has_head) return;
+    if (!error.empty()) return Fail(i, error);
+    n.done = true;
+    n.source.reset();  // releases its snapshot
+    return;
+  }
+  switch (n.reader.Next(&n.head)) {
+    case range_page::Reader::kEntry:
+      return;
+    case range_page::Reader::kError:
+      n.has_head = false;
+      return Fail(i, std::string("malformed page: ") + n.reader.error());
+    case range_page::Reader::kEnd:
+      break;
+  }
+  n.has_head = false;
+  if (!n.cur_more) {
+    n.done = true;
+    std::string().swap(n.cur);
+    return;
+  }
+  if (n.next_here) Promote(i);
+}
+
+bool RangeMerge::Ready() {
+  for (const Node& n : nodes_) {
+    if (!n.done && !n.has_head) return false;
+  }
+  return true;
+}
+
+RangeMerge::State RangeMerge::Produce(std::string* out, size_t budget) {
+  if (state_ == State::kFailed || state_ == State::kDone) return state_;
+  const size_t begin = out->size();
+  size_t* match = match_.data();
+  for (size_t visits = 0;; ++visits) {
+    if (visits >= kMaxVisits) return state_ = State::kRunning;
+    if (failures_ >= from_) return state_ = State::kFailed;
+    if (limit_ != 0 && records_ >= limit_) return state_ = State::kDone;
+    if (!Ready()) return state_ = State::kWaiting;
+    // The smallest key offered, and the newest version of it among the nodes that offer it.
+    size_t win = SIZE_MAX;
+    size_t matches = 0;
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const Node& n = nodes_[i];
+      if (!n.has_head) continue;
+      if (win == SIZE_MAX || n.head.key < nodes_[win].head.key) {
+        win = i;
+        matches = 0;
+        match[matches++] = i;
+      } else if (n.head.key == nodes_[win].head.key) {
+        match[matches++] = i;
+        if (n.head.version > nodes_[win].head.version) win = i;
+      }
+    }
+    if (win == SIZE_MAX) return state_ = State::kDone;
+    const range_page::Entry& e = nodes_[win].head;
+    if (!e.tombstone) {
+      out->append(e.key);
+      out->push_back('\n');
+      out->append(e.value);
+      ++records_;
+    }
+    for (size_t m = 0; m < matches; ++m) Advance(match[m]);
+    if (out->size() - begin >= budget) return state_ = State::kRunning;
+  }
+}
+
+}  // namespace kv::cluster
