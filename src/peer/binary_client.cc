@@ -132,13 +132,16 @@ class BinaryPeer final : public cluster::PeerTransport {
     if (deadline_ms <= uv_now(loop_)) {
       return waiter->OnPeerResponse(cookie, ErrorResponse(kTimeout, true));
     }
-    const std::string_view value = req.op == PeerOp::kPut ? req.value : std::string_view();
-    if (!proto::RequestFits(req.key, value)) {
+    const proto::Op op = ToProtoOp(req.op);
+    const std::string_view value =
+        req.op == PeerOp::kPut || proto::IsRepairOp(op) ? req.value : std::string_view();
+    if (proto::IsRepairOp(op) ? !proto::RepairRequestFits(value)
+                              : !proto::RequestFits(req.key, value)) {
       return waiter->OnPeerResponse(
           cookie, ErrorResponse(req.key.empty() ? "invalid request: empty key"
                                                 : "invalid request: key or value too large"));
     }
-    const size_t bytes = proto::RequestFrameSize(ToProtoOp(req.op), req.key, value);
+    const size_t bytes = proto::RequestFrameSize(op, req.key, value);
     if (bytes_in_flight_ > 0 && bytes_in_flight_ + bytes > max_bytes_) {
       return waiter->OnPeerResponse(cookie, ErrorResponse(kOverloaded, true));
     }
@@ -146,7 +149,7 @@ class BinaryPeer final : public cluster::PeerTransport {
       return waiter->OnPeerResponse(cookie, ErrorResponse(last_error_));
     }
     const uint64_t id = Acquire(waiter, cookie, deadline_ms, bytes, false);
-    proto::EncodeRequest(Queue(conn_), id, ToProtoOp(req.op), req.key, value, req.version);
+    proto::EncodeRequest(Queue(conn_), id, op, req.key, value, req.version);
     Queued();
   }
 

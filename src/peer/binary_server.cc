@@ -180,7 +180,7 @@ class BinaryServer final : public BinaryPeerServer {
   // Hands a request to the replica; its answer comes through waiter_ (maybe at once).
   void Execute(ServerConn* c, const proto::Frame& f) {
     const cluster::PeerRequest req = ToPeerRequest(f);
-    const bool write = req.op != cluster::PeerOp::kGet;
+    const bool write = req.op == cluster::PeerOp::kPut || req.op == cluster::PeerOp::kRemove;
     ++c->unanswered;
     if (write) ++c->queued_writes;
     ctx_.local->Execute(req, &waiter_, slots_.Put(Slot{c, f.request_id, write}));
@@ -201,6 +201,7 @@ class BinaryServer final : public BinaryPeerServer {
     EncodePeerResponse(&c->out, s.request_id, resp,
                        resp.clock_skew ? proto::ErrorCode::kClockSkew
                        : resp.no_space ? proto::ErrorCode::kNoSpace
+                       : resp.invalid  ? proto::ErrorCode::kInvalidRequest
                                        : proto::ErrorCode::kStorageError);
     if (c->unanswered == 0 && !c->final_error.empty()) {
       c->out.append(c->final_error);

@@ -10,8 +10,8 @@ cluster::PeerRequest ToPeerRequest(const proto::Frame& f) {
   cluster::PeerRequest req{};
   req.op = ToPeerOp(op);
   req.key = f.key;
-  if (op == proto::Op::kPut) req.value = f.value;
-  if (op != proto::Op::kGet) req.version = f.version;
+  if (op == proto::Op::kPut || proto::IsRepairOp(op)) req.value = f.value;
+  if (op == proto::Op::kPut || op == proto::Op::kRemove) req.version = f.version;
   return req;
 }
 
@@ -30,6 +30,10 @@ cluster::PeerResponse ToPeerResponse(const proto::Frame& f) {
       break;
     case proto::FrameType::kAbsent:
       r.kind = cluster::PeerResponse::kAbsent;
+      return r;
+    case proto::FrameType::kRepairData:
+      r.kind = cluster::PeerResponse::kRepairData;
+      r.value.assign(f.value);
       return r;
     case proto::FrameType::kErrorResponse:
     case proto::FrameType::kError:
@@ -60,6 +64,8 @@ void EncodePeerResponse(std::string* out, uint64_t request_id, const cluster::Pe
       return proto::EncodeAbsent(out, request_id);
     case cluster::PeerResponse::kStored:
       return proto::EncodeStored(out, request_id, r.version);
+    case cluster::PeerResponse::kRepairData:
+      return proto::EncodeRepairData(out, request_id, r.value);
     case cluster::PeerResponse::kError:
     case cluster::PeerResponse::kPong:  // not an answer to a request
       break;

@@ -4,6 +4,7 @@
 //   GET    -> 200 + X-KV-Version + value | 404 + X-KV-Version + X-KV-Tombstone: 1 | 404
 //   PUT    -> 201 + X-KV-Version (the version now stored)
 //   DELETE -> 202 + X-KV-Version
+//   POST /v0/internal/repair/{tree,entries,apply} -> 200 + the REPAIR_DATA body
 //   errors -> 400 (bad request), 401 (not authenticated), 422 (clock skew), 507 (disk full),
 //   500 (anything else), with a reason.
 // Writes must carry X-KV-Version (the coordinator's version); it is observed by the HLC.
@@ -29,6 +30,9 @@ class HttpReplicaServer {
   // secret the request must carry a valid X-KV-Auth (proto_spec section 11.3), else 401 and
   // nothing runs; refusals are counted and logged (rate-limited, auth_failures.h).
   void Handle(const Request& req, cluster::PeerOp op, const std::string& key, Responder r);
+  // A repair request (`POST /v0/internal/repair/...`, body as proto/repair.h), authenticated
+  // the same way: 200 with the REPAIR_DATA body, 400 for a malformed body.
+  void HandleRepair(const Request& req, cluster::PeerOp op, Responder r);
 
  private:
   struct Pending {

@@ -45,12 +45,16 @@ enum class FrameType : uint8_t {
   kGet = 0x10,
   kPut = 0x11,
   kRemove = 0x12,
+  kRepairTree = 0x13,     // anti-entropy: hash tree nodes of a range (body: proto/repair.h)
+  kRepairEntries = 0x14,  // anti-entropy: the entries of a set of leaves
+  kRepairApply = 0x15,    // anti-entropy: entries to store with their own versions
   // responses (server -> client)
   kValue = 0x20,
   kTombstone = 0x21,
   kAbsent = 0x22,
   kStored = 0x23,
   kErrorResponse = 0x24,  // one request failed; the connection stays up
+  kRepairData = 0x25,     // the answer to a REPAIR_* request (body: proto/repair.h)
 };
 
 // Codes 1..99 are fatal connection errors (ERROR frame, then close); 100.. are request errors
@@ -84,8 +88,19 @@ const char* FrameTypeName(FrameType type);
 // True for the frame types of the protocol version this build speaks.
 bool IsKnownFrameType(uint8_t type);
 
-// The replica operation a request frame carries (GET, PUT or REMOVE).
-enum class Op : uint8_t { kGet = 1, kPut = 2, kRemove = 3 };
+// The replica operation a request frame carries (GET, PUT, REMOVE or a REPAIR_* request).
+enum class Op : uint8_t {
+  kGet = 1,
+  kPut = 2,
+  kRemove = 3,
+  kRepairTree = 4,
+  kRepairEntries = 5,
+  kRepairApply = 6
+};
+// True for the REPAIR_* operations, whose frames carry an opaque body (proto/repair.h).
+inline bool IsRepairOp(Op op) {
+  return op == Op::kRepairTree || op == Op::kRepairEntries || op == Op::kRepairApply;
+}
 
 struct ProtocolError {
   ErrorCode code = ErrorCode::kInternal;
@@ -102,7 +117,7 @@ struct Frame {
   ErrorCode code{};          // ERROR, ERROR_RESPONSE (may be a value this build does not know)
   std::string_view url;      // HANDSHAKE, HANDSHAKE_OK
   std::string_view key;      // GET, PUT, REMOVE
-  std::string_view value;    // PUT, VALUE
+  std::string_view value;    // PUT, VALUE; REPAIR_*: the whole payload (the repair body)
   std::string_view message;  // ERROR, ERROR_RESPONSE
   std::string_view payload;  // PING, PONG
   std::string_view nonce;    // HANDSHAKE, HANDSHAKE_OK: kNonceBytes
@@ -133,7 +148,8 @@ void EncodeError(std::string* out, ErrorCode code, std::string_view message,
                  uint64_t request_id = 0);
 void EncodePing(std::string* out, uint64_t request_id, std::string_view payload = {});
 void EncodePong(std::string* out, uint64_t request_id, std::string_view payload = {});
-// kGet ignores value and version; kRemove ignores value.
+// kGet ignores value and version; kRemove ignores value; a repair op sends value as its whole
+// payload (the body, proto/repair.h) and ignores key and version.
 void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_view key,
                    std::string_view value, uint64_t version);
 // The answers to a request: VALUE, TOMBSTONE, ABSENT, STORED or ERROR_RESPONSE.
@@ -141,6 +157,8 @@ void EncodeValue(std::string* out, uint64_t request_id, uint64_t version, std::s
 void EncodeTombstone(std::string* out, uint64_t request_id, uint64_t version);
 void EncodeAbsent(std::string* out, uint64_t request_id);
 void EncodeStored(std::string* out, uint64_t request_id, uint64_t version);
+// REPAIR_DATA: body is the answer's bytes (proto/repair.h).
+void EncodeRepairData(std::string* out, uint64_t request_id, std::string_view body);
 void EncodeErrorResponse(std::string* out, uint64_t request_id, ErrorCode code,
                          std::string_view message);
 // Encodes any decoded frame back to its bytes (used by tests and the fuzzer).
@@ -150,9 +168,11 @@ void EncodeFrame(std::string* out, const Frame& frame);
 size_t RequestFrameSize(Op op, std::string_view key, std::string_view value);
 // True if a request with this key and value fits the protocol limits.
 bool RequestFits(std::string_view key, std::string_view value);
+// True if a repair request body fits a frame.
+bool RepairRequestFits(std::string_view body);
 
 // ---- helpers for the transport ---------------------------------------------------------------
-// True for GET/PUT/REMOVE; *op receives the operation.
+// True for GET/PUT/REMOVE/REPAIR_*; *op receives the operation.
 bool RequestOp(FrameType type, Op* op);
 // The text of an ERROR or ERROR_RESPONSE frame: "<CODE_NAME>: <message>" (": <message>" left out
 // when empty; "UNKNOWN <number>" for a code this build does not know).

@@ -44,13 +44,15 @@ bool CompactionBehind(const std::vector<uint64_t>& sizes, uint64_t base_bytes) {
 }
 
 Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
-                 uint64_t drop_tombstones_before_ms, SegmentWriter* out) {
+                 uint64_t drop_tombstones_before_ms, SegmentWriter* out,
+                 const TombstoneFilter& filter) {
   std::vector<std::unique_ptr<EntryIter>> children;
   for (const auto& seg : inputs) children.push_back(NewSegmentIter(seg));
   MergingIter it(std::move(children));
   for (it.Seek(std::string_view()); it.Valid(); it.Next()) {
     if (it.type() == EntryType::kTombstone &&
-        version::UnixMillis(it.version()) < drop_tombstones_before_ms) {
+        version::UnixMillis(it.version()) < drop_tombstones_before_ms &&
+        (!filter || filter(it.key(), it.version()))) {
       continue;
     }
     Status s = out->Add(it.key(), it.value(), it.version(), it.type());

@@ -608,7 +608,8 @@ Status Engine::Impl::CompactRange(const std::shared_ptr<const State>& st, size_t
   VersionEdit edit;
   uint64_t bytes = 0;
   Status s = WriteSegment(
-      versions.NewFileNumber(), [&](SegmentWriter* w) { return MergeInto(inputs, drop_before, w); },
+      versions.NewFileNumber(),
+      [&](SegmentWriter* w) { return MergeInto(inputs, drop_before, w, opts.tombstone_gc_filter); },
       &edit.added, &bytes);
   if (!s.ok()) return s;
   // Flushes only prepend, so the inputs are still one contiguous run.
