@@ -62,7 +62,8 @@ PeerResponse Data(std::string body) {
 
 }  // namespace
 
-// ---- tree ----------------------------------------------------------------------------------------
+// ---- tree
+// ----------------------------------------------------------------------------------------
 
 uint64_t RepairKeyHash(std::string_view key) {
   return XXH3_64bits(key.data(), key.size());
@@ -97,7 +98,8 @@ void RepairTree::Finish() {
   }
 }
 
-// ---- ranges --------------------------------------------------------------------------------------
+// ---- ranges
+// --------------------------------------------------------------------------------------
 
 RangeMap::RangeMap(const Ring* ring, size_t replication)
     : ring_(ring), n_(std::min(std::max<size_t>(replication, 1), ring->size())) {
@@ -157,7 +159,8 @@ std::vector<RepairRange> RangeMap::RangesOf(size_t node) const {
   return out;
 }
 
-// ---- history ---------------------------------------------------------------------------------------
+// ---- history
+// ---------------------------------------------------------------------------------------
 
 std::string RepairHistory::Encode(const std::map<uint64_t, uint64_t>& entries) {
   std::string s = "kv-repair-history 1\n";
@@ -249,7 +252,8 @@ bool TombstoneGcRule::operator()(std::string_view key, uint64_t version) const {
   return last != 0 && version::Micros(version) + margin_us < last;
 }
 
-// ---- store side --------------------------------------------------------------------------------------
+// ---- store side
+// --------------------------------------------------------------------------------------
 
 storage::Status RepairStore::Walk(uint64_t range, std::string_view leaves, bool has_after,
                                   std::string_view after,
@@ -323,7 +327,8 @@ storage::Status RepairStore::Apply(const std::vector<proto::RepairEntry>& entrie
   return st;
 }
 
-// ---- serving side ------------------------------------------------------------------------------------
+// ---- serving side
+// ------------------------------------------------------------------------------------
 
 RepairServer::RepairServer(RepairStore* store) : store_(store), thread_([this] { Run(); }) {}
 
@@ -417,8 +422,8 @@ PeerResponse RepairServer::Handle(PeerOp op, std::string_view body) {
       d.hashes.reserve(q.nodes.size() * proto::kRepairFanout);
       for (uint32_t n : q.nodes) {
         for (uint32_t k = 0; k < proto::kRepairFanout; ++k) {
-          d.hashes.push_back(tree->node(static_cast<uint8_t>(q.level + 1),
-                                        n * proto::kRepairFanout + k));
+          d.hashes.push_back(
+              tree->node(static_cast<uint8_t>(q.level + 1), n * proto::kRepairFanout + k));
         }
       }
       std::string out;
@@ -453,7 +458,8 @@ PeerResponse RepairServer::Handle(PeerOp op, std::string_view body) {
   }
 }
 
-// ---- driver ------------------------------------------------------------------------------------------
+// ---- driver
+// ------------------------------------------------------------------------------------------
 
 std::string RepairSummary::Json() const {
   if (id == 0) return "{\"state\":\"never\"}\n";
@@ -466,7 +472,9 @@ std::string RepairSummary::Json() const {
            ranges, ranges_failed, keys_compared, keys_differed, entries_sent, entries_received,
            bytes_sent, bytes_received, seconds);
   std::string j = "{\"id\":" + std::to_string(id) + ",\"state\":" +
-                  JsonString(running ? "running" : ok ? "done" : "failed") +
+                  JsonString(running ? "running"
+                             : ok    ? "done"
+                                     : "failed") +
                   ",\"background\":" + (background ? "true" : "false") +
                   ",\"started_unix_ms\":" + std::to_string(started_unix_ms) + "," + nums;
   if (!error.empty()) j += ",\"error\":" + JsonString(error);
@@ -583,8 +591,8 @@ void RepairDriver::Run(uint64_t id) {
   }
   LOG_INFO("repair %" PRIu64 " %s: %" PRIu64 " ranges, %" PRIu64 " keys compared, %" PRIu64
            " differed, %" PRIu64 " entries sent, %" PRIu64 " received, %.3f s",
-           id, s.ok ? "done" : "failed", s.ranges, s.keys_compared, s.keys_differed,
-           s.entries_sent, s.entries_received, s.seconds);
+           id, s.ok ? "done" : "failed", s.ranges, s.keys_compared, s.keys_differed, s.entries_sent,
+           s.entries_received, s.seconds);
   Publish(s);
   if (on_done_) on_done_(id);
 }

@@ -122,7 +122,8 @@ struct TombstoneGcRule {
   bool operator()(std::string_view key, uint64_t version) const;
 };
 
-// ---- the store side: trees, entries, applying (any thread) ---------------------------------------
+// ---- the store side: trees, entries, applying (any thread)
+// ---------------------------------------
 struct RepairCounters {
   std::atomic<uint64_t> runs{0}, runs_failed{0}, ranges{0}, keys_compared{0}, keys_differed{0},
       entries_sent{0}, entries_received{0}, bytes_sent{0}, bytes_received{0}, served{0},
@@ -159,10 +160,10 @@ class RepairStore {
   RepairCounters* c_;
 };
 
-// ---- the serving side ------------------------------------------------------------------------------
-// Answers peers' REPAIR_* requests on one worker thread (nice 10), one at a time, so no loop ever
-// scans the store. Keeps the trees it built for the last few (session, range) pairs, so a descent
-// costs one scan.
+// ---- the serving side
+// ------------------------------------------------------------------------------ Answers peers'
+// REPAIR_* requests on one worker thread (nice 10), one at a time, so no loop ever scans the store.
+// Keeps the trees it built for the last few (session, range) pairs, so a descent costs one scan.
 class RepairServer {
  public:
   explicit RepairServer(RepairStore* store);
@@ -200,9 +201,10 @@ class RepairServer {
   std::thread thread_;
 };
 
-// ---- the driver --------------------------------------------------------------------------------------
-// How the driver reaches a peer: one request, answered (true, *answer the REPAIR_DATA body) or
-// failed (false, *error). Blocking; called from the driver's thread only.
+// ---- the driver
+// -------------------------------------------------------------------------------------- How the
+// driver reaches a peer: one request, answered (true, *answer the REPAIR_DATA body) or failed
+// (false, *error). Blocking; called from the driver's thread only.
 class RepairLink {
  public:
   virtual bool Call(size_t node, PeerOp op, const std::string& body, std::string* answer,
@@ -253,8 +255,8 @@ class RepairDriver {
   bool RunRange(const RepairRange& range, RepairSummary* s, std::string* error);
   bool Exchange(const RepairRange& range, uint64_t session, const RepairTree& tree, size_t peer,
                 RepairSummary* s, bool* received, std::string* error);
-  bool Call(size_t node, PeerOp op, const std::string& body, std::string* answer,
-            RepairSummary* s, std::string* error);
+  bool Call(size_t node, PeerOp op, const std::string& body, std::string* answer, RepairSummary* s,
+            std::string* error);
   void Pace(uint64_t bytes);
   void Publish(const RepairSummary& s);
 

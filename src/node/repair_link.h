@@ -3,14 +3,14 @@
 // queue behind or ahead of client traffic on the coordinator's connections) and hands the answer
 // back. Thread-safe.
 #pragma once
+#include <uv.h>
+
 #include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
-
-#include <uv.h>
 
 #include "cluster/repair.h"
 

@@ -88,8 +88,7 @@ void EncodeRepairData(std::string* out, const RepairData& d);
 void EncodeRepairEntriesHead(std::string* out, bool more, uint32_t n);
 
 bool DecodeRepairTreeRequest(std::string_view body, RepairTreeRequest* r, std::string* error);
-bool DecodeRepairEntriesRequest(std::string_view body, RepairEntriesRequest* r,
-                                std::string* error);
+bool DecodeRepairEntriesRequest(std::string_view body, RepairEntriesRequest* r, std::string* error);
 bool DecodeRepairApplyRequest(std::string_view body, RepairApplyRequest* r, std::string* error);
 bool DecodeRepairData(std::string_view body, RepairData* d, std::string* error);
 
@@ -98,8 +97,8 @@ inline bool RepairLeafSet(std::string_view bitmap, uint32_t leaf) {
   return (static_cast<uint8_t>(bitmap[leaf >> 3]) >> (7 - (leaf & 7))) & 1;
 }
 inline void SetRepairLeaf(std::string* bitmap, uint32_t leaf) {
-  (*bitmap)[leaf >> 3] = static_cast<char>(static_cast<uint8_t>((*bitmap)[leaf >> 3]) |
-                                           (0x80u >> (leaf & 7)));
+  (*bitmap)[leaf >> 3] =
+      static_cast<char>(static_cast<uint8_t>((*bitmap)[leaf >> 3]) | (0x80u >> (leaf & 7)));
 }
 
 }  // namespace kv::proto
