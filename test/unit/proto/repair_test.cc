@@ -40,9 +40,9 @@ std::string ReadVector(const std::string& name) {
 
 // The frame a vector holds, decoded as the given side would (after the handshake vectors).
 Frame Decode(FrameDecoder& d, bool server, const std::string& bytes) {
-  const std::string setup = server ? ReadVector("preface") + ReadVector("handshake") +
-                                         ReadVector("auth")
-                                   : ReadVector("handshake_ok");
+  const std::string setup =
+      server ? ReadVector("preface") + ReadVector("handshake") + ReadVector("auth")
+             : ReadVector("handshake_ok");
   const std::string all = setup + bytes;
   d.Feed(all.data(), all.size());
   Frame f, last;
