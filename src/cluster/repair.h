@@ -1,5 +1,5 @@
-// Anti-entropy repair (proto_spec/peer-protocol.md, section 13) and the tombstone GC rule that
-// rests on it (section 14).
+// Anti-entropy repair (proto_spec/peer-protocol.md, section 12) and the tombstone GC rule that
+// rests on it (section 13).
 //
 // Ranges: the keys whose replica set (the first `replication` nodes of Ring::Replicas) is the
 // same set of nodes form one range, named by the ClusterFingerprint of its members' URLs. A node

@@ -206,7 +206,7 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
       Number("tombstone-gc-seconds", &cfg->tombstone_gc_seconds, 0, 1ull << 40, "out of range",
              "compaction keeps tombstones at least this long, and in a cluster until a repair of "
              "their range that started after them completed against every replica "
-             "(proto_spec section 14); also how long a hint is kept"),
+             "(proto_spec section 13); also how long a hint is kept"),
       flags::Choice("hinted-handoff", &cfg->hinted_handoff, {{"on", true}, {"off", false}},
                     "`on`: a write a peer replica did not acknowledge is kept in a hint file "
                     "under `<data>/hints/` and replayed to that peer once it answers again; "

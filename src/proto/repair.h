@@ -1,4 +1,4 @@
-// The bodies of the anti-entropy repair operations (proto_spec/peer-protocol.md, section 13):
+// The bodies of the anti-entropy repair operations (proto_spec/peer-protocol.md, section 12):
 // REPAIR_TREE, REPAIR_ENTRIES and REPAIR_APPLY requests and their one answer, REPAIR_DATA. The
 // same bytes travel as the payload of a binary frame (0x13, 0x14, 0x15 / 0x25) and as the body
 // of `POST /v0/internal/repair/{tree,entries,apply}` / its 200 answer. Pure codec: encoders are

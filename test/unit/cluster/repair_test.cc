@@ -291,9 +291,9 @@ TEST_CASE("RepairServer: malformed requests are invalid, apply outside the range
   // A version too far ahead of this clock is refused like a write.
   body.clear();
   proto::EncodeRepairApplyHead(&body, b.ranges.RangeOf("k"), 1, 1);
-  proto::EncodeRepairEntry(&body,
-                           proto::RepairEntry{"k", version::Make(Hlc::RealWallUs() + 60000000, 1),
-                                              false, "future"});
+  proto::EncodeRepairEntry(
+      &body,
+      proto::RepairEntry{"k", version::Make(Hlc::RealWallUs() + 60000000, 1), false, "future"});
   r = server.Handle(PeerOp::kRepairApply, body);
   REQUIRE(r.kind == PeerResponse::kRepairData);
   proto::RepairData d;
@@ -304,9 +304,8 @@ TEST_CASE("RepairServer: malformed requests are invalid, apply outside the range
   CHECK(b.Dump().empty());
   server.Stop();
   bool answered = false;
-  server.Submit(PeerOp::kRepairTree, "x", [&](PeerResponse&& resp) {
-    answered = resp.kind == PeerResponse::kError;
-  });
+  server.Submit(PeerOp::kRepairTree, "x",
+                [&](PeerResponse&& resp) { answered = resp.kind == PeerResponse::kError; });
   CHECK(answered);  // after Stop: at once, with an error
 }
 
