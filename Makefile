@@ -39,7 +39,7 @@ UNIT_BINS := $(foreach m,$(MODULES),$(if $(wildcard test/unit/$(m)/*.cc),$(BUILD
 
 .PHONY: all deps test unit integration fuzz fuzz-run asan tsan run clean format bench bench-single \
         bench-storage check-format check-deps test-kvload flame test-faults readme-flags bench-compare \
-        bench-auth bench-hints
+        bench-auth bench-hints bench-repair
 .DEFAULT_GOAL := all
 
 all: node loadtest/kvload
@@ -184,6 +184,9 @@ bench-auth: all
 # hinted handoff: hints written with a peer down, disk bytes per hint, replay rate once it is back
 bench-hints: all
 	@bash loadtest/bench_hints.sh
+
+bench-repair: all
+	@bash loadtest/bench_repair.sh
 
 bench-single: all
 	@bash loadtest/bench_single.sh

@@ -1,6 +1,8 @@
 #include "cluster/repair.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -32,9 +34,16 @@ uint64_t UnixMs() {
   return Hlc::RealWallUs() / 1000;
 }
 
-// Background threads of repair run below the loops (nice 10), like the storage flush thread.
+// Repair's threads run under SCHED_IDLE, like compaction: a loop thread that wakes takes the CPU
+// from a tree scan at once (at nice 10 the scans of back-to-back repairs of identical replicas
+// raised the foreground p99 at half saturation ~9x on a 2-core machine). Starvation is bounded
+// by the peers' 60 s request deadline: a repair that cannot get the CPU fails and is retried.
+// If the policy cannot be set, nice 10.
 void LowerPriority() {
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+  sched_param sp{};
+  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0) {
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+  }
 }
 
 PeerResponse Invalid(const std::string& why) {
@@ -321,10 +330,16 @@ storage::Status RepairStore::Apply(const std::vector<proto::RepairEntry>& entrie
     ops.push_back(storage::Engine::WriteOp{e.key, e.value, e.version, e.tombstone, 0});
   }
   if (c_ != nullptr) c_->refused.fetch_add(*refused, std::memory_order_relaxed);
-  if (ops.empty()) return storage::Status::Ok();
-  storage::Status st = engine_->Write(ops.data(), ops.size());
-  if (st.ok()) *applied = static_cast<uint32_t>(ops.size());
-  return st;
+  // In batches of at most kApplyBatch: one Engine::Write holds the store's write lock for its
+  // whole batch, and the loops' own writes wait behind it.
+  constexpr size_t kApplyBatch = 128;
+  for (size_t i = 0; i < ops.size(); i += kApplyBatch) {
+    const size_t n = std::min(kApplyBatch, ops.size() - i);
+    storage::Status st = engine_->Write(ops.data() + i, n);
+    if (!st.ok()) return st;
+    *applied += static_cast<uint32_t>(n);
+  }
+  return storage::Status::Ok();
 }
 
 // ---- serving side
@@ -602,34 +617,41 @@ bool RepairDriver::RunRange(const RepairRange& range, RepairSummary* s, std::str
   const uint64_t start_us = store_->hlc()->WallUs();
   std::mt19937_64 rng(std::random_device{}() ^ start_us);
   bool all_ok = true;
-  // Round 1 brings the union of every member's entries here; round 2 (only when round 1
-  // received anything and there are several peers) hands it to the peers met before.
+  // Round 1 brings the union of every member's entries here (the local tree is rebuilt after an
+  // exchange that brought anything, so the next peer is not sent what it already holds); round
+  // 2, only when a peer after the first brought something, hands that to the peers met before.
   for (int round = 0; round < 2; ++round) {
     RepairTree tree;
-    storage::Status st = store_->BuildTree(range.id, &tree);
-    if (!st.ok()) {
-      *error = "local scan: " + st.message();
-      return false;
-    }
-    if (round == 0) s->keys_compared += tree.keys();
-    if (store_->counters()) {
-      store_->counters()->keys_compared.fetch_add(round == 0 ? tree.keys() : 0);
-    }
-    const uint64_t session = rng();
-    bool received_any = false;
+    bool stale = true;
+    const uint64_t session = rng();  // peers' cached trees are stale after a round
+    bool late_news = false;
     size_t peers = 0;
     for (uint32_t peer : range.members) {
       if (peer == self_) continue;
-      ++peers;
+      if (stale) {
+        tree = RepairTree();
+        storage::Status st = store_->BuildTree(range.id, &tree);
+        if (!st.ok()) {
+          *error = "local scan: " + st.message();
+          return false;
+        }
+        if (round == 0 && peers == 0) {
+          s->keys_compared += tree.keys();
+          if (store_->counters()) store_->counters()->keys_compared.fetch_add(tree.keys());
+        }
+        stale = false;
+      }
       bool received = false;
       std::string e;
       if (!Exchange(range, session, tree, peer, s, &received, &e)) {
         all_ok = false;
         if (error->empty()) *error = e;
       }
-      received_any = received_any || received;
+      stale = received;
+      late_news = late_news || (received && peers > 0);
+      ++peers;
     }
-    if (!received_any || peers < 2) break;
+    if (!late_news) break;
   }
   if (store_->counters()) store_->counters()->ranges.fetch_add(1, std::memory_order_relaxed);
   if (!all_ok) return false;
@@ -678,7 +700,15 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
   tq.range = range.id;
   tq.session = session;
   tq.nodes = {0};
-  for (uint8_t level = 0; level < proto::kRepairLeafLevel; ++level) {
+  // An empty local tree (a wiped replica) differs wherever the peer holds anything: all of the
+  // peer's entries are wanted, so the descent (about 550 KB of hashes) is skipped.
+  uint8_t first_level = 0;
+  if (tree.keys() == 0) {
+    tq.nodes.resize(proto::kRepairLeaves);
+    for (uint32_t i = 0; i < proto::kRepairLeaves; ++i) tq.nodes[i] = i;
+    first_level = proto::kRepairLeafLevel;
+  }
+  for (uint8_t level = first_level; level < proto::kRepairLeafLevel; ++level) {
     tq.level = level;
     body.clear();
     proto::EncodeRepairTreeRequest(&body, tq);
