@@ -410,33 +410,36 @@ class NodeApp final : public Service, public RequestHandler {
   }
 
   void RepairMetrics(std::string* t) const {
-    const cluster::RepairCounters* c = node_->repair_counters;
-    auto counter = [&](const char* name, const char* help, uint64_t v) {
-      *t += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
-            " " + U64(v) + "\n";
+    using C = cluster::RepairCounters;
+    static constexpr struct {
+      const char* name;
+      const char* help;
+      std::atomic<uint64_t> C::*field;
+    } kCounters[] = {
+        {"kv_repair_runs_total", "Anti-entropy repairs this node drove.", &C::runs},
+        {"kv_repair_runs_failed_total", "Repairs that did not reach every replica of a range.",
+         &C::runs_failed},
+        {"kv_repair_ranges_total", "Ranges repaired (attempted).", &C::ranges},
+        {"kv_repair_keys_compared_total", "Local entries covered by repair hash trees.",
+         &C::keys_compared},
+        {"kv_repair_keys_differed_total", "Keys a repair found different on a peer.",
+         &C::keys_differed},
+        {"kv_repair_entries_sent_total", "Entries a repair pushed to peers.", &C::entries_sent},
+        {"kv_repair_entries_received_total", "Entries a repair took from peers.",
+         &C::entries_received},
+        {"kv_repair_bytes_sent_total", "Repair request bytes this node sent.", &C::bytes_sent},
+        {"kv_repair_bytes_received_total", "Repair answer bytes this node received.",
+         &C::bytes_received},
+        {"kv_repair_requests_served_total", "Peers' repair requests this node answered.",
+         &C::served},
+        {"kv_repair_entries_refused_total",
+         "Repaired entries refused as too far ahead of this node's clock.", &C::refused},
     };
-    counter("kv_repair_runs_total", "Anti-entropy repairs this node drove.",
-            c ? c->runs.load() : 0);
-    counter("kv_repair_runs_failed_total", "Repairs that did not reach every replica of a range.",
-            c ? c->runs_failed.load() : 0);
-    counter("kv_repair_ranges_total", "Ranges repaired (attempted).", c ? c->ranges.load() : 0);
-    counter("kv_repair_keys_compared_total", "Local entries covered by repair hash trees.",
-            c ? c->keys_compared.load() : 0);
-    counter("kv_repair_keys_differed_total", "Keys a repair found different on a peer.",
-            c ? c->keys_differed.load() : 0);
-    counter("kv_repair_entries_sent_total", "Entries a repair pushed to peers.",
-            c ? c->entries_sent.load() : 0);
-    counter("kv_repair_entries_received_total", "Entries a repair took from peers.",
-            c ? c->entries_received.load() : 0);
-    counter("kv_repair_bytes_sent_total", "Repair request bytes this node sent.",
-            c ? c->bytes_sent.load() : 0);
-    counter("kv_repair_bytes_received_total", "Repair answer bytes this node received.",
-            c ? c->bytes_received.load() : 0);
-    counter("kv_repair_requests_served_total", "Peers' repair requests this node answered.",
-            c ? c->served.load() : 0);
-    counter("kv_repair_entries_refused_total",
-            "Repaired entries refused as too far ahead of this node's clock.",
-            c ? c->refused.load() : 0);
+    const C* c = node_->repair_counters;
+    for (const auto& k : kCounters) {
+      *t += std::string("# HELP ") + k.name + " " + k.help + "\n# TYPE " + k.name + " counter\n" +
+            k.name + " " + U64(c ? (c->*k.field).load() : 0) + "\n";
+    }
     const bool running = node_->repair_driver && node_->repair_driver->Current().running;
     *t += std::string("# TYPE kv_repair_running gauge\nkv_repair_running ") +
           (running ? "1" : "0") + "\n";
