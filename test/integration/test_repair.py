@@ -14,8 +14,8 @@ import shutil
 import threading
 import time
 
-from harness import (Group, check, check_eq, delete, entities, poll, put, put_many, request,
-                     start_cluster, status_json)
+from harness import (Group, check, check_eq, delete, entities, get_metrics, metric, poll, put,
+                     put_many, request, start_cluster, status_json)
 
 BASE = ["--hinted-handoff", "off", "--anti-entropy-interval-s", "0"]
 
@@ -86,6 +86,28 @@ class Repair(Group):
                  f"second repair {s2}")
         g = request(c.port, "GET", "/v0/admin/repair")
         check_eq(json.loads(g.body)["id"], s2["id"], "GET /v0/admin/repair shows the last one")
+        m = get_metrics(c.port)
+        check_eq(metric(m, "kv_repair_runs_total"), 2, "kv_repair_runs_total on node 3")
+        check_eq(metric(m, "kv_repair_entries_received_total"), s["entries_received"],
+                 "kv_repair_entries_received_total on node 3")
+        check(metric(get_metrics(a.port), "kv_repair_requests_served_total") >= 2,
+              "node 1 served repair requests")
+
+    def test_background_repair_heals_without_being_asked(self):
+        nodes = self.track(start_cluster(3, self.mode, extra=["--hinted-handoff", "off"]))
+        a, b, c = nodes
+        p = f"{self.mode}/bg/"
+        c.stop()
+        items = [(f"{p}{i:03d}", value(i)) for i in range(50)]
+        put_many(a.port, items, ack=2)
+        c.extra += ["--anti-entropy-interval-s", "1"]  # its first run within 0.5..1.5 s
+        c.start()
+        poll(lambda: local_map(c, p, 24) == dict(items), 60,
+             "node 3's background repair to restore the writes it missed")
+        poll(lambda: metric(get_metrics(c.port), "kv_repair_runs_total") >= 1, 30,
+             "the background repair counted")
+        s = json.loads(request(c.port, "GET", "/v0/admin/repair").body)
+        check_eq(s["background"], True, f"the repair ran in the background: {s}")
 
     def test_deleted_key_never_comes_back(self):
         a, b, c = self.cluster(["--tombstone-gc-seconds", "1"])
