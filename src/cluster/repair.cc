@@ -264,14 +264,12 @@ bool TombstoneGcRule::operator()(std::string_view key, uint64_t version) const {
 // ---- store side
 // --------------------------------------------------------------------------------------
 
-storage::Status RepairStore::Walk(uint64_t range, std::string_view leaves, bool has_after,
-                                  std::string_view after,
-                                  const std::function<bool(const proto::RepairEntry&)>& fn) const {
-  auto it = engine_->Scan(has_after ? after : std::string_view(), std::nullopt);
+storage::Status RepairStore::Continue(
+    storage::Iterator* it, uint64_t range, std::string_view leaves,
+    const std::function<bool(const proto::RepairEntry&)>& fn) const {
   const bool single = ranges_->single();
   for (; it->Valid(); it->Next()) {
     const std::string_view key = it->key();
-    if (has_after && key == after) continue;
     if (!leaves.empty() && !proto::RepairLeafSet(leaves, RepairLeafOf(key))) continue;
     if (!single && ranges_->RangeOf(key) != range) continue;
     proto::RepairEntry e;
@@ -279,9 +277,21 @@ storage::Status RepairStore::Walk(uint64_t range, std::string_view leaves, bool 
     e.version = it->version();
     e.tombstone = it->tombstone();
     if (!e.tombstone) e.value = it->value();
-    if (!fn(e)) return storage::Status::Ok();
+    if (!fn(e)) return storage::Status::Ok();  // e stays current
   }
   return it->status();
+}
+
+std::unique_ptr<storage::Iterator> RepairStore::Scan() const {
+  return engine_->Scan(std::string_view(), std::nullopt);
+}
+
+storage::Status RepairStore::Walk(uint64_t range, std::string_view leaves, bool has_after,
+                                  std::string_view after,
+                                  const std::function<bool(const proto::RepairEntry&)>& fn) const {
+  auto it = engine_->Scan(has_after ? after : std::string_view(), std::nullopt);
+  if (has_after && it->Valid() && it->key() == after) it->Next();
+  return Continue(it.get(), range, leaves, fn);
 }
 
 storage::Status RepairStore::BuildTree(uint64_t range, RepairTree* out) const {
@@ -559,8 +569,8 @@ RepairSummary RepairDriver::Current() const {
 
 bool RepairDriver::Finished(uint64_t id, RepairSummary* out) const {
   std::lock_guard<std::mutex> l(mu_);
-  if (current_.id != id || current_.running) return current_.id > id;
-  *out = current_;
+  if (last_done_.id != id) return false;
+  *out = last_done_;
   return true;
 }
 
@@ -608,7 +618,11 @@ void RepairDriver::Run(uint64_t id) {
            " differed, %" PRIu64 " entries sent, %" PRIu64 " received, %.3f s",
            id, s.ok ? "done" : "failed", s.ranges, s.keys_compared, s.keys_differed, s.entries_sent,
            s.entries_received, s.seconds);
-  Publish(s);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    current_ = s;
+    last_done_ = s;
+  }
   if (on_done_) on_done_(id);
 }
 
@@ -746,15 +760,17 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
   };
   std::vector<Local> local;
   size_t li = 0;
-  bool local_more = true, local_started = false;
-  std::string local_after;
+  // One snapshot for the whole walk: entries stored here meanwhile (the peer's, applied below)
+  // must not come back as this node's own.
+  std::unique_ptr<storage::Iterator> local_it = store_->Scan();
+  bool local_more = true;
   auto fill_local = [&]() -> bool {
     local.clear();
     li = 0;
     size_t bytes = 0;
     bool stopped_early = false;
-    storage::Status st = store_->Walk(
-        range.id, leaves, local_started, local_after, [&](const proto::RepairEntry& e) {
+    storage::Status st =
+        store_->Continue(local_it.get(), range.id, leaves, [&](const proto::RepairEntry& e) {
           if (bytes >= opts_.page_bytes) {
             stopped_early = true;
             return false;
@@ -767,9 +783,7 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
       *error = "local scan: " + st.message();
       return false;
     }
-    local_started = true;
     local_more = stopped_early;
-    if (!local.empty()) local_after = local.back().key;
     return true;
   };
   // The peer's, a page at a time.

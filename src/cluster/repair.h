@@ -148,6 +148,11 @@ class RepairStore {
   storage::Status Walk(uint64_t range, std::string_view leaves, bool has_after,
                        std::string_view after,
                        const std::function<bool(const proto::RepairEntry&)>& fn) const;
+  // The same over an iterator the caller keeps (one snapshot for a whole walk), from its current
+  // entry on; an entry fn refuses stays current.
+  storage::Status Continue(storage::Iterator* it, uint64_t range, std::string_view leaves,
+                           const std::function<bool(const proto::RepairEntry&)>& fn) const;
+  std::unique_ptr<storage::Iterator> Scan() const;  // the whole store, from its first key
   const RangeMap* ranges() const { return ranges_; }
   RepairCounters* counters() const { return c_; }
   Hlc* hlc() const { return hlc_; }
@@ -246,7 +251,8 @@ class RepairDriver {
   // Starts a repair unless one runs: returns its id; 0 when one was running (*running its id).
   uint64_t Start(bool background, uint64_t* running);
   RepairSummary Current() const;  // the running repair, else the last
-  // The summary of repair `id` once it finished (true), else false.
+  // The summary of repair `id` once it finished (true), else false (running, or not the last
+  // to finish: repairs run one at a time, and a waiter is told as soon as its own finished).
   bool Finished(uint64_t id, RepairSummary* out) const;
   void Stop();
 
@@ -268,7 +274,8 @@ class RepairDriver {
   std::function<void(uint64_t)> on_done_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  RepairSummary current_;  // guarded by mu_
+  RepairSummary current_;    // guarded by mu_
+  RepairSummary last_done_;  // the last repair that finished; guarded by mu_
   uint64_t next_id_ = 1;
   bool stop_ = false;
   std::thread run_thread_, schedule_thread_;
