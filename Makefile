@@ -23,7 +23,7 @@ MODULES := common storage proto cluster loop http peer node
 DEPS_common  := common
 DEPS_storage := storage common
 DEPS_proto   := proto common
-DEPS_cluster := cluster storage common
+DEPS_cluster := cluster proto storage common
 DEPS_loop    := loop common
 DEPS_http    := http loop common llhttp
 DEPS_peer    := peer http loop cluster proto storage common llhttp
@@ -39,7 +39,7 @@ UNIT_BINS := $(foreach m,$(MODULES),$(if $(wildcard test/unit/$(m)/*.cc),$(BUILD
 
 .PHONY: all deps test unit integration fuzz fuzz-run asan tsan run clean format bench bench-single \
         bench-storage check-format check-deps test-kvload flame test-faults readme-flags bench-compare \
-        bench-auth bench-hints bench-cluster-range
+        bench-auth bench-hints bench-cluster-range bench-repair
 .DEFAULT_GOAL := all
 
 all: node loadtest/kvload
@@ -188,6 +188,9 @@ bench-hints: all
 # cluster-wide range: scope=cluster through one node of 3 (from=2) against that node's local range
 bench-cluster-range: all
 	@bash loadtest/bench_cluster_range.sh
+
+bench-repair: all
+	@bash loadtest/bench_repair.sh
 
 bench-single: all
 	@bash loadtest/bench_single.sh

@@ -11,6 +11,7 @@
 #include "cluster/coordinator.h"
 #include "cluster/hints.h"
 #include "cluster/local_replica.h"
+#include "cluster/repair.h"
 #include "common/log.h"
 #include "loop/worker.h"
 #include "node/config.h"
@@ -61,7 +62,19 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Anti-entropy: ranges, and the history of full repairs the tombstone GC rule rests on (a
+  // cluster purges a tombstone only once a repair that started after it reached every replica
+  // of its range; a single node keeps the age rule alone). Built before the engine opens, so its
+  // first compaction already follows the rule.
+  kv::cluster::Ring range_ring(cfg.cluster);
+  kv::cluster::RangeMap ranges(&range_ring, cfg.cluster.size());
+  kv::cluster::RepairHistory history(cfg.data_dir + "/repair-history");
+  if (!history.Load(&err)) LOG_WARN("%s", err.c_str());
   kv::storage::Options opts;
+  if (cfg.cluster.size() > 1) {
+    opts.tombstone_gc_filter = kv::cluster::TombstoneGcRule{
+        &ranges, &history, (cfg.max_clock_skew_ms + cfg.request_timeout_ms) * 1000};
+  }
   opts.dir = cfg.data_dir;
   opts.fsync = cfg.fsync;
   opts.memtable_bytes = cfg.memtable_bytes;
@@ -103,7 +116,22 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  kv::cluster::RepairCounters repair_counters;
+  kv::cluster::RepairStore repair_store(engine.get(), &cluster.hlc, &ranges, cfg.max_clock_skew_ms,
+                                        &repair_counters);
+  kv::cluster::RepairServer repair_server(&repair_store);
+  kv::net::RepairLinkImpl repair_link;
+  kv::cluster::RepairDriverOptions ro;
+  ro.rate_bytes_per_s = cfg.repair_rate_mb * 1000000;
+  ro.interval_s = cfg.cluster.size() > 1 ? cfg.anti_entropy_interval_s : 0;
+  kv::cluster::RepairDriver repair_driver(&repair_store, cfg.self_index, &history, &repair_link,
+                                          ro);
   kv::net::NodeShared node;
+  node.repair_server = &repair_server;
+  node.repair_driver = &repair_driver;
+  node.repair_counters = &repair_counters;
+  node.repair_link = &repair_link;
+  repair_driver.set_on_done([&node](uint64_t) { kv::net::NotifyRepairDone(&node); });
   node.hints = hints.get();
   node.config = &cfg;
   node.cluster = &cluster;
@@ -119,10 +147,15 @@ int main(int argc, char** argv) {
   LOG_INFO("node %s listening on port %u (%d threads, %zu nodes, %s peers, data %s)",
            cfg.self_url.c_str(), cfg.port, cfg.threads, cfg.cluster.size(),
            kv::net::PeerProtocolName(cfg.peer_protocol), cfg.data_dir.c_str());
+  repair_driver.StartBackground();
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   LOG_INFO("signal %d: draining", sig);
+  // Repair first: its calls fail at once, the driver ends, queued peer requests are refused.
+  repair_link.Close();
+  repair_driver.Stop();
+  repair_server.Stop();
   server.Stop();
 
   // Busy connections get 8 s to finish; then they are closed so the node exits within 10 s.

@@ -149,6 +149,11 @@ void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t 
     case PeerOp::kPut:
     case PeerOp::kRemove:
       break;
+    case PeerOp::kRepairTree:
+    case PeerOp::kRepairEntries:
+    case PeerOp::kRepairApply:
+      if (repair_) return repair_(req, waiter, cookie);
+      [[fallthrough]];
     default: {
       PeerResponse bad;
       bad.error = "unknown op";

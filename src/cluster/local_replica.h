@@ -59,6 +59,11 @@ class LocalReplica final : public Replica {
     skew_refusals_ = refusals;
   }
 
+  // The REPAIR_* operations are handed to this (the node runs them off the loop and answers
+  // through the waiter on this loop later); unset, they fail.
+  using RepairHandler = std::function<void(const PeerRequest&, PeerWaiter*, uint64_t cookie)>;
+  void set_repair_handler(RepairHandler h) { repair_ = std::move(h); }
+
   void Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie) override;
   // Writes what is queued and answers it (or hands it to the committer). Answers may queue more
   // writes: returns true if it committed anything, so the caller repeats until false.
@@ -110,6 +115,7 @@ class LocalReplica final : public Replica {
   std::atomic<uint64_t>* skew_refusals_ = nullptr;
   GroupCommitter* committer_;
   std::function<void()> wake_;
+  RepairHandler repair_;
   std::vector<Item> items_;  // the first count_ are queued
   size_t count_ = 0;
   std::vector<Item> answering_;

@@ -10,13 +10,27 @@
 namespace kv::cluster {
 
 // kRange: one page of the entries this replica holds in a key range (cluster-wide range reads,
-// cluster/range_merge.h); answered kPage.
-enum class PeerOp : uint8_t { kGet = 1, kPut = 2, kRemove = 3, kRange = 4 };
+// cluster/range_merge.h); answered kPage. kRepair*: anti-entropy (cluster/repair.h); their
+// request and answer are opaque bodies (proto/repair.h) carried in PeerRequest::value and
+// PeerResponse::value.
+enum class PeerOp : uint8_t {
+  kGet = 1,
+  kPut = 2,
+  kRemove = 3,
+  kRepairTree = 4,
+  kRepairEntries = 5,
+  kRepairApply = 6,
+  kRange = 7,
+};
+
+inline bool IsRepairOp(PeerOp op) {
+  return op == PeerOp::kRepairTree || op == PeerOp::kRepairEntries || op == PeerOp::kRepairApply;
+}
 
 struct PeerRequest {
   PeerOp op;
-  std::string_view key;
-  std::string_view value;  // kPut only
+  std::string_view key;    // empty for repair ops
+  std::string_view value;  // kPut: the value; kRepair*: the request body
   uint64_t version = 0;    // kPut/kRemove: the write's version; kGet: 0
   // kPut: the value expires then (Unix ms, fixed by the coordinator); 0: never. An expired value
   // answers as a tombstone of its version on every replica.
@@ -31,13 +45,14 @@ struct PeerRequest {
 
 struct PeerResponse {
   enum Kind : uint8_t {
-    kError,      // transport failure, timeout, refused, protocol or remote error: replica failed
-    kAbsent,     // kGet: the peer holds nothing for the key
-    kValue,      // kGet: value + version
-    kTombstone,  // kGet: deleted at version
-    kStored,     // kPut/kRemove: stored; version = what the peer now holds for the key
-    kPong,       // Ping: the peer answered
-    kPage,       // kRange: value holds the page (common/range_page.h)
+    kError,       // transport failure, timeout, refused, protocol or remote error: replica failed
+    kAbsent,      // kGet: the peer holds nothing for the key
+    kValue,       // kGet: value + version
+    kTombstone,   // kGet: deleted at version
+    kStored,      // kPut/kRemove: stored; version = what the peer now holds for the key
+    kPong,        // Ping: the peer answered
+    kPage,        // kRange: value holds the page (common/range_page.h)
+    kRepairData,  // kRepair*: value holds the answer body (proto/repair.h)
   } kind = kError;
   // kError only: the peer took its time (timeout, a connection that stalled, too many bytes
   // unanswered). Fast failures (refused, reset, closed, a name that does not resolve) leave it
@@ -45,6 +60,7 @@ struct PeerResponse {
   // the circuit breaker and a peer that comes back is used at once.
   bool slow = false;
   bool no_space = false;  // kError: the replica's disk is full
+  bool invalid = false;   // kError: the request itself was malformed (HTTP 400, INVALID_REQUEST)
   // kError: the replica refused the write because its version is skew_ms ahead of the
   // replica's clock, more than its --max-clock-skew-ms (cluster/clock_skew.h). An answer, not a
   // timeout: the peer is alive and fast, only this write failed on it.

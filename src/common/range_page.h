@@ -1,5 +1,5 @@
 // A range page: one answer to a replica's RANGE request, the same bytes in both peer transports
-// (binary PAGE frame payload, HTTP internal answer body; proto_spec/peer-protocol.md section 12).
+// (binary PAGE frame payload, HTTP internal answer body; proto_spec/peer-protocol.md section 14).
 // The entries a replica holds in [start, end), tombstones included, in ascending byte order of
 // keys, with a flag saying whether the range goes on after the last one. The next page of the
 // range starts at NextStart(last key) (last key + one 0x00 byte: the smallest greater key).

@@ -204,13 +204,22 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
              "memtable size that triggers a flush to a sorted segment (each memtable at a size "
              "drawn from 3/4..1 of it, so replicas do not flush together)"),
       Number("tombstone-gc-seconds", &cfg->tombstone_gc_seconds, 0, 1ull << 40, "out of range",
-             "compaction keeps tombstones at least this long; also how long a hint is kept"),
+             "compaction keeps tombstones at least this long, and in a cluster until a repair of "
+             "their range that started after them completed against every replica "
+             "(proto_spec section 13); also how long a hint is kept"),
       flags::Choice("hinted-handoff", &cfg->hinted_handoff, {{"on", true}, {"off", false}},
                     "`on`: a write a peer replica did not acknowledge is kept in a hint file "
                     "under `<data>/hints/` and replayed to that peer once it answers again; "
                     "`off`: never"),
       Number("max-hints-bytes", &cfg->max_hints_bytes, 0, 1ull << 50, "expected 0..2^50",
              "hint bytes kept per target node; further hints for it are dropped (counted)"),
+      Number("anti-entropy-interval-s", &cfg->anti_entropy_interval_s, 0, 1ull << 32,
+             "expected 0..2^32",
+             "seconds between background anti-entropy repairs of every range this node "
+             "replicates (the first after a random 0.5..1.5 of it); `0`: only on "
+             "`POST /v0/admin/repair`"),
+      Number("repair-rate-mb", &cfg->repair_rate_mb, 1, 1ull << 20, "expected 1..2^20",
+             "bytes per second (in MB) a repair this node drives may put on the wire"),
       flags::Choice("log-level", &cfg->log_level,
                     {{"debug", static_cast<int>(LogLevel::kDebug)},
                      {"info", static_cast<int>(LogLevel::kInfo)},

@@ -45,8 +45,10 @@ struct Config {
   uint64_t memtable_bytes = 64ull << 20;
   uint64_t tombstone_gc_seconds = 86400;
   bool hinted_handoff = true;
-  uint64_t max_hints_bytes = 1ull << 30;  // per target node
-  int log_level = 1;                      // kv::LogLevel
+  uint64_t max_hints_bytes = 1ull << 30;    // per target node
+  uint64_t anti_entropy_interval_s = 3600;  // background repairs; 0: never
+  uint64_t repair_rate_mb = 32;             // repair wire bytes per second, in MB
+  int log_level = 1;                        // kv::LogLevel
   // --cluster-secret-file: the path, the keys derived from its secrets (none without the flag),
   // and whether the file is readable by group or others (main warns).
   std::string cluster_secret_file;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <unordered_map>
 
 #include "cluster/clock_skew.h"
 #include "cluster/local_replica.h"
@@ -102,34 +103,8 @@ class NodeApp final : public Service, public RequestHandler {
     local_->set_max_clock_skew(cluster_->max_clock_skew_ms, &cluster_->replica_skew_refusals);
     http_replica_ = std::make_unique<HttpReplicaServer>(local_.get(), &cfg_.cluster_keys);
     std::vector<std::unique_ptr<cluster::PeerTransport>> transports;
-    const uint64_t fingerprint = cluster_->ring.Fingerprint();
     for (size_t i = 0; i < cluster_->ring.size(); ++i) {
-      if (i == cluster_->self_index) {
-        transports.emplace_back();
-        continue;
-      }
-      cluster::PeerEndpoint ep;
-      ep.url = cluster_->ring.url(i);
-      cluster::Ring::ParseUrl(ep.url, &ep.host, &ep.port);
-      ep.self_url = cfg.self_url;
-      ep.cluster_fingerprint = fingerprint;
-      if (cfg.peer_protocol == PeerProtocol::kHttp) {
-        // Like the HTTP/1.1 clients of the course's services (java.net.http): pooled keep-alive
-        // connections, one request in flight on each; pipelining only past 128 in flight.
-        HttpPeerOptions o;
-        o.max_connections = 128;
-        o.open_new_at = 1;
-        o.keys = cfg.cluster_keys;
-        transports.push_back(MakeHttpPeerTransport(worker.loop(), ep, o));
-      } else if (cfg.peer_protocol == PeerProtocol::kHttpPipelined) {
-        HttpPeerOptions o;
-        o.keys = cfg.cluster_keys;
-        transports.push_back(MakeHttpPeerTransport(worker.loop(), ep, o));
-      } else {
-        BinaryPeerOptions o;
-        o.keys = cfg.cluster_keys;
-        transports.push_back(MakeBinaryPeerTransport(worker.loop(), ep, o));
-      }
+      transports.push_back(i == cluster_->self_index ? nullptr : MakeTransport(i));
     }
     cluster::CoordinatorOptions co;
     co.request_timeout_ms = cfg.request_timeout_ms;
@@ -158,6 +133,7 @@ class NodeApp final : public Service, public RequestHandler {
     bo.send_timeout_ms = cfg.send_timeout_ms;
     ctx.keys = cfg.cluster_keys;
     binary_server_ = MakeBinaryPeerServer(worker.loop(), ctx, bo);
+    SetUpRepair();
   }
 
   void Handle(Request& req, Responder r) override {
@@ -169,6 +145,9 @@ class NodeApp final : public Service, public RequestHandler {
       if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
       return r.Respond(200, Status(), {{"Content-Type", "application/json"}});
     }
+    if (path == "/v0/admin/repair") return AdminRepair(req, query, r);
+    if (path == "/v0/admin/compact") return AdminCompact(req, r);
+    if (path.starts_with("/v0/internal/repair/")) return InternalRepair(req, path, r);
     if (path == "/metrics") {
       if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
       return r.Respond(200, MetricsText(), {{"Content-Type", "text/plain; version=0.0.4"}});
@@ -208,9 +187,13 @@ class NodeApp final : public Service, public RequestHandler {
       coordinator_->FlushPeers();
     } while (local_->Commit());
     binary_server_->Flush();  // the answers to peers' frames of this iteration
+    for (auto& t : repair_transports_)
+      if (t) t->Flush();
   }
 
-  size_t pending() const override { return coordinator_->pending() + local_->pending(); }
+  size_t pending() const override {
+    return coordinator_->pending() + local_->pending() + repair_pending_ + repair_waiting_.size();
+  }
 
   void Close() override {
     while (local_->Commit()) {
@@ -218,11 +201,261 @@ class NodeApp final : public Service, public RequestHandler {
     local_->Drain();  // the committer must not hand a batch back to a closed loop
     coordinator_->Close();
     binary_server_->Close();
+    CloseRepair();
     uv_close(reinterpret_cast<uv_handle_t*>(&env_.timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&synced_), nullptr);
   }
 
  private:
+  // One transport to peer i, of the configured protocol.
+  std::unique_ptr<cluster::PeerTransport> MakeTransport(size_t i) {
+    const Config& cfg = cfg_;
+    cluster::PeerEndpoint ep;
+    ep.url = cluster_->ring.url(i);
+    cluster::Ring::ParseUrl(ep.url, &ep.host, &ep.port);
+    ep.self_url = cfg.self_url;
+    ep.cluster_fingerprint = cluster_->ring.Fingerprint();
+    if (cfg.peer_protocol == PeerProtocol::kHttp) {
+      // Like the HTTP/1.1 clients of the course's services (java.net.http): pooled keep-alive
+      // connections, one request in flight on each; pipelining only past 128 in flight.
+      HttpPeerOptions o;
+      o.max_connections = 128;
+      o.open_new_at = 1;
+      o.keys = cfg.cluster_keys;
+      return MakeHttpPeerTransport(worker_.loop(), ep, o);
+    }
+    if (cfg.peer_protocol == PeerProtocol::kHttpPipelined) {
+      HttpPeerOptions o;
+      o.keys = cfg.cluster_keys;
+      return MakeHttpPeerTransport(worker_.loop(), ep, o);
+    }
+    BinaryPeerOptions o;
+    o.keys = cfg.cluster_keys;
+    return MakeBinaryPeerTransport(worker_.loop(), ep, o);
+  }
+
+  // ---- anti-entropy ----------------------------------------------------------------------------
+  void SetUpRepair() {
+    inbox_ = std::make_shared<LoopInbox>();
+    uv_async_init(worker_.loop(), &inbox_async_,
+                  [](uv_async_t* a) { static_cast<NodeApp*>(a->data)->DrainInbox(); });
+    inbox_async_.data = this;
+    inbox_->async = &inbox_async_;
+    inbox_->app = this;
+    {
+      std::lock_guard<std::mutex> l(node_->inbox_mu);
+      node_->inboxes.push_back(inbox_);
+    }
+    if (node_->repair_server != nullptr) {
+      // A peer's REPAIR_* request runs on the repair server's thread; its answer comes back here.
+      local_->set_repair_handler([this](const cluster::PeerRequest& req, cluster::PeerWaiter* w,
+                                        uint64_t cookie) {
+        ++repair_pending_;
+        std::shared_ptr<LoopInbox> inbox = inbox_;
+        node_->repair_server->Submit(
+            req.op, std::string(req.value), [this, inbox, w, cookie](cluster::PeerResponse&& r) {
+              inbox->Post([this, w, cookie, resp = std::move(r)]() mutable {
+                --repair_pending_;
+                w->OnPeerResponse(cookie, std::move(resp));
+              });
+            });
+      });
+    }
+    if (worker_.index() == 0 && node_->repair_link != nullptr) {
+      repair_transports_.resize(cluster_->ring.size());
+      uv_async_init(worker_.loop(), &repair_calls_,
+                    [](uv_async_t* a) { static_cast<NodeApp*>(a->data)->SendRepairCalls(); });
+      repair_calls_.data = this;
+      repair_calls_open_ = true;
+      node_->repair_link->Attach(&repair_calls_);
+    }
+  }
+
+  void CloseRepair() {
+    {
+      std::lock_guard<std::mutex> l(inbox_->mu);
+      inbox_->async = nullptr;
+      inbox_->items.clear();
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&inbox_async_), nullptr);
+    for (auto& w : repair_waiting_) w.second.Respond(503, "node shutting down\n");
+    repair_waiting_.clear();
+    if (repair_calls_open_) {
+      node_->repair_link->Attach(nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&repair_calls_), nullptr);
+      for (auto& t : repair_transports_)
+        if (t) t->Close();
+    }
+  }
+
+  void DrainInbox() {
+    std::vector<std::function<void()>> items;
+    {
+      std::lock_guard<std::mutex> l(inbox_->mu);
+      items.swap(inbox_->items);
+    }
+    for (auto& fn : items) fn();
+  }
+
+ public:
+  // A finished repair: answer the ?wait=1 requests waiting for it.
+  void OnRepairDone() {
+    for (size_t i = 0; i < repair_waiting_.size();) {
+      cluster::RepairSummary s;
+      if (node_->repair_driver->Finished(repair_waiting_[i].first, &s)) {
+        repair_waiting_[i].second.Respond(200, s.Json(), {{"Content-Type", "application/json"}});
+        repair_waiting_.erase(repair_waiting_.begin() + static_cast<ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+  }
+
+ private:
+  // Loop 0: the driver's queued peer calls go out on this loop's repair transports.
+  void SendRepairCalls() {
+    for (auto& call : node_->repair_link->TakeQueued()) {
+      auto& t = repair_transports_[call->node];
+      if (!t) t = MakeTransport(call->node);
+      const uint64_t cookie = ++repair_call_seq_;
+      repair_calls_pending_.emplace(cookie, call);
+      t->Send(cluster::PeerRequest{call->op, {}, call->body, 0},
+              uv_now(worker_.loop()) + RepairLinkImpl::kCallTimeoutMs, &repair_call_waiter_,
+              cookie);
+      t->Flush();
+    }
+  }
+
+  void OnRepairCallAnswer(uint64_t cookie, cluster::PeerResponse&& resp) {
+    auto it = repair_calls_pending_.find(cookie);
+    if (it == repair_calls_pending_.end()) return;
+    std::shared_ptr<RepairLinkImpl::PendingCall> call = std::move(it->second);
+    repair_calls_pending_.erase(it);
+    if (resp.kind == cluster::PeerResponse::kRepairData) {
+      call->Finish(true, std::move(resp.value), {});
+    } else {
+      call->Finish(false, {}, resp.error.empty() ? "unexpected answer" : resp.error);
+    }
+  }
+
+  void AdminRepair(Request& req, std::string_view query, Responder r) {
+    cluster::RepairDriver* d = node_->repair_driver;
+    if (req.method == HTTP_GET) {
+      if (!query.empty()) return r.Respond(400, "no parameters expected\n");
+      const std::string j = d ? d->Current().Json() : cluster::RepairSummary().Json();
+      return r.Respond(200, j, {{"Content-Type", "application/json"}});
+    }
+    if (req.method != HTTP_POST) return r.Respond(405, "", {{"Allow", "GET, POST"}});
+    std::string wait;
+    const int w = QueryParam(query, "wait", &wait);
+    if (w < 0 || (w > 0 && wait != "0" && wait != "1")) {
+      return r.Respond(400, "wait must be 0 or 1\n");
+    }
+    if (d == nullptr) return r.Respond(503, "repair is not available on this node\n");
+    uint64_t running = 0;
+    const uint64_t id = d->Start(false, &running);
+    if (id == 0) {
+      // One repair at a time: a second request is refused, not joined (its caller may poll GET).
+      return r.Respond(409, d->Current().Json(), {{"Content-Type", "application/json"}});
+    }
+    if (w > 0 && wait == "1") {
+      repair_waiting_.emplace_back(id, r);
+      cluster::RepairSummary s;
+      if (d->Finished(id, &s)) OnRepairDone();  // it may have finished already
+      return;
+    }
+    r.Respond(202, d->Current().Json(), {{"Content-Type", "application/json"}});
+  }
+
+  // Flushes the memtable and merges every segment into one (tombstones past the GC rule go), on
+  // the repair server's thread: never on a loop.
+  void AdminCompact(Request& req, Responder r) {
+    if (req.method != HTTP_POST) return r.Respond(405, "", {{"Allow", "POST"}});
+    if (node_->repair_server == nullptr) return r.Respond(503, "not available\n");
+    storage::Engine* engine = cluster_->engine;
+    ++repair_pending_;
+    std::shared_ptr<LoopInbox> inbox = inbox_;
+    node_->repair_server->RunTask(
+        [engine] {
+          cluster::PeerResponse resp;
+          storage::Status st = engine->Flush();
+          if (st.ok()) st = engine->CompactAll();
+          if (st.ok()) {
+            resp.kind = cluster::PeerResponse::kStored;
+          } else {
+            resp.error = st.message();
+          }
+          return resp;
+        },
+        [this, inbox, r](cluster::PeerResponse&& resp) {
+          inbox->Post([this, r, ok = resp.kind == cluster::PeerResponse::kStored,
+                       err = resp.error]() mutable {
+            --repair_pending_;
+            if (ok)
+              return r.Respond(200, "{\"compacted\":true}\n",
+                               {{"Content-Type", "application/json"}});
+            r.Respond(500, "compaction failed: " + err + "\n");
+          });
+        });
+  }
+
+  void InternalRepair(Request& req, std::string_view path, Responder r) {
+    cluster::PeerOp op;
+    if (path == "/v0/internal/repair/tree") {
+      op = cluster::PeerOp::kRepairTree;
+    } else if (path == "/v0/internal/repair/entries") {
+      op = cluster::PeerOp::kRepairEntries;
+    } else if (path == "/v0/internal/repair/apply") {
+      op = cluster::PeerOp::kRepairApply;
+    } else {
+      return r.Respond(400, "unknown path\n");
+    }
+    if (req.method != HTTP_POST) return r.Respond(405, "", {{"Allow", "POST"}});
+    if (!HttpReplicaServer::IsReplicaRequest(req)) {
+      return r.Respond(400, "internal requests need X-KV-Internal: 1\n");
+    }
+    if (cfg_.peer_protocol == PeerProtocol::kBinary && !cfg_.cluster_keys.enabled()) {
+      return r.Respond(403, "peer requests are not accepted over HTTP in binary peer mode\n");
+    }
+    http_replica_->HandleRepair(req, op, r);
+  }
+
+  void RepairMetrics(std::string* t) const {
+    using C = cluster::RepairCounters;
+    static constexpr struct {
+      const char* name;
+      const char* help;
+      std::atomic<uint64_t> C::*field;
+    } kCounters[] = {
+        {"kv_repair_runs_total", "Anti-entropy repairs this node drove.", &C::runs},
+        {"kv_repair_runs_failed_total", "Repairs that did not reach every replica of a range.",
+         &C::runs_failed},
+        {"kv_repair_ranges_total", "Ranges repaired (attempted).", &C::ranges},
+        {"kv_repair_keys_compared_total", "Local entries covered by repair hash trees.",
+         &C::keys_compared},
+        {"kv_repair_keys_differed_total", "Keys a repair found different on a peer.",
+         &C::keys_differed},
+        {"kv_repair_entries_sent_total", "Entries a repair pushed to peers.", &C::entries_sent},
+        {"kv_repair_entries_received_total", "Entries a repair took from peers.",
+         &C::entries_received},
+        {"kv_repair_bytes_sent_total", "Repair request bytes this node sent.", &C::bytes_sent},
+        {"kv_repair_bytes_received_total", "Repair answer bytes this node received.",
+         &C::bytes_received},
+        {"kv_repair_requests_served_total", "Peers' repair requests this node answered.",
+         &C::served},
+        {"kv_repair_entries_refused_total",
+         "Repaired entries refused as too far ahead of this node's clock.", &C::refused},
+    };
+    const C* c = node_->repair_counters;
+    for (const auto& k : kCounters) {
+      *t += std::string("# HELP ") + k.name + " " + k.help + "\n# TYPE " + k.name + " counter\n" +
+            k.name + " " + U64(c ? (c->*k.field).load() : 0) + "\n";
+    }
+    const bool running = node_->repair_driver && node_->repair_driver->Current().running;
+    *t += std::string("# TYPE kv_repair_running gauge\nkv_repair_running ") +
+          (running ? "1" : "0") + "\n";
+  }
+
   static bool ParseOpMethod(int method, cluster::PeerOp* op) {
     switch (method) {
       case HTTP_GET:
@@ -559,6 +792,7 @@ class NodeApp final : public Service, public RequestHandler {
          "# TYPE kv_get_hedge_delay_seconds gauge\nkv_get_hedge_delay_seconds " +
          SecondsOfUs(coordinator_->hedge_delay_us()) + "\n";
     HintMetrics(&t);
+    RepairMetrics(&t);
     metric("kv_storage_memtable_bytes", "gauge", st.memtable_bytes);
     metric("kv_storage_segments", "gauge", st.segments);
     metric("kv_storage_segment_bytes", "gauge", st.segment_bytes);
@@ -630,9 +864,37 @@ class NodeApp final : public Service, public RequestHandler {
   std::unique_ptr<HttpReplicaServer> http_replica_;
   std::unique_ptr<BinaryPeerServer> binary_server_;
   std::string key_buf_;
+  // Anti-entropy: this loop's inbox, repair requests and compactions not answered yet, the
+  // ?wait=1 requests waiting for a repair; on loop 0 the driver's calls, their transports.
+  std::shared_ptr<LoopInbox> inbox_;
+  uv_async_t inbox_async_;
+  size_t repair_pending_ = 0;
+  std::vector<std::pair<uint64_t, Responder>> repair_waiting_;
+  uv_async_t repair_calls_;
+  bool repair_calls_open_ = false;
+  std::vector<std::unique_ptr<cluster::PeerTransport>> repair_transports_;
+  std::unordered_map<uint64_t, std::shared_ptr<RepairLinkImpl::PendingCall>> repair_calls_pending_;
+  uint64_t repair_call_seq_ = 0;
+  cluster::MemberWaiter<NodeApp, &NodeApp::OnRepairCallAnswer> repair_call_waiter_{this};
 };
 
 }  // namespace
+
+void LoopInbox::Post(std::function<void()> fn) {
+  std::lock_guard<std::mutex> l(mu);
+  if (async == nullptr) return;
+  items.push_back(std::move(fn));
+  uv_async_send(async);
+}
+
+void NotifyRepairDone(NodeShared* node) {
+  std::lock_guard<std::mutex> l(node->inbox_mu);
+  for (auto& inbox : node->inboxes) {
+    // The closure runs on that loop, while its NodeApp lives (a closed inbox drops it).
+    void* app = inbox->app;
+    inbox->Post([app] { static_cast<NodeApp*>(app)->OnRepairDone(); });
+  }
+}
 
 std::unique_ptr<Service> MakeNodeService(Worker& worker, NodeShared* node) {
   return std::make_unique<NodeApp>(worker, node);

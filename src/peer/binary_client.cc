@@ -136,14 +136,17 @@ class BinaryPeer final : public cluster::PeerTransport {
       return waiter->OnPeerResponse(cookie, ErrorResponse(kTimeout, true));
     }
     if (req.op == PeerOp::kRange) return SendRange(req, deadline_ms, waiter, cookie);
-    const std::string_view value = req.op == PeerOp::kPut ? req.value : std::string_view();
-    if (!proto::RequestFits(req.key, value)) {
+    const proto::Op op = ToProtoOp(req.op);
+    const std::string_view value =
+        req.op == PeerOp::kPut || proto::IsRepairOp(op) ? req.value : std::string_view();
+    if (proto::IsRepairOp(op) ? !proto::RepairRequestFits(value)
+                              : !proto::RequestFits(req.key, value)) {
       return waiter->OnPeerResponse(
           cookie, ErrorResponse(req.key.empty() ? "invalid request: empty key"
                                                 : "invalid request: key or value too large"));
     }
     const uint64_t expires = req.op == PeerOp::kPut ? req.expires_ms : 0;
-    const size_t bytes = proto::RequestFrameSize(ToProtoOp(req.op), req.key, value, expires);
+    const size_t bytes = proto::RequestFrameSize(op, req.key, value, expires);
     if (bytes_in_flight_ > 0 && bytes_in_flight_ + bytes > max_bytes_) {
       return waiter->OnPeerResponse(cookie, ErrorResponse(kOverloaded, true));
     }
@@ -151,7 +154,7 @@ class BinaryPeer final : public cluster::PeerTransport {
       return waiter->OnPeerResponse(cookie, ErrorResponse(last_error_));
     }
     const uint64_t id = Acquire(waiter, cookie, deadline_ms, bytes, false);
-    proto::EncodeRequest(Queue(conn_), id, ToProtoOp(req.op), req.key, value, req.version, expires);
+    proto::EncodeRequest(Queue(conn_), id, op, req.key, value, req.version, expires);
     Queued();
   }
 

@@ -209,6 +209,7 @@ class BinaryServer final : public BinaryPeerServer {
     EncodePeerResponse(&c->out, s.request_id, resp,
                        resp.clock_skew ? proto::ErrorCode::kClockSkew
                        : resp.no_space ? proto::ErrorCode::kNoSpace
+                       : resp.invalid  ? proto::ErrorCode::kInvalidRequest
                                        : proto::ErrorCode::kStorageError);
     if (c->unanswered == 0 && !c->final_error.empty()) {
       c->out.append(c->final_error);

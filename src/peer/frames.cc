@@ -24,7 +24,8 @@ cluster::PeerRequest ToPeerRequest(const proto::Frame& f) {
     req.value = f.value;
     req.expires_ms = f.expires_ms;
   }
-  if (op != proto::Op::kGet) req.version = f.version;
+  if (proto::IsRepairOp(op)) req.value = f.value;
+  if (op == proto::Op::kPut || op == proto::Op::kRemove) req.version = f.version;
   return req;
 }
 
@@ -48,6 +49,10 @@ cluster::PeerResponse ToPeerResponse(const proto::Frame& f) {
       return r;
     case proto::FrameType::kPage:
       r.kind = cluster::PeerResponse::kPage;
+      r.value.assign(f.value);
+      return r;
+    case proto::FrameType::kRepairData:
+      r.kind = cluster::PeerResponse::kRepairData;
       r.value.assign(f.value);
       return r;
     case proto::FrameType::kErrorResponse:
@@ -81,6 +86,8 @@ void EncodePeerResponse(std::string* out, uint64_t request_id, const cluster::Pe
       return proto::EncodeStored(out, request_id, r.version);
     case cluster::PeerResponse::kPage:
       return proto::EncodePage(out, request_id, r.value);
+    case cluster::PeerResponse::kRepairData:
+      return proto::EncodeRepairData(out, request_id, r.value);
     case cluster::PeerResponse::kError:
     case cluster::PeerResponse::kPong:  // not an answer to a request
       break;

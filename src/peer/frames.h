@@ -13,7 +13,13 @@ namespace kv::net {
 // The two op enums share their values, so converting is a cast.
 static_assert(static_cast<int>(proto::Op::kGet) == static_cast<int>(cluster::PeerOp::kGet) &&
               static_cast<int>(proto::Op::kPut) == static_cast<int>(cluster::PeerOp::kPut) &&
-              static_cast<int>(proto::Op::kRemove) == static_cast<int>(cluster::PeerOp::kRemove));
+              static_cast<int>(proto::Op::kRemove) == static_cast<int>(cluster::PeerOp::kRemove) &&
+              static_cast<int>(proto::Op::kRepairTree) ==
+                  static_cast<int>(cluster::PeerOp::kRepairTree) &&
+              static_cast<int>(proto::Op::kRepairEntries) ==
+                  static_cast<int>(cluster::PeerOp::kRepairEntries) &&
+              static_cast<int>(proto::Op::kRepairApply) ==
+                  static_cast<int>(cluster::PeerOp::kRepairApply));
 inline proto::Op ToProtoOp(cluster::PeerOp op) {
   return static_cast<proto::Op>(op);
 }
@@ -21,14 +27,14 @@ inline cluster::PeerOp ToPeerOp(proto::Op op) {
   return static_cast<cluster::PeerOp>(op);
 }
 
-// A GET/PUT/REMOVE/RANGE frame as a request (views into the frame, valid as long as its views
-// are). Caller guarantees proto::RequestOp(frame.type) holds or frame is a RANGE; any other
+// A GET/PUT/REMOVE/RANGE/REPAIR_* frame as a request (views into the frame, valid as long as its
+// views are). Caller guarantees proto::RequestOp(frame.type) holds or frame is a RANGE; any other
 // frame reads as a GET.
 cluster::PeerRequest ToPeerRequest(const proto::Frame& frame);
 
-// VALUE/TOMBSTONE/ABSENT/STORED/PAGE -> their kinds (PAGE: value = the page bytes); ERROR_RESPONSE
-// and ERROR -> kError with proto::ErrorText ("<CODE_NAME>: <message>"); anything else -> kError
-// "unexpected frame <TYPE>".
+// VALUE/TOMBSTONE/ABSENT/STORED/PAGE/REPAIR_DATA -> their kinds (PAGE, REPAIR_DATA: value = the
+// body); ERROR_RESPONSE and ERROR -> kError with proto::ErrorText ("<CODE_NAME>: <message>");
+// anything else -> kError "unexpected frame <TYPE>".
 cluster::PeerResponse ToPeerResponse(const proto::Frame& frame);
 
 // Appends the frame that answers request_id with r: kValue/kTombstone/kAbsent/kStored map to

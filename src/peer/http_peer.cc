@@ -109,7 +109,7 @@ struct Conn {
   }
 };
 
-// Maps the parsed response to what the coordinator sees; takes the body of a GET 200.
+// Maps the parsed response to what the coordinator sees; takes the body of a GET or repair 200.
 PeerResponse MapResponse(const Slot& slot, Conn& c) {
   PeerResponse r;
   if (slot.ping && c.status == 200) {
@@ -148,6 +148,15 @@ PeerResponse MapResponse(const Slot& slot, Conn& c) {
     case PeerOp::kRange:
       if (c.status == 200) {
         r.kind = PeerResponse::kPage;
+        r.value = std::move(c.body);
+        return r;
+      }
+      break;
+    case PeerOp::kRepairTree:
+    case PeerOp::kRepairEntries:
+    case PeerOp::kRepairApply:
+      if (c.status == 200) {
+        r.kind = PeerResponse::kRepairData;
         r.value = std::move(c.body);
         return r;
       }
@@ -220,7 +229,7 @@ class HttpPeer final : public HttpClientDelegate {
     if (deadline_ms <= uv_now(loop_))
       return waiter->OnPeerResponse(cookie, ErrorResponse(kTimeout));
     size_t bytes = 128 + host_header_.size() + 3 * (req.key.size() + req.end.size()) +
-                   (req.op == PeerOp::kPut ? req.value.size() : 0);
+                   (req.op == PeerOp::kPut || cluster::IsRepairOp(req.op) ? req.value.size() : 0);
     Conn* conn = Pick(bytes);
     if (conn == nullptr) return waiter->OnPeerResponse(cookie, ErrorResponse(pick_error_));
     if (ping) {
@@ -278,9 +287,9 @@ class HttpPeer final : public HttpClientDelegate {
 
   void OnResponseBody(HttpClientConnection* c, std::string_view chunk) override {
     Conn* conn = static_cast<Conn*>(c->user_data);
-    if (conn->status == 200 && !conn->fifo.empty() &&
-        (conn->fifo.front().op == PeerOp::kGet || conn->fifo.front().op == PeerOp::kRange) &&
-        !conn->fifo.front().ping) {
+    if (conn->status == 200 && !conn->fifo.empty() && !conn->fifo.front().ping &&
+        (conn->fifo.front().op == PeerOp::kGet || conn->fifo.front().op == PeerOp::kRange ||
+         cluster::IsRepairOp(conn->fifo.front().op))) {
       conn->body.append(chunk);
     }
   }
@@ -399,6 +408,7 @@ class HttpPeer final : public HttpClientDelegate {
 
   void AppendRequest(std::string* out, const PeerRequest& req) {
     std::string_view method;
+    std::string_view repair_target;  // a repair op: POST to it with the body
     switch (req.op) {
       case PeerOp::kGet:
         method = "GET";
@@ -412,11 +422,24 @@ class HttpPeer final : public HttpClientDelegate {
       case PeerOp::kRange:
         method = "GET";
         break;
+      case PeerOp::kRepairTree:
+        repair_target = "/v0/internal/repair/tree";
+        break;
+      case PeerOp::kRepairEntries:
+        repair_target = "/v0/internal/repair/entries";
+        break;
+      case PeerOp::kRepairApply:
+        repair_target = "/v0/internal/repair/apply";
+        break;
     }
+    const bool repair = !repair_target.empty();
+    if (repair) method = "POST";
     out->append(method);
     out->push_back(' ');
     const size_t target_at = out->size();
-    if (req.op == PeerOp::kRange) {
+    if (repair) {
+      out->append(repair_target);
+    } else if (req.op == PeerOp::kRange) {
       AppendRangeTarget(out, req);
     } else {
       out->append("/v0/entity?id=");
@@ -431,14 +454,16 @@ class HttpPeer final : public HttpClientDelegate {
     out->append(" HTTP/1.1\r\nHost: ");
     out->append(host_header_);
     out->append("\r\nX-KV-Internal: 1\r\n");
+    const bool versioned = req.op == PeerOp::kPut || req.op == PeerOp::kRemove;
     const Decimal version(req.version);
-    const std::string_view version_text = req.op != PeerOp::kGet ? version.view() : "";
-    if (req.op != PeerOp::kGet) {
+    const std::string_view version_text = versioned ? version.view() : "";
+    if (versioned) {
       out->append("X-KV-Version: ");
       out->append(version_text);
       out->append("\r\n");
     }
-    const std::string_view body = req.op == PeerOp::kPut ? req.value : std::string_view();
+    const bool has_body = req.op == PeerOp::kPut || repair;
+    const std::string_view body = has_body ? req.value : std::string_view();
     if (opts_.keys.enabled()) {
       // The MAC covers the target as written above (copied: *out may grow while appending).
       target_.assign(*out, target_at, target_end - target_at);
@@ -447,11 +472,11 @@ class HttpPeer final : public HttpClientDelegate {
           out, opts_.keys, proto::auth::HttpMessage{method, target_, version_text, body}, WallMs());
       out->append("\r\n");
     }
-    if (req.op == PeerOp::kPut) {
+    if (has_body) {
       out->append("Content-Length: ");
-      AppendDecimal(out, req.value.size());
+      AppendDecimal(out, body.size());
       out->append("\r\n\r\n");
-      out->append(req.value);
+      out->append(body);
     } else {
       out->append("\r\n");
     }

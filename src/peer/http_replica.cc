@@ -14,6 +14,7 @@ bool HttpReplicaServer::Authenticated(const Request& req, const Responder& r) co
   if (keys_ == nullptr || !keys_->enabled()) return true;
   const char* method = req.method == HTTP_PUT      ? "PUT"
                        : req.method == HTTP_DELETE ? "DELETE"
+                       : req.method == HTTP_POST   ? "POST"
                                                    : "GET";
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -64,6 +65,12 @@ void HttpReplicaServer::HandleRange(const Request& req, const cluster::PeerReque
   local_->Execute(range, &waiter_, pending_.Put(Pending{r, cluster::PeerOp::kRange}));
 }
 
+void HttpReplicaServer::HandleRepair(const Request& req, cluster::PeerOp op, Responder r) {
+  if (!Authenticated(req, r)) return r.Respond(401, "peer request not authenticated\n");
+  local_->Execute(cluster::PeerRequest{op, {}, req.body, 0}, &waiter_,
+                  pending_.Put(Pending{r, op}));
+}
+
 void HttpReplicaServer::OnAnswer(uint64_t slot, cluster::PeerResponse&& resp) {
   Pending p = pending_.Take(slot);
   const Decimal version(resp.version);
@@ -85,12 +92,14 @@ void HttpReplicaServer::OnAnswer(uint64_t slot, cluster::PeerResponse&& resp) {
     case cluster::PeerResponse::kStored:
       return p.responder.Respond(p.op == cluster::PeerOp::kPut ? 201 : 202, "",
                                  {{"X-KV-Version", v}});
+    case cluster::PeerResponse::kRepairData:
+      return p.responder.Respond(200, resp.value, {{"Content-Type", "application/octet-stream"}});
     default:
       if (resp.clock_skew) {
         return p.responder.Respond(cluster::kSkewHttpStatus, "clock skew: " + resp.error + "\n",
                                    {{cluster::kSkewHttpHeader, Decimal(resp.skew_ms).view()}});
       }
-      return p.responder.Respond(resp.no_space ? 507 : 500, resp.error + "\n");
+      return p.responder.Respond(resp.invalid ? 400 : resp.no_space ? 507 : 500, resp.error + "\n");
   }
 }
 

@@ -4,6 +4,7 @@
 //   GET    -> 200 + X-KV-Version + value | 404 + X-KV-Version + X-KV-Tombstone: 1 | 404
 //   PUT    -> 201 + X-KV-Version (the version now stored)
 //   DELETE -> 202 + X-KV-Version
+//   POST /v0/internal/repair/{tree,entries,apply} -> 200 + the REPAIR_DATA body
 //   errors -> 400 (bad request), 401 (not authenticated), 422 (clock skew), 507 (disk full),
 //   500 (anything else), with a reason.
 // Writes must carry X-KV-Version (the coordinator's version); it is observed by the HLC.
@@ -33,6 +34,9 @@ class HttpReplicaServer {
   // parsed into `range` by the route): authenticated as above, answered 200 with the page
   // (common/range_page.h) as the body.
   void HandleRange(const Request& req, const cluster::PeerRequest& range, Responder r);
+  // A repair request (`POST /v0/internal/repair/...`, body as proto/repair.h), authenticated
+  // the same way: 200 with the REPAIR_DATA body, 400 for a malformed body.
+  void HandleRepair(const Request& req, cluster::PeerOp op, Responder r);
 
  private:
   struct Pending {

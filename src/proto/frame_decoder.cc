@@ -3,6 +3,8 @@
 #include <cstring>
 #include <utility>
 
+#include "proto/bytes.h"
+
 namespace kv::proto {
 
 namespace {
@@ -10,20 +12,6 @@ namespace {
 // Buffers bigger than this are released once drained, so an idle connection that once carried
 // an 8 MiB value does not keep 8 MiB.
 constexpr size_t kKeepCapacity = 256u << 10;
-
-uint16_t GetU16(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return static_cast<uint16_t>((u[0] << 8) | u[1]);
-}
-
-uint32_t GetU32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
-}
-
-uint64_t GetU64(const char* p) {
-  return (uint64_t{GetU32(p)} << 32) | GetU32(p + 4);
-}
 
 // Smallest and largest payload of each frame type in protocol version 2.
 struct Bounds {
@@ -64,7 +52,12 @@ Bounds PayloadBounds(FrameType t) {
       return {0, 0};
     case FrameType::kRange:
       return {4 + 1 + 4 + 4 + 4, 4 + kMaxKeyBytes + 1 + 1 + 4 + kMaxKeyBytes + 4 + 4};
+    case FrameType::kRepairTree:
+    case FrameType::kRepairEntries:
+    case FrameType::kRepairApply:
+      return {16, kMaxPayloadBytes};  // at least range + session; the body is checked above
     case FrameType::kPage:
+    case FrameType::kRepairData:
       return {1, kMaxPayloadBytes};
   }
   return {0, 0};
@@ -77,6 +70,9 @@ bool ServerAccepts(FrameType t) {
     case FrameType::kPutExpiring:
     case FrameType::kRemove:
     case FrameType::kRange:
+    case FrameType::kRepairTree:
+    case FrameType::kRepairEntries:
+    case FrameType::kRepairApply:
     case FrameType::kPing:
     case FrameType::kPong:
     case FrameType::kError:
@@ -95,6 +91,7 @@ bool ClientAccepts(FrameType t) {
     case FrameType::kStored:
     case FrameType::kErrorResponse:
     case FrameType::kPage:
+    case FrameType::kRepairData:
     case FrameType::kPing:
     case FrameType::kPong:
     case FrameType::kError:
@@ -103,32 +100,6 @@ bool ClientAccepts(FrameType t) {
       return false;
   }
 }
-
-// Bounds-checked cursor over one payload.
-class Reader {
- public:
-  Reader(const char* p, size_t n) : p_(p), left_(n) {}
-  size_t left() const { return left_; }
-  bool U8(uint8_t* v) { return Take(1) ? (*v = static_cast<uint8_t>(p_[-1]), true) : false; }
-  bool U16(uint16_t* v) { return Take(2) ? (*v = GetU16(p_ - 2), true) : false; }
-  bool U32(uint32_t* v) { return Take(4) ? (*v = GetU32(p_ - 4), true) : false; }
-  bool U64(uint64_t* v) { return Take(8) ? (*v = GetU64(p_ - 8), true) : false; }
-  bool Bytes(size_t n, std::string_view* v) {
-    if (!Take(n)) return false;
-    *v = std::string_view(p_ - n, n);
-    return true;
-  }
-
- private:
-  bool Take(size_t n) {
-    if (n > left_) return false;
-    p_ += n;
-    left_ -= n;
-    return true;
-  }
-  const char* p_;
-  size_t left_;
-};
 
 std::string Num(uint64_t v) {
   return std::to_string(v);
@@ -339,8 +310,12 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
       if (!r.U32(&f->max_bytes) || f->max_bytes == 0) return bad("max_bytes must be positive");
       break;
     }
-    case FrameType::kPage:
-      r.Bytes(length, &f->value);
+    case FrameType::kPage:  // the page: common/range_page.h decodes and checks it
+    case FrameType::kRepairTree:
+    case FrameType::kRepairEntries:
+    case FrameType::kRepairApply:
+    case FrameType::kRepairData:
+      r.Bytes(length, &f->value);  // the repair body: proto/repair.h decodes and checks it
       break;
   }
   if (r.left() != 0) return bad(Num(r.left()) + " trailing bytes");

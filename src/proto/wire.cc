@@ -4,29 +4,11 @@
 #include <cstdio>
 #include <cstring>
 
+#include "proto/bytes.h"
+
 namespace kv::proto {
 
 namespace {
-
-void PutU8(std::string* out, uint8_t v) {
-  out->push_back(static_cast<char>(v));
-}
-
-void PutU16(std::string* out, uint16_t v) {
-  const char b[2] = {static_cast<char>(v >> 8), static_cast<char>(v)};
-  out->append(b, 2);
-}
-
-void PutU32(std::string* out, uint32_t v) {
-  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                     static_cast<char>(v >> 8), static_cast<char>(v)};
-  out->append(b, 4);
-}
-
-void PutU64(std::string* out, uint64_t v) {
-  PutU32(out, static_cast<uint32_t>(v >> 32));
-  PutU32(out, static_cast<uint32_t>(v));
-}
 
 // Appends the header and reserves room for the payload so the frame costs at most one growth.
 void PutHeader(std::string* out, FrameType type, uint64_t request_id, size_t payload_len) {
@@ -102,6 +84,10 @@ size_t RequestPayloadSize(Op op, std::string_view key, std::string_view value,
       return (expires_ms != 0 ? 8 : 0) + 8 + 4 + key.size() + 4 + value.size();
     case Op::kRemove:
       return 8 + 4 + key.size();
+    case Op::kRepairTree:
+    case Op::kRepairEntries:
+    case Op::kRepairApply:
+      return value.size();
   }
   return 4 + key.size();
 }
@@ -194,6 +180,14 @@ const char* FrameTypeName(FrameType type) {
       return "RANGE";
     case FrameType::kPage:
       return "PAGE";
+    case FrameType::kRepairTree:
+      return "REPAIR_TREE";
+    case FrameType::kRepairEntries:
+      return "REPAIR_ENTRIES";
+    case FrameType::kRepairApply:
+      return "REPAIR_APPLY";
+    case FrameType::kRepairData:
+      return "REPAIR_DATA";
   }
   return "UNKNOWN";
 }
@@ -242,6 +236,12 @@ void EncodePong(std::string* out, uint64_t request_id, std::string_view payload)
 void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_view key,
                    std::string_view value, uint64_t version, uint64_t expires_ms) {
   switch (op) {
+    case Op::kRepairTree:
+      return PutOpaqueFrame(out, FrameType::kRepairTree, request_id, value);
+    case Op::kRepairEntries:
+      return PutOpaqueFrame(out, FrameType::kRepairEntries, request_id, value);
+    case Op::kRepairApply:
+      return PutOpaqueFrame(out, FrameType::kRepairApply, request_id, value);
     case Op::kGet:
       PutHeader(out, FrameType::kGet, request_id, RequestPayloadSize(op, key, value, 0));
       break;
@@ -302,6 +302,10 @@ void EncodeStored(std::string* out, uint64_t request_id, uint64_t version) {
   PutVersionFrame(out, FrameType::kStored, request_id, version);
 }
 
+void EncodeRepairData(std::string* out, uint64_t request_id, std::string_view body) {
+  PutOpaqueFrame(out, FrameType::kRepairData, request_id, body);
+}
+
 void EncodeErrorResponse(std::string* out, uint64_t request_id, ErrorCode code,
                          std::string_view message) {
   PutCodeFrame(out, FrameType::kErrorResponse, request_id, code, message);
@@ -351,6 +355,12 @@ void EncodeFrame(std::string* out, const Frame& f) {
     case FrameType::kPage:
       EncodePage(out, f.request_id, f.value);
       return;
+    case FrameType::kRepairTree:
+    case FrameType::kRepairEntries:
+    case FrameType::kRepairApply:
+    case FrameType::kRepairData:
+      PutOpaqueFrame(out, f.type, f.request_id, f.value);
+      return;
   }
 }
 
@@ -360,6 +370,10 @@ size_t RequestFrameSize(Op op, std::string_view key, std::string_view value, uin
 
 bool RequestFits(std::string_view key, std::string_view value) {
   return !key.empty() && key.size() <= kMaxKeyBytes && value.size() <= kMaxValueBytes;
+}
+
+bool RepairRequestFits(std::string_view body) {
+  return body.size() >= 16 && body.size() <= kMaxPayloadBytes;
 }
 
 bool RequestOp(FrameType type, Op* op) {
@@ -373,6 +387,15 @@ bool RequestOp(FrameType type, Op* op) {
       return true;
     case FrameType::kRemove:
       *op = Op::kRemove;
+      return true;
+    case FrameType::kRepairTree:
+      *op = Op::kRepairTree;
+      return true;
+    case FrameType::kRepairEntries:
+      *op = Op::kRepairEntries;
+      return true;
+    case FrameType::kRepairApply:
+      *op = Op::kRepairApply;
       return true;
     default:
       return false;

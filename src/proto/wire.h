@@ -45,15 +45,18 @@ enum class FrameType : uint8_t {
   kGet = 0x10,
   kPut = 0x11,
   kRemove = 0x12,
-  kPutExpiring = 0x16,  // PUT of a value that expires (TTL): PUT's fields plus its expiry
-  // 0x13-0x15 and 0x25 are reserved (replica repair operations).
-  kRange = 0x18,  // one page of a key range (cluster-wide range reads)
+  kRepairTree = 0x13,     // anti-entropy: hash tree nodes of a range (body: proto/repair.h)
+  kRepairEntries = 0x14,  // anti-entropy: the entries of a set of leaves
+  kRepairApply = 0x15,    // anti-entropy: entries to store with their own versions
+  kPutExpiring = 0x16,    // PUT of a value that expires (TTL): PUT's fields plus its expiry
+  kRange = 0x18,          // one page of a key range (cluster-wide range reads)
   // responses (server -> client)
   kValue = 0x20,
   kTombstone = 0x21,
   kAbsent = 0x22,
   kStored = 0x23,
   kErrorResponse = 0x24,  // one request failed; the connection stays up
+  kRepairData = 0x25,     // the answer to a REPAIR_* request (body: proto/repair.h)
   kValueExpiring = 0x26,  // VALUE of a value that expires: VALUE's fields plus its expiry
   kPage = 0x28,           // the answer to RANGE: a range page (common/range_page.h)
 };
@@ -89,8 +92,19 @@ const char* FrameTypeName(FrameType type);
 // True for the frame types of the protocol version this build speaks.
 bool IsKnownFrameType(uint8_t type);
 
-// The replica operation a request frame carries (GET, PUT or REMOVE).
-enum class Op : uint8_t { kGet = 1, kPut = 2, kRemove = 3 };
+// The replica operation a request frame carries (GET, PUT, REMOVE or a REPAIR_* request).
+enum class Op : uint8_t {
+  kGet = 1,
+  kPut = 2,
+  kRemove = 3,
+  kRepairTree = 4,
+  kRepairEntries = 5,
+  kRepairApply = 6
+};
+// True for the REPAIR_* operations, whose frames carry an opaque body (proto/repair.h).
+inline bool IsRepairOp(Op op) {
+  return op == Op::kRepairTree || op == Op::kRepairEntries || op == Op::kRepairApply;
+}
 
 struct ProtocolError {
   ErrorCode code = ErrorCode::kInternal;
@@ -108,7 +122,8 @@ struct Frame {
   ErrorCode code{};          // ERROR, ERROR_RESPONSE (may be a value this build does not know)
   std::string_view url;      // HANDSHAKE, HANDSHAKE_OK
   std::string_view key;      // GET, PUT, REMOVE; RANGE: its start (inclusive)
-  std::string_view value;    // PUT, VALUE; PAGE: the page bytes
+  // PUT, VALUE; PAGE: the page bytes; REPAIR_*: the whole payload (the repair body)
+  std::string_view value;
   std::string_view end;      // RANGE, when has_end (exclusive)
   bool has_end = false;      // RANGE
   uint32_t max_keys = 0;     // RANGE
@@ -144,7 +159,8 @@ void EncodeError(std::string* out, ErrorCode code, std::string_view message,
 void EncodePing(std::string* out, uint64_t request_id, std::string_view payload = {});
 void EncodePong(std::string* out, uint64_t request_id, std::string_view payload = {});
 // kGet ignores value and version; kRemove ignores value. A kPut with expires_ms != 0 (Unix ms)
-// is a PUT_EXPIRING frame.
+// is a PUT_EXPIRING frame. A repair op sends value as its whole payload (the body,
+// proto/repair.h) and ignores key and version.
 void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_view key,
                    std::string_view value, uint64_t version, uint64_t expires_ms = 0);
 // RANGE: the page of [start, end) (no end when !has_end); start up to kMaxKeyBytes + 1 bytes.
@@ -159,6 +175,8 @@ void EncodeValue(std::string* out, uint64_t request_id, uint64_t version, std::s
 void EncodeTombstone(std::string* out, uint64_t request_id, uint64_t version);
 void EncodeAbsent(std::string* out, uint64_t request_id);
 void EncodeStored(std::string* out, uint64_t request_id, uint64_t version);
+// REPAIR_DATA: body is the answer's bytes (proto/repair.h).
+void EncodeRepairData(std::string* out, uint64_t request_id, std::string_view body);
 void EncodeErrorResponse(std::string* out, uint64_t request_id, ErrorCode code,
                          std::string_view message);
 // Encodes any decoded frame back to its bytes (used by tests and the fuzzer).
@@ -169,9 +187,11 @@ size_t RequestFrameSize(Op op, std::string_view key, std::string_view value,
                         uint64_t expires_ms = 0);
 // True if a request with this key and value fits the protocol limits.
 bool RequestFits(std::string_view key, std::string_view value);
+// True if a repair request body fits a frame.
+bool RepairRequestFits(std::string_view body);
 
 // ---- helpers for the transport ---------------------------------------------------------------
-// True for GET/PUT/PUT_EXPIRING/REMOVE; *op receives the operation.
+// True for GET/PUT/PUT_EXPIRING/REMOVE/REPAIR_*; *op receives the operation.
 bool RequestOp(FrameType type, Op* op);
 // The text of an ERROR or ERROR_RESPONSE frame: "<CODE_NAME>: <message>" (": <message>" left out
 // when empty; "UNKNOWN <number>" for a code this build does not know).

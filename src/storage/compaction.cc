@@ -45,7 +45,8 @@ bool CompactionBehind(const std::vector<uint64_t>& sizes, uint64_t base_bytes) {
 }
 
 Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
-                 uint64_t drop_tombstones_before_ms, uint64_t now_ms, SegmentWriter* out) {
+                 uint64_t drop_tombstones_before_ms, uint64_t now_ms, SegmentWriter* out,
+                 const TombstoneFilter& filter) {
   std::vector<std::unique_ptr<EntryIter>> children;
   for (const auto& seg : inputs) children.push_back(NewSegmentIter(seg));
   MergingIter it(std::move(children));
@@ -58,7 +59,8 @@ Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
       value = std::string_view();
     }
     if (type == EntryType::kTombstone &&
-        version::UnixMillis(it.version()) < drop_tombstones_before_ms) {
+        version::UnixMillis(it.version()) < drop_tombstones_before_ms &&
+        (!filter || filter(it.key(), it.version()))) {
       continue;
     }
     Status s = out->Add(it.key(), value, it.version(), type);

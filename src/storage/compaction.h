@@ -4,7 +4,9 @@
 // Pure policy + a single-threaded merge; the engine serializes compactions and installs results.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "storage/segment.h"
@@ -36,8 +38,11 @@ bool CompactionBehind(const std::vector<uint64_t>& sizes, uint64_t base_bytes);
 // drop_tombstones_before_ms are dropped (pass 0 to keep all: the caller must only drop them when
 // the run includes the oldest segment, or an older value would come back). Stops at the first
 // read error. A value that expired at or before now_ms (Unix ms) is written as a tombstone of its
-// version, and dropped under the same rule.
+// version, and dropped under the same rule. filter, when set, must also return true for a
+// tombstone to be dropped.
+using TombstoneFilter = std::function<bool(std::string_view key, uint64_t version)>;
 Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
-                 uint64_t drop_tombstones_before_ms, uint64_t now_ms, SegmentWriter* out);
+                 uint64_t drop_tombstones_before_ms, uint64_t now_ms, SegmentWriter* out,
+                 const TombstoneFilter& filter = nullptr);
 
 }  // namespace kv::storage

@@ -642,8 +642,10 @@ Status Engine::Impl::CompactRange(const std::shared_ptr<const State>& st, size_t
   uint64_t bytes = 0;
   Status s = WriteSegment(
       versions.NewFileNumber(),
-      [&](SegmentWriter* w) { return MergeInto(inputs, drop_before, now, w); }, &edit.added,
-      &bytes);
+      [&](SegmentWriter* w) {
+        return MergeInto(inputs, drop_before, now, w, opts.tombstone_gc_filter);
+      },
+      &edit.added, &bytes);
   if (!s.ok()) return s;
   // Flushes only prepend, so the inputs are still one contiguous run.
   edit.removed = std::move(inputs);

@@ -4,6 +4,7 @@
 // readers never wait for a flush or a compaction.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,9 +37,13 @@ struct Options {
   // false: exactly memtable_bytes.
   bool memtable_jitter = true;
   uint64_t tombstone_gc_seconds = 86400;  // compaction keeps younger tombstones
-  uint32_t block_bytes = 4096;            // target data block size
-  bool background = true;                 // flush/compaction threads; false: only
-                                          // when Flush()/CompactAll() are called
+  // When set, compaction drops a tombstone older than tombstone_gc_seconds only if this also
+  // says so for its key and version (a cluster purges only what every replica is known to hold,
+  // cluster/repair.h). Called from the compaction thread; must be thread-safe. Unset: age alone.
+  std::function<bool(std::string_view key, uint64_t version)> tombstone_gc_filter;
+  uint32_t block_bytes = 4096;  // target data block size
+  bool background = true;       // flush/compaction threads; false: only
+                                // when Flush()/CompactAll() are called
   // The compaction and index threads run under SCHED_IDLE: a request thread that wakes takes
   // the CPU from them at once, so their work does not show up as a latency spike (at nice 10 a
   // merge or an index batch held a core for 1-4 ms time slices: p99 of a 3-node cluster at 21K

@@ -416,5 +416,28 @@ TEST_CASE("LocalReplica: range pages hold tombstones, stop at max_keys/max_bytes
   CHECK(a.got[18].kind == PeerResponse::kError);
 }
 
+TEST_CASE("LocalReplica: repair operations go to the repair handler, or fail without one") {
+  Store s;
+  Hlc hlc(0);
+  LocalReplica r(s.engine.get(), &hlc);
+  Answers a;
+  r.Execute(PeerRequest{PeerOp::kRepairTree, {}, "body", 0}, &a, 1);
+  REQUIRE(a.got.count(1) == 1);
+  CHECK(a.got[1].kind == PeerResponse::kError);
+  std::vector<PeerOp> ops;
+  r.set_repair_handler([&ops](const PeerRequest& req, PeerWaiter* w, uint64_t cookie) {
+    ops.push_back(req.op);
+    PeerResponse resp;
+    resp.kind = PeerResponse::kRepairData;
+    resp.value = std::string(req.value);
+    w->OnPeerResponse(cookie, std::move(resp));
+  });
+  r.Execute(PeerRequest{PeerOp::kRepairEntries, {}, "e", 0}, &a, 2);
+  r.Execute(PeerRequest{PeerOp::kRepairApply, {}, "a", 0}, &a, 3);
+  CHECK(ops == std::vector<PeerOp>{PeerOp::kRepairEntries, PeerOp::kRepairApply});
+  CHECK(a.got[3].value == "a");
+  CHECK(r.pending() == 0);  // nothing queued as a write
+}
+
 }  // namespace
 }  // namespace kv::cluster

@@ -1364,3 +1364,47 @@ TEST_CASE("binary transport: range pages of a real replica, small ones copied, l
   REQUIRE(RunUntil(&l.loop, [&] { return w.count == 306; }));
   CHECK(w.one(1004).value == "1");
 }
+
+TEST_CASE("binary transport: repair requests carry their body and come back as REPAIR_DATA") {
+  Loop l;
+  Harness node(&l.loop);
+  // Without a repair handler the replica fails the request; the connection stays up.
+  Collector w;
+  auto t = l.Flushed(MakeBinaryPeerTransport(&l.loop, node.Endpoint()));
+  const uint64_t d = l.now() + kFar;
+  const std::string body = std::string("\x11\x22", 2) + std::string(30, '\0');
+  t->Send(PeerRequest{kv::cluster::PeerOp::kRepairTree, {}, body, 0}, d, &w, 1);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 1; }));
+  CHECK(w.one(1).kind == PeerResponse::kError);
+  std::vector<std::pair<kv::cluster::PeerOp, std::string>> seen;
+  node.local->set_repair_handler(
+      [&seen](const PeerRequest& req, kv::cluster::PeerWaiter* waiter, uint64_t cookie) {
+        seen.emplace_back(req.op, std::string(req.value));
+        PeerResponse r;
+        if (req.value.size() == 17) {  // a malformed body, say
+          r.invalid = true;
+          r.error = "invalid request: bad";
+        } else {
+          r.kind = PeerResponse::kRepairData;
+          r.value = "answer:" + std::string(req.value);
+        }
+        waiter->OnPeerResponse(cookie, std::move(r));
+      });
+  t->Send(PeerRequest{kv::cluster::PeerOp::kRepairEntries, {}, body, 0}, d, &w, 2);
+  t->Send(PeerRequest{kv::cluster::PeerOp::kRepairApply, {}, std::string(17, 'x'), 0}, d, &w, 3);
+  t->Send(PeerRequest{kv::cluster::PeerOp::kRepairTree, {}, "short", 0}, d, &w, 4);  // < 16 B
+  t->Send(Get("k"), d, &w, 5);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 5; }));
+  CHECK(w.each_once());
+  CHECK(w.one(2).kind == PeerResponse::kRepairData);
+  CHECK(w.one(2).value == "answer:" + body);
+  CHECK(w.one(3).kind == PeerResponse::kError);
+  CHECK(Contains(w.one(3).error, "INVALID_REQUEST"));
+  CHECK(w.one(4).kind == PeerResponse::kError);   // refused before sending
+  CHECK(w.one(5).kind == PeerResponse::kAbsent);  // the connection carries on
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].first == kv::cluster::PeerOp::kRepairEntries);
+  CHECK(seen[0].second == body);
+  CHECK(seen[1].first == kv::cluster::PeerOp::kRepairApply);
+  CHECK(node.adopted == 1);
+}

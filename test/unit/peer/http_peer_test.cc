@@ -505,3 +505,30 @@ TEST_CASE_FIXTURE(PeerHttp, "peer http: a range page request and its answer") {
   REQUIRE(RunUntil(&l.loop, [&] { return w.count == 3; }));
   CHECK(w.one(3).kind == PeerResponse::kError);
 }
+
+TEST_CASE_FIXTURE(PeerHttp, "peer http: repair requests are POSTs with the body; 200 is data") {
+  server.responder = [](const kv::test::TestRequest& q) -> std::string {
+    if (q.method == "POST" && q.url == "/v0/internal/repair/entries") {
+      return "HTTP/1.1 400 Bad Request\r\nContent-Length: 8\r\n\r\ninvalid\n";
+    }
+    const std::string b = "data:" + q.body;
+    return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(b.size()) + "\r\n\r\n" + b;
+  };
+  const std::string body(40, '\x07');
+  t->Send(PeerRequest{PeerOp::kRepairTree, {}, body, 0}, d, &w, 1);
+  t->Send(PeerRequest{PeerOp::kRepairEntries, {}, body, 0}, d, &w, 2);
+  t->Send(PeerRequest{PeerOp::kRepairApply, {}, body, 0}, d, &w, 3);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 3; }));
+  CHECK(w.each_once());
+  CHECK(w.one(1).kind == PeerResponse::kRepairData);
+  CHECK(w.one(1).value == "data:" + body);
+  CHECK(w.one(2).kind == PeerResponse::kError);
+  CHECK(w.one(3).kind == PeerResponse::kRepairData);
+  REQUIRE(server.log.size() == 3);
+  CHECK(server.log[0].method == "POST");
+  CHECK(server.log[0].url == "/v0/internal/repair/tree");
+  CHECK(server.log[0].headers.at("x-kv-internal") == "1");
+  CHECK(server.log[0].headers.count("x-kv-version") == 0);
+  CHECK(server.log[0].body == body);
+  CHECK(server.log[2].url == "/v0/internal/repair/apply");
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# make bench-repair: anti-entropy repair. 3 nodes (--threads 1 each, --hinted-handoff off,
+# --anti-entropy-interval-s 0), KEYS keys k0.. with VSIZE-byte values written through node 1
+# (wrk, fill.lua; ack=2 of from=3, so every node holds every key).
+# (a) Wiped replica: node 3 stopped, its data directory deleted, restarted; one
+#     POST /v0/admin/repair?wait=1 on node 3: seconds, MB/s of restored data, and the repair's
+#     bytes on the wire (request + answer bytes of its peer calls, from the summary) against the
+#     bytes that differed (every entry as the wire carries it: key, version, flags, value and
+#     their lengths = 21 + key + value bytes per key): target <= 1.2x.
+# (b) Identical replicas: the same repair again right after: its wire bytes against the data's
+#     size (KEYS x (key + value)): target <= 1%.
+# (c) Foreground p99: kvload (open loop, -t1 -c64, mixed 90% GET, through node 1) at half of the
+#     saturation kvload measured closed-loop, DUR seconds without a repair, then the same with
+#     repairs of identical replicas driven by node 1 back to back for the whole run, then with
+#     node 3 wiped and restored by a repair it drives (its GETs read-repair too): ratio <= 1.5x.
+# Environment: KEYS (1000000), VSIZE (100), MODE (binary), DUR (15), RATE_MB (32).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash test/deps.sh wrk
+source loadtest/lib.sh
+KEYS=${KEYS:-1000000}
+VSIZE=${VSIZE:-100}
+MODE=${MODE:-binary}
+DUR=${DUR:-15}
+RATE_MB=${RATE_MB:-32}
+NODE=$(pwd)/node
+work=$(mktemp -d /tmp/kvrepair.XXXXXX)
+kv_machine
+echo "work dir: $work; keys $KEYS x $VSIZE B, $MODE peers, --repair-rate-mb $RATE_MB"
+
+FLAGS=(--peer-protocol "$MODE" --hinted-handoff off --anti-entropy-interval-s 0
+  --repair-rate-mb "$RATE_MB")
+json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get(sys.argv[1], 0))' "$1"; }
+repair() {  # repair PORT: runs one repair and waits; prints its JSON summary
+  curl -s -m 3600 -X POST "http://127.0.0.1:$1/v0/admin/repair?wait=1"
+}
+restart3() {  # node 3 again on its port and data
+  "$NODE" --port "${PORTS[2]}" --data "$work/d/2" --threads 1 --log-level warn "${FLAGS[@]}" \
+    --cluster "$cl" >>"$work/node.log" 2>&1 &
+  NODE_PIDS[2]=$!
+  KV_PIDS+=($!)
+  kv_wait_http "http://127.0.0.1:${PORTS[2]}/v0/status"
+}
+wipe3() {
+  kill -TERM "${NODE_PIDS[2]}" && wait "${NODE_PIDS[2]}" 2>/dev/null || true
+  rm -rf "$work/d/2"
+  restart3
+}
+
+start_nodes "$NODE" 3 "${FLAGS[@]}"
+p1=${PORTS[0]} p3=${PORTS[2]}
+cl="http://127.0.0.1:${PORTS[0]},http://127.0.0.1:${PORTS[1]},http://127.0.0.1:$p3"
+KV_ACK=2 KV_FROM=3 kv_fill "http://127.0.0.1:$p1" "$KEYS" "$VSIZE"
+echo "settled in $(kv_settle "${PORTS[@]}") s"
+keybytes=$(awk -v n="$KEYS" 'BEGIN { s = 0; for (i = 0; i < n; i++) s += 1 + length(i ""); print s }')
+differ=$((21 * KEYS + keybytes + KEYS * VSIZE))
+data=$((keybytes + KEYS * VSIZE))
+
+# (a)
+wipe3
+s=$(repair "$p3")
+echo "(a) wiped replica: $s"
+sec=$(echo "$s" | json seconds)
+wire=$(($(echo "$s" | json bytes_sent) + $(echo "$s" | json bytes_received)))
+got=$(echo "$s" | json entries_received)
+awk -v s="$sec" -v w="$wire" -v d="$differ" -v g="$got" -v k="$KEYS" 'BEGIN {
+  printf "(a) restored %d of %d keys in %.2f s: %.1f MB/s of entries; wire %d B vs %d B that differed: %.3fx (target <= 1.2x)\n", g, k, s, d / s / 1e6, w, d, w / d }'
+
+# (b)
+s=$(repair "$p3")
+echo "(b) identical replicas: $s"
+sec=$(echo "$s" | json seconds)
+wire=$(($(echo "$s" | json bytes_sent) + $(echo "$s" | json bytes_received)))
+awk -v s="$sec" -v w="$wire" -v d="$data" 'BEGIN {
+  printf "(b) identical: %.2f s, wire %d B vs data %d B: %.5f%% (target <= 1%%)\n", s, w, d, 100 * w / d }'
+
+# (c)
+url="http://127.0.0.1:$p1"
+sat=$(./loadtest/kvload -t1 -c64 -d5s --workload mixed --keys "$KEYS" "$url" |
+  awk '/Requests\/sec/ { print int($2) }')
+rate=$((sat / 2))
+echo "(c) saturation ~$sat req/s (closed loop, mixed); runs at $rate req/s for ${DUR}s"
+p99() {  # p99 of one open-loop run, in ms
+  ./loadtest/kvload -t1 -c64 -d"${DUR}s" -R "$rate" --workload mixed --keys "$KEYS" -L "$url" \
+    >"$work/run.txt"
+  awk '$1 == "99.000%" { print $2 }' "$work/run.txt"
+}
+./loadtest/kvload -t1 -c64 -d3s -R "$rate" --workload mixed --keys "$KEYS" "$url" >/dev/null
+base=$(p99)
+echo "(c) without repair: p99 $base"
+(
+  end=$(($(date +%s) + DUR + 2))
+  n=0
+  while [ "$(date +%s)" -lt "$end" ] && [ "$n" -lt 1000 ]; do
+    repair "$p1" >/dev/null
+    n=$((n + 1))
+  done
+  echo "$n" >"$work/repairs"
+) &
+loop=$!
+with=$(p99)
+wait "$loop"
+echo "(c) with repairs of identical replicas back to back ($(cat "$work/repairs") of them): p99 $with"
+wipe3
+( repair "$p3" >"$work/wiped.json" ) &
+rp=$!
+with2=$(p99)
+wait "$rp"
+echo "(c) with node 3 wiped and restored meanwhile: p99 $with2; repair $(cat "$work/wiped.json")"
+to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v / 1000; else if (v ~ /ms$/) printf "%.3f", v + 0; else if (v ~ /s$/) printf "%.3f", v * 1000; else print v }'; }
+b=$(to_ms "$base") w=$(to_ms "$with") w2=$(to_ms "$with2")
+echo "(c) p99 ms: without $b, identical-replica repairs $w ($(ratio "$w" "$b")x), wiped-replica repair $w2 ($(ratio "$w2" "$b")x) (target <= 1.5x)"
+stop_nodes
