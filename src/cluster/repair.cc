@@ -268,6 +268,7 @@ storage::Status RepairStore::Continue(
     storage::Iterator* it, uint64_t range, std::string_view leaves,
     const std::function<bool(const proto::RepairEntry&)>& fn) const {
   const bool single = ranges_->single();
+  const uint64_t now_ms = hlc_->WallUs() / 1000;
   for (; it->Valid(); it->Next()) {
     const std::string_view key = it->key();
     if (!leaves.empty() && !proto::RepairLeafSet(leaves, RepairLeafOf(key))) continue;
@@ -276,6 +277,13 @@ storage::Status RepairStore::Continue(
     e.key = key;
     e.version = it->version();
     e.tombstone = it->tombstone();
+    e.expires_ms = e.tombstone ? 0 : it->expires_ms();
+    // An expired value is the tombstone of its version it has become: hashed and sent as one,
+    // so a replica whose compaction already made it one does not differ from one that did not.
+    if (e.expires_ms != 0 && e.expires_ms <= now_ms) {
+      e.tombstone = true;
+      e.expires_ms = 0;
+    }
     if (!e.tombstone) e.value = it->value();
     if (!fn(e)) return storage::Status::Ok();  // e stays current
   }
@@ -337,7 +345,8 @@ storage::Status RepairStore::Apply(const std::vector<proto::RepairEntry>& entrie
       continue;
     }
     hlc_->Observe(e.version);
-    ops.push_back(storage::Engine::WriteOp{e.key, e.value, e.version, e.tombstone, 0});
+    ops.push_back(
+        storage::Engine::WriteOp{e.key, e.value, e.version, e.tombstone, 0, e.expires_ms});
   }
   if (c_ != nullptr) c_->refused.fetch_add(*refused, std::memory_order_relaxed);
   // In batches of at most kApplyBatch: one Engine::Write holds the store's write lock for its
@@ -757,6 +766,7 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
     std::string key, value;
     uint64_t version;
     bool tombstone;
+    uint64_t expires_ms;
   };
   std::vector<Local> local;
   size_t li = 0;
@@ -775,7 +785,8 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
             stopped_early = true;
             return false;
           }
-          local.push_back(Local{std::string(e.key), std::string(e.value), e.version, e.tombstone});
+          local.push_back(Local{std::string(e.key), std::string(e.value), e.version, e.tombstone,
+                                e.expires_ms});
           bytes += proto::RepairEntrySize(e);
           return true;
         });
@@ -826,7 +837,8 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
   auto flush_mine = [&]() -> bool {
     if (mine.empty()) return true;
     std::vector<proto::RepairEntry> es;
-    for (const Local& l : mine) es.push_back({l.key, l.version, l.tombstone, l.value});
+    for (const Local& l : mine)
+      es.push_back({l.key, l.version, l.tombstone, l.value, l.expires_ms});
     uint32_t applied = 0, refused = 0;
     storage::Status st = store_->Apply(es, &applied, &refused);
     if (!st.ok()) {
@@ -856,14 +868,15 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
     return true;
   };
   auto take_remote = [&](const proto::RepairEntry& e) {
-    mine.push_back(Local{std::string(e.key), std::string(e.value), e.version, e.tombstone});
+    mine.push_back(
+        Local{std::string(e.key), std::string(e.value), e.version, e.tombstone, e.expires_ms});
     mine_bytes += proto::RepairEntrySize(e);
     ++s->entries_received;
     if (c) c->entries_received.fetch_add(1, std::memory_order_relaxed);
     *received = true;
   };
   auto give_local = [&](const Local& l) {
-    proto::EncodeRepairEntry(&push, {l.key, l.version, l.tombstone, l.value});
+    proto::EncodeRepairEntry(&push, {l.key, l.version, l.tombstone, l.value, l.expires_ms});
     ++push_n;
     ++s->entries_sent;
     if (c) c->entries_sent.fetch_add(1, std::memory_order_relaxed);

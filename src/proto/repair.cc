@@ -24,8 +24,13 @@ bool GetEntry(Reader* r, RepairEntry* e, std::string* error) {
   if (!r->U32(&klen) || klen == 0 || klen > kMaxKeyBytes) return Fail(error, "bad key length");
   if (!r->Bytes(klen, &e->key)) return Fail(error, "key overruns the body");
   if (!r->U64(&e->version) || !r->U8(&flags)) return Fail(error, "entry cut short");
-  if (flags > 1) return Fail(error, "unknown entry flags");
+  // bit 0: tombstone; bit 1: an expiring value, its expiry (u64, never 0) follows.
+  if (flags > 2) return Fail(error, "unknown entry flags");
   e->tombstone = flags == 1;
+  e->expires_ms = 0;
+  if (flags == 2 && (!r->U64(&e->expires_ms) || e->expires_ms == 0)) {
+    return Fail(error, "bad expiry");
+  }
   if (!r->U32(&vlen) || vlen > kMaxValueBytes) return Fail(error, "bad value length");
   if (e->tombstone && vlen != 0) return Fail(error, "tombstone with a value");
   if (!r->Bytes(vlen, &e->value)) return Fail(error, "value overruns the body");
@@ -45,14 +50,17 @@ bool GetEntries(Reader* r, uint32_t n, std::vector<RepairEntry>* out, std::strin
 }  // namespace
 
 size_t RepairEntrySize(const RepairEntry& e) {
-  return 4 + e.key.size() + 8 + 1 + 4 + e.value.size();
+  const bool expiring = !e.tombstone && e.expires_ms != 0;
+  return 4 + e.key.size() + 8 + 1 + (expiring ? 8 : 0) + 4 + e.value.size();
 }
 
 void EncodeRepairEntry(std::string* out, const RepairEntry& e) {
   PutU32(out, static_cast<uint32_t>(e.key.size()));
   out->append(e.key);
   PutU64(out, e.version);
-  PutU8(out, e.tombstone ? 1 : 0);
+  const bool expiring = !e.tombstone && e.expires_ms != 0;
+  PutU8(out, e.tombstone ? 1 : expiring ? 2 : 0);
+  if (expiring) PutU64(out, e.expires_ms);
   const std::string_view v = e.tombstone ? std::string_view() : e.value;
   PutU32(out, static_cast<uint32_t>(v.size()));
   out->append(v);

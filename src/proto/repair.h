@@ -24,12 +24,14 @@ inline constexpr uint32_t RepairLevelWidth(uint8_t level) {
   return uint32_t{1} << (4 * level);
 }
 
-// One stored entry as repair moves it: a value or a tombstone, with its own version.
+// One stored entry as repair moves it: a value or a tombstone, with its own version; a value
+// may expire (TTL): expires_ms, Unix ms, 0 for never and for tombstones.
 struct RepairEntry {
   std::string_view key;
   uint64_t version = 0;
   bool tombstone = false;
   std::string_view value;  // empty for a tombstone
+  uint64_t expires_ms = 0;
 };
 
 // REPAIR_TREE: the hashes of the children of `nodes` (indexes at `level`, 0..3, strictly

@@ -8,10 +8,14 @@ ttl at all, so no assertion depends on how fast the machine is.
   every replica is asked), and neither a node's range stream nor the cluster-wide range holds
   it; long-lived and permanent keys stay.
 - A later PUT without ttl makes a key permanent again; a later PUT with a ttl makes it expire.
-- Expired stays expired across a restart of every node; unexpired keep their value.
+- Expired stays expired across a restart of every node and a compaction on each; unexpired keep
+  their value.
 - A replica that was down while the entry expired (and missed the write), hinted handoff off:
   reads through it answer 404, never the older value it holds, and the read repairs it.
+- Anti-entropy repair of a wiped replica restores unexpired entries and never an expired one.
 - Bad ttl: 400 and nothing written."""
+import shutil
+
 from harness import (Group, check, check_eq, entities, get, poll, put, q, request,
                      start_cluster, wait_healthy)
 
@@ -77,7 +81,7 @@ class Ttl(Group):
             r = get(n.port, p + "k", ack=3, frm=3)
             check_eq((r.status, r.body), (200, b"v2"), f"k made permanent, via {n.port}")
 
-    def test_expired_stays_expired_across_restarts(self):
+    def test_expired_stays_expired_across_restarts_and_compaction(self):
         a = self.ns[0]
         p = f"{self.mode}/ttl/restart/"
         check_eq(put_ttl(a.port, p + "short", b"s", 1, ack=3, frm=3).status, 201, "PUT ttl=1")
@@ -92,6 +96,17 @@ class Ttl(Group):
                      f"expired key after restarts, via {n.port}")
             r = get(n.port, p + "long", ack=3, frm=3)
             check_eq((r.status, r.body), (200, b"l"), f"long-lived key after restarts, {n.port}")
+            check_eq(self.own(n, p), (p + "long\nl").encode(), f"node {n.port}'s range")
+        # Compaction (flush and merge of every segment) turns the expired entry into a tombstone
+        # of its version: still 404, and the long-lived key keeps its value and expiry.
+        for n in self.ns:
+            r = request(n.port, "POST", "/v0/admin/compact", timeout=60)
+            check_eq(r.status, 200, f"POST /v0/admin/compact on {n.port}")
+        for n in self.ns:
+            check_eq(get(n.port, p + "short", ack=3, frm=3).status, 404,
+                     f"expired key after compaction, via {n.port}")
+            r = get(n.port, p + "long", ack=3, frm=3)
+            check_eq((r.status, r.body), (200, b"l"), f"long-lived key after compaction, {n.port}")
             check_eq(self.own(n, p), (p + "long\nl").encode(), f"node {n.port}'s range")
 
     def test_replica_down_while_the_entry_expired(self):
@@ -138,6 +153,28 @@ class Ttl(Group):
             poll(lambda: self.own(c, p) == b"", 30,
                  f"node 3's range without the expired key (hints {hints})")
             check_eq(get(c.port, p + "k", ack=3, frm=3).status, 404, "expired through node 3")
+
+    def test_repair_of_a_wiped_replica_never_brings_an_expired_entry_back(self):
+        """Node 3's disk is replaced (stopped, data deleted, restarted), hints off; one
+        anti-entropy repair restores it. A long-lived key comes back to it; a short-lived one
+        never stays: had the expiry been lost, the repair would have written it permanently."""
+        ns = self.track(start_cluster(3, self.mode, extra=["--hinted-handoff", "off"]))
+        a, _, c = ns
+        p = f"{self.mode}/ttl/repair/"
+        check_eq(put_ttl(a.port, p + "long", b"l", 3600, ack=3, frm=3).status, 201, "long")
+        check_eq(put_ttl(a.port, p + "short", b"s", 2, ack=3, frm=3).status, 201, "short")
+        check_eq(put(a.port, p + "perm", b"p", ack=3, frm=3).status, 201, "perm")
+        c.stop()
+        shutil.rmtree(c.data)
+        c.start()
+        wait_healthy(ns)
+        check_eq(self.own(c, p), b"", "node 3's copy after the wipe")
+        r = request(c.port, "POST", "/v0/admin/repair?wait=1", timeout=120)
+        check_eq(r.status, 200, f"repair: {r.body!r}")
+        want = (p + "long\nl" + p + "perm\np").encode()
+        poll(lambda: self.own(c, p) == want, 30,
+             "node 3 to hold the long-lived and permanent keys, the short one expired")
+        check_eq(get(c.port, p + "short", ack=3, frm=3).status, 404, "short, via node 3")
 
     def test_bad_ttl_is_refused_and_writes_nothing(self):
         a = self.ns[0]

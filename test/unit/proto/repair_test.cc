@@ -212,6 +212,34 @@ TEST_CASE("repair bodies: malformed ones are refused with a reason") {
   CHECK_FALSE(DecodeRepairData(std::string("\x03\0\0\0\x01", 5), &d, &err));  // cut short
 }
 
+TEST_CASE("repair entries: an expiring value carries its expiry (flags 2), tombstones never") {
+  std::string apply;
+  EncodeRepairApplyHead(&apply, kRange, 1, 3);
+  const RepairEntry in[] = {{"a", kV1, false, "va", 1700000060000},
+                            {"b", kV1, true, "", 1700000060000},  // a tombstone: expiry dropped
+                            {"c", kV1, false, "vc", 0}};
+  for (const RepairEntry& e : in) EncodeRepairEntry(&apply, e);
+  CHECK(apply.size() ==
+        20 + RepairEntrySize(in[0]) + RepairEntrySize(in[1]) + RepairEntrySize(in[2]));
+  CHECK(RepairEntrySize(in[0]) == RepairEntrySize(in[2]) + 8);
+  RepairApplyRequest a;
+  std::string err;
+  REQUIRE(DecodeRepairApplyRequest(apply, &a, &err));
+  REQUIRE(a.entries.size() == 3);
+  CHECK(a.entries[0].value == "va");
+  CHECK(a.entries[0].expires_ms == 1700000060000);
+  CHECK_FALSE(a.entries[0].tombstone);
+  CHECK(a.entries[1].tombstone);
+  CHECK(a.entries[1].expires_ms == 0);
+  CHECK(a.entries[2].expires_ms == 0);
+  // An expiring entry whose expiry is 0 is malformed.
+  std::string zero;
+  EncodeRepairApplyHead(&zero, kRange, 1, 1);
+  EncodeRepairEntry(&zero, RepairEntry{"a", kV1, false, "va", 1});
+  for (size_t i = 0; i < 8; ++i) zero[20 + 4 + 1 + 8 + 1 + i] = 0;
+  CHECK_FALSE(DecodeRepairApplyRequest(zero, &a, &err));
+}
+
 TEST_CASE("repair frames: accepted by the right side only") {
   std::string frame;
   EncodeRepairData(&frame, 1, std::string("\x03\0\0\0\0\0\0\0\0", 9));
