@@ -375,7 +375,7 @@ Status Engine::Impl::WriteBatch(Engine::WriteOp* ops, size_t n, SyncToken* token
   // Built when the log record is encoded, kept for the memtable insert.
   auto stored_value = [&](const Engine::WriteOp& op, size_t i) -> std::string_view {
     if (op.expires_ms == 0 || op.tombstone) return op.value;
-    if (expiring.size() <= i) expiring.resize(i + 1);
+    if (expiring.size() < n) expiring.resize(n);  // once: views stay valid (SSO strings move)
     std::string& s = expiring[i];
     if (s.empty()) {
       s.resize(kExpiryBytes);

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 #include "storage/coding.h"
 #include "storage/engine.h"
@@ -145,4 +146,30 @@ TEST_CASE("expiry: a tombstone cannot carry an expiry") {
   ReadResult r;
   REQUIRE(db->Get("k", &r).ok());
   CHECK(r.kind == ReadResult::kAbsent);
+}
+
+TEST_CASE("expiry: one batch of many short expiring and permanent values") {
+  TempDir tmp;
+  std::unique_ptr<Engine> db;
+  REQUIRE(Engine::Open(SmallOptions(tmp.store(), false), &db).ok());
+  std::vector<std::string> keys, values;
+  for (int i = 0; i < 64; ++i) {
+    keys.push_back("k" + std::to_string(i));
+    values.push_back(std::string(static_cast<size_t>(i % 9), static_cast<char>('a' + i % 26)));
+  }
+  std::vector<Engine::WriteOp> ops;
+  for (int i = 0; i < 64; ++i) {
+    ops.push_back(Engine::WriteOp{keys[i], values[i], 100, false, 0,
+                                  i % 3 == 0 ? 0 : 5000 + static_cast<uint64_t>(i)});
+  }
+  REQUIRE(db->Write(ops.data(), ops.size()).ok());
+  for (int pass = 0; pass < 2; ++pass) {  // memtable, then replayed from the log
+    for (int i = 0; i < 64; ++i) {
+      CAPTURE(i);
+      CheckValue(db.get(), keys[i], values[i], 100,
+                 i % 3 == 0 ? 0 : 5000 + static_cast<uint64_t>(i));
+    }
+    db.reset();
+    REQUIRE(Engine::Open(SmallOptions(tmp.store(), false), &db).ok());
+  }
 }
