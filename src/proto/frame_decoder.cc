@@ -3,6 +3,8 @@
 #include <cstring>
 #include <utility>
 
+#include "common/big_endian.h"
+
 namespace kv::proto {
 
 namespace {
@@ -17,12 +19,11 @@ uint16_t GetU16(const char* p) {
 }
 
 uint32_t GetU32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
+  return be::LoadU32(p);
 }
 
 uint64_t GetU64(const char* p) {
-  return (uint64_t{GetU32(p)} << 32) | GetU32(p + 4);
+  return be::LoadU64(p);
 }
 
 // Smallest and largest payload of each frame type in protocol version 2.

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/big_endian.h"
+
 namespace kv::proto {
 
 namespace {
@@ -18,14 +20,11 @@ void PutU16(std::string* out, uint16_t v) {
 }
 
 void PutU32(std::string* out, uint32_t v) {
-  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                     static_cast<char>(v >> 8), static_cast<char>(v)};
-  out->append(b, 4);
+  be::AppendU32(out, v);
 }
 
 void PutU64(std::string* out, uint64_t v) {
-  PutU32(out, static_cast<uint32_t>(v >> 32));
-  PutU32(out, static_cast<uint32_t>(v));
+  be::AppendU64(out, v);
 }
 
 // Appends the header and reserves room for the payload so the frame costs at most one growth.
