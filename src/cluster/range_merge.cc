@@ -20,29 +20,40 @@ void RangeMerge::Start(std::string_view start) {
       Advance(i);
       continue;
     }
-    n.next_out = true;
+    n.out = true;
     fetcher_->Fetch(i, start);
   }
 }
 
 void RangeMerge::OnPage(size_t i, std::string&& page, size_t at) {
   Node& n = nodes_[i];
-  if (n.failed || !n.next_out) return;  // answers of a node that left the merge are dropped
-  n.next_out = false;
+  if (n.failed || !n.out) return;  // answers of a node that left the merge are dropped
+  n.out = false;
   if (n.first) {
     n.first = false;
     ++primed_;
   }
-  n.next = std::move(page);
-  n.next_at = at <= n.next.size() ? at : n.next.size();
-  n.next_here = true;
-  if (!n.has_head && !n.done) Promote(i);
+  at = at <= page.size() ? at : page.size();
+  // Where the page after this one starts, read from its header before anything else.
+  const range_page::Reader r(std::string_view(page).substr(at));
+  n.tail_more = r.more();
+  if (n.tail_more) {
+    std::string_view last;
+    if (!r.LastKey(&last)) return Fail(i, "malformed page: bad last entry offset");
+    n.tail_start = range_page::NextStart(last);
+  }
+  n.ready.push_back(Page{std::move(page), at});
+  if (!n.has_head) {
+    Promote(i);
+  } else {
+    MaybeFetch(i);
+  }
 }
 
 void RangeMerge::OnFailure(size_t i, std::string_view reason) {
   Node& n = nodes_[i];
-  if (n.failed || !n.next_out) return;
-  n.next_out = false;
+  if (n.failed || !n.out) return;
+  n.out = false;
   Fail(i, reason);
 }
 
@@ -53,9 +64,9 @@ void RangeMerge::Fail(size_t i, std::string_view reason) {
   n.done = true;
   n.has_head = false;
   n.source.reset();
-  std::string().swap(n.cur);
-  std::string().swap(n.next);
-  n.next_here = false;
+  n.cur = Page{};
+  n.ready.clear();
+  n.tail_more = false;
   if (n.first) {
     n.first = false;
     ++primed_;
@@ -64,31 +75,45 @@ void RangeMerge::Fail(size_t i, std::string_view reason) {
   if (failures_ >= from_) state_ = State::kFailed;
 }
 
+void RangeMerge::MaybeFetch(size_t i) {
+  Node& n = nodes_[i];
+  if (n.failed || n.out || !n.tail_more || n.ready.size() >= kAhead) return;
+  if (state_ == State::kDone || state_ == State::kFailed) return;
+  n.out = true;
+  n.tail_more = false;
+  const std::string start = std::move(n.tail_start);
+  fetcher_->Fetch(i, start);  // may answer at once (OnPage re-enters)
+}
+
 void RangeMerge::Promote(size_t i) {
   Node& n = nodes_[i];
-  n.cur.swap(n.next);
-  n.cur_at = n.next_at;
-  n.next.clear();
-  n.next_here = false;
-  n.reader = range_page::Reader(std::string_view(n.cur).substr(n.cur_at));
-  n.cur_more = n.reader.more();
+  n.cur = std::move(n.ready.front());
+  n.ready.pop_front();
+  n.reader = range_page::Reader(std::string_view(n.cur.bytes).substr(n.cur.at));
+  const bool more = n.reader.more();
   switch (n.reader.Next(&n.head)) {
     case range_page::Reader::kError:
       return Fail(i, std::string("malformed page: ") + n.reader.error());
     case range_page::Reader::kEnd:
-      if (n.cur_more) return Fail(i, "malformed page: no entry but more");
-      n.done = true;
-      return;
+      if (more) return Fail(i, "malformed page: no entry but more");
+      return Exhausted(i);
     case range_page::Reader::kEntry:
       break;
   }
   n.has_head = true;
-  if (!n.cur_more) return;
-  std::string_view last;
-  if (!n.reader.LastKey(&last)) return Fail(i, "malformed page: bad last entry offset");
-  const std::string start = range_page::NextStart(last);
-  n.next_out = true;
-  fetcher_->Fetch(i, start);  // may answer at once: the page waits in n.next
+  MaybeFetch(i);
+}
+
+void RangeMerge::Exhausted(size_t i) {
+  Node& n = nodes_[i];
+  n.has_head = false;
+  if (!n.ready.empty()) return Promote(i);
+  if (!n.out && !n.tail_more) {
+    n.done = true;
+    n.cur = Page{};
+    return;
+  }
+  MaybeFetch(i);  // waiting for it
 }
 
 void RangeMerge::Advance(size_t i) {
@@ -111,13 +136,7 @@ void RangeMerge::Advance(size_t i) {
     case range_page::Reader::kEnd:
       break;
   }
-  n.has_head = false;
-  if (!n.cur_more) {
-    n.done = true;
-    std::string().swap(n.cur);
-    return;
-  }
-  if (n.next_here) Promote(i);
+  Exhausted(i);
 }
 
 bool RangeMerge::Ready() {

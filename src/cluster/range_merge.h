@@ -6,10 +6,12 @@
 // Pure logic: the owner sends the page requests the merge asks for (Fetcher) and hands back
 // each answer (OnPage / OnFailure); Produce writes records while every node still in the merge
 // has an entry to offer.
-// Back-pressure: per node at most one page being merged and one more page asked for (in flight
-// or arrived): the next page of a node is asked for once the previous one began to be merged,
-// so pages are only fetched as fast as Produce consumes them, and Produce runs only while the
-// client reads. Memory per node: two pages.
+// Back-pressure: per node, besides the page being merged, at most two pages held or asked for
+// (one buffered and one in flight; one request out at a time). A node's next page is asked for
+// as soon as the previous one arrived, while fewer than kAhead pages wait behind the one being
+// merged: pages are thus fetched only as fast as Produce consumes them, Produce runs only while
+// the client reads, and a peer's next page is on its way while the merge works through the
+// current one. Memory per node: three pages.
 // Completeness: a node whose request fails (or whose page is malformed) leaves the merge; while
 // fewer than `from` nodes (the replication factor) have left, every key still has a replica in
 // it and the range is complete. Once `from` have left, the merge fails: the owner must not
@@ -18,6 +20,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -72,6 +75,9 @@ class RangeMerge {
   // True once every node answered its first request (a page or a failure): the owner can tell
   // a failed range (504) from one that can be streamed.
   bool Primed() const { return primed_ == nodes_.size(); }
+  // Pages that arrived and wait behind the one being merged, at most; with the one in flight
+  // (asked for only while fewer wait), two pages beyond the current one.
+  static constexpr size_t kAhead = 2;
   // Entries looked at per Produce at most (a range of tombstones adds no bytes).
   static constexpr size_t kMaxVisits = 1u << 16;
   // Appends records to *out until about `budget` bytes are added or the merge must wait.
@@ -83,26 +89,34 @@ class RangeMerge {
   const std::string& first_error() const { return first_error_; }
 
  private:
+  struct Page {
+    std::string bytes;
+    size_t at = 0;  // the page begins there in bytes
+  };
   struct Node {
     std::unique_ptr<Source> source;  // read in place (no pages) when set
-    std::string cur;                 // the page being merged
+    Page cur;                        // the page being merged
     range_page::Reader reader;
     range_page::Entry head;  // the next entry of cur, when has_head
     bool has_head = false;
-    bool cur_more = false;  // the range goes on after cur (its next page is asked for)
-    size_t cur_at = 0;      // the page begins there in cur
-    std::string next;       // the next page, once arrived
-    size_t next_at = 0;
-    bool next_out = false;  // its request is in flight
-    bool next_here = false;
+    std::deque<Page> ready;  // arrived, not merged yet
+    bool out = false;        // a request is in flight
+    // The newest page received says the range goes on, and its continuation is not asked for
+    // yet: it starts at tail_start.
+    bool tail_more = false;
+    std::string tail_start;
     bool first = true;  // its first answer has not come yet
     bool done = false;  // no more entries: the range ended, or the node failed
     bool failed = false;
   };
-  // Makes `next` the page being merged and asks for the one after it.
+  // Makes the oldest ready page the one being merged.
   void Promote(size_t i);
+  // Asks for node i's next page if it may (see kAhead).
+  void MaybeFetch(size_t i);
   // Moves node i to its next entry (maybe promoting its next page or waiting for it).
   void Advance(size_t i);
+  // Node i has nothing left to merge: done unless a page is on its way or to be asked for.
+  void Exhausted(size_t i);
   void Fail(size_t i, std::string_view reason);
   // Whether every node not done has a head: a record can be decided.
   bool Ready();

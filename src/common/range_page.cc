@@ -1,26 +1,12 @@
 #include "common/range_page.h"
 
+#include "common/big_endian.h"
+
 namespace kv::range_page {
 
-namespace {
-
-void PutU32(std::string* out, uint32_t v) {
-  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                     static_cast<char>(v >> 8), static_cast<char>(v)};
-  out->append(b, 4);
-}
-
-void PutU64(std::string* out, uint64_t v) {
-  PutU32(out, static_cast<uint32_t>(v >> 32));
-  PutU32(out, static_cast<uint32_t>(v));
-}
-
-uint32_t GetU32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
-}
-
-}  // namespace
+using be::AppendU32;
+using be::AppendU64;
+using be::LoadU32;
 
 size_t Begin(std::string* out) {
   const size_t at = out->size();
@@ -31,11 +17,11 @@ size_t Begin(std::string* out) {
 size_t Append(std::string* out, const Entry& e) {
   const size_t at = out->size();
   const std::string_view value = e.tombstone ? std::string_view() : e.value;
-  PutU32(out, static_cast<uint32_t>(e.key.size()));
+  AppendU32(out, static_cast<uint32_t>(e.key.size()));
   out->append(e.key);
-  PutU64(out, e.version);
+  AppendU64(out, e.version);
   out->push_back(e.tombstone ? '\1' : '\0');
-  PutU32(out, static_cast<uint32_t>(value.size()));
+  AppendU32(out, static_cast<uint32_t>(value.size()));
   out->append(value);
   return at;
 }
@@ -67,14 +53,14 @@ Reader::Reader(std::string_view page) {
     return;
   }
   more_ = (flags & kFlagMore) != 0;
-  last_ = GetU32(page.data() + 1);
+  last_ = LoadU32(page.data() + 1);
   page_ = page;
   rest_ = page.substr(kHeaderBytes);
 }
 
 bool Reader::LastKey(std::string_view* key) const {
   if (failed_ || last_ < kHeaderBytes || last_ > page_.size() - 4) return false;
-  const uint32_t key_len = GetU32(page_.data() + last_);
+  const uint32_t key_len = LoadU32(page_.data() + last_);
   if (key_len == 0 || key_len > page_.size() - last_ - 4) return false;
   *key = page_.substr(last_ + 4, key_len);
   return true;
@@ -90,16 +76,16 @@ Reader::Result Reader::Next(Entry* e) {
   }
   if (rest_.size() < kEntryOverhead) return Fail("truncated entry");
   const char* p = rest_.data();
-  const uint32_t key_len = GetU32(p);
+  const uint32_t key_len = LoadU32(p);
   if (key_len == 0 || key_len > kMaxKeyBytes) return Fail("key length out of bounds");
   if (rest_.size() < kEntryOverhead + key_len) return Fail("key overruns the page");
   e->key = std::string_view(p + 4, key_len);
   p += 4 + key_len;
-  e->version = (uint64_t{GetU32(p)} << 32) | GetU32(p + 4);
+  e->version = (uint64_t{LoadU32(p)} << 32) | LoadU32(p + 4);
   const auto kind = static_cast<uint8_t>(p[8]);
   if (kind > 1) return Fail("unknown entry kind");
   e->tombstone = kind == 1;
-  const uint32_t value_len = GetU32(p + 9);
+  const uint32_t value_len = LoadU32(p + 9);
   if (value_len > kMaxValueBytes || (e->tombstone && value_len != 0)) {
     return Fail("value length out of bounds");
   }

@@ -1,5 +1,5 @@
-// A cluster-wide range read (GET /v0/entities?scope=cluster): pages from every node (this
-// node's replica and each peer through its transport, RANGE requests), merged by
+// A cluster-wide range read (GET /v0/entities?scope=cluster): pages from every peer (RANGE
+// requests through its transport) and this node's own entries read from its engine, merged by
 // cluster::RangeMerge and streamed to the client as the local range is (chunked
 // `key \n value` records). The answer waits for every node's first page: a range that cannot
 // be read completely (`from` nodes failed) is a 504 before the first byte; once streaming, such

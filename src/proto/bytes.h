@@ -1,10 +1,13 @@
 // Big-endian integer writers and a bounds-checked reader: the byte level of every binary peer
-// format (frames in wire.cc and frame_decoder.cc, repair messages in repair.cc). Pure, inline.
+// format (frames in wire.cc and frame_decoder.cc, repair messages in repair.cc), on the
+// encoding of common/big_endian.h (which range pages use too). Pure, inline.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "common/big_endian.h"
 
 namespace kv::proto {
 
@@ -18,14 +21,11 @@ inline void PutU16(std::string* out, uint16_t v) {
 }
 
 inline void PutU32(std::string* out, uint32_t v) {
-  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                     static_cast<char>(v >> 8), static_cast<char>(v)};
-  out->append(b, 4);
+  be::AppendU32(out, v);
 }
 
 inline void PutU64(std::string* out, uint64_t v) {
-  PutU32(out, static_cast<uint32_t>(v >> 32));
-  PutU32(out, static_cast<uint32_t>(v));
+  be::AppendU64(out, v);
 }
 
 inline uint16_t GetU16(const char* p) {
@@ -34,12 +34,11 @@ inline uint16_t GetU16(const char* p) {
 }
 
 inline uint32_t GetU32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
+  return be::LoadU32(p);
 }
 
 inline uint64_t GetU64(const char* p) {
-  return (uint64_t{GetU32(p)} << 32) | GetU32(p + 4);
+  return be::LoadU64(p);
 }
 
 // Bounds-checked cursor over one payload: every read fails (false) rather than overrun.

@@ -38,9 +38,9 @@ def write(target, seeds):
 def peer_decoder_seeds():
     server_setup = vec("preface") + vec("handshake") + vec("auth")
     client_setup = vec("handshake_ok")
-    requests = ["get_request", "put_request", "remove_request", "ping", "pong"]
+    requests = ["get_request", "put_request", "remove_request", "range_request", "ping", "pong"]
     responses = ["value_response", "tombstone_response", "absent_response", "stored_response",
-                 "error_response", "ping", "pong"]
+                 "page_response", "error_response", "ping", "pong"]
     seeds = {
         "server_all": bytes([0]) + server_setup + b"".join(vec(r) for r in requests)
         + vec("error_frame"),
@@ -138,6 +138,12 @@ def node_app_seeds():
         "range": line(PUT, 1, b"/v0/entity?id=r1") + line(PUT, 2, b"/v0/entity?id=r2")
         + line(GET, 0, b"/v0/entities?start=r&end=s") + line(GET, 0, b"/v0/entities?start=")
         + line(PUT, 0, b"/v0/entities?start=a") + line(GET, 0, b"/v0/entities?start=%zz"),
+        "cluster_range": line(PUT, 1, b"/v0/entity?id=c1") + line(DELETE, 0, b"/v0/entity?id=c2")
+        + line(GET, 0, b"/v0/entities?start=c&scope=cluster&limit=1")
+        + line(GET, 0, b"/v0/entities?start=c&end=d&scope=cluster&from=1")
+        + line(GET, 0, b"/v0/entities?start=c&limit=0") + line(GET, 0, b"/v0/entities?start=c&scope=x")
+        + line(GET, 0x40, b"/v0/entities?start=c&max_keys=2&max_bytes=100")
+        + line(GET, 0x40, b"/v0/entities?start=c&max_keys=0"),
         "status_metrics": line(GET, 0, b"/v0/status") + line(GET, 0, b"/metrics")
         + line(POST, 0, b"/v0/status") + line(HEAD, 0, b"/metrics") + line(GET, 0, b"/nope"),
         "internal": line(PUT, 0xc2, b"/v0/entity?id=i|1234") + line(GET, 0x40, b"/v0/entity?id=i")

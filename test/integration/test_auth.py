@@ -143,6 +143,32 @@ class Auth(Group):
             SECRET_A, "GET", target, "", b"", int(time.time() * 1000))})
         check_eq((r.status, r.body), (200, b"good"), "internal GET with a valid X-KV-Auth")
 
+    def test_cluster_range_pages_are_authenticated(self):
+        prefix = f"{self.mode}/crange/"
+        items = [(f"{prefix}{i:03d}", f"v{i}".encode()) for i in range(60)]
+        for i, (k, v) in enumerate(items):
+            check_eq(put(self.ns[i % 3].port, k, v, ack=2, frm=2).status, 201, f"PUT {k}")
+        want = b"".join(k.encode() + b"\n" + v for k, v in items)
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        for nd in self.ns:
+            r = request(nd.port, "GET", "/v0/entities?start=" + q(prefix) + "&end=" + q(end) +
+                        "&scope=cluster&from=2")
+            check_eq((r.status, r.body), (200, want), f"cluster range via {nd.port}")
+        # A page request without a valid proof is refused; with one (this file's MAC) it is a
+        # peer's and gets the page.
+        target = "/v0/entities?start=" + q(prefix) + "&max_keys=10&max_bytes=65536"
+        r = request(self.ns[0].port, "GET", target, headers={"X-KV-Internal": "1"})
+        check_eq(r.status, 401, "page request without X-KV-Auth")
+        r = request(self.ns[0].port, "GET", target, headers={
+            "X-KV-Internal": "1",
+            "X-KV-Auth": auth_header(SECRET_B, "GET", target, "", b"", int(time.time() * 1000))})
+        check_eq(r.status, 401, "page request with another secret's MAC")
+        r = request(self.ns[0].port, "GET", target, headers={
+            "X-KV-Internal": "1",
+            "X-KV-Auth": auth_header(SECRET_A, "GET", target, "", b"", int(time.time() * 1000))})
+        check_eq(r.status, 200, "page request with a valid X-KV-Auth")
+        check(r.body[:1] == b"\x01" and prefix.encode() in r.body, f"a page: {r.body[:40]!r}")
+
     def test_node_with_another_secret_is_no_replica(self):
         a, b, c = self.ns
         before = sum(auth_failures(nd.port) for nd in (a, b))

@@ -144,24 +144,25 @@ TEST_CASE("RangeMerge: pages are asked for only as they are consumed (back-press
   f.merge = &m;
   m.Start("k");
   CHECK(m.Primed());
-  // Each node: its first page being merged and its second asked for (and, sync, arrived).
-  for (int n : f.fetched) CHECK(n == 2);
-  // Nothing is consumed while Produce is not called: no further page is asked for.
-  for (int i = 0; i < 5; ++i) CHECK(f.pending.empty());
-  for (int n : f.fetched) CHECK(n == 2);
+  // Each node: its first page being merged, and two more asked for (answered at once here,
+  // they wait behind it); then nothing more while they wait.
+  for (int n : f.fetched) CHECK(n == 1 + RangeMerge::kAhead);
+  CHECK(f.pending.empty());
   std::string out;
   CHECK(m.Produce(&out, 1) == RangeMerge::State::kRunning);  // one record: "k100"
   CHECK(out == "k100\nv0");
-  // k100 was on nodes 0 and 1: each of them moved to its next page and asked for one more.
-  CHECK(f.fetched == std::vector<int>{3, 3, 2});
-  // Every node holds at most the page being merged and one more, whatever the client's pace.
+  // k100 was on nodes 0 and 1: each of them moved on to its next page and asked for one more.
+  CHECK(f.fetched == std::vector<int>{4, 4, 3});
+  // Whatever the client's pace, a node has at most the page being merged and kAhead more
+  // fetched beyond what the merge consumed (one key per page here: records bound pages).
   size_t records = 1;
   while (m.Produce(&out, 1) == RangeMerge::State::kRunning) {
     ++records;
     for (size_t i = 0; i < 3; ++i) {
-      CHECK(static_cast<size_t>(f.fetched[i]) <= records + 2);
+      CHECK(static_cast<size_t>(f.fetched[i]) <= records + 1 + RangeMerge::kAhead);
     }
   }
+  CHECK(f.max_out == 1);
   CHECK(out == Expected());
 }
 
