@@ -406,6 +406,7 @@ class NodeApp final : public Service, public RequestHandler {
     if (cfg_.peer_protocol == PeerProtocol::kBinary && !cfg_.cluster_keys.enabled()) {
       return r.Respond(403, "peer requests are not accepted over HTTP in binary peer mode\n");
     }
+    if (node_->repair_server == nullptr) return r.Respond(503, "not available\n");
     http_replica_->HandleRepair(req, op, r);
   }
 
