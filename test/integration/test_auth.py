@@ -6,6 +6,8 @@ Three nodes named `localhost`, each with its own secret file:
     malformed one, a stale one, one made with another secret) answer 401 and write nothing; one
     made with the right secret by this file's own implementation of the MAC is accepted (the
     spec's algorithm, computed independently, matches the node's);
+  - repair requests (POST /v0/internal/repair/*) are authenticated like the others, and a repair
+    between the nodes completes;
   - a node restarted with another secret cannot act as a replica: requests that need it
     (ack=3) answer 504, ack=2 works, and its own store holds none of those keys; the refusals are
     counted in kv_peer_auth_failures_total;
