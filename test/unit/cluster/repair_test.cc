@@ -74,6 +74,19 @@ struct DirectLink final : RepairLink {
   }
 };
 
+// Starts a repair on driver and waits (bounded) until it finished; its summary.
+RepairSummary RunRepair(RepairDriver* driver) {
+  uint64_t running = 0;
+  const uint64_t id = driver->Start(false, &running);
+  REQUIRE(id != 0);
+  RepairSummary s;
+  for (int i = 0; i < 2000 && !driver->Finished(id, &s); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a unit test of a thread
+  }
+  REQUIRE(driver->Finished(id, &s));
+  return s;
+}
+
 TEST_CASE("tree: order-free sums, and a changed entry changes exactly its path") {
   RepairTree a, b;
   a.Add("x", 5, false);
@@ -226,14 +239,7 @@ TEST_CASE("a repair makes two stores identical, both ways, and a second one move
   opts.page_bytes = 4096;  // many pages
   opts.rate_bytes_per_s = 1ull << 40;
   RepairDriver driver(a.store.get(), 0, &history, &link, opts);
-  uint64_t running = 0;
-  const uint64_t id = driver.Start(false, &running);
-  REQUIRE(id == 1);
-  RepairSummary s;
-  for (int i = 0; i < 2000 && !driver.Finished(id, &s); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a unit test of a thread
-  }
-  REQUIRE(driver.Finished(id, &s));
+  RepairSummary s = RunRepair(&driver);
   CHECK_MESSAGE(s.ok, s.error);
   CHECK(a.Dump() == b.Dump());
   CHECK(a.Dump().at("key8").second == "newer-on-b");
@@ -244,11 +250,7 @@ TEST_CASE("a repair makes two stores identical, both ways, and a second one move
   CHECK(s.entries_sent == 50 + 1 + 1);          // only-a*, key7, gone
   CHECK(history.LastFull(a.ranges.RangeOf("x")) != 0);
   // Identical now: a second repair only compares trees.
-  const uint64_t id2 = driver.Start(false, &running);
-  for (int i = 0; i < 2000 && !driver.Finished(id2, &s); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  REQUIRE(driver.Finished(id2, &s));
+  s = RunRepair(&driver);
   CHECK(s.ok);
   CHECK(s.keys_differed == 0);
   CHECK(s.entries_sent + s.entries_received == 0);
@@ -263,13 +265,7 @@ TEST_CASE("a repair that cannot reach a peer fails and records nothing") {
   TempDir hist;
   RepairHistory history(hist.path() + "/repair-history");
   RepairDriver driver(a.store.get(), 0, &history, &link, RepairDriverOptions());
-  uint64_t running = 0;
-  const uint64_t id = driver.Start(false, &running);
-  RepairSummary s;
-  for (int i = 0; i < 2000 && !driver.Finished(id, &s); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  REQUIRE(driver.Finished(id, &s));
+  RepairSummary s = RunRepair(&driver);
   CHECK_FALSE(s.ok);
   CHECK(s.ranges_failed == 1);
   CHECK(history.LastFull(a.ranges.RangeOf("k")) == 0);
@@ -383,13 +379,7 @@ TEST_CASE("a repair fetches values the peer holds newer by key, page by page") {
   opts.page_bytes = 4096;  // one 3000-byte value per answer: `more` set, asked again
   opts.rate_bytes_per_s = 1ull << 40;
   RepairDriver driver(a.store.get(), 0, &history, &link, opts);
-  uint64_t running = 0;
-  const uint64_t id = driver.Start(false, &running);
-  RepairSummary s;
-  for (int i = 0; i < 2000 && !driver.Finished(id, &s); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  REQUIRE(driver.Finished(id, &s));
+  RepairSummary s = RunRepair(&driver);
   CHECK_MESSAGE(s.ok, s.error);
   CHECK(s.entries_received == 20);
   CHECK(s.entries_sent == 0);
