@@ -316,20 +316,40 @@ storage::Status RepairStore::CollectEntries(const proto::RepairEntriesRequest& q
   std::string entries;
   uint32_t n = 0;
   bool more = false;
-  storage::Status st =
-      Walk(q.range, q.leaves, q.has_after, q.after, [&](const proto::RepairEntry& e) {
-        if (n > 0 && entries.size() + proto::RepairEntrySize(e) > q.max_bytes) {
-          more = true;
-          return false;
-        }
-        proto::EncodeRepairEntry(&entries, e);
-        ++n;
-        return true;
-      });
-  if (!st.ok()) return st;
+  auto add = [&](proto::RepairEntry e) {
+    if (q.digest && !e.tombstone) e.digest = true;
+    if (n > 0 && entries.size() + proto::RepairEntrySize(e) > q.max_bytes) {
+      more = true;
+      return false;
+    }
+    proto::EncodeRepairEntry(&entries, e);
+    ++n;
+    return true;
+  };
+  storage::Status st;
+  if (q.by_keys) {
+    const uint64_t now_ms = hlc_->WallUs() / 1000;
+    for (std::string_view key : q.keys) {
+      if (!ranges_->single() && ranges_->RangeOf(key) != q.range) continue;
+      storage::ReadResult r;
+      st = engine_->Get(key, &r);
+      if (!st.ok()) return st;
+      if (r.kind == storage::ReadResult::kAbsent) continue;
+      // An expired value goes as the tombstone of its version, as in Continue.
+      const bool tomb = r.kind == storage::ReadResult::kTombstone ||
+                        (r.expires_ms != 0 && r.expires_ms <= now_ms);
+      if (!add(proto::RepairEntry{key, r.version, tomb, tomb ? std::string_view() : r.value, false,
+                                  tomb ? 0 : r.expires_ms})) {
+        break;
+      }
+    }
+  } else {
+    st = Walk(q.range, q.leaves, q.has_after, q.after, add);
+    if (!st.ok()) return st;
+  }
   proto::EncodeRepairEntriesHead(out, more, n);
   out->append(entries);
-  return st;
+  return storage::Status::Ok();
 }
 
 storage::Status RepairStore::Apply(const std::vector<proto::RepairEntry>& entries,
@@ -803,11 +823,16 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
   size_t ri = 0;
   bool remote_more = true, remote_started = false;
   std::string remote_after;
+  // With entries here, the peer's come as digests first (keys and versions: ~23 B an entry
+  // instead of the value's size), and only the values this node lacks are fetched by key. A
+  // wiped replica wants every value anyway: full entries at once.
+  const bool digest = tree.keys() > 0;
   auto fill_remote = [&]() -> bool {
     proto::RepairEntriesRequest q;
     q.range = range.id;
     q.session = session;
     q.max_bytes = static_cast<uint32_t>(opts_.page_bytes);
+    q.digest = digest;
     q.has_after = remote_started;
     q.after = remote_after;
     q.leaves = leaves;
@@ -838,7 +863,7 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
     if (mine.empty()) return true;
     std::vector<proto::RepairEntry> es;
     for (const Local& l : mine)
-      es.push_back({l.key, l.version, l.tombstone, l.value, l.expires_ms});
+      es.push_back({l.key, l.version, l.tombstone, l.value, false, l.expires_ms});
     uint32_t applied = 0, refused = 0;
     storage::Status st = store_->Apply(es, &applied, &refused);
     if (!st.ok()) {
@@ -867,7 +892,7 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
     }
     return true;
   };
-  auto take_remote = [&](const proto::RepairEntry& e) {
+  auto keep = [&](const proto::RepairEntry& e) {
     mine.push_back(
         Local{std::string(e.key), std::string(e.value), e.version, e.tombstone, e.expires_ms});
     mine_bytes += proto::RepairEntrySize(e);
@@ -875,8 +900,54 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
     if (c) c->entries_received.fetch_add(1, std::memory_order_relaxed);
     *received = true;
   };
+  // Keys whose value the peer holds newer (digest mode), fetched in batches, ascending.
+  std::vector<std::string> want;
+  size_t want_bytes = 0;
+  auto flush_want = [&]() -> bool {
+    size_t from = 0;
+    while (from < want.size()) {
+      proto::RepairEntriesRequest q;
+      q.range = range.id;
+      q.session = session;
+      q.max_bytes = static_cast<uint32_t>(opts_.page_bytes);
+      q.by_keys = true;
+      for (size_t i = from; i < want.size(); ++i) q.keys.push_back(want[i]);
+      body.clear();
+      proto::EncodeRepairEntriesRequest(&body, q);
+      std::string got;
+      if (!Call(peer, PeerOp::kRepairEntries, body, &got, s, &why)) {
+        *error = "values from " + std::to_string(peer) + ": " + why;
+        return false;
+      }
+      proto::RepairData d;
+      if (!proto::DecodeRepairData(got, &d, &why) || d.kind != proto::RepairData::kEntries ||
+          (d.more && d.entries.empty())) {
+        *error = "bad values answer: " + why;
+        return false;
+      }
+      for (const proto::RepairEntry& e : d.entries) {
+        if (e.digest) {
+          *error = "values answer without values";
+          return false;
+        }
+        keep(e);
+      }
+      if (!d.more) break;
+      const std::string_view last = d.entries.back().key;
+      while (from < want.size() && want[from] <= last) ++from;
+      if (mine_bytes >= opts_.page_bytes && !flush_mine()) return false;
+    }
+    want.clear();
+    want_bytes = 0;
+    return flush_mine();
+  };
+  auto take_remote = [&](const proto::RepairEntry& e) {
+    if (!e.digest) return keep(e);
+    want.emplace_back(e.key);
+    want_bytes += e.key.size();
+  };
   auto give_local = [&](const Local& l) {
-    proto::EncodeRepairEntry(&push, {l.key, l.version, l.tombstone, l.value, l.expires_ms});
+    proto::EncodeRepairEntry(&push, {l.key, l.version, l.tombstone, l.value, false, l.expires_ms});
     ++push_n;
     ++s->entries_sent;
     if (c) c->entries_sent.fetch_add(1, std::memory_order_relaxed);
@@ -916,8 +987,9 @@ bool RepairDriver::Exchange(const RepairRange& range, uint64_t session, const Re
     }
     if (mine_bytes >= opts_.page_bytes && !flush_mine()) return false;
     if (push.size() >= opts_.page_bytes && !flush_push()) return false;
+    if ((want.size() >= 4096 || want_bytes >= (256u << 10)) && !flush_want()) return false;
   }
-  return flush_mine() && flush_push();
+  return flush_want() && flush_mine() && flush_push();
 }
 
 }  // namespace kv::cluster

@@ -342,8 +342,7 @@ class NodeApp final : public Service, public RequestHandler {
     cluster::RepairDriver* d = node_->repair_driver;
     if (req.method == HTTP_GET) {
       if (!query.empty()) return r.Respond(400, "no parameters expected\n");
-      const std::string j = d ? d->Current().Json() : cluster::RepairSummary().Json();
-      return r.Respond(200, j, {{"Content-Type", "application/json"}});
+      return r.Respond(200, RepairJson() + "\n", {{"Content-Type", "application/json"}});
     }
     if (req.method != HTTP_POST) return r.Respond(405, "", {{"Allow", "GET, POST"}});
     std::string wait;
@@ -417,6 +416,7 @@ class NodeApp final : public Service, public RequestHandler {
     if (cfg_.peer_protocol == PeerProtocol::kBinary && !cfg_.cluster_keys.enabled()) {
       return r.Respond(403, "peer requests are not accepted over HTTP in binary peer mode\n");
     }
+    if (node_->repair_server == nullptr) return r.Respond(503, "not available\n");
     http_replica_->HandleRepair(req, op, r);
   }
 
@@ -648,7 +648,16 @@ class NodeApp final : public Service, public RequestHandler {
     }
     j += "],\"max_clock_skew_ms\":" + U64(cluster_->max_clock_skew_ms) +
          ",\"skew_refusals\":" + U64(cluster_->replica_skew_refusals.load()) +
-         ",\"hinted_handoff\":" + (node_->hints ? "true" : "false") + "}\n";
+         ",\"hinted_handoff\":" + (node_->hints ? "true" : "false") +
+         ",\"repair\":" + RepairJson() + "}\n";
+    return j;
+  }
+
+  // The running or last repair, as GET /v0/admin/repair shows it (one line, no newline).
+  std::string RepairJson() const {
+    std::string j = node_->repair_driver ? node_->repair_driver->Current().Json()
+                                         : cluster::RepairSummary().Json();
+    if (!j.empty() && j.back() == '\n') j.pop_back();
     return j;
   }
 

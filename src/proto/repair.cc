@@ -24,15 +24,18 @@ bool GetEntry(Reader* r, RepairEntry* e, std::string* error) {
   if (!r->U32(&klen) || klen == 0 || klen > kMaxKeyBytes) return Fail(error, "bad key length");
   if (!r->Bytes(klen, &e->key)) return Fail(error, "key overruns the body");
   if (!r->U64(&e->version) || !r->U8(&flags)) return Fail(error, "entry cut short");
-  // bit 0: tombstone; bit 1: an expiring value, its expiry (u64, never 0) follows.
-  if (flags > 2) return Fail(error, "unknown entry flags");
+  // 1: tombstone; 2: a value left out (digest answers only); 4: an expiring value, its expiry
+  // (u64, never 0) follows.
+  if (flags != 0 && flags != 1 && flags != 2 && flags != 4)
+    return Fail(error, "unknown entry flags");
   e->tombstone = flags == 1;
+  e->digest = flags == 2;
   e->expires_ms = 0;
-  if (flags == 2 && (!r->U64(&e->expires_ms) || e->expires_ms == 0)) {
+  if (flags == 4 && (!r->U64(&e->expires_ms) || e->expires_ms == 0)) {
     return Fail(error, "bad expiry");
   }
   if (!r->U32(&vlen) || vlen > kMaxValueBytes) return Fail(error, "bad value length");
-  if (e->tombstone && vlen != 0) return Fail(error, "tombstone with a value");
+  if ((e->tombstone || e->digest) && vlen != 0) return Fail(error, "value where none belongs");
   if (!r->Bytes(vlen, &e->value)) return Fail(error, "value overruns the body");
   return true;
 }
@@ -50,18 +53,19 @@ bool GetEntries(Reader* r, uint32_t n, std::vector<RepairEntry>* out, std::strin
 }  // namespace
 
 size_t RepairEntrySize(const RepairEntry& e) {
-  const bool expiring = !e.tombstone && e.expires_ms != 0;
-  return 4 + e.key.size() + 8 + 1 + (expiring ? 8 : 0) + 4 + e.value.size();
+  const bool expiring = !e.tombstone && !e.digest && e.expires_ms != 0;
+  return 4 + e.key.size() + 8 + 1 + (expiring ? 8 : 0) + 4 +
+         (e.tombstone || e.digest ? 0 : e.value.size());
 }
 
 void EncodeRepairEntry(std::string* out, const RepairEntry& e) {
   PutU32(out, static_cast<uint32_t>(e.key.size()));
   out->append(e.key);
   PutU64(out, e.version);
-  const bool expiring = !e.tombstone && e.expires_ms != 0;
-  PutU8(out, e.tombstone ? 1 : expiring ? 2 : 0);
+  const bool expiring = !e.tombstone && !e.digest && e.expires_ms != 0;
+  PutU8(out, e.tombstone ? 1 : e.digest ? 2 : expiring ? 4 : 0);
   if (expiring) PutU64(out, e.expires_ms);
-  const std::string_view v = e.tombstone ? std::string_view() : e.value;
+  const std::string_view v = e.tombstone || e.digest ? std::string_view() : e.value;
   PutU32(out, static_cast<uint32_t>(v.size()));
   out->append(v);
 }
@@ -76,9 +80,17 @@ void EncodeRepairTreeRequest(std::string* out, const RepairTreeRequest& r) {
 void EncodeRepairEntriesRequest(std::string* out, const RepairEntriesRequest& r) {
   PutHead(out, r.range, r.session);
   PutU32(out, r.max_bytes);
-  PutU8(out, r.has_after ? 1 : 0);
+  PutU8(out, (r.has_after ? 1 : 0) | (r.digest ? 2 : 0) | (r.by_keys ? 4 : 0));
   PutU32(out, static_cast<uint32_t>(r.after.size()));
   out->append(r.after);
+  if (r.by_keys) {
+    PutU32(out, static_cast<uint32_t>(r.keys.size()));
+    for (std::string_view k : r.keys) {
+      PutU32(out, static_cast<uint32_t>(k.size()));
+      out->append(k);
+    }
+    return;
+  }
   out->append(r.leaves.substr(0, kRepairBitmapBytes));
   if (r.leaves.size() < kRepairBitmapBytes) out->append(kRepairBitmapBytes - r.leaves.size(), '\0');
 }
@@ -136,16 +148,36 @@ bool DecodeRepairTreeRequest(std::string_view body, RepairTreeRequest* q, std::s
 bool DecodeRepairEntriesRequest(std::string_view body, RepairEntriesRequest* q,
                                 std::string* error) {
   Reader r(body);
-  uint8_t has_after = 0;
+  uint8_t flags = 0;
   uint32_t klen = 0;
-  if (!r.U64(&q->range) || !r.U64(&q->session) || !r.U32(&q->max_bytes) || !r.U8(&has_after) ||
+  if (!r.U64(&q->range) || !r.U64(&q->session) || !r.U32(&q->max_bytes) || !r.U8(&flags) ||
       !r.U32(&klen)) {
     return Fail(error, "entries request cut short");
   }
-  if (has_after > 1) return Fail(error, "bad has_after");
-  q->has_after = has_after == 1;
+  if (flags > 7) return Fail(error, "unknown request flags");
+  q->has_after = flags & 1;
+  q->digest = flags & 2;
+  q->by_keys = flags & 4;
+  if (q->by_keys && (q->has_after || q->digest))
+    return Fail(error, "keys mode takes no after/digest");
   if (klen > kMaxKeyBytes || (!q->has_after && klen != 0)) return Fail(error, "bad key length");
   if (!r.Bytes(klen, &q->after)) return Fail(error, "key overruns the body");
+  if (q->by_keys) {
+    uint32_t n = 0;
+    if (!r.U32(&n) || n == 0 || n > kRepairMaxKeys || n > r.left() / 5) {
+      return Fail(error, "bad key count");
+    }
+    q->keys.resize(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      uint32_t len = 0;
+      if (!r.U32(&len) || len == 0 || len > kMaxKeyBytes || !r.Bytes(len, &q->keys[i])) {
+        return Fail(error, "bad key in the list");
+      }
+      if (i > 0 && q->keys[i] <= q->keys[i - 1]) return Fail(error, "keys not ascending");
+    }
+    if (r.left() != 0) return Fail(error, "trailing bytes");
+    return true;
+  }
   if (!r.Bytes(kRepairBitmapBytes, &q->leaves) || r.left() != 0) {
     return Fail(error, "leaf bitmap must be 8192 bytes and end the body");
   }
@@ -160,6 +192,9 @@ bool DecodeRepairApplyRequest(std::string_view body, RepairApplyRequest* q, std:
   }
   if (!GetEntries(&r, n, &q->entries, error)) return false;
   if (r.left() != 0) return Fail(error, "trailing bytes");
+  for (const RepairEntry& e : q->entries) {
+    if (e.digest) return Fail(error, "an entry to apply must carry its value");
+  }
   return true;
 }
 

@@ -31,6 +31,7 @@ struct RepairEntry {
   uint64_t version = 0;
   bool tombstone = false;
   std::string_view value;  // empty for a tombstone
+  bool digest = false;     // a value entry whose value was left out (digest answers only)
   uint64_t expires_ms = 0;
 };
 
@@ -43,18 +44,27 @@ struct RepairTreeRequest {
   std::vector<uint32_t> nodes;
 };
 
-// REPAIR_ENTRIES: the replica's entries (tombstones included) of the range in the leaves set
-// in `leaves` (bit i of byte i/8, most significant first, is leaf i), in key order, starting
-// after `after` (from the first key when !has_after), at most about max_bytes of entries (one
-// entry at least).
+// REPAIR_ENTRIES, by mode:
+// - leaves (default): the replica's entries (tombstones included) of the range in the leaves set
+//   in `leaves` (bit i of byte i/8, most significant first, is leaf i), in key order, starting
+//   after `after` (from the first key when !has_after), at most about max_bytes of entries (one
+//   entry at least); with `digest`, values are left out (RepairEntry::digest): keys, versions
+//   and tombstone flags only, to learn which keys differ before moving values.
+// - keys: the replica's newest entry (value or tombstone) of each of `keys` (strictly ascending;
+//   absent keys are skipped), in order, at most about max_bytes (one entry at least); `more`
+//   says keys after the last entry returned were not looked at.
 struct RepairEntriesRequest {
   uint64_t range = 0;
   uint64_t session = 0;
   uint32_t max_bytes = 0;
   bool has_after = false;
+  bool digest = false;
   std::string_view after;
-  std::string_view leaves;  // kRepairBitmapBytes
+  std::string_view leaves;             // leaves mode: kRepairBitmapBytes
+  bool by_keys = false;                // keys mode
+  std::vector<std::string_view> keys;  // keys mode
 };
+inline constexpr uint32_t kRepairMaxKeys = 65536;  // keys per keys-mode request
 
 // REPAIR_APPLY: entries for the replica to store, each with its own version (last write wins).
 struct RepairApplyRequest {

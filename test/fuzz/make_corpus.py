@@ -38,9 +38,11 @@ def write(target, seeds):
 def peer_decoder_seeds():
     server_setup = vec("preface") + vec("handshake") + vec("auth")
     client_setup = vec("handshake_ok")
-    requests = ["get_request", "put_request", "remove_request", "range_request", "ping", "pong"]
+    requests = ["get_request", "put_request", "remove_request", "range_request", "ping", "pong",
+                "repair_tree_request", "repair_apply_request", "put_expiring_request"]
     responses = ["value_response", "tombstone_response", "absent_response", "stored_response",
-                 "page_response", "error_response", "ping", "pong"]
+                 "page_response", "error_response", "ping", "pong", "repair_data_tree",
+                 "repair_data_entries", "repair_data_applied", "value_expiring_response"]
     seeds = {
         "server_all": bytes([0]) + server_setup + b"".join(vec(r) for r in requests)
         + vec("error_frame"),
@@ -151,6 +153,9 @@ def node_app_seeds():
         "close": line(GET, 0x20, b"/v0/status") + line(GET, 0, b"/v0/status"),
         "methods": line(POST, 1, b"/v0/entity?id=m") + line(5, 0, b"/v0/entity?id=m")
         + line(HEAD, 0, b"/v0/entity?id=m"),
+        "repair": line(POST, 0, b"/v0/admin/repair?wait=1") + line(GET, 0, b"/v0/admin/repair")
+        + line(POST, 0, b"/v0/admin/compact") + line(POST, 0x41, b"/v0/internal/repair/tree")
+        + line(POST, 0x43, b"/v0/internal/repair/apply") + line(GET, 0, b"/v0/admin/repair?x"),
     }
     return seeds
 

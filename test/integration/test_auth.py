@@ -6,6 +6,8 @@ Three nodes named `localhost`, each with its own secret file:
     malformed one, a stale one, one made with another secret) answer 401 and write nothing; one
     made with the right secret by this file's own implementation of the MAC is accepted (the
     spec's algorithm, computed independently, matches the node's);
+  - repair requests (POST /v0/internal/repair/*) are authenticated like the others, and a repair
+    between the nodes completes;
   - a node restarted with another secret cannot act as a replica: requests that need it
     (ack=3) answer 504, ack=2 works, and its own store holds none of those keys; the refusals are
     counted in kv_peer_auth_failures_total;
@@ -14,6 +16,7 @@ Three nodes named `localhost`, each with its own secret file:
     every request succeeds, and no node ever refuses a peer.
 """
 import hashlib
+import json
 import os
 import threading
 import time
@@ -168,6 +171,25 @@ class Auth(Group):
             "X-KV-Auth": auth_header(SECRET_A, "GET", target, "", b"", int(time.time() * 1000))})
         check_eq(r.status, 200, "page request with a valid X-KV-Auth")
         check(r.body[:1] == b"\x01" and prefix.encode() in r.body, f"a page: {r.body[:40]!r}")
+
+    def test_repair_requests_are_authenticated(self):
+        a = self.ns[0]
+        r = request(a.port, "POST", "/v0/admin/repair?wait=1", timeout=120)
+        check_eq(r.status, 200, f"repair between authenticated peers: {r.body!r}")
+        check_eq(json.loads(r.body)["state"], "done", f"repair summary {r.body!r}")
+        target = "/v0/internal/repair/tree"
+        body = b"\x11" * 8 + b"\x00" * 7 + b"\x01" + b"\x00" + b"\x00\x00\x00\x01" + b"\x00" * 4
+        internal = {"X-KV-Internal": "1"}
+        check_eq(request(a.port, "POST", target, body=body, headers=internal).status, 401,
+                 "repair request without X-KV-Auth")
+        wrong = auth_header(SECRET_B, "POST", target, "", body, int(time.time() * 1000))
+        check_eq(request(a.port, "POST", target, body=body,
+                         headers={**internal, "X-KV-Auth": wrong}).status, 401,
+                 "repair request with another secret's MAC")
+        good = auth_header(SECRET_A, "POST", target, "", body, int(time.time() * 1000))
+        r = request(a.port, "POST", target, body=body, headers={**internal, "X-KV-Auth": good})
+        check_eq(r.status, 200, f"repair request with a valid MAC: {r.body[:80]!r}")
+        check_eq((r.body[0], len(r.body)), (1, 1 + 8 + 4 + 16 * 8), "a tree answer of 16 hashes")
 
     def test_node_with_another_secret_is_no_replica(self):
         a, b, c = self.ns

@@ -86,6 +86,7 @@ class Repair(Group):
                  f"second repair {s2}")
         g = request(c.port, "GET", "/v0/admin/repair")
         check_eq(json.loads(g.body)["id"], s2["id"], "GET /v0/admin/repair shows the last one")
+        check_eq(status_json(c.port)["repair"]["id"], s2["id"], "/v0/status repair")
         m = get_metrics(c.port)
         check_eq(metric(m, "kv_repair_runs_total"), 2, "kv_repair_runs_total on node 3")
         check_eq(metric(m, "kv_repair_entries_received_total"), s["entries_received"],

@@ -74,6 +74,19 @@ struct DirectLink final : RepairLink {
   }
 };
 
+// Starts a repair on driver and waits (bounded) until it finished; its summary.
+RepairSummary RunRepair(RepairDriver* driver) {
+  uint64_t running = 0;
+  const uint64_t id = driver->Start(false, &running);
+  REQUIRE(id != 0);
+  RepairSummary s;
+  for (int i = 0; i < 2000 && !driver->Finished(id, &s); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a unit test of a thread
+  }
+  REQUIRE(driver->Finished(id, &s));
+  return s;
+}
+
 TEST_CASE("tree: order-free sums, and a changed entry changes exactly its path") {
   RepairTree a, b;
   a.Add("x", 5, false);
@@ -226,14 +239,7 @@ TEST_CASE("a repair makes two stores identical, both ways, and a second one move
   opts.page_bytes = 4096;  // many pages
   opts.rate_bytes_per_s = 1ull << 40;
   RepairDriver driver(a.store.get(), 0, &history, &link, opts);
-  uint64_t running = 0;
-  const uint64_t id = driver.Start(false, &running);
-  REQUIRE(id == 1);
-  RepairSummary s;
-  for (int i = 0; i < 2000 && !driver.Finished(id, &s); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a unit test of a thread
-  }
-  REQUIRE(driver.Finished(id, &s));
+  RepairSummary s = RunRepair(&driver);
   CHECK_MESSAGE(s.ok, s.error);
   CHECK(a.Dump() == b.Dump());
   CHECK(a.Dump().at("key8").second == "newer-on-b");
@@ -244,11 +250,7 @@ TEST_CASE("a repair makes two stores identical, both ways, and a second one move
   CHECK(s.entries_sent == 50 + 1 + 1);          // only-a*, key7, gone
   CHECK(history.LastFull(a.ranges.RangeOf("x")) != 0);
   // Identical now: a second repair only compares trees.
-  const uint64_t id2 = driver.Start(false, &running);
-  for (int i = 0; i < 2000 && !driver.Finished(id2, &s); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  REQUIRE(driver.Finished(id2, &s));
+  s = RunRepair(&driver);
   CHECK(s.ok);
   CHECK(s.keys_differed == 0);
   CHECK(s.entries_sent + s.entries_received == 0);
@@ -263,13 +265,7 @@ TEST_CASE("a repair that cannot reach a peer fails and records nothing") {
   TempDir hist;
   RepairHistory history(hist.path() + "/repair-history");
   RepairDriver driver(a.store.get(), 0, &history, &link, RepairDriverOptions());
-  uint64_t running = 0;
-  const uint64_t id = driver.Start(false, &running);
-  RepairSummary s;
-  for (int i = 0; i < 2000 && !driver.Finished(id, &s); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  REQUIRE(driver.Finished(id, &s));
+  RepairSummary s = RunRepair(&driver);
   CHECK_FALSE(s.ok);
   CHECK(s.ranges_failed == 1);
   CHECK(history.LastFull(a.ranges.RangeOf("k")) == 0);
@@ -307,6 +303,89 @@ TEST_CASE("RepairServer: malformed requests are invalid, apply outside the range
   server.Submit(PeerOp::kRepairTree, "x",
                 [&](PeerResponse&& resp) { answered = resp.kind == PeerResponse::kError; });
   CHECK(answered);  // after Stop: at once, with an error
+}
+
+}  // namespace
+}  // namespace kv::cluster
+
+namespace kv::cluster {
+namespace {
+
+TEST_CASE("RepairServer: digests leave values out; keys mode answers the newest, skips absent") {
+  Node b;
+  REQUIRE(b.engine->Put("a", "value-a", V(1)).ok());
+  REQUIRE(b.engine->Put("c", "value-c", V(2)).ok());
+  REQUIRE(b.engine->Remove("d", V(3)).ok());
+  RepairServer server(b.store.get());
+  const uint64_t range = b.ranges.RangeOf("a");
+  std::string all(proto::kRepairBitmapBytes, '\xff');
+  proto::RepairEntriesRequest q;
+  q.range = range;
+  q.session = 1;
+  q.max_bytes = 1 << 20;
+  q.digest = true;
+  q.leaves = all;
+  std::string body;
+  proto::EncodeRepairEntriesRequest(&body, q);
+  PeerResponse r = server.Handle(PeerOp::kRepairEntries, body);
+  REQUIRE(r.kind == PeerResponse::kRepairData);
+  proto::RepairData d;
+  std::string err;
+  REQUIRE(proto::DecodeRepairData(r.value, &d, &err));
+  REQUIRE(d.entries.size() == 3);
+  CHECK(d.entries[0].digest);
+  CHECK(d.entries[0].value.empty());
+  CHECK(d.entries[2].tombstone);
+  proto::RepairEntriesRequest k;
+  k.range = range;
+  k.session = 1;
+  k.max_bytes = 1 << 20;
+  k.by_keys = true;
+  k.keys = {"a", "b", "d"};
+  body.clear();
+  proto::EncodeRepairEntriesRequest(&body, k);
+  r = server.Handle(PeerOp::kRepairEntries, body);
+  REQUIRE(r.kind == PeerResponse::kRepairData);
+  REQUIRE(proto::DecodeRepairData(r.value, &d, &err));
+  REQUIRE(d.entries.size() == 2);  // "b" is absent
+  CHECK(d.entries[0].key == "a");
+  CHECK(d.entries[0].value == "value-a");
+  CHECK(d.entries[1].key == "d");
+  CHECK(d.entries[1].tombstone);
+  CHECK_FALSE(d.more);
+}
+
+}  // namespace
+}  // namespace kv::cluster
+
+namespace kv::cluster {
+namespace {
+
+TEST_CASE("a repair fetches values the peer holds newer by key, page by page") {
+  Node a, b;
+  for (int i = 0; i < 200; ++i) {
+    const std::string k = "k" + std::to_string(1000 + i);
+    REQUIRE(a.engine->Put(k, "old", V(1)).ok());
+    REQUIRE(b.engine->Put(k, i % 10 == 0 ? std::string(3000, 'n') : "old", V(i % 10 == 0 ? 9 : 1))
+                .ok());
+  }
+  RepairServer server_b(b.store.get());
+  DirectLink link;
+  link.servers[1] = &server_b;
+  link.servers[2] = &server_b;
+  TempDir hist;
+  RepairHistory history(hist.path() + "/repair-history");
+  RepairDriverOptions opts;
+  opts.page_bytes = 4096;  // one 3000-byte value per answer: `more` set, asked again
+  opts.rate_bytes_per_s = 1ull << 40;
+  RepairDriver driver(a.store.get(), 0, &history, &link, opts);
+  RepairSummary s = RunRepair(&driver);
+  CHECK_MESSAGE(s.ok, s.error);
+  CHECK(s.entries_received == 20);
+  CHECK(s.entries_sent == 0);
+  CHECK(a.Dump() == b.Dump());
+  // Digests, then the 20 values: far less than the 200 entries of the differing leaves' worth.
+  CHECK(s.bytes_received < 20 * 3000 + 200 * 40 + 10000);
 }
 
 }  // namespace

@@ -212,12 +212,12 @@ TEST_CASE("repair bodies: malformed ones are refused with a reason") {
   CHECK_FALSE(DecodeRepairData(std::string("\x03\0\0\0\x01", 5), &d, &err));  // cut short
 }
 
-TEST_CASE("repair entries: an expiring value carries its expiry (flags 2), tombstones never") {
+TEST_CASE("repair entries: an expiring value carries its expiry (flags 4), tombstones never") {
   std::string apply;
   EncodeRepairApplyHead(&apply, kRange, 1, 3);
-  const RepairEntry in[] = {{"a", kV1, false, "va", 1700000060000},
-                            {"b", kV1, true, "", 1700000060000},  // a tombstone: expiry dropped
-                            {"c", kV1, false, "vc", 0}};
+  const RepairEntry in[] = {{"a", kV1, false, "va", false, 1700000060000},
+                            {"b", kV1, true, "", false, 1700000060000},  // a tombstone: dropped
+                            {"c", kV1, false, "vc", false, 0}};
   for (const RepairEntry& e : in) EncodeRepairEntry(&apply, e);
   CHECK(apply.size() ==
         20 + RepairEntrySize(in[0]) + RepairEntrySize(in[1]) + RepairEntrySize(in[2]));
@@ -235,7 +235,7 @@ TEST_CASE("repair entries: an expiring value carries its expiry (flags 2), tombs
   // An expiring entry whose expiry is 0 is malformed.
   std::string zero;
   EncodeRepairApplyHead(&zero, kRange, 1, 1);
-  EncodeRepairEntry(&zero, RepairEntry{"a", kV1, false, "va", 1});
+  EncodeRepairEntry(&zero, RepairEntry{"a", kV1, false, "va", false, 1});
   for (size_t i = 0; i < 8; ++i) zero[20 + 4 + 1 + 8 + 1 + i] = 0;
   CHECK_FALSE(DecodeRepairApplyRequest(zero, &a, &err));
 }
@@ -259,6 +259,56 @@ TEST_CASE("repair frames: accepted by the right side only") {
   CHECK(IsKnownFrameType(0x25));
   CHECK(IsKnownFrameType(0x18));  // RANGE
   CHECK_FALSE(IsKnownFrameType(0x17));
+}
+
+}  // namespace
+}  // namespace kv::proto
+
+namespace kv::proto {
+namespace {
+
+TEST_CASE("repair entries request: keys mode and digest entries") {
+  RepairEntriesRequest q;
+  q.range = kRange;
+  q.session = 9;
+  q.max_bytes = 4096;
+  q.by_keys = true;
+  q.keys = {"a", "b", "key-3"};
+  std::string body;
+  EncodeRepairEntriesRequest(&body, q);
+  CHECK(body.size() == 8 + 8 + 4 + 1 + 4 + (4 + 1) + (4 + 1) + (4 + 5) + 4);
+  RepairEntriesRequest back;
+  std::string err;
+  REQUIRE_MESSAGE(DecodeRepairEntriesRequest(body, &back, &err), err);
+  CHECK(back.by_keys);
+  CHECK(back.keys == std::vector<std::string_view>{"a", "b", "key-3"});
+  q.keys = {"b", "a"};  // not ascending
+  body.clear();
+  EncodeRepairEntriesRequest(&body, q);
+  CHECK_FALSE(DecodeRepairEntriesRequest(body, &back, &err));
+  q.keys = {"a"};
+  q.digest = true;  // keys mode takes no digest flag
+  body.clear();
+  EncodeRepairEntriesRequest(&body, q);
+  CHECK_FALSE(DecodeRepairEntriesRequest(body, &back, &err));
+
+  // A digest entry: value left out, flags 2; it re-encodes exactly and can never be applied.
+  RepairData d;
+  d.kind = RepairData::kEntries;
+  d.entries = {RepairEntry{"k", kV1, false, "ignored", true}, RepairEntry{"t", kV1, true, {}}};
+  std::string data;
+  EncodeRepairData(&data, d);
+  CHECK(data.size() == 6 + (4 + 1 + 8 + 1 + 4) * 2);
+  RepairData back_d;
+  REQUIRE(DecodeRepairData(data, &back_d, &err));
+  CHECK(back_d.entries[0].digest);
+  CHECK(back_d.entries[0].value.empty());
+  CHECK(back_d.entries[1].tombstone);
+  std::string apply;
+  EncodeRepairApplyHead(&apply, kRange, 1, 1);
+  EncodeRepairEntry(&apply, RepairEntry{"k", kV1, false, "v", true});
+  RepairApplyRequest a;
+  CHECK_FALSE(DecodeRepairApplyRequest(apply, &a, &err));
 }
 
 }  // namespace
