@@ -87,8 +87,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (kv::proto::Op op; kv::proto::RequestOp(f.type, &op)) {
         // The typed request encoder agrees with the generic one, and with its size function.
         std::string req;
-        kv::proto::EncodeRequest(&req, f.request_id, op, f.key, f.value, f.version);
-        Require(req.size() == kv::proto::RequestFrameSize(op, f.key, f.value));
+        kv::proto::EncodeRequest(&req, f.request_id, op, f.key, f.value, f.version, f.expires_ms);
+        Require(req.size() == kv::proto::RequestFrameSize(op, f.key, f.value, f.expires_ms));
         Require(again.size() >= req.size() &&
                 again.compare(again.size() - req.size(), req.size(), req) == 0);
       } else if (f.type == kv::proto::FrameType::kHandshakeOk ||
