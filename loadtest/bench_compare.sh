@@ -23,7 +23,8 @@
 #    sensitive to other load on a shared machine than rps) and the repairs it counted (0
 #    expected), each round's on/off, and on/off, on/OLD of the means.
 # Environment: OLD (required for 1; skipped without), PAIRS (3), DUR (wrk seconds, 10),
-# KEYS (100000), FIX_DUR (kvload seconds, 10), ONLY=compare|fsync|read-repair (one of them).
+# KEYS (100000), FIX_DUR (kvload seconds, 10), ONLY=compare|fsync|read-repair (one of them);
+# for 1, SETUPS (default "single 1,binary 3,http 3") and WORKLOADS (default "put get").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash test/deps.sh wrk
@@ -51,7 +52,8 @@ PORTS=()
 if [ -n "$OLD" ] && want compare; then
   echo "== new/old ($NEW vs $OLD), $PAIRS alternated pairs, wrk -t1 -c64 -d${DUR}s, $KEYS keys"
   summary=()
-  for setup in "single 1" "binary 3" "http 3"; do
+  IFS=',' read -r -a setups <<<"${SETUPS:-single 1,binary 3,http 3}"
+  for setup in "${setups[@]}"; do
     read -r name n <<<"$setup"
     extra=()
     [ "$n" -gt 1 ] && extra=(--peer-protocol "$name")
@@ -63,7 +65,7 @@ if [ -n "$OLD" ] && want compare; then
     stop_nodes
     rm -rf "$work/pristine"
     cp -a "$work/d" "$work/pristine"
-    for wl in put get; do
+    for wl in ${WORKLOADS:-put get}; do
       : >"$work/old.$name.$wl"
       : >"$work/new.$name.$wl"
       for pair in $(seq 1 "$PAIRS"); do

@@ -19,8 +19,9 @@ PeerResponse ErrorOf(const storage::Status& st) {
   return r;
 }
 
-// A value that expired by now_ms answers as the tombstone of its version it has become.
-PeerResponse Read(storage::Engine* engine, std::string_view key, uint64_t now_ms) {
+// A value that has expired by this node's clock answers as the tombstone of its version it has
+// become (the clock is read only for a value that expires).
+PeerResponse Read(storage::Engine* engine, std::string_view key, const Hlc& hlc) {
   storage::ReadResult r;
   storage::Status st = engine->Get(key, &r);
   if (!st.ok()) return ErrorOf(st);
@@ -28,7 +29,7 @@ PeerResponse Read(storage::Engine* engine, std::string_view key, uint64_t now_ms
   resp.version = r.version;
   switch (r.kind) {
     case storage::ReadResult::kValue:
-      if (r.expires_ms != 0 && r.expires_ms <= now_ms) {
+      if (r.expires_ms != 0 && r.expires_ms <= hlc.WallUs() / 1000) {
         resp.kind = PeerResponse::kTombstone;
         break;
       }
@@ -143,7 +144,7 @@ LocalReplica::~LocalReplica() = default;
 void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie) {
   switch (req.op) {
     case PeerOp::kGet:
-      return waiter->OnPeerResponse(cookie, Read(engine_, req.key, hlc_->WallUs() / 1000));
+      return waiter->OnPeerResponse(cookie, Read(engine_, req.key, *hlc_));
     case PeerOp::kRange:
       return waiter->OnPeerResponse(cookie, ReadPage(engine_, req, hlc_->WallUs() / 1000));
     case PeerOp::kPut:
