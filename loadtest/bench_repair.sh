@@ -16,7 +16,8 @@
 #     saturation kvload measured closed-loop, DUR seconds without a repair, then the same with
 #     repairs of identical replicas driven by node 1 back to back for the whole run, then with
 #     node 3 wiped and restored by a repair it drives (its GETs read-repair too): ratio <= 1.5x.
-# Environment: KEYS (1000000), VSIZE (100), MODE (binary), DUR (15), RATE_MB (32).
+# Environment: KEYS (1000000), VSIZE (100), MODE (binary), DUR (15), RATE_MB (8: the node's
+# default --repair-rate-mb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash test/deps.sh wrk
@@ -25,7 +26,7 @@ KEYS=${KEYS:-1000000}
 VSIZE=${VSIZE:-100}
 MODE=${MODE:-binary}
 DUR=${DUR:-15}
-RATE_MB=${RATE_MB:-32}
+RATE_MB=${RATE_MB:-8}
 NODE=$(pwd)/node
 work=$(mktemp -d /tmp/kvrepair.XXXXXX)
 kv_machine
