@@ -7,6 +7,7 @@
 # ratio cluster/local, and every node's RSS growth (VmRSS before and after the cluster streams).
 # Targets (issue 20): cluster >= 300 MB/s and >= 0.5 x local.
 #   make bench-cluster-range        KEYS=200000 ROUNDS=1 bash loadtest/bench_cluster_range.sh
+# SLOW_SECONDS=N adds a client reading the cluster range at 1 MB/s for N seconds (RSS sampled).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS=${KEYS:-1000000}
@@ -56,3 +57,28 @@ for i in 0 1 2; do
   after=$(kv_rss_kb "${NODE_PIDS[$i]}")
   echo "node $i: VmRSS $((before[$i] / 1024)) MiB before the streams, $((after / 1024)) MiB after: growth $(awk -v a="$after" -v b="${before[$i]}" 'BEGIN { printf "%.1f", (a - b) / 1024 }') MiB"
 done
+
+# SLOW_SECONDS > 0: a client reading the cluster range at 1 MB/s (curl --limit-rate) for that
+# long; every node's VmRSS is sampled each second, and its largest growth over the value before
+# the slow stream is printed (target: <= 32 MiB; the peers' streams must slow down, not buffer).
+if [ "${SLOW_SECONDS:-0}" -gt 0 ]; then
+  declare -A base peak
+  for i in 0 1 2; do
+    base[$i]=$(kv_rss_kb "${NODE_PIDS[$i]}")
+    peak[$i]=${base[$i]}
+  done
+  curl -s -o /dev/null --limit-rate 1M --max-time "$SLOW_SECONDS" \
+    "$url/v0/entities?start=k&scope=cluster&from=2" &
+  slow=$!
+  for _ in $(seq 1 "$SLOW_SECONDS"); do
+    sleep 1  # sampling interval of the RSS readings, not a synchronisation
+    for i in 0 1 2; do
+      r=$(kv_rss_kb "${NODE_PIDS[$i]}")
+      [ "$r" -gt "${peak[$i]}" ] && peak[$i]=$r
+    done
+  done
+  wait "$slow" || true
+  for i in 0 1 2; do
+    echo "slow client (1 MB/s, ${SLOW_SECONDS} s): node $i VmRSS $((base[$i] / 1024)) MiB before, peak $((peak[$i] / 1024)) MiB: growth $(awk -v a="${peak[$i]}" -v b="${base[$i]}" 'BEGIN { printf "%.1f", (a - b) / 1024 }') MiB (target <= 32)"
+  done
+fi
