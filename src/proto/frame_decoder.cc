@@ -300,12 +300,13 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
       break;
     case FrameType::kRange: {
       uint8_t has_end = 0;
-      if (!r.U32(&u32) || !field(u32, 0, kMaxKeyBytes + 1, "start", &f->key)) return false;
+      // Every read that fails names itself (a long start can leave no room for what follows).
+      if (!r.U32(&u32)) return bad("missing start length");
+      if (!field(u32, 0, kMaxKeyBytes + 1, "start", &f->key)) return false;
       if (!r.U8(&has_end) || has_end > 1) return bad("has_end must be 0 or 1");
       f->has_end = has_end == 1;
-      if (!r.U32(&u32) || !field(u32, 0, f->has_end ? kMaxKeyBytes : 0, "end", &f->end)) {
-        return false;
-      }
+      if (!r.U32(&u32)) return bad("missing end length");
+      if (!field(u32, 0, f->has_end ? kMaxKeyBytes : 0, "end", &f->end)) return false;
       if (!r.U32(&f->max_keys) || f->max_keys == 0) return bad("max_keys must be positive");
       if (!r.U32(&f->max_bytes) || f->max_bytes == 0) return bad("max_bytes must be positive");
       break;

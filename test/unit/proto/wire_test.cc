@@ -382,6 +382,28 @@ TEST_CASE("vector: range request and page response") {
   CHECK(reader.Next(&e) == range_page::Reader::kEnd);
 }
 
+TEST_CASE("range: a RANGE payload cut short after its start fails the decoder with a reason") {
+  // Found by peer_decoder_fuzz: a start length that leaves no room for the end length made the
+  // decoder return kError without failing (no error, and the next Next() went on decoding).
+  const Setup s = MakeSetup();
+  std::string frame;
+  EncodeRange(&frame, 1, std::string(10, 'k'), "", false, 1, 1);  // payload 4+10+1+4+4+4 = 27
+  // Claim a 20-byte start: it swallows has_end and most of what follows.
+  frame[kFrameHeaderSize + 3] = 20;
+  FrameDecoder d(Role::kServer);
+  const std::string all = s.server + frame;
+  d.Feed(all.data(), all.size());
+  Frame f;
+  DecodeResult r;
+  while ((r = d.Next(&f)) == DecodeResult::kFrame) {
+  }
+  CHECK(r == DecodeResult::kError);
+  CHECK(d.failed());
+  CHECK(d.error().code == ErrorCode::kMalformedFrame);
+  CHECK_FALSE(d.error().reason.empty());
+  CHECK(d.Next(&f) == DecodeResult::kError);
+}
+
 TEST_CASE("range: a RANGE frame out of its limits is a protocol error") {
   const Setup s = MakeSetup();
   auto decode = [&](const std::string& frame) {
