@@ -29,7 +29,7 @@ PeerResponse Read(storage::Engine* engine, std::string_view key, const Hlc& hlc)
   resp.version = r.version;
   switch (r.kind) {
     case storage::ReadResult::kValue:
-      if (r.expires_ms != 0 && r.expires_ms <= hlc.WallUs() / 1000) {
+      if (r.expires_ms != 0 && storage::Expired(r.expires_ms, hlc.WallUs() / 1000)) {
         resp.kind = PeerResponse::kTombstone;
         break;
       }
@@ -73,8 +73,7 @@ PeerResponse LocalReplica::ReadPage(storage::Engine* engine, const PeerRequest& 
   // Stops before an entry that would take the page past max_bytes, except the first: every
   // page moves the range on.
   for (; it->Valid() && n < max_keys; it->Next(), ++n) {
-    const uint64_t expires = it->expires_ms();
-    const bool tombstone = it->tombstone() || (expires != 0 && expires <= now_ms);
+    const bool tombstone = it->tombstone() || storage::Expired(it->expires_ms(), now_ms);
     const std::string_view value = tombstone ? std::string_view() : it->value();
     if (n > 0 && page.size() + range_page::EntryBytes(it->key().size(), value.size()) >
                      max_bytes + range_page::kHeaderBytes) {
@@ -102,8 +101,7 @@ class EngineSource final : public RangeMerge::Source {
       return false;
     }
     e->key = it_->key();
-    const uint64_t expires = it_->expires_ms();
-    e->tombstone = it_->tombstone() || (expires != 0 && expires <= now_ms_);
+    e->tombstone = it_->tombstone() || storage::Expired(it_->expires_ms(), now_ms_);
     e->value = e->tombstone ? std::string_view() : it_->value();
     e->version = it_->version();
     return true;

@@ -280,7 +280,7 @@ storage::Status RepairStore::Continue(
     e.expires_ms = e.tombstone ? 0 : it->expires_ms();
     // An expired value is the tombstone of its version it has become: hashed and sent as one,
     // so a replica whose compaction already made it one does not differ from one that did not.
-    if (e.expires_ms != 0 && e.expires_ms <= now_ms) {
+    if (storage::Expired(e.expires_ms, now_ms)) {
       e.tombstone = true;
       e.expires_ms = 0;
     }
@@ -336,8 +336,8 @@ storage::Status RepairStore::CollectEntries(const proto::RepairEntriesRequest& q
       if (!st.ok()) return st;
       if (r.kind == storage::ReadResult::kAbsent) continue;
       // An expired value goes as the tombstone of its version, as in Continue.
-      const bool tomb = r.kind == storage::ReadResult::kTombstone ||
-                        (r.expires_ms != 0 && r.expires_ms <= now_ms);
+      const bool tomb =
+          r.kind == storage::ReadResult::kTombstone || storage::Expired(r.expires_ms, now_ms);
       if (!add(proto::RepairEntry{key, r.version, tomb, tomb ? std::string_view() : r.value, false,
                                   tomb ? 0 : r.expires_ms})) {
         break;

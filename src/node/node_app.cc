@@ -52,8 +52,7 @@ class RangeStream final : public BodyStream {
     int visited = 0;
     while (left_ > 0 && it_->Valid() && out->size() - start < budget && visited < 4096) {
       ++visited;
-      const uint64_t expires = it_->expires_ms();
-      if (!it_->tombstone() && (expires == 0 || expires > now_ms_)) {
+      if (!it_->tombstone() && !storage::Expired(it_->expires_ms(), now_ms_)) {
         out->append(it_->key());
         out->push_back('\n');
         out->append(it_->value());
@@ -486,7 +485,7 @@ class NodeApp final : public Service, public RequestHandler {
       if (cfg_.peer_protocol == PeerProtocol::kBinary && !cfg_.cluster_keys.enabled()) {
         return r.Respond(403, "peer requests are not accepted over HTTP in binary peer mode\n");
       }
-      return http_replica_->Handle(req, op, key, r);
+      return http_replica_->Handle(req, op, key, query, r);
     }
 
     int n = static_cast<int>(cluster_->ring.size());

@@ -4,6 +4,7 @@
 
 #include "common/version.h"
 #include "storage/coding.h"
+#include "storage/engine.h"
 #include "storage/merge.h"
 
 namespace kv::storage {
@@ -54,7 +55,7 @@ Status MergeInto(const std::vector<std::shared_ptr<Segment>>& inputs,
     EntryType type = it.type();
     std::string_view value = it.value();
     // An expired value is a tombstone of its version from here on (and purged as one).
-    if (type == EntryType::kExpiring && GetFixed64(value.data()) <= now_ms) {
+    if (type == EntryType::kExpiring && Expired(GetFixed64(value.data()), now_ms)) {
       type = EntryType::kTombstone;
       value = std::string_view();
     }

@@ -63,6 +63,13 @@ struct Options {
 // A value may carry an expiry time (Unix milliseconds, 0: never). The engine stores and returns
 // it and treats it as a tombstone of the same version only in compaction, once past (see
 // Options::tombstone_gc_seconds); a reader compares it with its own clock.
+// The one rule for "has this value expired": expires_ms (Unix ms, 0: never) is at or before
+// now_ms. Readers, range streams, pages and repair all ask it; an expired value is then a
+// tombstone of its version.
+inline bool Expired(uint64_t expires_ms, uint64_t now_ms) {
+  return expires_ms != 0 && expires_ms <= now_ms;
+}
+
 struct ReadResult {
   enum Kind { kAbsent, kValue, kTombstone } kind = kAbsent;
   uint64_t version = 0;
