@@ -201,6 +201,10 @@ class SkewFastNode(Group):
         check_eq(put(fast, key, b"from-the-future", ack=2, frm=3).status, 504, "PUT 2/3")
         check_eq(delete(fast, key, ack=2, frm=3).status, 504, "DELETE 2/3")
         for nd in self.ok:
+            # The client may be answered 504 before the second peer's refusal arrives (PUT 3/3
+            # fails on the first): wait until each peer's three refusals are counted.
+            poll(lambda nd=nd: status_peer(fast, nd.port)["skew_refusals"] >= 3, 30,
+                 f"three refusals by {nd.port} counted")
             peer = status_peer(fast, nd.port)
             check(peer["skew_refusals"] >= 3, f"refusals by {nd.port}: {peer}")
             # An hour, as the peer measured it when it refused (not a timing assertion: the
