@@ -159,6 +159,10 @@ void HttpConnection::MaybeFree() {
 
 void HttpConnection::Drain() {
   draining_ = true;
+  if (lingering_) {
+    Close();
+    return;
+  }
   if (!stop_parsing_ && !in_headers_ && !in_body_ && slots_.empty() && !write_active_ &&
       out_.empty()) {
     Close();
@@ -170,6 +174,10 @@ void HttpConnection::Drain() {
 void HttpConnection::Sweep(uint64_t now_ms) {
   if (closing_) return;
   const HttpLimits& cfg = ctx_->limits;
+  if (lingering_) {
+    if (now_ms - linger_started_ms_ > cfg.linger_ms) Close();
+    return;
+  }
   if (in_headers_ && now_ms - headers_started_ms_ > cfg.header_timeout_ms) {
     LOG_DEBUG("closing connection: headers not complete within %llu ms",
               static_cast<unsigned long long>(cfg.header_timeout_ms));
@@ -211,6 +219,12 @@ void HttpConnection::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 
 void HttpConnection::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<HttpConnection*>(s->data);
+  if (self->lingering_) {
+    // Input after the final answer is discarded, up to a bound; the client's end ends it.
+    if (nread > 0) self->linger_bytes_ += static_cast<size_t>(nread);
+    if (nread < 0 || self->linger_bytes_ > self->ctx_->limits.linger_max_bytes) self->Close();
+    return;
+  }
   if (nread > 0) {
     self->last_active_ms_ = NowMs(self->worker_->loop());
     self->HandleRead(buf->base, static_cast<size_t>(nread));
@@ -221,6 +235,7 @@ void HttpConnection::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) 
   if (self->reading_) uv_read_stop(s);
   self->reading_ = false;
   self->stop_parsing_ = true;
+  self->peer_eof_ = true;
   if (nread != UV_EOF || (self->slots_.empty() && !self->write_active_ && self->out_.empty())) {
     self->Close();
   } else {
@@ -591,8 +606,39 @@ void HttpConnection::Flush() {
   }
   StartWrite();
   if (more_stream && !write_active_) MarkDirty();
-  if (!write_active_ && out_.empty() && close_when_flushed_ && slots_.empty()) Close();
+  if (!write_active_ && out_.empty() && close_when_flushed_ && slots_.empty()) {
+    CloseAfterOutput();
+    return;
+  }
   MaybeResumeReading();
+}
+
+// A staged close (RFC 9112 section 9.6): half-close, so the client reads every answer and then
+// the end, and discard its input until it closes too or linger_ms pass. Closing at once while
+// the client is still sending (a body answered 408 or 413 midway) leaves unread input in the
+// kernel, which then sends a reset instead of the end; the reset can destroy the last answer in
+// the client's receive buffer before the client reads it. Bounded in time and bytes, so a
+// client that goes on sending a huge body is not read to its end.
+void HttpConnection::CloseAfterOutput() {
+  if (closing_ || lingering_) return;
+  if (peer_eof_ || draining_) {
+    Close();
+    return;
+  }
+  lingering_ = true;
+  linger_started_ms_ = NowMs(worker_->loop());
+  auto* stream = reinterpret_cast<uv_stream_t*>(handle_);
+  if (uv_shutdown(&shutdown_req_, stream, OnShutdown) != 0) {
+    Close();
+    return;
+  }
+  if (!reading_ && uv_read_start(stream, OnAlloc, OnRead) == 0) reading_ = true;
+}
+
+void HttpConnection::OnShutdown(uv_shutdown_t* req, int status) {
+  // With status UV_ECANCELED when the handle is closed first: runs before OnClose.
+  auto* self = static_cast<HttpConnection*>(req->handle->data);
+  if (status < 0 && !self->closing_) self->Close();
 }
 
 void HttpConnection::PopFrontSlot() {

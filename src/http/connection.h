@@ -19,10 +19,12 @@ namespace kv::net {
 struct HttpLimits {
   uint64_t max_value_bytes = 8ull << 20;  // a body past this answers 413
   uint64_t idle_timeout_ms = 60000;
-  uint64_t header_timeout_ms = 10000;   // headers not complete within this: closed
-  uint64_t body_timeout_ms = 30000;     // body not complete this long after its headers: 408
-  size_t max_header_bytes = 16 * 1024;  // request line + headers; past it 431
-  uint64_t send_timeout_ms = 30000;     // output that makes no progress this long: closed
+  uint64_t header_timeout_ms = 10000;     // headers not complete within this: closed
+  uint64_t body_timeout_ms = 30000;       // body not complete this long after its headers: 408
+  size_t max_header_bytes = 16 * 1024;    // request line + headers; past it 431
+  uint64_t send_timeout_ms = 30000;       // output that makes no progress this long: closed
+  uint64_t linger_ms = 5000;              // after a final answer, input discarded this long
+  size_t linger_max_bytes = 1024 * 1024;  // and this much at most
 };
 
 // What the HTTP connections of one loop share.
@@ -99,6 +101,9 @@ class HttpConnection final : public Connection {
   void StartWrite();
   void MaybeResumeReading();
   void Close();
+  // Ends the connection once its last answer is written: see the definition.
+  void CloseAfterOutput();
+  static void OnShutdown(uv_shutdown_t* req, int status);
   void MaybeFree();
   void PopFrontSlot();
   size_t pending_output() const { return out_.size() + writing_.size(); }
@@ -151,6 +156,11 @@ class HttpConnection final : public Connection {
   // same as close_when_flushed_, which a client's EOF also sets: it still gets every answer.)
   bool final_answer_out_ = false;
   bool draining_ = false;
+  bool peer_eof_ = false;   // the client half-closed: nothing more will arrive
+  bool lingering_ = false;  // half-closed by us, discarding input until the client closes
+  uint64_t linger_started_ms_ = 0;
+  size_t linger_bytes_ = 0;  // input discarded since
+  uv_shutdown_t shutdown_req_;
   bool closing_ = false;  // uv_close called
   bool handle_closed_ = false;
 };

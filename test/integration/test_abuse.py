@@ -211,6 +211,41 @@ class Abuse(Group):
                 c.close()
         self.served()
 
+    def test_input_after_the_final_answer_ends_in_order(self):
+        """A client still sending when the answer that ends its connection arrives (a body past
+        --max-value-bytes, answered 413 at its head) reads that answer and then an orderly end:
+        the node half-closes and discards the input (RFC 9112 section 9.6). Closing at once
+        with unread input makes the kernel answer with a reset, which can destroy the answer
+        in the client's buffer before it is read."""
+        c = RawConn(self.port)
+        try:
+            # Head and body in one go, as a client that does not wait for 100-continue: the
+            # node reads the head and less than the body before it answers.
+            c.send(req_bytes("PUT", entity_path("after-final"),
+                             headers={"Content-Length": str(8 * MAX_VALUE)}) +
+                   b"b" * (8 * MAX_VALUE))
+            r = c.read_response_or_close()
+            check(r is not None, "connection ended without an answer")
+            check_eq(r.status, 413, "status of a PUT whose length is past the limit")
+            ended = None
+            for _ in range(40):  # a bound against a hang: 40 socket timeouts
+                try:
+                    d = c.sock.recv(65536)
+                except socket.timeout:
+                    continue
+                except ConnectionResetError:
+                    ended = "reset"
+                    break
+                if not d:
+                    ended = "end"
+                    break
+                check(False, f"bytes after the final answer: {d[:40]!r}")
+            check_eq(ended, "end", "how the connection ended after its final answer")
+        finally:
+            c.close()
+        check_eq(get(self.port, "after-final").status, 404, "the refused PUT wrote nothing")
+        self.served()
+
     def test_half_open_peer_handshakes(self):
         """Connections that send the binary preface, part of it, or nothing at all, and then
         nothing: every one is closed (handshake, header or idle timeout)."""
