@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# loadtest/instructions_per_get.sh BIN [NODE FLAGS...]: instructions (callgrind Ir) the
-# coordinating node spends per GET 2/3 on a 3-node binary cluster (--threads 1) whose replicas
-# agree: node 1 runs under valgrind --tool=callgrind; 1000 keys of 100 bytes are written 3/3
-# through node 2; N (5000) GETs, one at a time on one keep-alive connection, go through node 1
-# after 1000 for warm-up; the counters are zeroed before and dumped after them. Prints
-# "Ir per GET" and leaves the profile (callgrind_annotate --inclusive=yes FILE).
+# loadtest/instructions_per_get.sh BIN [NODE FLAGS...]: instructions (callgrind Ir) a node
+# spends per GET 2/3 (or PUT 2/3, OP=put) on a 3-node binary cluster (--threads 1; pass
+# --peer-protocol http for the other transport) whose replicas agree: node 1 runs under valgrind
+# --tool=callgrind; 1000 keys of 100 bytes are written 3/3 through node 2; N (5000) requests, one
+# at a time on one keep-alive connection, go through node 1 (ROLE=coordinator, the default) or
+# through node 2 (ROLE=replica: node 1 then answers as a replica) after 1000 for warm-up; the
+# counters are zeroed before and dumped after them. Prints "Ir per GET" (or PUT) and leaves the
+# profile (callgrind_annotate --inclusive=yes FILE).
 # Unlike rps on a shared machine this hardly moves with other load: it compares two builds or
 # settings (e.g. --read-repair on and off, or an older binary) to a fraction of a percent.
 # Environment: N (5000), OUT (the profile's path; default a new file under /tmp).
 set -euo pipefail
 bin=$1; shift
 N=${N:-5000}
+OP=${OP:-get}
+ROLE=${ROLE:-coordinator}
 d=$(mktemp -d /tmp/kvinstr.XXXXXX)
 OUT=${OUT:-$d.callgrind}
 ports=($(python3 -c 'import socket
@@ -29,9 +33,9 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT" "$bin" --port "${ports[0]}
   --data "$d/0" "${common[@]}" >>"$d/log" 2>&1 &
 vg=$!
 pids+=("$vg")
-python3 - "${ports[@]}" "$N" "$vg" <<'PY'
+python3 - "${ports[@]}" "$N" "$vg" "$OP" "$ROLE" <<'PY'
 import http.client, subprocess, sys, time
-p1, p2, p3, n, vg = sys.argv[1:]
+p1, p2, p3, n, vg, op, role = sys.argv[1:]
 n = int(n)
 def wait(port):
     for _ in range(600):
@@ -52,18 +56,23 @@ for i in range(1000):
     c2.request("PUT", f"/v0/entity?id=k{i}&ack=3&from=3", body=b"v" * 100)
     r = c2.getresponse(); r.read()
     assert r.status == 201, r.status
-c1 = http.client.HTTPConnection("127.0.0.1", int(p1), timeout=30)
-def gets(m):
+c1 = http.client.HTTPConnection("127.0.0.1", int(p1 if role == "coordinator" else p2),
+                                timeout=30)
+def requests(m):
     for i in range(m):
-        c1.request("GET", f"/v0/entity?id=k{i % 1000}&ack=2&from=3")
+        if op == "put":
+            c1.request("PUT", f"/v0/entity?id=k{i % 1000}&ack=2&from=3", body=b"w" * 100)
+        else:
+            c1.request("GET", f"/v0/entity?id=k{i % 1000}&ack=2&from=3")
         r = c1.getresponse(); r.read()
-        assert r.status == 200, r.status
-gets(1000)
+        assert r.status == (201 if op == "put" else 200), r.status
+requests(1000)
 subprocess.run(["callgrind_control", "-z", vg], check=True, capture_output=True)
-gets(n)
+requests(n)
 subprocess.run(["callgrind_control", "-d", vg], check=True, capture_output=True)
 PY
 f=$(ls -t "$OUT".* 2>/dev/null | head -1 || true)
 [ -n "$f" ] || f=$OUT
 ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
-echo "Ir per GET $((ir / N)) ($ir for $N GETs; profile $f)"
+what=$(echo "$OP" | tr a-z A-Z)
+echo "Ir per $what ($ROLE) $((ir / N)) ($ir for $N ${what}s; profile $f)"

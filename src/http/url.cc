@@ -56,17 +56,29 @@ void PercentEncode(std::string_view in, std::string* out) {
 }
 
 int QueryParam(std::string_view query, std::string_view name, std::string* out) {
-  while (!query.empty()) {
+  int found = 0;
+  QueryParams(query, &name, 1, out, &found);
+  return found;
+}
+
+void QueryParams(std::string_view query, const std::string_view* names, size_t n, std::string* out,
+                 int* found) {
+  for (size_t i = 0; i < n; ++i) found[i] = 0;
+  size_t left = n;
+  while (!query.empty() && left > 0) {
     size_t amp = query.find('&');
     std::string_view part = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
     size_t eq = part.find('=');
     std::string_view k = part.substr(0, eq);
-    if (k != name) continue;
-    std::string_view v = eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
-    return PercentDecode(v, out) ? 1 : -1;
+    for (size_t i = 0; i < n; ++i) {
+      if (found[i] != 0 || k != names[i]) continue;  // the first occurrence wins
+      std::string_view v = eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
+      found[i] = PercentDecode(v, &out[i]) ? 1 : -1;
+      --left;
+      break;
+    }
   }
-  return 0;
 }
 
 static char AsciiLower(char c) {

@@ -21,6 +21,11 @@ void PercentEncode(std::string_view in, std::string* out);
 // has an empty value. The first occurrence wins.
 int QueryParam(std::string_view query, std::string_view name, std::string* out);
 
+// QueryParam for n names in one pass over the query: found[i] and out[i] as QueryParam's result
+// and output for names[i].
+void QueryParams(std::string_view query, const std::string_view* names, size_t n, std::string* out,
+                 int* found);
+
 // ASCII case-insensitive equality (HTTP header names and tokens).
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <iterator>
 #include <unordered_map>
 
 #include "cluster/clock_skew.h"
@@ -474,10 +475,16 @@ class NodeApp final : public Service, public RequestHandler {
   void Entity(Request& req, std::string_view query, Responder r) {
     cluster::PeerOp op;
     if (!ParseOpMethod(req.method, &op)) return r.Respond(405, "", {{"Allow", "GET, PUT, DELETE"}});
-    std::string& key = key_buf_;
-    int found = QueryParam(query, "id", &key);
-    if (found < 0) return r.Respond(400, "malformed percent-encoding in id\n");
-    if (found == 0 || key.empty()) return r.Respond(400, "id is required\n");
+    // Every parameter of the route in one pass over the query (a replica's expires too).
+    static constexpr std::string_view kNames[] = {"id", "ack", "from", "ttl", "expires"};
+    enum { kId, kAck, kFrom, kTtl, kExpires, kCount };
+    static_assert(std::size(kNames) == kCount);
+    std::string* text = param_buf_;
+    int found[kCount];
+    QueryParams(query, kNames, kCount, text, found);
+    const std::string& key = text[kId];
+    if (found[kId] < 0) return r.Respond(400, "malformed percent-encoding in id\n");
+    if (found[kId] == 0 || key.empty()) return r.Respond(400, "id is required\n");
     if (HttpReplicaServer::IsReplicaRequest(req)) {
       // In binary peer mode without a cluster secret peers never come through HTTP: a client
       // claiming to be one is refused, so no client can write a replica's data with a version
@@ -485,16 +492,16 @@ class NodeApp final : public Service, public RequestHandler {
       if (cfg_.peer_protocol == PeerProtocol::kBinary && !cfg_.cluster_keys.enabled()) {
         return r.Respond(403, "peer requests are not accepted over HTTP in binary peer mode\n");
       }
-      return http_replica_->Handle(req, op, key, query, r);
+      return http_replica_->Handle(req, op, key, found[kExpires], text[kExpires], r);
     }
 
     int n = static_cast<int>(cluster_->ring.size());
-    std::string num;
     uint64_t ack = 0, from = 0;
-    int has_ack = QueryParam(query, "ack", &num);
-    if (has_ack > 0 && !ParseU64(num, &ack)) return r.Respond(400, "ack must be a number\n");
-    int has_from = QueryParam(query, "from", &num);
-    if (has_from > 0 && !ParseU64(num, &from)) return r.Respond(400, "from must be a number\n");
+    const int has_ack = found[kAck], has_from = found[kFrom];
+    if (has_ack > 0 && !ParseU64(text[kAck], &ack)) return r.Respond(400, "ack must be a number\n");
+    if (has_from > 0 && !ParseU64(text[kFrom], &from)) {
+      return r.Respond(400, "from must be a number\n");
+    }
     if (has_ack < 0 || has_from < 0) return r.Respond(400, "malformed ack/from\n");
     if (has_from <= 0) from = static_cast<uint64_t>(n);
     if (has_ack <= 0) ack = from / 2 + 1;
@@ -505,11 +512,11 @@ class NodeApp final : public Service, public RequestHandler {
     if (ack < 1 || ack > from) return r.Respond(400, "ack must be between 1 and from\n");
     // ttl=SECONDS (PUT only): the coordinator fixes the absolute expiry, replicated with the write.
     uint64_t expires_ms = 0;
-    const int has_ttl = QueryParam(query, "ttl", &num);
+    const int has_ttl = found[kTtl];
     if (has_ttl != 0) {
       uint64_t ttl = 0;
       if (op != cluster::PeerOp::kPut) return r.Respond(400, "ttl applies to PUT only\n");
-      if (has_ttl < 0 || !ParseU64(num, &ttl) || ttl < 1 || ttl > kMaxTtlSeconds) {
+      if (has_ttl < 0 || !ParseU64(text[kTtl], &ttl) || ttl < 1 || ttl > kMaxTtlSeconds) {
         return r.Respond(400, "ttl must be a whole number of seconds from 1 to 3153600000\n");
       }
       expires_ms = cluster_->hlc.WallUs() / 1000 + ttl * 1000;
@@ -871,7 +878,7 @@ class NodeApp final : public Service, public RequestHandler {
   uv_async_t synced_;
   std::unique_ptr<HttpReplicaServer> http_replica_;
   std::unique_ptr<BinaryPeerServer> binary_server_;
-  std::string key_buf_;
+  std::string param_buf_[5];  // Entity's parameters, kept for their capacity
   // Anti-entropy: this loop's inbox, repair requests and compactions not answered yet, the
   // ?wait=1 requests waiting for a repair; on loop 0 the driver's calls, their transports.
   std::shared_ptr<LoopInbox> inbox_;

@@ -204,21 +204,21 @@ class HttpPeer final : public HttpClientDelegate {
   // Writes every connection's queued requests now (PeerTransport::Flush: the worker's
   // before-poll step).
   void Flush() {
-    if (closed_) return;
-    // Flush may fail synchronously and drop its connection: collect first.
-    HttpClientConnection* dirty[16];
+    if (closed_ || dirty_.empty()) return;  // every iteration: nothing to scan when idle
+    // Flush may fail synchronously and drop its connection: collect the clients first.
+    HttpClientConnection* clients[16];
     size_t n = 0;
     std::vector<HttpClientConnection*> more;
-    for (auto& c : conns_) {
-      if (!c->dirty) continue;
+    for (Conn* c : dirty_) {
       c->dirty = false;
-      if (n < std::size(dirty)) {
-        dirty[n++] = c->client;
+      if (n < std::size(clients)) {
+        clients[n++] = c->client;
       } else {
         more.push_back(c->client);
       }
     }
-    for (size_t i = 0; i < n; ++i) dirty[i]->Flush();
+    dirty_.clear();
+    for (size_t i = 0; i < n; ++i) clients[i]->Flush();
     for (HttpClientConnection* c : more) c->Flush();
   }
 
@@ -240,7 +240,10 @@ class HttpPeer final : public HttpClientDelegate {
     conn->fifo.push_back(Slot{waiter, cookie, deadline_ms, bytes, req.op, ping});
     conn->bytes += bytes;
     ++in_flight_;
-    conn->dirty = true;  // leaves with the next Flush
+    if (!conn->dirty) {  // leaves with the next Flush
+      conn->dirty = true;
+      dirty_.push_back(conn);
+    }
     if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&sweep_))) {
       uv_timer_start(&sweep_, &HttpPeer::OnSweep, opts_.sweep_interval_ms, opts_.sweep_interval_ms);
     }
@@ -497,6 +500,7 @@ class HttpPeer final : public HttpClientDelegate {
     if (it == conns_.end()) return;
     std::unique_ptr<Conn> owned = std::move(*it);
     conns_.erase(it);
+    if (owned->dirty) dirty_.erase(std::find(dirty_.begin(), dirty_.end(), owned.get()));
     owned->client->user_data = nullptr;
     owned->client->Close();
     in_flight_ -= owned->fifo.size();
@@ -544,6 +548,7 @@ class HttpPeer final : public HttpClientDelegate {
   std::string target_;  // scratch: the target of the request being authenticated
   uv_timer_t sweep_;
   std::vector<std::unique_ptr<Conn>> conns_;
+  std::vector<Conn*> dirty_;  // the connections of conns_ with output for the next Flush
   size_t in_flight_ = 0;
   bool closed_ = false;
   bool connect_failed_ = false;  // the last connect failed, none succeeded since

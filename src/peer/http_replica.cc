@@ -35,7 +35,7 @@ bool HttpReplicaServer::Authenticated(const Request& req, const Responder& r) co
 }
 
 void HttpReplicaServer::Handle(const Request& req, cluster::PeerOp op, const std::string& key,
-                               std::string_view query, Responder r) {
+                               int has_expires, std::string_view expires, Responder r) {
   if (!Authenticated(req, r)) return r.Respond(401, "peer request not authenticated\n");
   uint64_t version = 0;
   const std::optional<std::string_view> v = req.KvHeader("version");
@@ -45,8 +45,6 @@ void HttpReplicaServer::Handle(const Request& req, cluster::PeerOp op, const std
   }
   // A PUT of a value that expires: expires=<Unix ms> in the target (covered by the MAC).
   uint64_t expires_ms = 0;
-  std::string expires;
-  const int has_expires = QueryParam(query, "expires", &expires);
   if (has_expires != 0) {
     if (has_expires < 0 || op != cluster::PeerOp::kPut || !ParseU64(expires, &expires_ms) ||
         expires_ms == 0) {

@@ -29,9 +29,10 @@ class HttpReplicaServer {
   // Executes `op` on `key` (already validated by the route) and answers `r`. With a cluster
   // secret the request must carry a valid X-KV-Auth (proto_spec section 11.3), else 401 and
   // nothing runs; refusals are counted and logged (rate-limited, auth_failures.h).
-  // query: the target's query string, as the route split it.
-  void Handle(const Request& req, cluster::PeerOp op, const std::string& key,
-              std::string_view query, Responder r);
+  // has_expires and expires: the target's expires parameter as the route found it (QueryParam's
+  // result and decoded value).
+  void Handle(const Request& req, cluster::PeerOp op, const std::string& key, int has_expires,
+              std::string_view expires, Responder r);
   // A range page request (GET /v0/entities with start, end, max_keys, max_bytes already
   // parsed into `range` by the route): authenticated as above, answered 200 with the page
   // (common/range_page.h) as the body.

@@ -58,6 +58,37 @@ TEST_CASE("QueryParam finds, decodes and reports malformed values") {
   CHECK(v == "first");
 }
 
+TEST_CASE("QueryParams finds several names in one pass, as QueryParam finds each") {
+  const std::string_view names[] = {"id", "ack", "from", "ttl"};
+  const char* queries[] = {"id=k%31&ack=2&from=3",
+                           "from=1&id=a&id=b&ttl=5&ack",
+                           "ack=%zz&id=x",
+                           "",
+                           "idx=1&ttl=%35&from=2&ack=1&id=k",
+                           "&&=&id=&ttl"};
+  for (const char* q : queries) {
+    CAPTURE(q);
+    std::string out[4];
+    int found[4];
+    QueryParams(q, names, 4, out, found);
+    for (size_t i = 0; i < 4; ++i) {
+      CAPTURE(names[i]);
+      std::string one;
+      const int f = QueryParam(q, names[i], &one);
+      CHECK(found[i] == f);
+      if (f == 1) CHECK(out[i] == one);
+    }
+  }
+  std::string out[2];
+  int found[2];
+  const std::string_view two[] = {"id", "ttl"};
+  QueryParams("ttl=%37&id=first&id=second", two, 2, out, found);
+  CHECK(found[0] == 1);
+  CHECK(out[0] == "first");
+  CHECK(found[1] == 1);
+  CHECK(out[1] == "7");
+}
+
 TEST_CASE("ParseU64 accepts plain decimals only") {
   uint64_t v = 0;
   CHECK(ParseU64("0", &v));
