@@ -8,6 +8,8 @@
 # Targets (issue 20): cluster >= 300 MB/s and >= 0.5 x local.
 #   make bench-cluster-range        KEYS=200000 ROUNDS=1 bash loadtest/bench_cluster_range.sh
 # SLOW_SECONDS=N adds a client reading the cluster range at 1 MB/s for N seconds (RSS sampled).
+# NODE_BIN=path measures that binary instead of this tree's ./node (an A/B against an earlier
+# build in one sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS=${KEYS:-1000000}
@@ -15,11 +17,12 @@ VALUE=${VALUE:-100}
 ROUNDS=${ROUNDS:-3}
 MODE=${MODE:-binary}
 THREADS=${THREADS:-2}
-make -j2 --no-print-directory node >/dev/null
+NODE_BIN=${NODE_BIN:-node}
+if [ "$NODE_BIN" = node ]; then make -j2 --no-print-directory node >/dev/null; fi
 source loadtest/lib.sh
 work=$(mktemp -d /tmp/kvcrange.XXXXXX)
 trap 'set +e; kv_cleanup; rm -rf "$work"' EXIT
-cp node "$work/node"
+cp "$NODE_BIN" "$work/node"
 kv_machine
 echo "cluster range: 3 nodes ($MODE peers, $THREADS threads each), filling $KEYS keys x $VALUE B with from=2 ..."
 start_nodes "$work/node" 3 --peer-protocol "$MODE" --threads "$THREADS"

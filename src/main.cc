@@ -1,4 +1,5 @@
 // ./node: flags -> config -> storage + cluster state -> server; then wait for SIGTERM/SIGINT.
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -36,6 +37,13 @@ int main(int argc, char** argv) {
       break;
   }
   kv::set_log_level(static_cast<kv::LogLevel>(cfg.log_level));
+  // Buffers of up to a few MiB (range pages: 1 MiB by default, 8 MiB at most; answers) come and
+  // go many times a second in a range stream. With glibc's defaults each one was mapped fresh or
+  // the freed space trimmed from the thread's arena (madvise) and faulted in again by the next:
+  // ~10% of a cluster range coordinator's CPU. Kept in the arenas instead, up to 16 MiB free at
+  // an arena's top before it is given back.
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  mallopt(M_TRIM_THRESHOLD, 16 << 20);
   if (!kv::proto::auth::Init()) {
     fprintf(stderr, "node: cannot initialise libsodium\n");
     return 1;

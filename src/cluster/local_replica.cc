@@ -66,20 +66,25 @@ PeerResponse LocalReplica::ReadPage(storage::Engine* engine, const PeerRequest& 
   if (req.has_end) end = req.end;
   auto it = engine->Scan(req.key, end);
   std::string& page = resp.value;
-  page.reserve(std::min<size_t>(max_bytes, 64u << 10) + range_page::kHeaderBytes);
+  // The page never grows past max_bytes (but for a single larger first entry): reserved at
+  // once, it is filled without the copies of growing by doubling; the bytes not used are never
+  // touched.
+  page.reserve(max_bytes + range_page::kHeaderBytes);
   const size_t begin = range_page::Begin(&page);
   size_t last = begin;
   uint32_t n = 0;
   // Stops before an entry that would take the page past max_bytes, except the first: every
   // page moves the range on.
+  storage::Iterator::Entry e;
   for (; it->Valid() && n < max_keys; it->Next(), ++n) {
-    const bool tombstone = it->tombstone() || storage::Expired(it->expires_ms(), now_ms);
-    const std::string_view value = tombstone ? std::string_view() : it->value();
-    if (n > 0 && page.size() + range_page::EntryBytes(it->key().size(), value.size()) >
+    it->Get(&e);
+    const bool tombstone = e.tombstone || storage::Expired(e.expires_ms, now_ms);
+    const std::string_view value = tombstone ? std::string_view() : e.value;
+    if (n > 0 && page.size() + range_page::EntryBytes(e.key.size(), value.size()) >
                      max_bytes + range_page::kHeaderBytes) {
       break;
     }
-    last = range_page::Append(&page, range_page::Entry{it->key(), value, it->version(), tombstone});
+    last = range_page::Append(&page, range_page::Entry{e.key, value, e.version, tombstone});
   }
   if (!it->status().ok()) return ErrorOf(it->status());
   range_page::Finish(&page, begin, last, it->Valid());
@@ -100,15 +105,17 @@ class EngineSource final : public RangeMerge::Source {
       if (!it_->status().ok()) *error = it_->status().message();
       return false;
     }
-    e->key = it_->key();
-    e->tombstone = it_->tombstone() || storage::Expired(it_->expires_ms(), now_ms_);
-    e->value = e->tombstone ? std::string_view() : it_->value();
-    e->version = it_->version();
+    it_->Get(&got_);
+    e->key = got_.key;
+    e->tombstone = got_.tombstone || storage::Expired(got_.expires_ms, now_ms_);
+    e->value = e->tombstone ? std::string_view() : got_.value;
+    e->version = got_.version;
     return true;
   }
 
  private:
   std::unique_ptr<storage::Iterator> it_;
+  storage::Iterator::Entry got_;
   const uint64_t now_ms_;
   bool started_ = false;
 };

@@ -139,13 +139,6 @@ void RangeMerge::Advance(size_t i) {
   Exhausted(i);
 }
 
-bool RangeMerge::Ready() {
-  for (const Node& n : nodes_) {
-    if (!n.done && !n.has_head) return false;
-  }
-  return true;
-}
-
 RangeMerge::State RangeMerge::Produce(std::string* out, size_t budget) {
   if (state_ == State::kFailed || state_ == State::kDone) return state_;
   const size_t begin = out->size();
@@ -154,18 +147,28 @@ RangeMerge::State RangeMerge::Produce(std::string* out, size_t budget) {
     if (visits >= kMaxVisits) return state_ = State::kRunning;
     if (failures_ >= from_) return state_ = State::kFailed;
     if (limit_ != 0 && records_ >= limit_) return state_ = State::kDone;
-    if (!Ready()) return state_ = State::kWaiting;
-    // The smallest key offered, and the newest version of it among the nodes that offer it.
+    // The smallest key offered, and the newest version of it among the nodes that offer it
+    // (one three-way comparison per node and record); waits while a node still in the merge
+    // has no entry at hand.
     size_t win = SIZE_MAX;
     size_t matches = 0;
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const Node& n = nodes_[i];
-      if (!n.has_head) continue;
-      if (win == SIZE_MAX || n.head.key < nodes_[win].head.key) {
+      if (!n.has_head) {
+        if (!n.done) return state_ = State::kWaiting;
+        continue;
+      }
+      if (win == SIZE_MAX) {
+        win = i;
+        match[matches++] = i;
+        continue;
+      }
+      const int cmp = n.head.key.compare(nodes_[win].head.key);
+      if (cmp < 0) {
         win = i;
         matches = 0;
         match[matches++] = i;
-      } else if (n.head.key == nodes_[win].head.key) {
+      } else if (cmp == 0) {
         match[matches++] = i;
         if (n.head.version > nodes_[win].head.version) win = i;
       }

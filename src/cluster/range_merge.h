@@ -118,8 +118,6 @@ class RangeMerge {
   // Node i has nothing left to merge: done unless a page is on its way or to be asked for.
   void Exhausted(size_t i);
   void Fail(size_t i, std::string_view reason);
-  // Whether every node not done has a head: a record can be decided.
-  bool Ready();
 
   std::vector<Node> nodes_;
   std::vector<size_t> match_;  // Produce: the nodes that offer the current key

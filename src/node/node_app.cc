@@ -53,10 +53,11 @@ class RangeStream final : public BodyStream {
     int visited = 0;
     while (left_ > 0 && it_->Valid() && out->size() - start < budget && visited < 4096) {
       ++visited;
-      if (!it_->tombstone() && !storage::Expired(it_->expires_ms(), now_ms_)) {
-        out->append(it_->key());
+      it_->Get(&e_);
+      if (!e_.tombstone && !storage::Expired(e_.expires_ms, now_ms_)) {
+        out->append(e_.key);
         out->push_back('\n');
-        out->append(it_->value());
+        out->append(e_.value);
         --left_;
       }
       it_->Next();
@@ -72,6 +73,7 @@ class RangeStream final : public BodyStream {
 
  private:
   std::unique_ptr<storage::Iterator> it_;
+  storage::Iterator::Entry e_;
   const uint64_t now_ms_;
   uint64_t left_;
 };

@@ -102,6 +102,20 @@ class ScanIterator : public Iterator {
     return it_->type() == EntryType::kExpiring ? GetFixed64(it_->value().data()) : 0;
   }
   Status status() const override { return it_->status(); }
+  void Get(Entry* e) const override {
+    const EntryType type = it_->type();
+    const std::string_view v = it_->value();
+    e->key = it_->key();
+    e->version = it_->version();
+    e->tombstone = type == EntryType::kTombstone;
+    if (type == EntryType::kExpiring) {
+      e->expires_ms = GetFixed64(v.data());
+      e->value = v.substr(kExpiryBytes);
+    } else {
+      e->expires_ms = 0;
+      e->value = v;
+    }
+  }
 
  private:
   std::shared_ptr<const State> st_;  // keeps memtables and segment files alive

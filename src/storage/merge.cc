@@ -45,40 +45,58 @@ std::unique_ptr<EntryIter> NewSegmentIter(std::shared_ptr<const Segment> seg) {
   return std::make_unique<SegIter>(std::move(seg));
 }
 
+MergingIter::MergingIter(std::vector<std::unique_ptr<EntryIter>> children) {
+  children_.resize(children.size());
+  for (size_t i = 0; i < children.size(); ++i) children_[i].it = std::move(children[i]);
+}
+
+void MergingIter::Load(Child* c) {
+  c->valid = c->it->Valid();
+  if (c->valid) {
+    c->key = c->it->key();
+    c->version = c->it->version();
+    return;
+  }
+  c->key = std::string_view();
+  if (status_.ok()) {
+    Status s = c->it->status();
+    if (!s.ok()) status_ = s;
+  }
+}
+
 void MergingIter::FindCurrent() {
   cur_ = nullptr;
-  for (auto& c : children_) {
-    if (!c->Valid()) {
-      Status s = c->status();
-      if (!s.ok()) {
-        status_ = s;
-        cur_ = nullptr;
-        return;
-      }
-      continue;
-    }
+  if (!status_.ok()) return;
+  for (const Child& c : children_) {
+    if (!c.valid) continue;
     if (cur_ == nullptr) {
-      cur_ = c.get();
+      cur_ = &c;
       continue;
     }
-    int cmp = c->key().compare(cur_->key());
-    if (cmp < 0 || (cmp == 0 && c->version() > cur_->version())) cur_ = c.get();
+    const int cmp = c.key.compare(cur_->key);
+    if (cmp < 0 || (cmp == 0 && c.version > cur_->version)) cur_ = &c;
   }
 }
 
 void MergingIter::Seek(std::string_view key) {
-  for (auto& c : children_) c->Seek(key);
+  status_ = Status::Ok();
+  for (Child& c : children_) {
+    c.it->Seek(key);
+    Load(&c);
+  }
   FindCurrent();
 }
 
 void MergingIter::Next() {
   if (!status_.ok() || cur_ == nullptr) return;
-  // Copy the key: advancing the current child invalidates its view.
   // Keys point into memory that lives as long as the source (segment mmap, memtable arena),
   // so the view stays valid while the children advance.
-  std::string_view key = cur_->key();
-  for (auto& c : children_) {
-    if (c->Valid() && c->key() == key) c->Next();
+  const std::string_view key = cur_->key;
+  for (Child& c : children_) {
+    if (c.valid && c.key == key) {
+      c.it->Next();
+      Load(&c);
+    }
   }
   FindCurrent();
 }

@@ -173,3 +173,44 @@ TEST_CASE("expiry: one batch of many short expiring and permanent values") {
     REQUIRE(Engine::Open(SmallOptions(tmp.store(), false), &db).ok());
   }
 }
+
+TEST_CASE("Iterator::Get gives every field of the entry, as the accessors do") {
+  TempDir tmp;
+  const uint64_t exp = 1'900'000'000'000;
+  std::unique_ptr<Engine> db;
+  REQUIRE(Engine::Open(SmallOptions(tmp.store(), false), &db).ok());
+  REQUIRE(PutExpiring(db.get(), "a", "va", 10, exp).ok());
+  REQUIRE(db->Put("b", "vb", 11).ok());
+  REQUIRE(db->Remove("c", 12).ok());
+  REQUIRE(db->Put("d", "old", 13).ok());
+  auto check_all = [&] {
+    struct Want {
+      const char* key;
+      const char* value;
+      uint64_t version, expires_ms;
+      bool tombstone;
+    };
+    const Want want[] = {{"a", "va", 10, exp, false},
+                         {"b", "vb", 11, 0, false},
+                         {"c", "", 12, 0, true},
+                         {"d", "old", 13, 0, false}};
+    auto it = db->Scan("", std::nullopt);
+    for (const Want& w : want) {
+      REQUIRE(it->Valid());
+      Iterator::Entry e;
+      it->Get(&e);
+      CHECK(e.key == w.key);
+      CHECK(e.value == w.value);
+      CHECK(e.version == w.version);
+      CHECK(e.expires_ms == w.expires_ms);
+      CHECK(e.tombstone == w.tombstone);
+      CHECK(e.value == it->value());
+      CHECK(e.expires_ms == it->expires_ms());
+      it->Next();
+    }
+    CHECK_FALSE(it->Valid());
+  };
+  check_all();  // memtable
+  REQUIRE(db->Flush().ok());
+  check_all();  // segment
+}
