@@ -12,7 +12,7 @@
 //   which the loop calls once per iteration before it polls, writes every queued write with one
 //   Engine::Write (one log write(2)) and answers them in order. A value over kMaxBatchedValue is
 //   written at once instead (it would only delay the others).
-// - With a GroupCommitter (--fsync always in a cluster), Commit() does not wait for the disk: the
+// - With a GroupCommitter (--fsync always), Commit() does not wait for the disk: the
 //   committer thread runs the fdatasync that covers the batch (one for every loop's batches
 //   meanwhile) and wakes the loop, whose DeliverSynced() answers the batch. The loop never waits
 //   on the disk. Without one, an engine opened with kAlways syncs inside Commit().
@@ -104,10 +104,12 @@ class LocalReplica final : public Replica {
     std::vector<Item> items;
     std::vector<storage::Engine::WriteOp> ops;
     storage::Status status;  // of the write, then of the sync
+    uint64_t synced_ns = 0;  // steady clock: when its fdatasync returned
   };
   void Answer(Batch* b);
-  // From the committer's thread: b is durable (or failed with status).
-  void Synced(std::unique_ptr<Batch> b);
+  // From the committer's thread: every batch of `done` is durable (or failed with its status);
+  // one lock and one wake-up for all of them.
+  void Synced(std::vector<std::unique_ptr<Batch>>* done);
 
   storage::Engine* engine_;
   Hlc* hlc_;
@@ -129,13 +131,23 @@ class LocalReplica final : public Replica {
 
 // The one thread that runs fdatasync for --fsync always: loops hand it written batches, it syncs
 // the log up to the end of every batch it holds with one fdatasync (group commit) and gives each
-// batch back to its LocalReplica, waking that loop. Stop() (or the destructor) finishes the
-// batches handed so far. Thread-safe.
+// batch back to its LocalReplica, waking that loop once per sync. Stop() (or the destructor)
+// finishes the batches handed so far. Thread-safe.
 class GroupCommitter {
  public:
   explicit GroupCommitter(storage::Engine* engine);
   ~GroupCommitter();
   void Stop();
+
+  // What the group commit did so far (for /metrics; any thread, each figure read on its own).
+  struct Counters {
+    uint64_t syncs = 0;     // fdatasync rounds (one covers every batch handed over before it)
+    uint64_t writes = 0;    // writes those rounds made durable: writes / syncs is the batch size
+    uint64_t sync_ns = 0;   // time spent in the rounds' fdatasync
+    uint64_t queue_ns = 0;  // per write: from its hand-over to the start of its round's sync
+    uint64_t wake_ns = 0;   // per write: from its sync's end to its answer on the loop
+  };
+  Counters counters() const;
 
  private:
   friend class LocalReplica;
@@ -143,6 +155,7 @@ class GroupCommitter {
     LocalReplica* replica;
     std::unique_ptr<LocalReplica::Batch> batch;
     storage::SyncToken token;
+    uint64_t handed_ns = 0;  // steady clock
   };
   void Submit(Job job);
   void Run();
@@ -150,8 +163,9 @@ class GroupCommitter {
   storage::Engine* engine_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> jobs_;
+  std::vector<Job> jobs_;
   bool stop_ = false;
+  std::atomic<uint64_t> syncs_{0}, writes_{0}, sync_ns_{0}, queue_ns_{0}, wake_ns_{0};
   std::thread thread_;
 };
 

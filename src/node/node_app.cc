@@ -812,7 +812,42 @@ class NodeApp final : public Service, public RequestHandler {
     metric("kv_storage_flush_waits_total", "counter", st.flush_waits);
     metric("kv_storage_freezes_without_spare_total", "counter", st.freezes_without_spare);
     metric("kv_storage_compactions_total", "counter", st.compactions);
+    FsyncMetrics(&t);
     return t;
+  }
+
+  // The group commit of --fsync always (zeros otherwise): writes_total / syncs_total is the
+  // number of writes one fdatasync made durable; the seconds, divided by syncs or writes, say
+  // where a write's wait for the disk went.
+  void FsyncMetrics(std::string* t) const {
+    cluster::GroupCommitter::Counters c;
+    if (cluster_->committer != nullptr) c = cluster_->committer->counters();
+    auto counter = [t](const char* name, const char* help, const std::string& value) {
+      *t += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
+            " " + value + "\n";
+    };
+    auto seconds = [](uint64_t ns) {
+      char b[32];
+      snprintf(b, sizeof b, "%.6f", static_cast<double>(ns) / 1e9);
+      return std::string(b);
+    };
+    counter("kv_fsync_syncs_total",
+            "Group commits of --fsync always: each one fdatasync covering every write handed "
+            "over before it started.",
+            U64(c.syncs));
+    counter("kv_fsync_writes_total",
+            "Writes the group commits made durable (divided by kv_fsync_syncs_total: writes per "
+            "sync).",
+            U64(c.writes));
+    counter("kv_fsync_sync_seconds_total", "Time spent in the group commits' fdatasync.",
+            seconds(c.sync_ns));
+    counter("kv_fsync_queue_seconds_total",
+            "Summed over writes: from being handed to the group commit to the start of the "
+            "fdatasync that covered them.",
+            seconds(c.queue_ns));
+    counter("kv_fsync_wake_seconds_total",
+            "Summed over writes: from the end of their fdatasync to their answer on the loop.",
+            seconds(c.wake_ns));
   }
 
   // Hinted handoff's counters (zeros when it is off), and the bytes of hints kept per peer.

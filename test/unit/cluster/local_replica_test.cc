@@ -4,10 +4,16 @@
 #include "cluster/local_replica.h"
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -15,6 +21,7 @@
 #include "cluster/clock_skew.h"
 #include "common/range_page.h"
 #include "common/version.h"
+#include "storage/file_io.h"
 
 namespace kv::cluster {
 namespace {
@@ -163,6 +170,126 @@ TEST_CASE("GroupCommitter: many batches from two loops, each answered exactly on
   r2.Drain();
   CHECK(a1.got.size() == 200);
   CHECK(a2.got.size() == 200);
+  committer.Stop();
+}
+
+// Holds every fdatasync the engine makes (storage::g_sync_hook) until released, and records what
+// each covered: the file's size when the sync was called, published as durable when it returns.
+struct SyncGate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = true;
+  int fail_errno = 0;    // returned by the syncs released after it is set (0: the real one)
+  int entered = 0;       // syncs called
+  uint64_t durable = 0;  // bytes covered by the syncs that returned
+  static SyncGate* current;
+  static int Sync(int fd) {
+    SyncGate* g = current;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return -1;
+    std::unique_lock<std::mutex> l(g->mu);
+    ++g->entered;
+    g->cv.notify_all();
+    g->cv.wait(l, [g] { return !g->held; });
+    if (g->fail_errno != 0) {
+      errno = g->fail_errno;
+      return -1;
+    }
+    const int rc = ::fdatasync(fd);
+    g->durable = std::max(g->durable, static_cast<uint64_t>(st.st_size));
+    return rc;
+  }
+  SyncGate() {
+    current = this;
+    storage::g_sync_hook.store(&SyncGate::Sync);
+  }
+  ~SyncGate() {
+    Release();
+    storage::g_sync_hook.store(nullptr);
+  }
+  void WaitEntered(int n) {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return entered >= n; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(mu);
+    held = false;
+    cv.notify_all();
+  }
+  uint64_t Durable() {
+    std::lock_guard<std::mutex> l(mu);
+    return durable;
+  }
+};
+SyncGate* SyncGate::current = nullptr;
+
+// Records, with each answer, how many log bytes were durable when it was given.
+struct DurableAnswers final : PeerWaiter {
+  SyncGate* gate;
+  std::map<uint64_t, std::pair<PeerResponse, uint64_t>> got;
+  explicit DurableAnswers(SyncGate* g) : gate(g) {}
+  void OnPeerResponse(uint64_t cookie, PeerResponse&& r) override {
+    CHECK(got.count(cookie) == 0);
+    got[cookie] = {std::move(r), gate->Durable()};
+  }
+};
+
+TEST_CASE(
+    "GroupCommitter: a write is answered only after an fdatasync that covers it returned; writes "
+    "appended while a sync runs wait for the next one, which starts when it ends") {
+  Store s(storage::FsyncPolicy::kAlways);  // a fresh log: its size is the bytes written so far
+  Hlc hlc(0);
+  GroupCommitter committer(s.engine.get());
+  LocalReplica r(s.engine.get(), &hlc, &committer, [] {});
+  SyncGate gate;
+  DurableAnswers a(&gate);
+  for (uint64_t i = 0; i < 10; ++i) r.Execute(Put("a" + std::to_string(i), "v", 100 + i), &a, i);
+  CHECK(r.Commit());
+  const uint64_t first_end = s.LogWrites();
+  gate.WaitEntered(1);  // the committer's sync of the first batch is under way (and held)
+  // The loop goes on appending while the disk works: Commit does not wait for the sync.
+  for (uint64_t i = 10; i < 25; ++i) {
+    r.Execute(Put("b" + std::to_string(i), "v", 100 + i), &a, i);
+  }
+  CHECK(r.Commit());
+  const uint64_t second_end = s.LogWrites();
+  CHECK(second_end > first_end);
+  r.DeliverSynced();
+  CHECK(a.got.empty());  // nothing is answered while its sync has not returned
+  CHECK(r.pending() == 25);
+  gate.Release();
+  r.Drain();
+  REQUIRE(a.got.size() == 25);
+  for (auto& [cookie, answer] : a.got) {
+    CHECK(answer.first.kind == PeerResponse::kStored);
+    CHECK(answer.second >= (cookie < 10 ? first_end : second_end));
+  }
+  committer.Stop();
+  // The first sync could not cover the second batch (appended after it began): a second one did.
+  CHECK(gate.entered == 2);
+  const GroupCommitter::Counters c = committer.counters();
+  CHECK(c.syncs == 2);
+  CHECK(c.writes == 25);
+  CHECK(c.sync_ns > 0);
+}
+
+TEST_CASE("GroupCommitter: a failed fdatasync answers every write it covered with an error") {
+  Store s(storage::FsyncPolicy::kAlways);
+  Hlc hlc(0);
+  GroupCommitter committer(s.engine.get());
+  LocalReplica r(s.engine.get(), &hlc, &committer, [] {});
+  SyncGate gate;
+  gate.fail_errno = EIO;
+  Answers a;
+  for (uint64_t i = 0; i < 5; ++i) r.Execute(Put("e" + std::to_string(i), "v", 100 + i), &a, i);
+  CHECK(r.Commit());
+  gate.Release();
+  r.Drain();
+  REQUIRE(a.got.size() == 5);
+  for (auto& [cookie, resp] : a.got) {
+    CHECK(resp.kind == PeerResponse::kError);
+    CHECK(resp.error.find("fdatasync") != std::string::npos);
+  }
   committer.Stop();
 }
 
