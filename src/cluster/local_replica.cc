@@ -261,6 +261,7 @@ void LocalReplica::Synced(std::vector<std::unique_ptr<Batch>>* done) {
   std::lock_guard<std::mutex> l(synced_mu_);
   for (auto& b : *done) synced_.push_back(std::move(b));
   done->clear();
+  has_synced_.store(true, std::memory_order_release);
   synced_cv_.notify_all();
   if (wake_) wake_();
 }
@@ -276,6 +277,9 @@ void LocalReplica::Drain() {
 }
 
 void LocalReplica::DeliverSynced() {
+  // Called at every iteration's end too: without a finished sync it costs one atomic load.
+  if (!has_synced_.load(std::memory_order_acquire)) return;
+  has_synced_.store(false, std::memory_order_relaxed);
   std::vector<std::unique_ptr<Batch>> done;
   {
     std::lock_guard<std::mutex> l(synced_mu_);

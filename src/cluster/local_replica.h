@@ -68,7 +68,9 @@ class LocalReplica final : public Replica {
   // Writes what is queued and answers it (or hands it to the committer). Answers may queue more
   // writes: returns true if it committed anything, so the caller repeats until false.
   bool Commit();
-  // Answers the batches the committer made durable since the last call. Loop thread.
+  // Answers the batches the committer made durable since the last call. Loop thread: from the
+  // wake-up, and before every poll (a sync that ended while the loop was busy is answered at
+  // the iteration's end, not after the next poll's reads).
   void DeliverSynced();
   // Waits until the committer has handed back every batch and answers them (shutdown: the
   // committer must not hand a batch to a destroyed replica).
@@ -124,7 +126,8 @@ class LocalReplica final : public Replica {
   std::vector<storage::Engine::WriteOp> ops_;
   size_t waiting_sync_ = 0;  // writes handed to the committer and not delivered yet
   bool committing_ = false;
-  std::mutex synced_mu_;  // guards synced_ (committer thread -> loop thread)
+  std::mutex synced_mu_;                 // guards synced_ (committer thread -> loop thread)
+  std::atomic<bool> has_synced_{false};  // set with synced_: something to deliver
   std::condition_variable synced_cv_;
   std::vector<std::unique_ptr<Batch>> synced_;
 };

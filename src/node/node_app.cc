@@ -174,6 +174,9 @@ class NodeApp final : public Service, public RequestHandler {
   }
 
   void BeforePoll() override {
+    // Writes whose fdatasync ended while this iteration ran (--fsync always): answered now, so
+    // their answers leave with this iteration's flush.
+    local_->DeliverSynced();
     // The coordinator's timer fired in this iteration's timer phase (see LoopEnv::ArmTimer).
     if (env_.fired) {
       env_.fired = false;
