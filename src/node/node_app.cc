@@ -91,7 +91,7 @@ class NodeApp final : public Service, public RequestHandler {
     http_.limits.body_timeout_ms = cfg.body_timeout_ms;
     http_.limits.max_header_bytes = cfg.max_header_bytes;
     http_.limits.send_timeout_ms = cfg.send_timeout_ms;
-    // Woken by the group committer's thread once a batch is durable (--fsync always).
+    // Woken by a group committer thread once a batch is durable (--fsync always).
     uv_async_init(worker.loop(), &synced_, [](uv_async_t* a) {
       auto* self = static_cast<NodeApp*>(a->data);
       self->local_->DeliverSynced();  // answers leave in this iteration's before-poll step
@@ -842,7 +842,8 @@ class NodeApp final : public Service, public RequestHandler {
             "Writes the group commits made durable (divided by kv_fsync_syncs_total: writes per "
             "sync).",
             U64(c.writes));
-    counter("kv_fsync_sync_seconds_total", "Time spent in the group commits' fdatasync.",
+    counter("kv_fsync_sync_seconds_total",
+            "Time spent in the group commits' fdatasync, summed over those under way at once.",
             seconds(c.sync_ns));
     counter("kv_fsync_queue_seconds_total",
             "Summed over writes: from being handed to the group commit to the start of the "

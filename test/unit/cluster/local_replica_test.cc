@@ -10,10 +10,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -173,14 +176,18 @@ TEST_CASE("GroupCommitter: many batches from two loops, each answered exactly on
   committer.Stop();
 }
 
-// Holds every fdatasync the engine makes (storage::g_sync_hook) until released, and records what
-// each covered: the file's size when the sync was called, published as durable when it returns.
+// Holds every fdatasync the engine makes (storage::g_sync_hook) until released (each by the
+// order it was called in, or all), and records what each covered: the file's size when the sync
+// was called, published as durable when it returns.
 struct SyncGate {
   std::mutex mu;
   std::condition_variable cv;
-  bool held = true;
-  int fail_errno = 0;    // returned by the syncs released after it is set (0: the real one)
+  bool all_open = false;
+  std::set<int> open;    // syncs released one by one (1: the first called)
+  int fail_errno = 0;    // returned by the syncs instead of the real one (0: the real one)
+  int fail_only = 0;     // n: only the n-th sync called fails (0: every one)
   int entered = 0;       // syncs called
+  int returned = 0;      // syncs that returned
   uint64_t durable = 0;  // bytes covered by the syncs that returned
   static SyncGate* current;
   static int Sync(int fd) {
@@ -188,10 +195,12 @@ struct SyncGate {
     struct stat st {};
     if (::fstat(fd, &st) != 0) return -1;
     std::unique_lock<std::mutex> l(g->mu);
-    ++g->entered;
+    const int me = ++g->entered;
     g->cv.notify_all();
-    g->cv.wait(l, [g] { return !g->held; });
-    if (g->fail_errno != 0) {
+    g->cv.wait(l, [g, me] { return g->all_open || g->open.count(me) != 0; });
+    ++g->returned;
+    g->cv.notify_all();
+    if (g->fail_errno != 0 && (g->fail_only == 0 || g->fail_only == me)) {
       errno = g->fail_errno;
       return -1;
     }
@@ -207,13 +216,15 @@ struct SyncGate {
     Release();
     storage::g_sync_hook.store(nullptr);
   }
-  void WaitEntered(int n) {
+  // Bounded only so that a broken committer fails the test instead of hanging it.
+  bool WaitFor(const std::function<bool()>& cond) {
     std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return entered >= n; });
+    return cv.wait_for(l, std::chrono::seconds(30), cond);
   }
-  void Release() {
+  void Release(int sync = 0) {  // 0: all
     std::lock_guard<std::mutex> l(mu);
-    held = false;
+    if (sync == 0) all_open = true;
+    open.insert(sync);
     cv.notify_all();
   }
   uint64_t Durable() {
@@ -236,7 +247,7 @@ struct DurableAnswers final : PeerWaiter {
 
 TEST_CASE(
     "GroupCommitter: a write is answered only after an fdatasync that covers it returned; writes "
-    "appended while a sync runs wait for the next one, which starts when it ends") {
+    "appended while a sync runs start their own at once; answers keep the order of hand-over") {
   Store s(storage::FsyncPolicy::kAlways);  // a fresh log: its size is the bytes written so far
   Hlc hlc(0);
   GroupCommitter committer(s.engine.get());
@@ -246,7 +257,7 @@ TEST_CASE(
   for (uint64_t i = 0; i < 10; ++i) r.Execute(Put("a" + std::to_string(i), "v", 100 + i), &a, i);
   CHECK(r.Commit());
   const uint64_t first_end = s.LogWrites();
-  gate.WaitEntered(1);  // the committer's sync of the first batch is under way (and held)
+  REQUIRE(gate.WaitFor([&] { return gate.entered == 1; }));  // the first batch's sync is held
   // The loop goes on appending while the disk works: Commit does not wait for the sync.
   for (uint64_t i = 10; i < 25; ++i) {
     r.Execute(Put("b" + std::to_string(i), "v", 100 + i), &a, i);
@@ -254,10 +265,17 @@ TEST_CASE(
   CHECK(r.Commit());
   const uint64_t second_end = s.LogWrites();
   CHECK(second_end > first_end);
+  // The second batch is not covered by the sync under way: its own starts while that one runs.
+  REQUIRE(gate.WaitFor([&] { return gate.entered == 2; }));
   r.DeliverSynced();
   CHECK(a.got.empty());  // nothing is answered while its sync has not returned
+  // The second sync returns first: its batch still waits for the first batch's answers.
+  gate.Release(2);
+  REQUIRE(gate.WaitFor([&] { return gate.returned == 1; }));
+  r.DeliverSynced();
+  CHECK(a.got.empty());
   CHECK(r.pending() == 25);
-  gate.Release();
+  gate.Release(1);
   r.Drain();
   REQUIRE(a.got.size() == 25);
   for (auto& [cookie, answer] : a.got) {
@@ -265,7 +283,6 @@ TEST_CASE(
     CHECK(answer.second >= (cookie < 10 ? first_end : second_end));
   }
   committer.Stop();
-  // The first sync could not cover the second batch (appended after it began): a second one did.
   CHECK(gate.entered == 2);
   const GroupCommitter::Counters c = committer.counters();
   CHECK(c.syncs == 2);
@@ -290,6 +307,40 @@ TEST_CASE("GroupCommitter: a failed fdatasync answers every write it covered wit
     CHECK(resp.kind == PeerResponse::kError);
     CHECK(resp.error.find("fdatasync") != std::string::npos);
   }
+  committer.Stop();
+}
+
+TEST_CASE(
+    "GroupCommitter: when a sync fails, a later one under way at the same time acknowledges "
+    "nothing either, even when it returned first (the kernel reports the error to one only)") {
+  Store s(storage::FsyncPolicy::kAlways);
+  Hlc hlc(0);
+  GroupCommitter committer(s.engine.get());
+  LocalReplica r(s.engine.get(), &hlc, &committer, [] {});
+  SyncGate gate;
+  gate.fail_errno = EIO;
+  gate.fail_only = 1;
+  Answers a;
+  for (uint64_t i = 0; i < 5; ++i) r.Execute(Put("f" + std::to_string(i), "v", 100 + i), &a, i);
+  CHECK(r.Commit());
+  REQUIRE(gate.WaitFor([&] { return gate.entered == 1; }));
+  for (uint64_t i = 5; i < 12; ++i) r.Execute(Put("g" + std::to_string(i), "v", 100 + i), &a, i);
+  CHECK(r.Commit());
+  REQUIRE(gate.WaitFor([&] { return gate.entered == 2; }));
+  gate.Release(2);  // the later sync succeeds first
+  REQUIRE(gate.WaitFor([&] { return gate.returned == 1; }));
+  gate.Release(1);  // then the earlier one fails
+  r.Drain();
+  REQUIRE(a.got.size() == 12);
+  for (auto& [cookie, resp] : a.got) CHECK(resp.kind == PeerResponse::kError);
+  // A sync started after the failure acknowledges what it covers again.
+  a.got.clear();
+  r.Execute(Put("h", "v", 200), &a, 100);
+  CHECK(r.Commit());
+  gate.Release();
+  r.Drain();
+  REQUIRE(a.got.count(100) == 1);
+  CHECK(a.got[100].kind == PeerResponse::kStored);
   committer.Stop();
 }
 
