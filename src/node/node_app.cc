@@ -834,24 +834,31 @@ class NodeApp final : public Service, public RequestHandler {
       snprintf(b, sizeof b, "%.6f", static_cast<double>(ns) / 1e9);
       return std::string(b);
     };
-    counter("kv_fsync_syncs_total",
-            "Group commits of --fsync always: each one fdatasync covering every write handed "
-            "over before it started.",
-            U64(c.syncs));
-    counter("kv_fsync_writes_total",
-            "Writes the group commits made durable (divided by kv_fsync_syncs_total: writes per "
-            "sync).",
-            U64(c.writes));
-    counter("kv_fsync_sync_seconds_total",
-            "Time spent in the group commits' fdatasync, summed over those under way at once.",
-            seconds(c.sync_ns));
-    counter("kv_fsync_queue_seconds_total",
-            "Summed over writes: from being handed to the group commit to the start of the "
-            "fdatasync that covered them.",
-            seconds(c.queue_ns));
-    counter("kv_fsync_wake_seconds_total",
-            "Summed over writes: from the end of their fdatasync to their answer on the loop.",
-            seconds(c.wake_ns));
+    const struct {
+      const char* name;
+      const char* help;
+      std::string value;
+    } rows[] = {
+        {"kv_fsync_syncs_total",
+         "Group commits of --fsync always: each one fdatasync covering every write handed over "
+         "before it started.",
+         U64(c.syncs)},
+        {"kv_fsync_writes_total",
+         "Writes the group commits made durable (divided by kv_fsync_syncs_total: writes per "
+         "sync).",
+         U64(c.writes)},
+        {"kv_fsync_sync_seconds_total",
+         "Time spent in the group commits' fdatasync, summed over those under way at once.",
+         seconds(c.sync_ns)},
+        {"kv_fsync_queue_seconds_total",
+         "Summed over writes: from being handed to the group commit to the start of the "
+         "fdatasync that covered them.",
+         seconds(c.queue_ns)},
+        {"kv_fsync_wake_seconds_total",
+         "Summed over writes: from the end of their fdatasync to their answer on the loop.",
+         seconds(c.wake_ns)},
+    };
+    for (const auto& row : rows) counter(row.name, row.help, row.value);
   }
 
   // Hinted handoff's counters (zeros when it is off), and the bytes of hints kept per peer.

@@ -290,13 +290,21 @@ TEST_CASE(
   CHECK(c.sync_ns > 0);
 }
 
-TEST_CASE("GroupCommitter: a failed fdatasync answers every write it covered with an error") {
-  Store s(storage::FsyncPolicy::kAlways);
-  Hlc hlc(0);
-  GroupCommitter committer(s.engine.get());
-  LocalReplica r(s.engine.get(), &hlc, &committer, [] {});
+// A replica with a committer over a store whose fdatasyncs are held and fail with EIO.
+struct FailingSyncs {
+  Store s{storage::FsyncPolicy::kAlways};
+  Hlc hlc{0};
+  GroupCommitter committer{s.engine.get()};
+  LocalReplica r{s.engine.get(), &hlc, &committer, [] {}};
   SyncGate gate;
-  gate.fail_errno = EIO;
+  FailingSyncs() { gate.fail_errno = EIO; }
+};
+
+TEST_CASE("GroupCommitter: a failed fdatasync answers every write it covered with an error") {
+  FailingSyncs f;
+  LocalReplica& r = f.r;
+  SyncGate& gate = f.gate;
+  GroupCommitter& committer = f.committer;
   Answers a;
   for (uint64_t i = 0; i < 5; ++i) r.Execute(Put("e" + std::to_string(i), "v", 100 + i), &a, i);
   CHECK(r.Commit());
@@ -313,12 +321,10 @@ TEST_CASE("GroupCommitter: a failed fdatasync answers every write it covered wit
 TEST_CASE(
     "GroupCommitter: when a sync fails, a later one under way at the same time acknowledges "
     "nothing either, even when it returned first (the kernel reports the error to one only)") {
-  Store s(storage::FsyncPolicy::kAlways);
-  Hlc hlc(0);
-  GroupCommitter committer(s.engine.get());
-  LocalReplica r(s.engine.get(), &hlc, &committer, [] {});
-  SyncGate gate;
-  gate.fail_errno = EIO;
+  FailingSyncs f;
+  LocalReplica& r = f.r;
+  SyncGate& gate = f.gate;
+  GroupCommitter& committer = f.committer;
   gate.fail_only = 1;
   Answers a;
   for (uint64_t i = 0; i < 5; ++i) r.Execute(Put("f" + std::to_string(i), "v", 100 + i), &a, i);
