@@ -15,6 +15,8 @@
 #    when given); then p99 at 50% of each one's saturation, open loop (kvload, coordinated
 #    omission corrected); and this disk's floor for --fsync always: 64 / (fdatasync of a
 #    64-record append) PUT/s, printed against periodic (below the issue's ratio: out of reach).
+#    Each --fsync always run also prints node 1's group commit from /metrics: writes per
+#    fdatasync, its mean duration, and per write the wait for its sync and for its answer after.
 # 3. --read-repair on against off (this tree's node), and OLD when given: GET saturation on a
 #    3-node binary cluster, ack 2 of 3, on replicas that agree (filled with every node up), so
 #    the runs measure what read repair costs GETs that find nothing to repair; alternated PAIRS
@@ -47,6 +49,16 @@ sat() {
   echo "$rps $p99"
 }
 want() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
+# group_commit PORT: the node's group commit of --fsync always from /metrics (writes per sync,
+# mean fdatasync, and per write the wait for its sync to start and for the loop's answer after
+# it); nothing when the node has none (another policy, or an older node without the counters).
+group_commit() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk '
+    $1 == "kv_fsync_syncs_total" { s = $2 } $1 == "kv_fsync_writes_total" { w = $2 }
+    $1 == "kv_fsync_sync_seconds_total" { ss = $2 } $1 == "kv_fsync_queue_seconds_total" { q = $2 }
+    $1 == "kv_fsync_wake_seconds_total" { k = $2 }
+    END { if (s > 0 && w > 0) printf "%.1f writes/sync, sync %.0f us, per write queue %.0f us, wake %.0f us", w / s, ss / s * 1e6, q / w * 1e6, k / w * 1e6 }'
+}
 
 PORTS=()
 if [ -n "$OLD" ] && want compare; then
@@ -128,9 +140,10 @@ PY
         rm -rf "$work/d"  # a fresh store each run: see the note on version layouts above
         start_nodes "$bin" "$n" "${extra[@]}" --fsync "${policy#old-}"
         read -r rps p99 < <(sat put "http://127.0.0.1:${PORTS[0]}" "$ack" "$from")
+        gc=$(group_commit "${PORTS[0]}")
         stop_nodes
         echo "$rps" >>"$work/$policy.$name"
-        echo "  $name ack $ack/$from pair $pair $policy: $rps rps (p99 $p99 ms)"
+        echo "  $name ack $ack/$from pair $pair $policy: $rps rps (p99 $p99 ms)${gc:+; node 1 $gc}"
       done
     done
     p=$(mean <"$work/periodic.$name")

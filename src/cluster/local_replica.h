@@ -12,10 +12,11 @@
 //   which the loop calls once per iteration before it polls, writes every queued write with one
 //   Engine::Write (one log write(2)) and answers them in order. A value over kMaxBatchedValue is
 //   written at once instead (it would only delay the others).
-// - With a GroupCommitter (--fsync always in a cluster), Commit() does not wait for the disk: the
-//   committer thread runs the fdatasync that covers the batch (one for every loop's batches
-//   meanwhile) and wakes the loop, whose DeliverSynced() answers the batch. The loop never waits
-//   on the disk. Without one, an engine opened with kAlways syncs inside Commit().
+// - With a GroupCommitter (--fsync always), Commit() does not wait for the disk: a committer
+//   thread runs the fdatasync that covers the batch (one for every loop's batches meanwhile)
+//   and wakes the loop, whose DeliverSynced() answers the batch. The loop never waits on the
+//   disk. A batch leaves mid-iteration once it has kSyncBatch writes, so its sync starts before
+//   the iteration ends. Without a committer, an engine opened with kAlways syncs inside Commit().
 // - Errors: kError with the engine's message; no_space when the disk is full (HTTP 507).
 #pragma once
 #include <atomic>
@@ -35,6 +36,7 @@
 #include "cluster/peer.h"
 #include "cluster/range_merge.h"
 #include "storage/engine.h"
+#include "storage/log_writer.h"
 
 namespace kv::cluster {
 
@@ -46,7 +48,7 @@ class LocalReplica final : public Replica {
   static constexpr size_t kSyncBatch = 16;  // with a committer: see Execute
 
   // committer: nullptr unless writes must reach the disk before they are answered. wake: called
-  // from the committer's thread when a batch is durable (the loop then calls DeliverSynced).
+  // from a committer thread when a batch is durable (the loop then calls DeliverSynced).
   LocalReplica(storage::Engine* engine, Hlc* hlc, GroupCommitter* committer = nullptr,
                std::function<void()> wake = nullptr);
   ~LocalReplica();
@@ -68,7 +70,9 @@ class LocalReplica final : public Replica {
   // Writes what is queued and answers it (or hands it to the committer). Answers may queue more
   // writes: returns true if it committed anything, so the caller repeats until false.
   bool Commit();
-  // Answers the batches the committer made durable since the last call. Loop thread.
+  // Answers the batches the committer made durable since the last call. Loop thread: from the
+  // wake-up, and before every poll (a sync that ended while the loop was busy is answered at
+  // the iteration's end, not after the next poll's reads).
   void DeliverSynced();
   // Waits until the committer has handed back every batch and answers them (shutdown: the
   // committer must not hand a batch to a destroyed replica).
@@ -104,10 +108,12 @@ class LocalReplica final : public Replica {
     std::vector<Item> items;
     std::vector<storage::Engine::WriteOp> ops;
     storage::Status status;  // of the write, then of the sync
+    uint64_t synced_ns = 0;  // steady clock: when its fdatasync returned
   };
   void Answer(Batch* b);
-  // From the committer's thread: b is durable (or failed with status).
-  void Synced(std::unique_ptr<Batch> b);
+  // From a committer thread: every batch of `done` is durable (or failed with its status);
+  // one lock and one wake-up for all of them.
+  void Synced(std::vector<std::unique_ptr<Batch>>* done);
 
   storage::Engine* engine_;
   Hlc* hlc_;
@@ -122,20 +128,36 @@ class LocalReplica final : public Replica {
   std::vector<storage::Engine::WriteOp> ops_;
   size_t waiting_sync_ = 0;  // writes handed to the committer and not delivered yet
   bool committing_ = false;
-  std::mutex synced_mu_;  // guards synced_ (committer thread -> loop thread)
+  std::mutex synced_mu_;                 // guards synced_ (committer thread -> loop thread)
+  std::atomic<bool> has_synced_{false};  // set with synced_: something to deliver
   std::condition_variable synced_cv_;
   std::vector<std::unique_ptr<Batch>> synced_;
 };
 
-// The one thread that runs fdatasync for --fsync always: loops hand it written batches, it syncs
-// the log up to the end of every batch it holds with one fdatasync (group commit) and gives each
-// batch back to its LocalReplica, waking that loop. Stop() (or the destructor) finishes the
-// batches handed so far. Thread-safe.
+// The threads that run fdatasync for --fsync always: loops hand them written batches; a free
+// thread takes every batch handed over and not yet taken and syncs the log up to their end with
+// one fdatasync (group commit). kThreads of them, so a batch handed over while a sync runs starts
+// its own at once instead of waiting for that one to end (storage::LogWriter::SyncTo). Batches
+// go back to their LocalReplica in the order they were handed over, one hand-over and one
+// wake-up per loop for all a sync made durable. Stop() (or the destructor) finishes the batches
+// handed so far. Thread-safe.
 class GroupCommitter {
  public:
+  static constexpr int kThreads = storage::LogWriter::kMaxSyncs;
+
   explicit GroupCommitter(storage::Engine* engine);
   ~GroupCommitter();
   void Stop();
+
+  // What the group commit did so far (for /metrics; any thread, each figure read on its own).
+  struct Counters {
+    uint64_t syncs = 0;     // fdatasync rounds (one covers every batch taken for it)
+    uint64_t writes = 0;    // writes those rounds made durable: writes / syncs is the batch size
+    uint64_t sync_ns = 0;   // time spent in the rounds' fdatasync (summed over those at once)
+    uint64_t queue_ns = 0;  // per write: from its hand-over to the start of its round's sync
+    uint64_t wake_ns = 0;   // per write: from its sync's end to its answer on the loop
+  };
+  Counters counters() const;
 
  private:
   friend class LocalReplica;
@@ -143,16 +165,23 @@ class GroupCommitter {
     LocalReplica* replica;
     std::unique_ptr<LocalReplica::Batch> batch;
     storage::SyncToken token;
+    uint64_t handed_ns = 0;  // steady clock
+    bool done = false;       // synced (or failed): may go back once every earlier one has
   };
   void Submit(Job job);
   void Run();
+  // Hands back the done jobs at the front of jobs_, in order. mu_ held.
+  void HandBack(uint64_t end_ns);
 
   storage::Engine* engine_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> jobs_;
+  std::deque<Job> jobs_;  // handed over and not handed back, in order
+  size_t taken_ = 0;      // the first taken_ of jobs_ are taken by a round
   bool stop_ = false;
-  std::thread thread_;
+  std::vector<std::unique_ptr<LocalReplica::Batch>> back_;  // mu_: HandBack's scratch
+  std::atomic<uint64_t> syncs_{0}, writes_{0}, sync_ns_{0}, queue_ns_{0}, wake_ns_{0};
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace kv::cluster

@@ -94,7 +94,7 @@ class NodeApp final : public Service, public RequestHandler {
     http_.limits.body_timeout_ms = cfg.body_timeout_ms;
     http_.limits.max_header_bytes = cfg.max_header_bytes;
     http_.limits.send_timeout_ms = cfg.send_timeout_ms;
-    // Woken by the group committer's thread once a batch is durable (--fsync always).
+    // Woken by a group committer thread once a batch is durable (--fsync always).
     uv_async_init(worker.loop(), &synced_, [](uv_async_t* a) {
       auto* self = static_cast<NodeApp*>(a->data);
       self->local_->DeliverSynced();  // answers leave in this iteration's before-poll step
@@ -177,6 +177,9 @@ class NodeApp final : public Service, public RequestHandler {
   }
 
   void BeforePoll() override {
+    // Writes whose fdatasync ended while this iteration ran (--fsync always): answered now, so
+    // their answers leave with this iteration's flush.
+    local_->DeliverSynced();
     // The coordinator's timer fired in this iteration's timer phase (see LoopEnv::ArmTimer).
     if (env_.fired) {
       env_.fired = false;
@@ -821,7 +824,50 @@ class NodeApp final : public Service, public RequestHandler {
     metric("kv_storage_flush_waits_total", "counter", st.flush_waits);
     metric("kv_storage_freezes_without_spare_total", "counter", st.freezes_without_spare);
     metric("kv_storage_compactions_total", "counter", st.compactions);
+    FsyncMetrics(&t);
     return t;
+  }
+
+  // The group commit of --fsync always (zeros otherwise): writes_total / syncs_total is the
+  // number of writes one fdatasync made durable; the seconds, divided by syncs or writes, say
+  // where a write's wait for the disk went.
+  void FsyncMetrics(std::string* t) const {
+    cluster::GroupCommitter::Counters c;
+    if (cluster_->committer != nullptr) c = cluster_->committer->counters();
+    auto counter = [t](const char* name, const char* help, const std::string& value) {
+      *t += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
+            " " + value + "\n";
+    };
+    auto seconds = [](uint64_t ns) {
+      char b[32];
+      snprintf(b, sizeof b, "%.6f", static_cast<double>(ns) / 1e9);
+      return std::string(b);
+    };
+    const struct {
+      const char* name;
+      const char* help;
+      std::string value;
+    } rows[] = {
+        {"kv_fsync_syncs_total",
+         "Group commits of --fsync always: each one fdatasync covering every write handed over "
+         "before it started.",
+         U64(c.syncs)},
+        {"kv_fsync_writes_total",
+         "Writes the group commits made durable (divided by kv_fsync_syncs_total: writes per "
+         "sync).",
+         U64(c.writes)},
+        {"kv_fsync_sync_seconds_total",
+         "Time spent in the group commits' fdatasync, summed over those under way at once.",
+         seconds(c.sync_ns)},
+        {"kv_fsync_queue_seconds_total",
+         "Summed over writes: from being handed to the group commit to the start of the "
+         "fdatasync that covered them.",
+         seconds(c.queue_ns)},
+        {"kv_fsync_wake_seconds_total",
+         "Summed over writes: from the end of their fdatasync to their answer on the loop.",
+         seconds(c.wake_ns)},
+    };
+    for (const auto& row : rows) counter(row.name, row.help, row.value);
   }
 
   // Hinted handoff's counters (zeros when it is off), and the bytes of hints kept per peer.

@@ -1,5 +1,6 @@
 // Thin, error-as-value wrappers around the POSIX calls the engine makes on files, plus a
-// test-only seam to inject write(2) failures (ENOSPC, short writes). Callers own the fds.
+// test-only seams to inject write(2) failures (ENOSPC, short writes) and to watch or hold
+// fdatasync(2). Callers own the fds.
 #pragma once
 #include <sys/types.h>
 
@@ -15,6 +16,11 @@ namespace kv::storage {
 // instead of ::write. It must behave like write(2) (set errno on -1). Production never sets it.
 using WriteFn = ssize_t (*)(int fd, const void* buf, size_t n);
 extern std::atomic<WriteFn> g_write_hook;
+// Test seam: when set, SyncFd calls this instead of ::fdatasync (it must behave like it: 0, or
+// -1 with errno). Tests use it to hold a sync and prove nothing is acknowledged before it
+// returns. Production never sets it.
+using SyncFn = int (*)(int fd);
+extern std::atomic<SyncFn> g_sync_hook;
 
 // Maps errno to a Status: ENOSPC/EDQUOT -> kNoSpace, everything else -> kIoError.
 Status ErrnoStatus(int err, const std::string& what, const std::string& file);

@@ -1,6 +1,7 @@
 // Appends records to one log file with a single write(2) each and tracks what is durable.
 // Append() must be serialized by the caller (the engine's write mutex); SyncTo()/Sync() may be
-// called from any thread and implement group commit: one fdatasync covers all appended records.
+// called from any thread and implement group commit: one fdatasync covers all appended records,
+// and up to kMaxSyncs run at once (see SyncTo).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -22,7 +23,14 @@ class LogWriter {
   // Writes one encoded record. On failure the file is cut back to the last whole record (so a
   // failed write never leaves a torn record in front of later ones) and *end is unchanged.
   Status Append(std::string_view record, uint64_t* end);
-  // Makes every byte up to `offset` durable; concurrent callers share one fdatasync.
+  static constexpr int kMaxSyncs = 2;
+  // Makes every byte up to `offset` durable. A caller whose bytes an fdatasync in flight covers
+  // (it began after they were written) waits for it; any other starts its own at once while
+  // fewer than kMaxSyncs run: a record appended just after a sync began then waits for one sync
+  // of its own, not for the rest of that one and then its own. The file system orders them
+  // (a later fdatasync returns once everything written before it is on disk). A sync that was
+  // under way when another failed fails too: the kernel reports a writeback error to one
+  // fdatasync only, and the failed pages may be the other's.
   Status SyncTo(uint64_t offset);
   Status Sync() { return SyncTo(size()); }
   uint64_t size() const { return size_.load(std::memory_order_acquire); }
@@ -41,8 +49,11 @@ class LogWriter {
 
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;
-  bool syncing_ = false;
+  uint64_t in_flight_[kMaxSyncs] = {};  // the offsets the fdatasyncs under way will make durable
+  int syncs_ = 0;                       // how many are under way
   uint64_t synced_ = 0;
+  uint64_t failures_ = 0;  // fdatasyncs that failed
+  Status last_failure_;
 };
 
 }  // namespace kv::storage

@@ -4,10 +4,19 @@
 #include "cluster/local_replica.h"
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,6 +24,7 @@
 #include "cluster/clock_skew.h"
 #include "common/range_page.h"
 #include "common/version.h"
+#include "storage/file_io.h"
 
 namespace kv::cluster {
 namespace {
@@ -163,6 +173,180 @@ TEST_CASE("GroupCommitter: many batches from two loops, each answered exactly on
   r2.Drain();
   CHECK(a1.got.size() == 200);
   CHECK(a2.got.size() == 200);
+  committer.Stop();
+}
+
+// Holds every fdatasync the engine makes (storage::g_sync_hook) until released (each by the
+// order it was called in, or all), and records what each covered: the file's size when the sync
+// was called, published as durable when it returns.
+struct SyncGate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool all_open = false;
+  std::set<int> open;    // syncs released one by one (1: the first called)
+  int fail_errno = 0;    // returned by the syncs instead of the real one (0: the real one)
+  int fail_only = 0;     // n: only the n-th sync called fails (0: every one)
+  int entered = 0;       // syncs called
+  int returned = 0;      // syncs that returned
+  uint64_t durable = 0;  // bytes covered by the syncs that returned
+  static SyncGate* current;
+  static int Sync(int fd) {
+    SyncGate* g = current;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return -1;
+    std::unique_lock<std::mutex> l(g->mu);
+    const int me = ++g->entered;
+    g->cv.notify_all();
+    g->cv.wait(l, [g, me] { return g->all_open || g->open.count(me) != 0; });
+    ++g->returned;
+    g->cv.notify_all();
+    if (g->fail_errno != 0 && (g->fail_only == 0 || g->fail_only == me)) {
+      errno = g->fail_errno;
+      return -1;
+    }
+    const int rc = ::fdatasync(fd);
+    g->durable = std::max(g->durable, static_cast<uint64_t>(st.st_size));
+    return rc;
+  }
+  SyncGate() {
+    current = this;
+    storage::g_sync_hook.store(&SyncGate::Sync);
+  }
+  ~SyncGate() {
+    Release();
+    storage::g_sync_hook.store(nullptr);
+  }
+  // Bounded only so that a broken committer fails the test instead of hanging it.
+  bool WaitFor(const std::function<bool()>& cond) {
+    std::unique_lock<std::mutex> l(mu);
+    return cv.wait_for(l, std::chrono::seconds(30), cond);
+  }
+  void Release(int sync = 0) {  // 0: all
+    std::lock_guard<std::mutex> l(mu);
+    if (sync == 0) all_open = true;
+    open.insert(sync);
+    cv.notify_all();
+  }
+  uint64_t Durable() {
+    std::lock_guard<std::mutex> l(mu);
+    return durable;
+  }
+};
+SyncGate* SyncGate::current = nullptr;
+
+// Records, with each answer, how many log bytes were durable when it was given.
+struct DurableAnswers final : PeerWaiter {
+  SyncGate* gate;
+  std::map<uint64_t, std::pair<PeerResponse, uint64_t>> got;
+  explicit DurableAnswers(SyncGate* g) : gate(g) {}
+  void OnPeerResponse(uint64_t cookie, PeerResponse&& r) override {
+    CHECK(got.count(cookie) == 0);
+    got[cookie] = {std::move(r), gate->Durable()};
+  }
+};
+
+TEST_CASE(
+    "GroupCommitter: a write is answered only after an fdatasync that covers it returned; writes "
+    "appended while a sync runs start their own at once; answers keep the order of hand-over") {
+  Store s(storage::FsyncPolicy::kAlways);  // a fresh log: its size is the bytes written so far
+  Hlc hlc(0);
+  GroupCommitter committer(s.engine.get());
+  LocalReplica r(s.engine.get(), &hlc, &committer, [] {});
+  SyncGate gate;
+  DurableAnswers a(&gate);
+  for (uint64_t i = 0; i < 10; ++i) r.Execute(Put("a" + std::to_string(i), "v", 100 + i), &a, i);
+  CHECK(r.Commit());
+  const uint64_t first_end = s.LogWrites();
+  REQUIRE(gate.WaitFor([&] { return gate.entered == 1; }));  // the first batch's sync is held
+  // The loop goes on appending while the disk works: Commit does not wait for the sync.
+  for (uint64_t i = 10; i < 25; ++i) {
+    r.Execute(Put("b" + std::to_string(i), "v", 100 + i), &a, i);
+  }
+  CHECK(r.Commit());
+  const uint64_t second_end = s.LogWrites();
+  CHECK(second_end > first_end);
+  // The second batch is not covered by the sync under way: its own starts while that one runs.
+  REQUIRE(gate.WaitFor([&] { return gate.entered == 2; }));
+  r.DeliverSynced();
+  CHECK(a.got.empty());  // nothing is answered while its sync has not returned
+  // The second sync returns first: its batch still waits for the first batch's answers.
+  gate.Release(2);
+  REQUIRE(gate.WaitFor([&] { return gate.returned == 1; }));
+  r.DeliverSynced();
+  CHECK(a.got.empty());
+  CHECK(r.pending() == 25);
+  gate.Release(1);
+  r.Drain();
+  REQUIRE(a.got.size() == 25);
+  for (auto& [cookie, answer] : a.got) {
+    CHECK(answer.first.kind == PeerResponse::kStored);
+    CHECK(answer.second >= (cookie < 10 ? first_end : second_end));
+  }
+  committer.Stop();
+  CHECK(gate.entered == 2);
+  const GroupCommitter::Counters c = committer.counters();
+  CHECK(c.syncs == 2);
+  CHECK(c.writes == 25);
+  CHECK(c.sync_ns > 0);
+}
+
+// A replica with a committer over a store whose fdatasyncs are held and fail with EIO.
+struct FailingSyncs {
+  Store s{storage::FsyncPolicy::kAlways};
+  Hlc hlc{0};
+  GroupCommitter committer{s.engine.get()};
+  LocalReplica r{s.engine.get(), &hlc, &committer, [] {}};
+  SyncGate gate;
+  FailingSyncs() { gate.fail_errno = EIO; }
+};
+
+TEST_CASE("GroupCommitter: a failed fdatasync answers every write it covered with an error") {
+  FailingSyncs f;
+  LocalReplica& r = f.r;
+  SyncGate& gate = f.gate;
+  GroupCommitter& committer = f.committer;
+  Answers a;
+  for (uint64_t i = 0; i < 5; ++i) r.Execute(Put("e" + std::to_string(i), "v", 100 + i), &a, i);
+  CHECK(r.Commit());
+  gate.Release();
+  r.Drain();
+  REQUIRE(a.got.size() == 5);
+  for (auto& [cookie, resp] : a.got) {
+    CHECK(resp.kind == PeerResponse::kError);
+    CHECK(resp.error.find("fdatasync") != std::string::npos);
+  }
+  committer.Stop();
+}
+
+TEST_CASE(
+    "GroupCommitter: when a sync fails, a later one under way at the same time acknowledges "
+    "nothing either, even when it returned first (the kernel reports the error to one only)") {
+  FailingSyncs f;
+  LocalReplica& r = f.r;
+  SyncGate& gate = f.gate;
+  GroupCommitter& committer = f.committer;
+  gate.fail_only = 1;
+  Answers a;
+  for (uint64_t i = 0; i < 5; ++i) r.Execute(Put("f" + std::to_string(i), "v", 100 + i), &a, i);
+  CHECK(r.Commit());
+  REQUIRE(gate.WaitFor([&] { return gate.entered == 1; }));
+  for (uint64_t i = 5; i < 12; ++i) r.Execute(Put("g" + std::to_string(i), "v", 100 + i), &a, i);
+  CHECK(r.Commit());
+  REQUIRE(gate.WaitFor([&] { return gate.entered == 2; }));
+  gate.Release(2);  // the later sync succeeds first
+  REQUIRE(gate.WaitFor([&] { return gate.returned == 1; }));
+  gate.Release(1);  // then the earlier one fails
+  r.Drain();
+  REQUIRE(a.got.size() == 12);
+  for (auto& [cookie, resp] : a.got) CHECK(resp.kind == PeerResponse::kError);
+  // A sync started after the failure acknowledges what it covers again.
+  a.got.clear();
+  r.Execute(Put("h", "v", 200), &a, 100);
+  CHECK(r.Commit());
+  gate.Release();
+  r.Drain();
+  REQUIRE(a.got.count(100) == 1);
+  CHECK(a.got[100].kind == PeerResponse::kStored);
   committer.Stop();
 }
 
