@@ -34,8 +34,8 @@ MODE=${MODE:-binary}
 DUR=${DUR:-15}
 RATE_MB=${RATE_MB:-8}
 HINTS=${HINTS:-200000}
-CASES=${CASES:-identical wiped hints}
-PARTS=${PARTS:-a b b2}
+CASES=${CASES-identical wiped hints}
+PARTS=${PARTS-a b b2}
 NODE=${NODE_BIN:-$(pwd)/node}
 work=$(mktemp -d /tmp/kvrepair.XXXXXX)
 kv_machine
