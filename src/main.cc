@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
   kv::cluster::RepairCounters repair_counters;
   kv::cluster::RepairStore repair_store(engine.get(), &cluster.hlc, &ranges, cfg.max_clock_skew_ms,
                                         &repair_counters);
+  repair_store.set_cpu_percent(static_cast<uint32_t>(cfg.repair_cpu_percent));
   kv::cluster::RepairServer repair_server(&repair_store);
   kv::net::RepairLinkImpl repair_link;
   kv::cluster::RepairDriverOptions ro;

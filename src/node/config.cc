@@ -220,6 +220,10 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
              "`POST /v0/admin/repair`"),
       Number("repair-rate-mb", &cfg->repair_rate_mb, 1, 1ull << 20, "expected 1..2^20",
              "bytes per second (in MB) a repair this node drives may put on the wire"),
+      Number("repair-cpu-percent", &cfg->repair_cpu_percent, 1, 100, "expected 1..100",
+             "share of one core's time each repair thread of this node (the one driving its "
+             "repairs, the one answering its peers') may spend scanning, hashing and writing; "
+             "it sleeps in proportion after each ~2 ms of CPU; `100`: no bound"),
       flags::Choice("log-level", &cfg->log_level,
                     {{"debug", static_cast<int>(LogLevel::kDebug)},
                      {"info", static_cast<int>(LogLevel::kInfo)},
