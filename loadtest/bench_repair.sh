@@ -24,7 +24,8 @@
 # Environment: KEYS (1000000), VSIZE (100), MODE (binary), DUR (15), RATE_MB (8: the node's
 # default --repair-rate-mb), HINTS (200000), PARTS ("a b b2"; (c) always runs), CASES ("identical wiped hints"),
 # NODE_BIN (./node).
-set -euo pipefail
+set -eEuo pipefail
+trap 'echo "bench_repair.sh: line $LINENO: status $? from: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 bash test/deps.sh wrk
 source loadtest/lib.sh
@@ -114,16 +115,28 @@ sat=$(./loadtest/kvload -t1 -c64 -d5s --workload mixed --keys "$KEYS" "$url" |
 rate=$((sat / 2))
 echo "(c) saturation ~$sat req/s (closed loop, mixed); runs at $rate req/s for ${DUR}s"
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v / 1000; else if (v ~ /ms$/) printf "%.3f", v + 0; else if (v ~ /s$/) printf "%.3f", v * 1000; else print v }'; }
-p99() {  # p99 of one open-loop run, in ms
+cpu() {  # CPU seconds (user + system) the nodes running now have used
+  local p t=0
+  for p in "${NODE_PIDS[@]}"; do
+    t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+p99() {  # p99 of one open-loop run, in ms; the nodes' CPU seconds over it go to $work/cpu
+  local c0
+  c0=$(cpu)
   ./loadtest/kvload -t1 -c64 -d"${DUR}s" -R "$rate" --workload mixed --keys "$KEYS" -L "$url" \
     >"$work/run.txt"
+  awk -v a="$c0" -v b="$(cpu)" 'BEGIN { printf "%.2f\n", b - a }' >"$work/cpu"
   to_ms "$(awk '$1 == "99.000%" { print $2 }' "$work/run.txt")"
 }
 summary=()
 ./loadtest/kvload -t1 -c64 -d3s -R "$rate" --workload mixed --keys "$KEYS" "$url" >/dev/null
 # (c1) Repairs of identical replicas driven by node 1, back to back for the whole run.
 if [[ " $CASES " == *" identical "* ]]; then
+  repair "$p1" >/dev/null # identical from here on (a third replica may have missed fill writes)
   base=$(p99)
+  cbase=$(cat "$work/cpu")
   (
     end=$(($(date +%s) + DUR + 2))
     n=0
@@ -135,28 +148,31 @@ if [[ " $CASES " == *" identical "* ]]; then
   ) &
   loop=$!
   with=$(p99)
+  cwith=$(cat "$work/cpu")
   wait "$loop"
   echo "(c1) identical replicas: p99 $base ms without, $with ms with $(cat "$work/repairs") repairs back to back (last: $(cat "$work/identical.json"))"
-  summary+=("identical-replica repairs back to back: $(ratio "$with" "$base")x ($with / $base ms)")
+  summary+=("identical-replica repairs back to back: $(ratio "$with" "$base")x ($with / $base ms; nodes CPU s over the run: $cwith / $cbase)")
 fi
 # (c2) Node 3 wiped and restored by a repair it drives (its GETs read-repair too).
 if [[ " $CASES " == *" wiped "* ]]; then
   base=$(p99)
+  cbase=$(cat "$work/cpu")
   wipe3
   (repair "$p3" >"$work/wiped.json") &
   rp=$!
   with=$(p99)
+  cwith=$(cat "$work/cpu")
   wait "$rp"
   echo "(c2) wiped replica: p99 $base ms without, $with ms while restored; repair $(cat "$work/wiped.json")"
-  summary+=("wiped replica restored: $(ratio "$with" "$base")x ($with / $base ms)")
+  summary+=("wiped replica restored: $(ratio "$with" "$base")x ($with / $base ms; nodes CPU s over the run: $cwith / $cbase)")
 fi
 # (c3) Hint replay and a repair at once: node 1 restarted with --hinted-handoff on, node 3
 # stopped while HINTS keys are written through node 1 (ack=2 from=3: node 1 keeps a hint for
 # node 3 per write), then node 3 restarted and, at the same moment, a repair driven by node 3
 # and the measured run start. The replay rate: node 1's hints for node 3 replayed until it keeps
 # none, timed from node 3's start.
-metric() {  # metric PORT NAME: the value of an unlabelled or first matching sample
-  curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { print $2; exit }'
+metric() {  # metric PORT NAME: the sum of its samples (every label)
+  curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { print s + 0 }'
 }
 if [[ " $CASES " == *" hints "* ]]; then
   kill -TERM "${NODE_PIDS[0]}" && wait "${NODE_PIDS[0]}" 2>/dev/null || true
@@ -168,6 +184,7 @@ if [[ " $CASES " == *" hints "* ]]; then
   kv_wait_http "$url/v0/status"
   ./loadtest/kvload -t1 -c64 -d3s -R "$rate" --workload mixed --keys "$KEYS" "$url" >/dev/null
   base=$(p99)
+  cbase=$(cat "$work/cpu")
   kill -TERM "${NODE_PIDS[2]}" && wait "${NODE_PIDS[2]}" 2>/dev/null || true
   h0=$(metric "$p1" kv_hints_written_total)
   KV_ACK=2 KV_FROM=3 kv_fill "$url" "$HINTS" "$VSIZE" >/dev/null
@@ -191,12 +208,13 @@ if [[ " $CASES " == *" hints "* ]]; then
   ) &
   hp=$!
   with=$(p99)
+  cwith=$(cat "$work/cpu")
   wait "$rp" "$hp"
   read -r t1 r1 left <"$work/replayed"
   awk -v w="$written" -v d="$hdisk" -v r="$((r1 - r0))" -v a="$t0" -v b="$t1" -v l="$left" 'BEGIN {
     printf "(c3) hints written %d, %d bytes on disk: %.1f bytes per hint (%d-byte values); replayed %d in %.2f s from node 3'"'"'s start: %.0f hints/s; pending bytes left %d\n", w, d, d / w, '"$VSIZE"', r, b - a, r / (b - a), l }'
   echo "(c3) hint replay + repair: p99 $base ms without, $with ms with; repair $(cat "$work/hints-repair.json")"
-  summary+=("hint replay ($written hints) + repair: $(ratio "$with" "$base")x ($with / $base ms)")
+  summary+=("hint replay ($written hints) + repair: $(ratio "$with" "$base")x ($with / $base ms; nodes CPU s over the run: $cwith / $cbase)")
 fi
 for line in "${summary[@]}"; do echo "(c) p99 at half saturation, with/without: $line (target <= 1.5x)"; done
 stop_nodes
