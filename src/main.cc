@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
     ho.dir = cfg.data_dir + "/hints";
     ho.max_bytes = cfg.max_hints_bytes;
     ho.grace_us = cfg.tombstone_gc_seconds * 1000000;
+    ho.replay_per_second = cfg.hint_replay_rate;
     hints = std::make_unique<kv::cluster::HintShared>();
     if (!hints->Open(ho, cfg.cluster, &err)) {
       fprintf(stderr, "node: %s\n", err.c_str());

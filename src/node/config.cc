@@ -213,6 +213,8 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
                     "`off`: never"),
       Number("max-hints-bytes", &cfg->max_hints_bytes, 0, 1ull << 50, "expected 0..2^50",
              "hint bytes kept per target node; further hints for it are dropped (counted)"),
+      Number("hint-replay-rate", &cfg->hint_replay_rate, 0, 1ull << 32, "expected 0..2^32",
+             "hints replayed per second to each peer, per event-loop thread; `0`: unpaced"),
       Number("anti-entropy-interval-s", &cfg->anti_entropy_interval_s, 0, 1ull << 32,
              "expected 0..2^32",
              "seconds between background anti-entropy repairs of every range this node "
