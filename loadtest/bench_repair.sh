@@ -13,12 +13,19 @@
 #     bytes against the bytes that differed (the digest round costs ~23 B per entry of every
 #     leaf that differs).
 # (c) Foreground p99: kvload (open loop, -t1 -c64, mixed 90% GET, through node 1) at half of the
-#     saturation kvload measured closed-loop, DUR seconds without a repair, then the same with
-#     repairs of identical replicas driven by node 1 back to back for the whole run, then with
-#     node 3 wiped and restored by a repair it drives (its GETs read-repair too): ratio <= 1.5x.
+#     saturation kvload measured closed-loop, DUR seconds without, then DUR seconds with, for
+#     each case in CASES (each against its own run without, right before it):
+#     identical: repairs of identical replicas driven by node 1 back to back for the whole run;
+#     wiped: node 3 wiped and restored by a repair it drives (its GETs read-repair too);
+#     hints: node 1 restarted with --hinted-handoff on, node 3 stopped while HINTS keys are
+#       written, then node 3 restarted with a repair it drives started at once, so the hint
+#       replay and the repair run together (also prints bytes on disk per hint and the replay
+#       rate). Target: ratio <= 1.5x.
 # Environment: KEYS (1000000), VSIZE (100), MODE (binary), DUR (15), RATE_MB (8: the node's
-# default --repair-rate-mb).
-set -euo pipefail
+# default --repair-rate-mb), HINTS (200000), PARTS ("a b b2"; (c) always runs), CASES ("identical wiped hints"),
+# NODE_BIN (./node).
+set -eEuo pipefail
+trap 'echo "bench_repair.sh: line $LINENO: status $? from: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 bash test/deps.sh wrk
 source loadtest/lib.sh
@@ -27,7 +34,10 @@ VSIZE=${VSIZE:-100}
 MODE=${MODE:-binary}
 DUR=${DUR:-15}
 RATE_MB=${RATE_MB:-8}
-NODE=$(pwd)/node
+HINTS=${HINTS:-200000}
+CASES=${CASES-identical wiped hints}
+PARTS=${PARTS-a b b2}
+NODE=${NODE_BIN:-$(pwd)/node}
 work=$(mktemp -d /tmp/kvrepair.XXXXXX)
 kv_machine
 echo "work dir: $work; keys $KEYS x $VSIZE B, $MODE peers, --repair-rate-mb $RATE_MB"
@@ -60,37 +70,43 @@ keybytes=$(awk -v n="$KEYS" 'BEGIN { s = 0; for (i = 0; i < n; i++) s += 1 + len
 differ=$((21 * KEYS + keybytes + KEYS * VSIZE))
 data=$((keybytes + KEYS * VSIZE))
 
-# (a)
-wipe3
-s=$(repair "$p3")
-echo "(a) wiped replica: $s"
-sec=$(echo "$s" | json seconds)
-wire=$(($(echo "$s" | json bytes_sent) + $(echo "$s" | json bytes_received)))
-got=$(echo "$s" | json entries_received)
-awk -v s="$sec" -v w="$wire" -v d="$differ" -v g="$got" -v k="$KEYS" 'BEGIN {
-  printf "(a) restored %d of %d keys in %.2f s: %.1f MB/s of entries; wire %d B vs %d B that differed: %.3fx (target <= 1.2x)\n", g, k, s, d / s / 1e6, w, d, w / d }'
+if [[ " $PARTS " == *" a "* ]]; then
+  # (a)
+  wipe3
+  s=$(repair "$p3")
+  echo "(a) wiped replica: $s"
+  sec=$(echo "$s" | json seconds)
+  wire=$(($(echo "$s" | json bytes_sent) + $(echo "$s" | json bytes_received)))
+  got=$(echo "$s" | json entries_received)
+  awk -v s="$sec" -v w="$wire" -v d="$differ" -v g="$got" -v k="$KEYS" 'BEGIN {
+    printf "(a) restored %d of %d keys in %.2f s: %.1f MB/s of entries; wire %d B vs %d B that differed: %.3fx (target <= 1.2x)\n", g, k, s, d / s / 1e6, w, d, w / d }'
+fi
 
-# (b)
-s=$(repair "$p3")
-echo "(b) identical replicas: $s"
-sec=$(echo "$s" | json seconds)
-wire=$(($(echo "$s" | json bytes_sent) + $(echo "$s" | json bytes_received)))
-awk -v s="$sec" -v w="$wire" -v d="$data" 'BEGIN {
-  printf "(b) identical: %.2f s, wire %d B vs data %d B: %.5f%% (target <= 1%%)\n", s, w, d, 100 * w / d }'
+if [[ " $PARTS " == *" b "* ]]; then
+  # (b)
+  s=$(repair "$p3")
+  echo "(b) identical replicas: $s"
+  sec=$(echo "$s" | json seconds)
+  wire=$(($(echo "$s" | json bytes_sent) + $(echo "$s" | json bytes_received)))
+  awk -v s="$sec" -v w="$wire" -v d="$data" 'BEGIN {
+    printf "(b) identical: %.2f s, wire %d B vs data %d B: %.5f%% (target <= 1%%)\n", s, w, d, 100 * w / d }'
+fi
 
-# (b2) A replica that missed a tenth of the keys' overwrites while it was down (spread over
-# nearly every leaf): the digest round's cost shows here.
-kill -TERM "${NODE_PIDS[2]}" && wait "${NODE_PIDS[2]}" 2>/dev/null || true
-part=$((KEYS / 10))
-KV_ACK=2 KV_FROM=3 kv_fill "http://127.0.0.1:$p1" "$part" "$VSIZE" >/dev/null
-restart3
-s=$(repair "$p3")
-echo "(b2) missed overwrites: $s"
-pkeys=$(awk -v n="$part" 'BEGIN { s = 0; for (i = 0; i < n; i++) s += 1 + length(i ""); print s }')
-pdiff=$((21 * part + pkeys + part * VSIZE))
-wire=$(($(echo "$s" | json bytes_sent) + $(echo "$s" | json bytes_received)))
-awk -v s="$(echo "$s" | json seconds)" -v w="$wire" -v d="$pdiff" -v g="$(echo "$s" | json entries_received)" -v k="$part" 'BEGIN {
-  printf "(b2) %d of %d missed overwrites restored in %.2f s; wire %d B vs %d B that differed: %.3fx (digests of every differing leaf, then the values)\n", g, k, s, w, d, w / d }'
+if [[ " $PARTS " == *" b2 "* ]]; then
+  # (b2) A replica that missed a tenth of the keys' overwrites while it was down (spread over
+  # nearly every leaf): the digest round's cost shows here.
+  kill -TERM "${NODE_PIDS[2]}" && wait "${NODE_PIDS[2]}" 2>/dev/null || true
+  part=$((KEYS / 10))
+  KV_ACK=2 KV_FROM=3 kv_fill "http://127.0.0.1:$p1" "$part" "$VSIZE" >/dev/null
+  restart3
+  s=$(repair "$p3")
+  echo "(b2) missed overwrites: $s"
+  pkeys=$(awk -v n="$part" 'BEGIN { s = 0; for (i = 0; i < n; i++) s += 1 + length(i ""); print s }')
+  pdiff=$((21 * part + pkeys + part * VSIZE))
+  wire=$(($(echo "$s" | json bytes_sent) + $(echo "$s" | json bytes_received)))
+  awk -v s="$(echo "$s" | json seconds)" -v w="$wire" -v d="$pdiff" -v g="$(echo "$s" | json entries_received)" -v k="$part" 'BEGIN {
+    printf "(b2) %d of %d missed overwrites restored in %.2f s; wire %d B vs %d B that differed: %.3fx (digests of every differing leaf, then the values)\n", g, k, s, w, d, w / d }'
+fi
 
 # (c)
 url="http://127.0.0.1:$p1"
@@ -98,34 +114,107 @@ sat=$(./loadtest/kvload -t1 -c64 -d5s --workload mixed --keys "$KEYS" "$url" |
   awk '/Requests\/sec/ { print int($2) }')
 rate=$((sat / 2))
 echo "(c) saturation ~$sat req/s (closed loop, mixed); runs at $rate req/s for ${DUR}s"
-p99() {  # p99 of one open-loop run, in ms
+to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v / 1000; else if (v ~ /ms$/) printf "%.3f", v + 0; else if (v ~ /s$/) printf "%.3f", v * 1000; else print v }'; }
+cpu() {  # CPU seconds (user + system) the nodes running now have used
+  local p t=0
+  for p in "${NODE_PIDS[@]}"; do
+    t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+p99() {  # p99 of one open-loop run, in ms; the nodes' CPU seconds over it go to $work/cpu
+  local c0
+  c0=$(cpu)
   ./loadtest/kvload -t1 -c64 -d"${DUR}s" -R "$rate" --workload mixed --keys "$KEYS" -L "$url" \
     >"$work/run.txt"
-  awk '$1 == "99.000%" { print $2 }' "$work/run.txt"
+  awk -v a="$c0" -v b="$(cpu)" 'BEGIN { printf "%.2f\n", b - a }' >"$work/cpu"
+  to_ms "$(awk '$1 == "99.000%" { print $2 }' "$work/run.txt")"
 }
+summary=()
 ./loadtest/kvload -t1 -c64 -d3s -R "$rate" --workload mixed --keys "$KEYS" "$url" >/dev/null
-base=$(p99)
-echo "(c) without repair: p99 $base"
-(
-  end=$(($(date +%s) + DUR + 2))
-  n=0
-  while [ "$(date +%s)" -lt "$end" ] && [ "$n" -lt 1000 ]; do
-    repair "$p1" >/dev/null
-    n=$((n + 1))
+# (c1) Repairs of identical replicas driven by node 1, back to back for the whole run.
+if [[ " $CASES " == *" identical "* ]]; then
+  repair "$p1" >/dev/null # identical from here on (a third replica may have missed fill writes)
+  base=$(p99)
+  cbase=$(cat "$work/cpu")
+  (
+    end=$(($(date +%s) + DUR + 2))
+    n=0
+    while [ "$(date +%s)" -lt "$end" ] && [ "$n" -lt 1000 ]; do
+      repair "$p1" >"$work/identical.json"
+      n=$((n + 1))
+    done
+    echo "$n" >"$work/repairs"
+  ) &
+  loop=$!
+  with=$(p99)
+  cwith=$(cat "$work/cpu")
+  wait "$loop"
+  echo "(c1) identical replicas: p99 $base ms without, $with ms with $(cat "$work/repairs") repairs back to back (last: $(cat "$work/identical.json"))"
+  summary+=("identical-replica repairs back to back: $(ratio "$with" "$base")x ($with / $base ms; nodes CPU s over the run: $cwith / $cbase)")
+fi
+# (c2) Node 3 wiped and restored by a repair it drives (its GETs read-repair too).
+if [[ " $CASES " == *" wiped "* ]]; then
+  base=$(p99)
+  cbase=$(cat "$work/cpu")
+  wipe3
+  (repair "$p3" >"$work/wiped.json") &
+  rp=$!
+  with=$(p99)
+  cwith=$(cat "$work/cpu")
+  wait "$rp"
+  echo "(c2) wiped replica: p99 $base ms without, $with ms while restored; repair $(cat "$work/wiped.json")"
+  summary+=("wiped replica restored: $(ratio "$with" "$base")x ($with / $base ms; nodes CPU s over the run: $cwith / $cbase)")
+fi
+# (c3) Hint replay and a repair at once: node 1 restarted with --hinted-handoff on, node 3
+# stopped while HINTS keys are written through node 1 (ack=2 from=3: node 1 keeps a hint for
+# node 3 per write), then node 3 restarted and, at the same moment, a repair driven by node 3
+# and the measured run start. The replay rate: node 1's hints for node 3 replayed until it keeps
+# none, timed from node 3's start.
+metric() {  # metric PORT NAME: the sum of its samples (every label)
+  curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { print s + 0 }'
+}
+if [[ " $CASES " == *" hints "* ]]; then
+  kill -TERM "${NODE_PIDS[0]}" && wait "${NODE_PIDS[0]}" 2>/dev/null || true
+  "$NODE" --port "$p1" --data "$work/d/0" --threads 1 --log-level warn \
+    --peer-protocol "$MODE" --hinted-handoff on --anti-entropy-interval-s 0 \
+    --repair-rate-mb "$RATE_MB" --cluster "$cl" >>"$work/node.log" 2>&1 &
+  NODE_PIDS[0]=$!
+  KV_PIDS+=($!)
+  kv_wait_http "$url/v0/status"
+  ./loadtest/kvload -t1 -c64 -d3s -R "$rate" --workload mixed --keys "$KEYS" "$url" >/dev/null
+  base=$(p99)
+  cbase=$(cat "$work/cpu")
+  kill -TERM "${NODE_PIDS[2]}" && wait "${NODE_PIDS[2]}" 2>/dev/null || true
+  h0=$(metric "$p1" kv_hints_written_total)
+  KV_ACK=2 KV_FROM=3 kv_fill "$url" "$HINTS" "$VSIZE" >/dev/null
+  for _ in $(seq 1 600); do # the last failures may follow the last answers (bounded: 60 s)
+    [ $(($(metric "$p1" kv_hints_written_total) - h0)) -ge "$HINTS" ] && break
+    sleep 0.1
   done
-  echo "$n" >"$work/repairs"
-) &
-loop=$!
-with=$(p99)
-wait "$loop"
-echo "(c) with repairs of identical replicas back to back ($(cat "$work/repairs") of them): p99 $with"
-wipe3
-( repair "$p3" >"$work/wiped.json" ) &
-rp=$!
-with2=$(p99)
-wait "$rp"
-echo "(c) with node 3 wiped and restored meanwhile: p99 $with2; repair $(cat "$work/wiped.json")"
-to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v / 1000; else if (v ~ /ms$/) printf "%.3f", v + 0; else if (v ~ /s$/) printf "%.3f", v * 1000; else print v }'; }
-b=$(to_ms "$base") w=$(to_ms "$with") w2=$(to_ms "$with2")
-echo "(c) p99 ms: without $b, identical-replica repairs $w ($(ratio "$w" "$b")x), wiped-replica repair $w2 ($(ratio "$w2" "$b")x) (target <= 1.5x)"
+  written=$(($(metric "$p1" kv_hints_written_total) - h0))
+  hdisk=$(du -sb "$work/d/0/hints" | cut -f1)
+  r0=$(metric "$p1" kv_hints_replayed_total)
+  t0=$(date +%s.%N)
+  restart3
+  (repair "$p3" >"$work/hints-repair.json") &
+  rp=$!
+  (
+    for _ in $(seq 1 6000); do # bounded: 10 minutes
+      [ "$(metric "$p1" kv_hints_pending_bytes)" = 0 ] && break
+      sleep 0.05
+    done
+    echo "$(date +%s.%N) $(metric "$p1" kv_hints_replayed_total) $(metric "$p1" kv_hints_pending_bytes)" >"$work/replayed"
+  ) &
+  hp=$!
+  with=$(p99)
+  cwith=$(cat "$work/cpu")
+  wait "$rp" "$hp"
+  read -r t1 r1 left <"$work/replayed"
+  awk -v w="$written" -v d="$hdisk" -v r="$((r1 - r0))" -v a="$t0" -v b="$t1" -v l="$left" 'BEGIN {
+    printf "(c3) hints written %d, %d bytes on disk: %.1f bytes per hint (%d-byte values); replayed %d in %.2f s from node 3'"'"'s start: %.0f hints/s; pending bytes left %d\n", w, d, d / w, '"$VSIZE"', r, b - a, r / (b - a), l }'
+  echo "(c3) hint replay + repair: p99 $base ms without, $with ms with; repair $(cat "$work/hints-repair.json")"
+  summary+=("hint replay ($written hints) + repair: $(ratio "$with" "$base")x ($with / $base ms; nodes CPU s over the run: $cwith / $cbase)")
+fi
+for line in "${summary[@]}"; do echo "(c) p99 at half saturation, with/without: $line (target <= 1.5x)"; done
 stop_nodes

@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
     ho.dir = cfg.data_dir + "/hints";
     ho.max_bytes = cfg.max_hints_bytes;
     ho.grace_us = cfg.tombstone_gc_seconds * 1000000;
+    ho.replay_per_second = cfg.hint_replay_rate;
     hints = std::make_unique<kv::cluster::HintShared>();
     if (!hints->Open(ho, cfg.cluster, &err)) {
       fprintf(stderr, "node: %s\n", err.c_str());
@@ -127,6 +128,7 @@ int main(int argc, char** argv) {
   kv::cluster::RepairCounters repair_counters;
   kv::cluster::RepairStore repair_store(engine.get(), &cluster.hlc, &ranges, cfg.max_clock_skew_ms,
                                         &repair_counters);
+  repair_store.set_cpu_percent(static_cast<uint32_t>(cfg.repair_cpu_percent));
   kv::cluster::RepairServer repair_server(&repair_store);
   kv::net::RepairLinkImpl repair_link;
   kv::cluster::RepairDriverOptions ro;

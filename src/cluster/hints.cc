@@ -316,6 +316,19 @@ void HintLog::ReplayTarget(Target& t, uint64_t now_us) {
   }
   // A Send that fails at once resets the window and sets a back-off (OnAnswer): stop then.
   while (!t.failed && t.retry_us <= now_us && t.window.size() < kWindow && !t.files.empty()) {
+    // Paced to replay_per_second: the next one is due once the time of those sent has passed
+    // (a pause of over a second starts the count again).
+    if (const uint64_t rate = shared_->opt_.replay_per_second; rate != 0) {
+      uint64_t due = t.pace_start_us + t.pace_sent * 1000000 / rate;
+      if (t.pace_start_us == 0 || due + 1000000 < now_us) {
+        t.pace_start_us = due = now_us;
+        t.pace_sent = 0;
+      }
+      if (due > now_us) {
+        t.retry_us = due;
+        return;
+      }
+    }
     File& f = t.files.front();
     if (f.fd < 0) {
       f.fd = open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -381,6 +394,7 @@ void HintLog::ReplayTarget(Target& t, uint64_t now_us) {
     PeerRequest req{rec.op, rec.key, rec.value, rec.version, rec.expires_ms};
     // May answer at once (a connection known to be down): OnAnswer then marks it failed.
     transports_[node]->Send(req, env_->NowMs() + request_timeout_ms_, waiter_, cookie);
+    ++t.pace_sent;
   }
 }
 

@@ -135,6 +135,10 @@ class RepairStore {
   RepairStore(storage::Engine* engine, Hlc* hlc, const RangeMap* ranges, uint64_t max_skew_ms,
               RepairCounters* counters)
       : engine_(engine), hlc_(hlc), ranges_(ranges), max_skew_ms_(max_skew_ms), c_(counters) {}
+  // Bounds the CPU time the repair work of each calling thread (scans, hashing, reads by key,
+  // writes) takes to `percent` of one core: after every ~2 ms of its CPU time the thread sleeps
+  // in proportion. 100: no bound. Set before use.
+  void set_cpu_percent(uint32_t percent) { cpu_percent_ = percent < 1 ? 1 : percent; }
   storage::Status BuildTree(uint64_t range, RepairTree* out) const;
   // The entries of the range in the set leaves, after `after` (when has_after), in key order,
   // until about max_bytes: appends a REPAIR_DATA entries body to *out.
@@ -163,6 +167,8 @@ class RepairStore {
   const RangeMap* ranges_;
   uint64_t max_skew_ms_;
   RepairCounters* c_;
+  uint32_t cpu_percent_ = 100;
+  void PaceCpu(uint32_t units = 1) const;  // units: entries of work done since the last call
 };
 
 // ---- the serving side

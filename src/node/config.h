@@ -46,8 +46,10 @@ struct Config {
   uint64_t tombstone_gc_seconds = 86400;
   bool hinted_handoff = true;
   uint64_t max_hints_bytes = 1ull << 30;    // per target node
+  uint64_t hint_replay_rate = 10000;        // hints replayed per second per peer and loop
   uint64_t anti_entropy_interval_s = 3600;  // background repairs; 0: never
   uint64_t repair_rate_mb = 8;              // repair wire bytes per second, in MB
+  uint64_t repair_cpu_percent = 25;         // CPU of one core a thread's repair work may use
   int log_level = 1;                        // kv::LogLevel
   // --cluster-secret-file: the path, the keys derived from its secrets (none without the flag),
   // and whether the file is readable by group or others (main warns).

@@ -531,9 +531,9 @@ Status Engine::Get(std::string_view key, ReadResult* out) {
   return Status::Ok();
 }
 
-std::unique_ptr<Iterator> Engine::Scan(std::string_view start,
-                                       std::optional<std::string_view> end) {
-  impl_->last_scan_ms.store(NowMillis(), std::memory_order_relaxed);
+std::unique_ptr<Iterator> Engine::Scan(std::string_view start, std::optional<std::string_view> end,
+                                       bool background) {
+  if (!background) impl_->last_scan_ms.store(NowMillis(), std::memory_order_relaxed);
   std::shared_ptr<const State> st = impl_->Snapshot();
   // Inserts into the active memtable never took the state lock, so reading its count after the
   // copy sees the same range of possible entries as reading it under the lock did.

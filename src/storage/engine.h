@@ -162,7 +162,11 @@ class Engine {
   Status Write(WriteOp* ops, size_t n, SyncToken* token);
   // Returns once the log records up to token reached the disk (at once for an empty token).
   Status WaitDurable(const SyncToken& token);
-  std::unique_ptr<Iterator> Scan(std::string_view start, std::optional<std::string_view> end);
+  // background: a scan by background work (anti-entropy repair) that must not keep the index
+  // thread running for the next minute as a client's scan does (kScanRecentMs in engine.cc): its
+  // iterator links what is pending itself, on the caller's thread.
+  std::unique_ptr<Iterator> Scan(std::string_view start, std::optional<std::string_view> end,
+                                 bool background = false);
 
   Status Flush();       // freeze the memtable and write it as a segment now (waits)
   Status CompactAll();  // merge all segments into one now (waits)
