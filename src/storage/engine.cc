@@ -211,7 +211,7 @@ struct Engine::Impl final : BackgroundJobs {
 
 Status Engine::Impl::Open() {
   RecoveredStore r;
-  Status s = RecoverStore(opts.dir, NewMemTable(), &r);
+  Status s = RecoverStore(opts.dir, NewMemTable(), opts.fsync == FsyncPolicy::kAlways, &r);
   lock_fd = r.lock_fd;
   if (!s.ok()) return s;
   versions.Reset(r.manifest, r.next_file, r.state);
@@ -287,7 +287,8 @@ Status Engine::Impl::LookupVersion(const State& st, std::string_view key, uint64
 Status Engine::Impl::NewLog(std::unique_ptr<LogWriter>* out) {
   uint64_t number = versions.NewFileNumber();
   std::unique_ptr<LogWriter> w;
-  Status s = LogWriter::Create(Path(LogFileName(number)), number, &w);
+  Status s =
+      LogWriter::Create(Path(LogFileName(number)), number, &w, opts.fsync == FsyncPolicy::kAlways);
   // The new log's directory entry must survive a power cut before records in it are acked.
   if (s.ok() && opts.fsync != FsyncPolicy::kNever) s = SyncDir(opts.dir);
   if (!s.ok()) {

@@ -12,7 +12,8 @@
 namespace kv::storage {
 
 // Calls fn for each valid record in order. *valid_bytes is the length of the kept prefix.
-// If truncate_tail, a bad tail is removed from the file with ftruncate.
+// If truncate_tail, a bad tail is removed from the file with ftruncate. A tail of zeros (a
+// preallocated log's) ends the log quietly; any other bad tail is logged as a warning.
 Status ReplayLog(const std::string& path, bool truncate_tail,
                  const std::function<void(const LogRecord&)>& fn, uint64_t* valid_bytes);
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "storage/coding.h"
@@ -51,11 +52,13 @@ DecodeResult DecodeLogRecord(std::string_view data, LogRecord* rec, size_t* cons
   return DecodeResult::kOk;
 }
 
-Status LogWriter::Create(const std::string& path, uint64_t number,
-                         std::unique_ptr<LogWriter>* out) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+Status LogWriter::Create(const std::string& path, uint64_t number, std::unique_ptr<LogWriter>* out,
+                         bool preallocate) {
+  // Preallocated, records go at size_ through the file position, not at the file's end.
+  const int append = preallocate ? 0 : O_APPEND;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | append | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(errno, "create log", path);
-  out->reset(new LogWriter(fd, path, number));
+  out->reset(new LogWriter(fd, path, number, preallocate));
   return Status::Ok();
 }
 
@@ -64,11 +67,50 @@ LogWriter::~LogWriter() {
 }
 
 Status LogWriter::RepairTail() {
-  if (::ftruncate(fd_, static_cast<off_t>(size_.load(std::memory_order_relaxed))) != 0) {
+  const uint64_t size = size_.load(std::memory_order_relaxed);
+  if (preallocate_) {
+    // Zeros over the torn bytes: whole records of the failed write must not be replayed after
+    // a shorter record written over their start.
+    uint64_t reached = size;
+    Status s = WriteZeros(size, torn_end_, &reached);
+    zeroed_ = std::max(zeroed_, reached);
+    if (::lseek(fd_, static_cast<off_t>(size), SEEK_SET) < 0 && s.ok()) {
+      s = ErrnoStatus(errno, "seek log", path_);
+    }
+    if (!s.ok()) return s;
+  } else if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
     return ErrnoStatus(errno, "truncate after failed write", path_);
   }
   needs_repair_ = false;
   return Status::Ok();
+}
+
+Status LogWriter::WriteZeros(uint64_t from, uint64_t to, uint64_t* reached) {
+  static const char kZeros[64 * 1024] = {};
+  *reached = from;
+  if (to <= from) return Status::Ok();
+  if (::lseek(fd_, static_cast<off_t>(from), SEEK_SET) < 0)
+    return ErrnoStatus(errno, "seek log", path_);
+  while (*reached < to) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(sizeof kZeros, to - *reached));
+    size_t written = 0;
+    Status s = WriteAll(fd_, std::string_view(kZeros, n), path_, &written);
+    *reached += written;
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Status LogWriter::Preallocate(uint64_t end) {
+  const uint64_t target = (end + kPreallocateBytes - 1) / kPreallocateBytes * kPreallocateBytes;
+  uint64_t reached = zeroed_;
+  Status s = WriteZeros(zeroed_, target, &reached);
+  zeroed_ = std::max(zeroed_, reached);
+  if (::lseek(fd_, static_cast<off_t>(size_.load(std::memory_order_relaxed)), SEEK_SET) < 0 &&
+      s.ok()) {
+    s = ErrnoStatus(errno, "seek log", path_);
+  }
+  return s;
 }
 
 Status LogWriter::Append(std::string_view record, uint64_t* end) {
@@ -76,10 +118,16 @@ Status LogWriter::Append(std::string_view record, uint64_t* end) {
     Status s = RepairTail();
     if (!s.ok()) return s;
   }
+  const uint64_t start = size_.load(std::memory_order_relaxed);
+  if (preallocate_ && start + record.size() > zeroed_) {
+    Status s = Preallocate(start + record.size());
+    if (!s.ok()) return s;
+  }
   size_t written = 0;
   Status s = WriteAll(fd_, record, path_, &written);
   if (!s.ok()) {
     if (written > 0) {
+      torn_end_ = start + written;
       needs_repair_ = true;
       RepairTail();  // best effort now; retried before the next append otherwise
     }

@@ -17,7 +17,8 @@ namespace kv::storage {
 
 namespace {
 
-Status Recover(const std::string& dir, std::shared_ptr<MemTable> mem, RecoveredStore* out) {
+Status Recover(const std::string& dir, std::shared_ptr<MemTable> mem, bool preallocate_log,
+               RecoveredStore* out) {
   auto path = [&dir](const std::string& name) { return dir + "/" + name; };
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return ErrnoStatus(errno, "mkdir", dir);
@@ -89,7 +90,7 @@ Status Recover(const std::string& dir, std::shared_ptr<MemTable> mem, RecoveredS
     if (!s.ok()) return s;
   }
   uint64_t number = max_number;
-  s = LogWriter::Create(path(LogFileName(number)), number, &out->log);
+  s = LogWriter::Create(path(LogFileName(number)), number, &out->log, preallocate_log);
   if (!s.ok()) return s;
   s = SyncDir(dir);
   if (!s.ok()) return s;
@@ -103,8 +104,9 @@ Status Recover(const std::string& dir, std::shared_ptr<MemTable> mem, RecoveredS
 
 }  // namespace
 
-Status RecoverStore(const std::string& dir, std::shared_ptr<MemTable> mem, RecoveredStore* out) {
-  Status s = Recover(dir, std::move(mem), out);
+Status RecoverStore(const std::string& dir, std::shared_ptr<MemTable> mem, bool preallocate_log,
+                    RecoveredStore* out) {
+  Status s = Recover(dir, std::move(mem), preallocate_log, out);
   if (!s.ok() && out->lock_fd >= 0) {
     ::close(out->lock_fd);
     out->lock_fd = -1;

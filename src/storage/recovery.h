@@ -28,7 +28,9 @@ struct RecoveredStore {
 // Creates dir if missing. Deletes MANIFEST.tmp, segments the manifest does not list (output of an
 // unfinished flush or compaction) and logs below its min_log; replays the other logs in number
 // order into `mem` (empty), truncating each at its last good record. A corrupted manifest or live
-// segment fails with kCorruption naming the file; on any failure the lock is released.
-Status RecoverStore(const std::string& dir, std::shared_ptr<MemTable> mem, RecoveredStore* out);
+// segment fails with kCorruption naming the file; on any failure the lock is released. The new
+// log is preallocated (LogWriter) when preallocate_log.
+Status RecoverStore(const std::string& dir, std::shared_ptr<MemTable> mem, bool preallocate_log,
+                    RecoveredStore* out);
 
 }  // namespace kv::storage

@@ -57,6 +57,12 @@ TEST_CASE("storage enospc: failed log writes report kNoSpace and leave the store
   TempDir tmp;
   Options o = SmallOptions(tmp.store(), false);
   o.memtable_bytes = 1 << 20;
+  SUBCASE("appended log") {
+    o.fsync = FsyncPolicy::kNever;
+  }
+  SUBCASE("preallocated log (--fsync always)") {
+    o.fsync = FsyncPolicy::kAlways;
+  }
   std::unique_ptr<Engine> db;
   REQUIRE(Engine::Open(o, &db).ok());
   for (int i = 0; i < 50; i++) REQUIRE(db->Put("k" + std::to_string(i), "v1", 10).ok());
@@ -85,6 +91,44 @@ TEST_CASE("storage enospc: failed log writes report kNoSpace and leave the store
   CHECK(r.kind == ReadResult::kValue);
   REQUIRE(db->Get("k49", &r).ok());
   CHECK(r.value == "v1");
+}
+
+// A short write of a batch can leave whole records of it in the file. A shorter record written
+// over their start must not let the rest of them replay: cut away (appended log) or zeroed over
+// (preallocated log).
+TEST_CASE("storage enospc: whole records of a failed batch never replay after a later write") {
+  HookGuard guard;
+  TempDir tmp;
+  Options o = SmallOptions(tmp.store(), false);
+  o.memtable_bytes = 1 << 20;
+  SUBCASE("appended log") {
+    o.fsync = FsyncPolicy::kNever;
+  }
+  SUBCASE("preallocated log (--fsync always)") {
+    o.fsync = FsyncPolicy::kAlways;
+  }
+  std::unique_ptr<Engine> db;
+  REQUIRE(Engine::Open(o, &db).ok());
+  REQUIRE(db->Put("before", "v", 1).ok());
+  // Half of this batch reaches the file: the two short records whole, the long one in part.
+  const std::string big(4000, 'b');
+  Engine::WriteOp ops[3] = {{"a1", "x", 5}, {"a2", "y", 5}, {"a3", big, 5}};
+  g_mode.store(kShortThenFail);
+  CHECK(db->Write(ops, 3).code() == Code::kNoSpace);
+  g_mode.store(kPass);
+  // Encoded as long as a1's record: a2's whole record follows it in the file unless removed.
+  REQUIRE(db->Put("d1", "z", 6).ok());
+  db.reset();
+  REQUIRE(Engine::Open(o, &db).ok());
+  ReadResult r;
+  REQUIRE(db->Get("d1", &r).ok());
+  CHECK(r.kind == ReadResult::kValue);
+  REQUIRE(db->Get("before", &r).ok());
+  CHECK(r.kind == ReadResult::kValue);
+  for (const char* k : {"a1", "a2", "a3"}) {
+    REQUIRE(db->Get(k, &r).ok());
+    CHECK_MESSAGE(r.kind == ReadResult::kAbsent, k);
+  }
 }
 
 TEST_CASE("storage enospc: a flush that hits a full disk keeps data and succeeds later") {

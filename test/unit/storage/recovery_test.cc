@@ -51,7 +51,7 @@ std::shared_ptr<MemTable> NewMem() {
 TEST_CASE("recovery: an empty directory gets a lock, no segments and a first log") {
   TempDir tmp;
   RecoveredStore r;
-  REQUIRE(RecoverStore(tmp.store(), NewMem(), &r).ok());
+  REQUIRE(RecoverStore(tmp.store(), NewMem(), false, &r).ok());
   CHECK(r.lock_fd >= 0);
   CHECK(r.state->segments.empty());
   CHECK(r.state->active->Empty());
@@ -61,12 +61,12 @@ TEST_CASE("recovery: an empty directory gets a lock, no segments and a first log
   CHECK(std::filesystem::exists(tmp.store() + "/" + LogFileName(r.log->number())));
 
   RecoveredStore second;
-  Status s = RecoverStore(tmp.store(), NewMem(), &second);
+  Status s = RecoverStore(tmp.store(), NewMem(), false, &second);
   CHECK(s.code() == Code::kIoError);
   CHECK(second.lock_fd == -1);  // closed on failure
   ::close(r.lock_fd);
   RecoveredStore third;  // the lock is free once its holder closes it
-  REQUIRE(RecoverStore(tmp.store(), NewMem(), &third).ok());
+  REQUIRE(RecoverStore(tmp.store(), NewMem(), false, &third).ok());
   ::close(third.lock_fd);
 }
 
@@ -86,7 +86,7 @@ TEST_CASE("recovery: leftovers of a crash go, needed logs are replayed in order"
   Touch(dir + "/MANIFEST.tmp");
 
   RecoveredStore r;
-  REQUIRE(RecoverStore(dir, NewMem(), &r).ok());
+  REQUIRE(RecoverStore(dir, NewMem(), false, &r).ok());
   CHECK_FALSE(std::filesystem::exists(dir + "/" + LogFileName(2)));
   CHECK_FALSE(std::filesystem::exists(dir + "/" + SegmentFileName(9)));
   CHECK_FALSE(std::filesystem::exists(dir + "/MANIFEST.tmp"));
@@ -108,11 +108,47 @@ TEST_CASE("recovery: a damaged manifest stops the open and releases the lock") {
   const std::string dir = tmp.path();
   Touch(dir + "/MANIFEST");
   RecoveredStore r;
-  Status s = RecoverStore(dir, NewMem(), &r);
+  Status s = RecoverStore(dir, NewMem(), false, &r);
   CHECK(s.code() == Code::kCorruption);
   CHECK(r.lock_fd == -1);
   std::filesystem::remove(dir + "/MANIFEST");
   RecoveredStore again;
-  REQUIRE(RecoverStore(dir, NewMem(), &again).ok());
+  REQUIRE(RecoverStore(dir, NewMem(), false, &again).ok());
   ::close(again.lock_fd);
+}
+
+TEST_CASE("recovery: a preallocated log's zeros end it, whatever follows its last record") {
+  TempDir tmp;
+  const std::string dir = tmp.store();
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/" + LogFileName(3);
+  std::unique_ptr<LogWriter> w;
+  REQUIRE(LogWriter::Create(path, 3, &w, true).ok());
+  std::string rec;
+  uint64_t end = 0;
+  for (int i = 0; i < 100; ++i) {
+    EncodeLogRecord("k" + std::to_string(i), std::string(100, 'v'), 7, EntryType::kValue, &rec);
+    REQUIRE(w->Append(rec, &end).ok());
+  }
+  REQUIRE(w->Sync().ok());
+  CHECK(w->size() == end);
+  // The file runs on in zeros past the records: written once, so a sync does not grow it.
+  CHECK(std::filesystem::file_size(path) == LogWriter::kPreallocateBytes);
+  // A record past the preallocated bytes grows them by a whole step.
+  const std::string big(LogWriter::kPreallocateBytes, 'b');
+  EncodeLogRecord("big", big, 8, EntryType::kValue, &rec);
+  REQUIRE(w->Append(rec, &end).ok());
+  CHECK(std::filesystem::file_size(path) == 2 * LogWriter::kPreallocateBytes);
+  w.reset();
+
+  RecoveredStore r;
+  REQUIRE(RecoverStore(dir, NewMem(), true, &r).ok());
+  uint64_t version = 0;
+  CHECK(ValueOf(*r.state->active, "k0", &version) == std::string(100, 'v'));
+  CHECK(ValueOf(*r.state->active, "k99", &version) == std::string(100, 'v'));
+  CHECK(ValueOf(*r.state->active, "big", &version) == big);
+  CHECK(version == 8);
+  // Replayed up to its last record: the zeros are cut, nothing else is.
+  CHECK(std::filesystem::file_size(path) == end);
+  ::close(r.lock_fd);
 }
