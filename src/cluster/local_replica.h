@@ -45,7 +45,7 @@ class GroupCommitter;
 class LocalReplica final : public Replica {
  public:
   static constexpr size_t kMaxBatchedValue = 64 * 1024;
-  static constexpr size_t kSyncBatch = 16;  // with a committer: see Execute
+  static constexpr size_t kSyncBatch = 32;  // with a committer: see Execute
 
   // committer: nullptr unless writes must reach the disk before they are answered. wake: called
   // from a committer thread when a batch is durable (the loop then calls DeliverSynced).
@@ -134,16 +134,16 @@ class LocalReplica final : public Replica {
   std::vector<std::unique_ptr<Batch>> synced_;
 };
 
-// The threads that run fdatasync for --fsync always: loops hand them written batches; a free
-// thread takes every batch handed over and not yet taken and syncs the log up to their end with
-// one fdatasync (group commit). kThreads of them, so a batch handed over while a sync runs starts
-// its own at once instead of waiting for that one to end (storage::LogWriter::SyncTo). Batches
-// go back to their LocalReplica in the order they were handed over, one hand-over and one
-// wake-up per loop for all a sync made durable. Stop() (or the destructor) finishes the batches
-// handed so far. Thread-safe.
+// The thread that runs fdatasync for --fsync always: loops hand it written batches; it takes
+// every batch handed over and not yet taken and syncs the log up to their end with one
+// fdatasync (group commit), so the batches handed over while a sync runs share the next one.
+// One thread: the log runs one fdatasync at a time (storage::LogWriter::SyncTo says why).
+// Batches go back to their LocalReplica in the order they were handed over, one hand-over and
+// one wake-up per loop for all a sync made durable. Stop() (or the destructor) finishes the
+// batches handed so far. Thread-safe.
 class GroupCommitter {
  public:
-  static constexpr int kThreads = storage::LogWriter::kMaxSyncs;
+  static constexpr int kThreads = 1;
 
   explicit GroupCommitter(storage::Engine* engine);
   ~GroupCommitter();

@@ -142,31 +142,22 @@ Status LogWriter::SyncTo(uint64_t offset) {
   std::unique_lock<std::mutex> lock(sync_mu_);
   for (;;) {
     if (synced_ >= offset) return Status::Ok();
-    bool covered = false;
-    for (int i = 0; i < syncs_; ++i) covered = covered || in_flight_[i] >= offset;
-    if (!covered && syncs_ < kMaxSyncs) break;
-    sync_cv_.wait(lock);  // a sync ended: covered now, or a slot is free (or it failed: retry)
+    if (failed_) return last_failure_;
+    if (!syncing_) break;
+    sync_cv_.wait(lock);  // the sync under way ended: covered now, or ours is next
   }
   // Leader: one fdatasync covers everything appended so far, including followers' records.
   const uint64_t target = size();
-  const uint64_t failures_before = failures_;
-  in_flight_[syncs_++] = target;
+  syncing_ = true;
   lock.unlock();
   Status s = SyncFd(fd_, path_);
   lock.lock();
-  for (int i = 0; i < syncs_; ++i) {
-    if (in_flight_[i] == target) {
-      in_flight_[i] = in_flight_[--syncs_];
-      break;
-    }
-  }
+  syncing_ = false;
   if (!s.ok()) {
-    ++failures_;
+    failed_ = true;
     last_failure_ = s;
-  } else if (failures_ != failures_before) {
-    s = last_failure_;  // another failed meanwhile: the error may have been this one's
-  } else if (target > synced_) {
-    synced_ = target;
+  } else {
+    synced_ = std::max(synced_, target);
   }
   sync_cv_.notify_all();
   return s;

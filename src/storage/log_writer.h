@@ -1,7 +1,7 @@
 // Appends records to one log file with a single write(2) each and tracks what is durable.
 // Append() must be serialized by the caller (the engine's write mutex); SyncTo()/Sync() may be
-// called from any thread and implement group commit: one fdatasync covers all appended records,
-// and up to kMaxSyncs run at once (see SyncTo).
+// called from any thread and implement group commit: one fdatasync at a time covers every
+// record appended before it began (see SyncTo).
 //
 // A preallocated log (for --fsync always) is filled with zeros ahead of its records,
 // kPreallocateBytes at a time, so most of its fdatasyncs only write data blocks: an append that
@@ -33,14 +33,16 @@ class LogWriter {
   // zeros over it instead) and *end is unchanged. A preallocated log grows its zeros here first
   // (in the page cache: the next fdatasync writes them); a disk that is full fails it then.
   Status Append(std::string_view record, uint64_t* end);
-  static constexpr int kMaxSyncs = 2;
-  // Makes every byte up to `offset` durable. A caller whose bytes an fdatasync in flight covers
-  // (it began after they were written) waits for it; any other starts its own at once while
-  // fewer than kMaxSyncs run: a record appended just after a sync began then waits for one sync
-  // of its own, not for the rest of that one and then its own. The file system orders them
-  // (a later fdatasync returns once everything written before it is on disk). A sync that was
-  // under way when another failed fails too: the kernel reports a writeback error to one
-  // fdatasync only, and the failed pages may be the other's.
+  // Makes every byte up to `offset` durable. One fdatasync runs at a time: a caller whose bytes
+  // it covers waits for it, any other waits for it to end and then, unless another caller did
+  // already, runs the next one for everything appended by then (so the records appended during
+  // one sync share the next). Measured on ext4 (loadtest/REPORT.md, 2026-12-03 third session):
+  // a second fdatasync of the same file started during one does not overlap it but waits for
+  // its journal commit, and covers only the few records written since: two at a time gave
+  // smaller batches and slower syncs. After a failed fdatasync every later one fails too,
+  // whatever it returns: the kernel reports a writeback error once and may have dropped the
+  // failed pages, so records after them would follow a hole that recovery stops at. What a
+  // sync made durable before the failure stays acknowledged.
   Status SyncTo(uint64_t offset);
   Status Sync() { return SyncTo(size()); }
   uint64_t size() const { return size_.load(std::memory_order_acquire); }
@@ -67,10 +69,9 @@ class LogWriter {
 
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;
-  uint64_t in_flight_[kMaxSyncs] = {};  // the offsets the fdatasyncs under way will make durable
-  int syncs_ = 0;                       // how many are under way
+  bool syncing_ = false;  // an fdatasync is under way
   uint64_t synced_ = 0;
-  uint64_t failures_ = 0;  // fdatasyncs that failed
+  bool failed_ = false;  // an fdatasync failed: every later one fails (SyncTo)
   Status last_failure_;
 };
 
