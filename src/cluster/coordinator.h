@@ -9,7 +9,7 @@
 // answering node does not hold every GET it is asked first for until the hedge time. Every
 // kSlowPeerProbeEvery-th such GET still asks it first, so that its average follows it (also
 // when no write reaches it). Each
-// request to a peer times out at twice that peer's slowest recent answer (peer_timeout.h), within
+// request to a peer times out at twice that peer's slowest recent answer (peer_health.h), within
 // the request's own deadline.
 // Peer health: only slow failures (timeouts, stalled connections) count towards a peer's circuit
 // breaker; a refused connection is a fast failure that costs nothing and says the peer is down,
@@ -43,12 +43,11 @@
 #include <vector>
 
 #include "cluster/accumulator.h"
-#include "cluster/breaker.h"
 #include "cluster/hedge.h"
 #include "cluster/hints.h"
 #include "cluster/hlc.h"
 #include "cluster/peer.h"
-#include "cluster/peer_timeout.h"
+#include "cluster/peer_health.h"
 #include "cluster/ring.h"
 
 namespace kv::storage {
@@ -129,7 +128,7 @@ enum class ReadFanout : uint8_t { kHedged, kAll };
 struct CoordinatorOptions {
   uint64_t request_timeout_ms = 1000;
   // Floor of each peer's replica request timeout, which is otherwise twice that peer's slowest
-  // recent answer (peer_timeout.h); at or above request_timeout_ms every replica request gets
+  // recent answer (peer_health.h); at or above request_timeout_ms every replica request gets
   // the whole request timeout.
   uint64_t peer_timeout_min_ms = 200;
   ReadFanout read_fanout = ReadFanout::kHedged;
