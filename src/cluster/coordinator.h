@@ -202,9 +202,8 @@ class Coordinator {
  private:
   struct Request;
   static Request* RequestOf(uint64_t cookie);
-  // The answers of peers (through transports), of this node's replica, and to pings.
-  void OnPeerAnswer(uint64_t cookie, PeerResponse&& r);
-  void OnLocalAnswer(uint64_t cookie, PeerResponse&& r);
+  // The answers of replicas (peers through transports, and this node's own) and to pings.
+  void OnAnswer(uint64_t cookie, PeerResponse&& r);
   void OnPong(uint64_t node, PeerResponse&& r);
   // The answer to a read repair write (cookie as in Ask, kBackgroundBit set for background).
   void OnRepairAnswer(uint64_t cookie, PeerResponse&& r);
@@ -220,7 +219,6 @@ class Coordinator {
   // Pings every peer whose breaker is not closed and has no ping of this loop out; stops when
   // all are closed.
   void Probe(uint64_t now_us);
-  void Deliver(Request* r, int replica, PeerResponse&& resp);
   // One answer (or failure) of a peer, took_us after its request was sent: the circuit breaker
   // and failure count, the peer's timeout (answers only) and its moving average of answer times
   // (a failure only when it took longer than that average).
@@ -268,8 +266,7 @@ class Coordinator {
   std::deque<std::pair<Request*, uint64_t>> hedge_queue_;
   size_t pending_ = 0;
   std::vector<Request*> free_;
-  MemberWaiter<Coordinator, &Coordinator::OnPeerAnswer> waiter_;
-  MemberWaiter<Coordinator, &Coordinator::OnLocalAnswer> local_waiter_;
+  MemberWaiter<Coordinator, &Coordinator::OnAnswer> waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnPong> ping_waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnRepairAnswer> repair_waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnHintAnswer> hint_waiter_;
