@@ -89,7 +89,7 @@ struct Coordinator::Request {
   uint32_t done_mask = 0;
   uint32_t answered = 0;
   uint64_t held[Accumulator::kMaxReplicas];
-  bool decided = false;  // Finish ran: later answers are late
+  bool decided = false;  // the outcome is decided: later answers are late
   int reply = -1;        // GET: the slot whose answer the client gets
   // Read repair: the slot of the newest answer known (its bytes still in values[]) and its
   // version; the blocking repair writes the client still waits for.
@@ -460,9 +460,19 @@ void Coordinator::OnAnswer(uint64_t cookie, PeerResponse&& resp) {
       }
     }
   }
-  bool decided = r->acc->Deliver(replica, kind, resp.version);
-  if (decided) {
-    Finish(r);
+  if (r->acc->Deliver(replica, kind, resp.version)) {
+    // The outcome is decided: a GET that succeeded gets its newest answer (FinishRead); every
+    // other request its outcome now.
+    r->decided = true;
+    if (r->op == PeerOp::kGet && r->acc->succeeded()) {
+      FinishRead(r);
+    } else {
+      Outcome o;
+      o.kind = !r->acc->succeeded() ? (r->no_space ? Outcome::kNoSpace : Outcome::kUnavailable)
+                                    : Outcome::kStored;
+      Completion done = r->done;
+      done.fn(done.ctx, done.ctx2, std::move(o));
+    }
   } else if (r->decided) {
     if (r->op == PeerOp::kGet && kind != AnswerKind::kFailed) LateAnswer(r, replica);
   } else if (kind == AnswerKind::kFailed && r->hedged && r->next < r->from) {
@@ -473,37 +483,25 @@ void Coordinator::OnAnswer(uint64_t cookie, PeerResponse&& resp) {
   Release(r);
 }
 
-void Coordinator::Finish(Request* r) {
-  r->decided = true;
-  if (r->op == PeerOp::kGet && r->acc->succeeded()) {
-    const int f = r->acc->freshest();
-    r->reply = f;
-    if (!opt_.read_repair || f < 0) return Reply(r);
-    const uint64_t v = r->held[f];
-    r->newest = f;
-    r->newest_version = v;
-    // The common path: every answer holds the newest version (an absent newest is version 0).
-    uint32_t stale = 0;
-    for (uint32_t m = r->answered; m != 0; m &= m - 1) {
-      const int i = __builtin_ctz(m);
-      if (r->held[i] < v) stale |= 1u << i;
-    }
-    if (stale == 0) return Reply(r);
-    // Blocking read repair: the client is answered once every stale replica answered its write
-    // (RepairDone). Counted in full first: a write may fail before Repair returns.
-    r->blocking = Slots(stale);
-    const uint64_t now_us = env_->NowUs();
-    for (uint32_t m = stale; m != 0; m &= m - 1) Repair(r, __builtin_ctz(m), false, now_us);
-    return;
+void Coordinator::FinishRead(Request* r) {
+  const int f = r->acc->freshest();
+  r->reply = f;
+  if (!opt_.read_repair || f < 0) return Reply(r);
+  const uint64_t v = r->held[f];
+  r->newest = f;
+  r->newest_version = v;
+  // The common path: every answer holds the newest version (an absent newest is version 0).
+  uint32_t stale = 0;
+  for (uint32_t m = r->answered; m != 0; m &= m - 1) {
+    const int i = __builtin_ctz(m);
+    if (r->held[i] < v) stale |= 1u << i;
   }
-  Outcome o;
-  if (!r->acc->succeeded()) {
-    o.kind = r->no_space ? Outcome::kNoSpace : Outcome::kUnavailable;
-  } else {
-    o.kind = Outcome::kStored;
-  }
-  Completion done = r->done;
-  done.fn(done.ctx, done.ctx2, std::move(o));
+  if (stale == 0) return Reply(r);
+  // Blocking read repair: the client is answered once every stale replica answered its write
+  // (RepairDone). Counted in full first: a write may fail before Repair returns.
+  r->blocking = Slots(stale);
+  const uint64_t now_us = env_->NowUs();
+  for (uint32_t m = stale; m != 0; m &= m - 1) Repair(r, __builtin_ctz(m), false, now_us);
 }
 
 void Coordinator::Reply(Request* r) {

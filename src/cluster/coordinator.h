@@ -233,7 +233,9 @@ class Coordinator {
   // value's transfer time, at most request_deadline_ms.
   uint64_t PeerDeadlineMs(uint64_t request_deadline_ms, uint32_t node, size_t value_bytes,
                           uint64_t now_us);
-  void Finish(Request* r);
+  // A GET succeeded: answers the client with the newest answer, after the blocking read repair
+  // of the replicas that answered an older version when read repair is on.
+  void FinishRead(Request* r);
   // Answers the client of a GET with slot r->reply of its answers.
   void Reply(Request* r);
   // A GET's answer of `slot` came after its decision: compares it with the newest known and
