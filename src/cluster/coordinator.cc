@@ -89,7 +89,7 @@ struct Coordinator::Request {
   uint32_t done_mask = 0;
   uint32_t answered = 0;
   uint64_t held[Accumulator::kMaxReplicas];
-  bool decided = false;  // Finish ran: later answers are late
+  bool decided = false;  // the outcome is decided: later answers are late
   int reply = -1;        // GET: the slot whose answer the client gets
   // Read repair: the slot of the newest answer known (its bytes still in values[]) and its
   // version; the blocking repair writes the client still waits for.
@@ -107,6 +107,10 @@ namespace {
 // A repair write's cookie carries this bit beside the slot when it is a background one.
 constexpr uint64_t kBackgroundBit = 0x80;
 constexpr uint64_t kSlotMask = 0x7f;
+// A replica request's answer made up by Ask (its peer's circuit is open) carries this bit beside
+// the replica index: it was never sent.
+constexpr uint64_t kNotSentBit = 0x40;
+constexpr uint64_t kReplicaMask = 0x3f;
 int Slots(uint32_t mask) {
   return __builtin_popcount(mask);
 }
@@ -115,25 +119,6 @@ int Slots(uint32_t mask) {
 // cookie = request pointer * 256 + replica index (see Ask).
 Coordinator::Request* Coordinator::RequestOf(uint64_t cookie) {
   return reinterpret_cast<Request*>(cookie >> 8);
-}
-
-void Coordinator::OnPeerAnswer(uint64_t cookie, PeerResponse&& r) {
-  Request* req = RequestOf(cookie);
-  const int replica = static_cast<int>(cookie & 0xff);
-  const bool failed = r.kind == PeerResponse::kError;
-  const uint64_t now_us = env_->NowUs();
-  const uint64_t took = now_us - req->sent_us[replica];
-  RecordPeerAnswer(req->nodes[replica], r, took, now_us);
-  if (!failed && req->hedged) hedge_.Record(took);
-  Deliver(req, replica, std::move(r));
-}
-
-// This node's own replica is not a peer (no answer times, no breaker); its full disk makes the
-// request's failure a 507.
-void Coordinator::OnLocalAnswer(uint64_t cookie, PeerResponse&& r) {
-  Request* req = RequestOf(cookie);
-  if (r.no_space) req->no_space = true;
-  Deliver(req, static_cast<int>(cookie & 0xff), std::move(r));
 }
 
 // The answer to a ping of Probe: cookie = node.
@@ -166,7 +151,6 @@ Coordinator::Coordinator(ClusterState* state, Replica* local,
       peers_(state->ring.size(), PeerStats{PeerTimeout(options.peer_timeout_min_ms * 1000,
                                                        options.request_timeout_ms * 1000)}),
       waiter_(this),
-      local_waiter_(this),
       ping_waiter_(this),
       repair_waiter_(this),
       hint_waiter_(this) {
@@ -253,7 +237,7 @@ void Coordinator::Execute(PeerOp op, std::string_view key, std::string_view valu
   PeerRequest preq{op, key, value, version, expires_ms};
   const uint64_t now_us = env_->NowUs();  // breakers, answer times and the hedge time
   r->first = first;
-  // A replica that fails at once is replaced from inside Deliver (AskNext), moving r->next on.
+  // A replica that fails at once is replaced from inside OnAnswer (AskNext), moving r->next on.
   while (r->next < first) Ask(r, r->next++, preq, now_us);
   if (r->hedged && r->next < from && !r->acc->decided()) {
     ++r->outstanding;
@@ -268,13 +252,13 @@ void Coordinator::Ask(Request* r, int i, const PeerRequest& preq, uint64_t now_u
   // User-space pointers fit in 56 bits: the low byte carries the replica index.
   const uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(i);
   ++r->outstanding;
-  if (node == state_->self_index) return local_->Execute(preq, &local_waiter_, cookie);
+  if (node == state_->self_index) return local_->Execute(preq, &waiter_, cookie);
   CircuitBreaker& br = *state_->breakers[node];
   if (!br.Allow(now_us / 1000)) {
     if (!probing_) StartProbing(now_us);
     PeerResponse failed;
     failed.error = "circuit open";
-    Deliver(r, i, std::move(failed));
+    OnAnswer(cookie | kNotSentBit, std::move(failed));
     return;
   }
   // Only this thread writes its row: a plain increment, no locked instruction.
@@ -442,13 +426,28 @@ void Coordinator::OnTimer() {
   ArmTimer(now);
 }
 
-void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
+// One replica's answer to a request of Ask: cookie as there. A peer's answer (one that came back
+// through its transport, not one its open circuit made up) counts for the peer's health and its
+// time for the hedge delay; this node's own replica is not a peer, and its full disk makes the
+// request's failure a 507.
+void Coordinator::OnAnswer(uint64_t cookie, PeerResponse&& resp) {
+  Request* r = RequestOf(cookie);
+  const int replica = static_cast<int>(cookie & kReplicaMask);
+  const uint32_t node = r->nodes[replica];
+  if (node == state_->self_index) {
+    if (resp.no_space) r->no_space = true;
+  } else if ((cookie & kNotSentBit) == 0) {
+    const uint64_t now_us = env_->NowUs();
+    const uint64_t took = now_us - r->sent_us[replica];
+    RecordPeerAnswer(node, resp, took, now_us);
+    if (resp.kind != PeerResponse::kError && r->hedged) hedge_.Record(took);
+  }
   AnswerKind kind = KindOf(resp);
   // A peer that did not store a write gets a hint, except one that refused its version as too
   // far ahead of its clock: replayed later, it would let that version in after all.
   if (kind == AnswerKind::kFailed && r->op != PeerOp::kGet && hints_ &&
-      r->nodes[replica] != state_->self_index && !resp.clock_skew) {
-    hints_->Add(r->nodes[replica], r->op, r->key, r->write_value, r->version, r->expires_ms);
+      node != state_->self_index && !resp.clock_skew) {
+    hints_->Add(node, r->op, r->key, r->write_value, r->version, r->expires_ms);
   }
   if (r->op == PeerOp::kGet) {
     r->done_mask |= 1u << replica;
@@ -461,9 +460,19 @@ void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
       }
     }
   }
-  bool decided = r->acc->Deliver(replica, kind, resp.version);
-  if (decided) {
-    Finish(r);
+  if (r->acc->Deliver(replica, kind, resp.version)) {
+    // The outcome is decided: a GET that succeeded gets its newest answer (FinishRead); every
+    // other request its outcome now.
+    r->decided = true;
+    if (r->op == PeerOp::kGet && r->acc->succeeded()) {
+      FinishRead(r);
+    } else {
+      Outcome o;
+      o.kind = !r->acc->succeeded() ? (r->no_space ? Outcome::kNoSpace : Outcome::kUnavailable)
+                                    : Outcome::kStored;
+      Completion done = r->done;
+      done.fn(done.ctx, done.ctx2, std::move(o));
+    }
   } else if (r->decided) {
     if (r->op == PeerOp::kGet && kind != AnswerKind::kFailed) LateAnswer(r, replica);
   } else if (kind == AnswerKind::kFailed && r->hedged && r->next < r->from) {
@@ -474,37 +483,25 @@ void Coordinator::Deliver(Request* r, int replica, PeerResponse&& resp) {
   Release(r);
 }
 
-void Coordinator::Finish(Request* r) {
-  r->decided = true;
-  if (r->op == PeerOp::kGet && r->acc->succeeded()) {
-    const int f = r->acc->freshest();
-    r->reply = f;
-    if (!opt_.read_repair || f < 0) return Reply(r);
-    const uint64_t v = r->held[f];
-    r->newest = f;
-    r->newest_version = v;
-    // The common path: every answer holds the newest version (an absent newest is version 0).
-    uint32_t stale = 0;
-    for (uint32_t m = r->answered; m != 0; m &= m - 1) {
-      const int i = __builtin_ctz(m);
-      if (r->held[i] < v) stale |= 1u << i;
-    }
-    if (stale == 0) return Reply(r);
-    // Blocking read repair: the client is answered once every stale replica answered its write
-    // (RepairDone). Counted in full first: a write may fail before Repair returns.
-    r->blocking = Slots(stale);
-    const uint64_t now_us = env_->NowUs();
-    for (uint32_t m = stale; m != 0; m &= m - 1) Repair(r, __builtin_ctz(m), false, now_us);
-    return;
+void Coordinator::FinishRead(Request* r) {
+  const int f = r->acc->freshest();
+  r->reply = f;
+  if (!opt_.read_repair || f < 0) return Reply(r);
+  const uint64_t v = r->held[f];
+  r->newest = f;
+  r->newest_version = v;
+  // The common path: every answer holds the newest version (an absent newest is version 0).
+  uint32_t stale = 0;
+  for (uint32_t m = r->answered; m != 0; m &= m - 1) {
+    const int i = __builtin_ctz(m);
+    if (r->held[i] < v) stale |= 1u << i;
   }
-  Outcome o;
-  if (!r->acc->succeeded()) {
-    o.kind = r->no_space ? Outcome::kNoSpace : Outcome::kUnavailable;
-  } else {
-    o.kind = Outcome::kStored;
-  }
-  Completion done = r->done;
-  done.fn(done.ctx, done.ctx2, std::move(o));
+  if (stale == 0) return Reply(r);
+  // Blocking read repair: the client is answered once every stale replica answered its write
+  // (RepairDone). Counted in full first: a write may fail before Repair returns.
+  r->blocking = Slots(stale);
+  const uint64_t now_us = env_->NowUs();
+  for (uint32_t m = stale; m != 0; m &= m - 1) Repair(r, __builtin_ctz(m), false, now_us);
 }
 
 void Coordinator::Reply(Request* r) {

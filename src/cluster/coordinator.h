@@ -9,7 +9,7 @@
 // answering node does not hold every GET it is asked first for until the hedge time. Every
 // kSlowPeerProbeEvery-th such GET still asks it first, so that its average follows it (also
 // when no write reaches it). Each
-// request to a peer times out at twice that peer's slowest recent answer (peer_timeout.h), within
+// request to a peer times out at twice that peer's slowest recent answer (peer_health.h), within
 // the request's own deadline.
 // Peer health: only slow failures (timeouts, stalled connections) count towards a peer's circuit
 // breaker; a refused connection is a fast failure that costs nothing and says the peer is down,
@@ -43,12 +43,11 @@
 #include <vector>
 
 #include "cluster/accumulator.h"
-#include "cluster/breaker.h"
 #include "cluster/hedge.h"
 #include "cluster/hints.h"
 #include "cluster/hlc.h"
 #include "cluster/peer.h"
-#include "cluster/peer_timeout.h"
+#include "cluster/peer_health.h"
 #include "cluster/ring.h"
 
 namespace kv::storage {
@@ -129,7 +128,7 @@ enum class ReadFanout : uint8_t { kHedged, kAll };
 struct CoordinatorOptions {
   uint64_t request_timeout_ms = 1000;
   // Floor of each peer's replica request timeout, which is otherwise twice that peer's slowest
-  // recent answer (peer_timeout.h); at or above request_timeout_ms every replica request gets
+  // recent answer (peer_health.h); at or above request_timeout_ms every replica request gets
   // the whole request timeout.
   uint64_t peer_timeout_min_ms = 200;
   ReadFanout read_fanout = ReadFanout::kHedged;
@@ -203,9 +202,8 @@ class Coordinator {
  private:
   struct Request;
   static Request* RequestOf(uint64_t cookie);
-  // The answers of peers (through transports), of this node's replica, and to pings.
-  void OnPeerAnswer(uint64_t cookie, PeerResponse&& r);
-  void OnLocalAnswer(uint64_t cookie, PeerResponse&& r);
+  // The answers of replicas (peers through transports, and this node's own) and to pings.
+  void OnAnswer(uint64_t cookie, PeerResponse&& r);
   void OnPong(uint64_t node, PeerResponse&& r);
   // The answer to a read repair write (cookie as in Ask, kBackgroundBit set for background).
   void OnRepairAnswer(uint64_t cookie, PeerResponse&& r);
@@ -221,7 +219,6 @@ class Coordinator {
   // Pings every peer whose breaker is not closed and has no ping of this loop out; stops when
   // all are closed.
   void Probe(uint64_t now_us);
-  void Deliver(Request* r, int replica, PeerResponse&& resp);
   // One answer (or failure) of a peer, took_us after its request was sent: the circuit breaker
   // and failure count, the peer's timeout (answers only) and its moving average of answer times
   // (a failure only when it took longer than that average).
@@ -236,7 +233,9 @@ class Coordinator {
   // value's transfer time, at most request_deadline_ms.
   uint64_t PeerDeadlineMs(uint64_t request_deadline_ms, uint32_t node, size_t value_bytes,
                           uint64_t now_us);
-  void Finish(Request* r);
+  // A GET succeeded: answers the client with the newest answer, after the blocking read repair
+  // of the replicas that answered an older version when read repair is on.
+  void FinishRead(Request* r);
   // Answers the client of a GET with slot r->reply of its answers.
   void Reply(Request* r);
   // A GET's answer of `slot` came after its decision: compares it with the newest known and
@@ -269,8 +268,7 @@ class Coordinator {
   std::deque<std::pair<Request*, uint64_t>> hedge_queue_;
   size_t pending_ = 0;
   std::vector<Request*> free_;
-  MemberWaiter<Coordinator, &Coordinator::OnPeerAnswer> waiter_;
-  MemberWaiter<Coordinator, &Coordinator::OnLocalAnswer> local_waiter_;
+  MemberWaiter<Coordinator, &Coordinator::OnAnswer> waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnPong> ping_waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnRepairAnswer> repair_waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnHintAnswer> hint_waiter_;

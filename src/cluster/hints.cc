@@ -10,10 +10,10 @@
 #include <cinttypes>
 #include <cstring>
 
-#include "cluster/breaker.h"
 #include "cluster/coordinator.h"
 #include "cluster/hint_file.h"
 #include "cluster/hlc.h"
+#include "cluster/peer_health.h"
 #include "common/log.h"
 #include "common/version.h"
 

@@ -432,9 +432,13 @@ class BinaryPeer final : public cluster::PeerTransport {
     c->write_active = true;
   }
 
-  // Handles one frame from the peer. Returns after at most one waiter callback, which comes
-  // last: the caller re-checks conn->owner before using the transport again.
-  void OnFrame(const proto::Frame& f) {
+  // A frame about the connection rather than a request (HANDSHAKE_OK, ERROR, PING): answered or
+  // acted on here; a failure calls the waiters, and the caller re-checks conn->owner after it.
+  static bool IsConnectionFrame(proto::FrameType t) {
+    return t == proto::FrameType::kHandshakeOk || t == proto::FrameType::kError ||
+           t == proto::FrameType::kPing;
+  }
+  void OnConnectionFrame(const proto::Frame& f) {
     ClientConn* c = conn_;
     switch (f.type) {
       case proto::FrameType::kHandshakeOk: {
@@ -468,29 +472,8 @@ class BinaryPeer final : public cluster::PeerTransport {
         proto::EncodePong(&c->out, f.request_id, f.payload);  // leaves with the next Flush
         return;
       default:
-        break;
+        return;
     }
-    Slot* s = Find(f.request_id);
-    // An answer to a request that already timed out is dropped, and so is a PONG that answers
-    // no ping of ours (or a response frame that answers a ping).
-    if (s == nullptr || s->ping != (f.type == proto::FrameType::kPong)) return;
-    PeerWaiter* waiter = s->waiter;
-    const uint64_t cookie = s->cookie;
-    Release(s);
-    if (f.type == proto::FrameType::kPong) {
-      PeerResponse pong;
-      pong.kind = PeerResponse::kPong;
-      return waiter->OnPeerResponse(cookie, std::move(pong));
-    }
-    if (f.type == proto::FrameType::kPage && f.value.size() >= kHandOverBytes) {
-      // A page of up to a few MiB: the receive buffer goes to the waiter, not a copy of it.
-      PeerResponse page;
-      page.kind = PeerResponse::kPage;
-      if (c->decoder.TakeFrame(&page.value, &page.value_at)) {
-        return waiter->OnPeerResponse(cookie, std::move(page));
-      }
-    }
-    waiter->OnPeerResponse(cookie, ToPeerResponse(f));
   }
 
   static void OnConnect(uv_connect_t* req, int status) {
@@ -508,38 +491,59 @@ class BinaryPeer final : public cluster::PeerTransport {
     self->Flush();
   }
 
+  // Reads the peer's frames: decodes every complete frame buffered and hands each answer to its
+  // request's waiter (ToPeerResponse), until c is detached (a waiter closed the transport, or
+  // the connection failed). Frames about the connection go to OnConnectionFrame.
   static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     auto* c = static_cast<ClientConn*>(stream->data);
-    if (c->owner == nullptr) return;
-    if (nread > 0) {
-      c->last_rx_ms = uv_now(c->owner->loop_);
-      c->decoder.Feed(buf->base, static_cast<size_t>(nread));
-      // Every complete frame buffered, until c is detached (a waiter closed the transport, or
-      // the connection failed).
-      proto::Frame f;
-      while (c->owner != nullptr) {
-        switch (c->decoder.Next(&f)) {
-          case proto::DecodeResult::kNeedMore:
-            return;
-          case proto::DecodeResult::kError: {
-            const proto::ProtocolError& e = c->decoder.error();
-            LOG_WARN("binary peer %s: protocol error %s: %s", c->owner->peer_urls_[0].c_str(),
-                     proto::ErrorCodeName(e.code), e.reason.c_str());
-            return c->owner->FailConnection(
-                std::string("protocol error: ") + proto::ErrorCodeName(e.code) + ": " + e.reason,
-                false, !c->handshake_ok);
-          }
-          case proto::DecodeResult::kFrame:
-            c->owner->OnFrame(f);
-            break;
+    if (c->owner == nullptr || nread == 0) return;
+    if (nread < 0) {
+      std::string reason(UvErrorReason(static_cast<int>(nread)));
+      if (nread == UV_EOF && !c->decoder.Finish()) reason += " mid-frame";
+      return c->owner->FailConnection(std::move(reason), false);
+    }
+    c->last_rx_ms = uv_now(c->owner->loop_);
+    c->decoder.Feed(buf->base, static_cast<size_t>(nread));
+    proto::Frame f;
+    while (c->owner != nullptr) {
+      const proto::DecodeResult d = c->decoder.Next(&f);
+      if (d == proto::DecodeResult::kNeedMore) return;
+      if (d == proto::DecodeResult::kError) {
+        const proto::ProtocolError& e = c->decoder.error();
+        LOG_WARN("binary peer %s: protocol error %s: %s", c->owner->peer_urls_[0].c_str(),
+                 proto::ErrorCodeName(e.code), e.reason.c_str());
+        return c->owner->FailConnection(
+            std::string("protocol error: ") + proto::ErrorCodeName(e.code) + ": " + e.reason, false,
+            !c->handshake_ok);
+      }
+      if (IsConnectionFrame(f.type)) {
+        c->owner->OnConnectionFrame(f);
+        continue;
+      }
+      // An answer to a request that already timed out is dropped, and so is a PONG that answers
+      // no ping of ours (or a response frame that answers a ping).
+      Slot* s = c->owner->Find(f.request_id);
+      if (s == nullptr || s->ping != (f.type == proto::FrameType::kPong)) continue;
+      PeerWaiter* waiter = s->waiter;
+      const uint64_t cookie = s->cookie;
+      c->owner->Release(s);
+      if (f.type == proto::FrameType::kPong) {
+        PeerResponse pong;
+        pong.kind = PeerResponse::kPong;
+        waiter->OnPeerResponse(cookie, std::move(pong));
+        continue;
+      }
+      if (f.type == proto::FrameType::kPage && f.value.size() >= kHandOverBytes) {
+        // A page of up to a few MiB: the receive buffer goes to the waiter, not a copy of it.
+        PeerResponse page;
+        page.kind = PeerResponse::kPage;
+        if (c->decoder.TakeFrame(&page.value, &page.value_at)) {
+          waiter->OnPeerResponse(cookie, std::move(page));
+          continue;
         }
       }
-      return;
+      waiter->OnPeerResponse(cookie, ToPeerResponse(f));
     }
-    if (nread == 0) return;
-    std::string reason(UvErrorReason(static_cast<int>(nread)));
-    if (nread == UV_EOF && !c->decoder.Finish()) reason += " mid-frame";
-    c->owner->FailConnection(std::move(reason), false);
   }
 
   static void OnWrite(uv_write_t* req, int status) {

@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "cluster/breaker.h"
 #include "cluster/coordinator.h"
 #include "cluster/hint_file.h"
 #include "cluster/hlc.h"
+#include "cluster/peer_health.h"
 #include "storage/log_format.h"
 
 namespace kv::cluster {

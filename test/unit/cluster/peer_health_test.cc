@@ -1,4 +1,4 @@
-#include "cluster/breaker.h"
+#include "cluster/peer_health.h"
 
 #include <doctest/doctest.h>
 
