@@ -197,9 +197,10 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
                      {"always", FsyncPolicy::kAlways},
                      {"never", FsyncPolicy::kNever}},
                     "`periodic`: fdatasync every 100 ms; `always`: every write is on disk "
-                    "before it is acknowledged (group commit on threads of its own, up to two "
-                    "fdatasyncs at once, so the loops never wait on the disk; writes per sync in "
-                    "/metrics); `never`: the kernel writes back when it likes"),
+                    "before it is acknowledged (group commit on a thread of its own, one "
+                    "fdatasync at a time for all writes since the last, so the loops never wait "
+                    "on the disk; writes per sync in /metrics); `never`: the kernel writes back "
+                    "when it likes"),
       Number("memtable-bytes", &cfg->memtable_bytes, 4096, 1ull << 36, "expected 4096..2^36",
              "memtable size that triggers a flush to a sorted segment (each memtable at a size "
              "drawn from 3/4..1 of it, so replicas do not flush together)"),
