@@ -23,7 +23,8 @@
 #       rate). Target: ratio <= 1.5x.
 #     replay: the same as hints without the repair (the hint replay's share; not run by default).
 # Environment: KEYS (1000000), VSIZE (100), MODE (binary), DUR (15), POLL_S (1: the hints and
-# replay cases' poll of node 1's pending hints while the p99 is measured), RATE_MB (8: the node's
+# replay cases' poll of node 1's pending hints while the p99 is measured), SETTLE_S (0: else
+# sync and this pause between the hints case's fill and its measured run), RATE_MB (8: the node's
 # default --repair-rate-mb), HINTS (200000), PARTS ("a b b2"; (c) always runs), CASES ("identical wiped hints"),
 # NODE_BIN (./node).
 set -eEuo pipefail
@@ -38,6 +39,7 @@ DUR=${DUR:-15}
 RATE_MB=${RATE_MB:-8}
 HINTS=${HINTS:-200000}
 POLL_S=${POLL_S:-1}
+SETTLE_S=${SETTLE_S:-0}
 CASES=${CASES-identical wiped hints}
 PARTS=${PARTS-a b b2}
 NODE=${NODE_BIN:-$(pwd)/node}
@@ -197,6 +199,10 @@ for hc in hints replay; do
     sleep 0.1
   done
   written=$(($(metric "$p1" kv_hints_written_total) - h0))
+  if [ "$SETTLE_S" != 0 ]; then # the fill's dirty pages on disk before the measured run
+    sync
+    sleep "$SETTLE_S"
+  fi
   hdisk=$(du -sb "$work/d/0/hints" | cut -f1)
   r0=$(metric "$p1" kv_hints_replayed_total)
   t0=$(date +%s.%N)
