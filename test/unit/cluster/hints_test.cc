@@ -183,7 +183,10 @@ struct Fixture : PeerWaiter {
     rmdir((dir + "/hints").c_str());
     rmdir(dir.c_str());
   }
-  explicit Fixture(uint64_t max_bytes = 1 << 20, std::string d = "") {
+  uint64_t replay_per_second = 0;  // HintOptions::replay_per_second of the next Open
+
+  explicit Fixture(uint64_t max_bytes = 1 << 20, std::string d = "", uint64_t rate = 0)
+      : replay_per_second(rate) {
     g_wall_us = 1700000000000000ull;
     if (d.empty()) {
       char tmpl[] = "/tmp/hints_test.XXXXXX";
@@ -198,6 +201,7 @@ struct Fixture : PeerWaiter {
     o.dir = dir + "/hints";
     o.max_bytes = max_bytes;
     o.grace_us = 10 * 1000000ull;
+    o.replay_per_second = replay_per_second;
     std::string err;
     REQUIRE(shared.Open(o, urls, &err));
     log = std::make_unique<HintLog>(&shared, 0, 1, std::vector<PeerTransport*>{nullptr, &peer},
@@ -311,6 +315,65 @@ TEST_CASE("HintLog: at most kWindow replays in flight, and none while the breake
   f.log->Pump(f.env.us);
   CHECK(f.peer.reqs.size() == HintLog::kWindow + 1);
   CHECK(f.peer.reqs.back().key == "k16");
+}
+
+TEST_CASE("HintLog: --hint-replay-rate paces the replays by the injected clock") {
+  Fixture f(1 << 20, "", 1000);  // one replay per 1000 us
+  for (int i = 0; i < 100; ++i)
+    f.log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", f.Version(1));
+  f.log->FlushWrites();
+  size_t answered = 0;
+  auto answer_all = [&] {
+    while (answered < f.peer.reqs.size()) f.Answer(answered++, PeerResponse::kStored);
+  };
+  const uint64_t t0 = f.env.us;
+  f.log->Pump(t0);
+  REQUIRE(f.peer.reqs.size() == 1);  // not the window of 16 unpaced replays would send
+  CHECK(f.log->next_due_us() == t0 + 1000);
+  answer_all();
+  f.log->Pump(t0 + 999);
+  CHECK(f.peer.reqs.size() == 1);
+  f.log->Pump(t0 + 1000);
+  CHECK(f.peer.reqs.size() == 2);
+  // 5 ms later: the five that came due meanwhile, no more; each answer kicks the log, and a
+  // kick sends nothing early.
+  f.env.us = t0 + 6000;
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 7);
+  answer_all();
+  CHECK(f.log->kicked());
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 7);
+  CHECK(f.log->next_due_us() == t0 + 7000);
+  // The peer's answer (PeerAnswered clears the back-off) does not bypass the pace either.
+  f.log->PeerAnswered(1);
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 7);
+  // Keys in order, nothing skipped.
+  for (size_t i = 0; i < f.peer.reqs.size(); ++i)
+    CHECK(f.peer.reqs[i].key == "k" + std::to_string(i));
+  // A long pause (no due replays meanwhile: e.g. the peer was down) does not turn into a burst:
+  // the count starts again.
+  f.env.us = t0 + 10 * 1000000ull;
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 8);
+  CHECK(f.log->next_due_us() == f.env.us + 1000);
+  // Late by less than a second, the ones due catch up, but never past the window.
+  f.env.us += 100 * 1000;  // 100 due: the window (16 unanswered) holds them back
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 8 + HintLog::kWindow - 1);
+  answer_all();
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 8 + 2 * HintLog::kWindow - 1);
+}
+
+TEST_CASE("HintLog: unpaced (rate 0), a whole window leaves at once") {
+  Fixture f;
+  for (int i = 0; i < 40; ++i)
+    f.log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", f.Version(1));
+  f.log->FlushWrites();
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == HintLog::kWindow);
 }
 
 TEST_CASE("HintLog: hints older than the grace are dropped, not replayed") {
