@@ -579,8 +579,11 @@ Status Engine::Impl::FlushOldest(bool* did) {
   if (st->frozen.empty()) return Status::Ok();
   std::shared_ptr<Frozen> f = st->frozen.back();
   if (opts.fsync != FsyncPolicy::kNever) {
-    Status s = f->log->Sync();  // the segment will hold it anyway; keeps the window short
-    if (!s.ok()) return s;
+    // Keeps the window short; the segment will hold the records anyway. A log whose sync
+    // failed acknowledges nothing more (LogWriter::SyncTo), and its flush is what makes its
+    // records durable again: so it goes on.
+    Status s = f->log->Sync();
+    if (!s.ok()) LOG_WARN("storage: flushing despite a failed log sync: %s", s.message().c_str());
   }
   VersionEdit edit;
   uint64_t bytes = 0;
