@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     LOG_WARN("--clock-offset-ms %lld: this node's clock reads that far off (a test setting)",
              static_cast<long long>(cfg.clock_offset_ms));
   }
-  // --fsync always: two threads run the fdatasyncs for every loop (group commit), so no loop
+  // --fsync always: one thread runs the fdatasyncs for every loop (group commit), so no loop
   // waits on the disk: it reads, parses and appends the next requests while a sync runs, and the
   // sync covers everything appended before it starts. A single node too: syncing on its loop
   // stopped it for every sync (12.0K vs 23.6K PUT/s with the committer, 2-core VM, busy disk).

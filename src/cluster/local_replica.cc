@@ -303,9 +303,8 @@ void LocalReplica::DeliverSynced() {
   committer_->wake_ns_.fetch_add(wake_ns, std::memory_order_relaxed);
 }
 
-GroupCommitter::GroupCommitter(storage::Engine* engine) : engine_(engine) {
-  for (int i = 0; i < kThreads; ++i) threads_.emplace_back([this] { Run(); });
-}
+GroupCommitter::GroupCommitter(storage::Engine* engine)
+    : engine_(engine), thread_([this] { Run(); }) {}
 
 GroupCommitter::~GroupCommitter() {
   Stop();
@@ -316,10 +315,8 @@ void GroupCommitter::Stop() {
     std::lock_guard<std::mutex> l(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
-  for (std::thread& t : threads_) {
-    if (t.joinable()) t.join();
-  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
 }
 
 GroupCommitter::Counters GroupCommitter::counters() const {
@@ -343,75 +340,45 @@ void GroupCommitter::Submit(Job job) {
 
 void GroupCommitter::Run() {
   pthread_setname_np(pthread_self(), "kv-commit");  // for top -H, perf and /proc/PID/task/*/comm
-  std::vector<Job*> round;
+  std::vector<Job> round;
+  std::vector<std::unique_ptr<LocalReplica::Batch>> back;
   for (;;) {
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [this] { return stop_ || taken_ < jobs_.size(); });
-      // Stopping, and every job handed over is taken: the round that took it hands it back.
-      if (taken_ == jobs_.size()) return;
-      // Elements of a deque stay put while others are added or removed at its ends, and only
-      // done jobs are removed: these pointers hold until this round marks them done.
-      for (size_t i = taken_; i < jobs_.size(); ++i) round.push_back(&jobs_[i]);
-      taken_ = jobs_.size();
+      cv_.wait(l, [this] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping, and everything handed over is done
+      round.swap(jobs_);
     }
     // The first wait syncs everything appended so far (the log's own group commit); the later
-    // ones of the same log return at once.
+    // ones of the same log return at once, or fail with it (LogWriter::SyncTo).
     const uint64_t start = NowNs();
     uint64_t writes = 0, queue_ns = 0;
-    for (Job* j : round) {
-      storage::Status st = engine_->WaitDurable(j->token);
-      if (!st.ok()) j->batch->status = st;
-      const uint64_t n = j->batch->items.size();
+    for (Job& j : round) {
+      storage::Status st = engine_->WaitDurable(j.token);
+      if (!st.ok()) j.batch->status = st;
+      const uint64_t n = j.batch->items.size();
       writes += n;
-      queue_ns += (start - std::min(start, j->handed_ns)) * n;
+      queue_ns += (start - std::min(start, j.handed_ns)) * n;
     }
     const uint64_t end = NowNs();
     syncs_.fetch_add(1, std::memory_order_relaxed);
     writes_.fetch_add(writes, std::memory_order_relaxed);
     sync_ns_.fetch_add(end - start, std::memory_order_relaxed);
     queue_ns_.fetch_add(queue_ns, std::memory_order_relaxed);
-    std::lock_guard<std::mutex> l(mu_);
-    for (Job* j : round) j->done = true;
+    // In hand-over order, one hand-over and one wake-up per loop for all of its batches.
+    for (size_t i = 0; i < round.size(); ++i) {
+      LocalReplica* r = round[i].replica;
+      if (r == nullptr) continue;
+      for (size_t k = i; k < round.size(); ++k) {
+        if (round[k].replica != r) continue;
+        round[k].batch->synced_ns = end;
+        back.push_back(std::move(round[k].batch));
+        round[k].replica = nullptr;
+      }
+      r->Synced(&back);
+    }
     round.clear();
-    HandBack(end);
   }
-}
-
-// In order: a later round's fdatasync may return before an earlier one's thread runs again (it
-// covers the earlier bytes too), but its batches wait for the earlier ones, which then follow
-// at once.
-void GroupCommitter::HandBack(uint64_t end_ns) {
-  size_t n = 0;
-  while (n < jobs_.size() && jobs_[n].done) ++n;
-  if (n == 0) return;
-  // A later sync of a log may have returned before an earlier one failed (the failure can be
-  // reported to one of them only): once a batch failed, none after it on that log is durable.
-  const storage::Status* failed = nullptr;
-  const storage::LogWriter* failed_log = nullptr;
-  for (size_t i = 0; i < n; ++i) {
-    Job& j = jobs_[i];
-    if (failed != nullptr && j.token.log.get() == failed_log && j.batch->status.ok()) {
-      j.batch->status = *failed;
-    } else if (failed == nullptr && !j.batch->status.ok() && j.token.log != nullptr) {
-      failed = &j.batch->status;
-      failed_log = j.token.log.get();
-    }
-  }
-  // One hand-over and one wake-up per loop for all of them.
-  for (size_t i = 0; i < n; ++i) {
-    LocalReplica* r = jobs_[i].replica;
-    if (r == nullptr) continue;
-    for (size_t k = i; k < n; ++k) {
-      if (jobs_[k].replica != r) continue;
-      jobs_[k].batch->synced_ns = end_ns;
-      back_.push_back(std::move(jobs_[k].batch));
-      jobs_[k].replica = nullptr;
-    }
-    r->Synced(&back_);
-  }
-  jobs_.erase(jobs_.begin(), jobs_.begin() + static_cast<ptrdiff_t>(n));
-  taken_ -= n;
 }
 
 }  // namespace kv::cluster

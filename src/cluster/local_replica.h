@@ -12,7 +12,7 @@
 //   which the loop calls once per iteration before it polls, writes every queued write with one
 //   Engine::Write (one log write(2)) and answers them in order. A value over kMaxBatchedValue is
 //   written at once instead (it would only delay the others).
-// - With a GroupCommitter (--fsync always), Commit() does not wait for the disk: a committer
+// - With a GroupCommitter (--fsync always), Commit() does not wait for the disk: the committer's
 //   thread runs the fdatasync that covers the batch (one for every loop's batches meanwhile)
 //   and wakes the loop, whose DeliverSynced() answers the batch. The loop never waits on the
 //   disk. A batch leaves mid-iteration once it has kSyncBatch writes, so its sync starts before
@@ -22,7 +22,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -36,7 +35,6 @@
 #include "cluster/peer.h"
 #include "cluster/range_merge.h"
 #include "storage/engine.h"
-#include "storage/log_writer.h"
 
 namespace kv::cluster {
 
@@ -48,7 +46,7 @@ class LocalReplica final : public Replica {
   static constexpr size_t kSyncBatch = 32;  // with a committer: see Execute
 
   // committer: nullptr unless writes must reach the disk before they are answered. wake: called
-  // from a committer thread when a batch is durable (the loop then calls DeliverSynced).
+  // from the committer's thread when a batch is durable (the loop then calls DeliverSynced).
   LocalReplica(storage::Engine* engine, Hlc* hlc, GroupCommitter* committer = nullptr,
                std::function<void()> wake = nullptr);
   ~LocalReplica();
@@ -111,7 +109,7 @@ class LocalReplica final : public Replica {
     uint64_t synced_ns = 0;  // steady clock: when its fdatasync returned
   };
   void Answer(Batch* b);
-  // From a committer thread: every batch of `done` is durable (or failed with its status);
+  // From the committer's thread: every batch of `done` is durable (or failed with its status);
   // one lock and one wake-up for all of them.
   void Synced(std::vector<std::unique_ptr<Batch>>* done);
 
@@ -134,17 +132,15 @@ class LocalReplica final : public Replica {
   std::vector<std::unique_ptr<Batch>> synced_;
 };
 
-// The thread that runs fdatasync for --fsync always: loops hand it written batches; it takes
-// every batch handed over and not yet taken and syncs the log up to their end with one
-// fdatasync (group commit), so the batches handed over while a sync runs share the next one.
-// One thread: the log runs one fdatasync at a time (storage::LogWriter::SyncTo says why).
-// Batches go back to their LocalReplica in the order they were handed over, one hand-over and
-// one wake-up per loop for all a sync made durable. Stop() (or the destructor) finishes the
-// batches handed so far. Thread-safe.
+// The one thread that runs fdatasync for --fsync always: loops hand it written batches; it takes
+// every batch handed over so far and syncs the log up to their end with one fdatasync (group
+// commit), so the batches handed over while a sync runs share the next one (one thread: the log
+// runs one fdatasync at a time, storage::LogWriter::SyncTo says why). Batches go back to their
+// LocalReplica in the order they were handed over, one hand-over and one wake-up per loop for
+// all a sync made durable. Stop() (or the destructor) finishes the batches handed so far.
+// Thread-safe.
 class GroupCommitter {
  public:
-  static constexpr int kThreads = 1;
-
   explicit GroupCommitter(storage::Engine* engine);
   ~GroupCommitter();
   void Stop();
@@ -153,7 +149,7 @@ class GroupCommitter {
   struct Counters {
     uint64_t syncs = 0;     // fdatasync rounds (one covers every batch taken for it)
     uint64_t writes = 0;    // writes those rounds made durable: writes / syncs is the batch size
-    uint64_t sync_ns = 0;   // time spent in the rounds' fdatasync (summed over those at once)
+    uint64_t sync_ns = 0;   // time spent in the rounds' fdatasync
     uint64_t queue_ns = 0;  // per write: from its hand-over to the start of its round's sync
     uint64_t wake_ns = 0;   // per write: from its sync's end to its answer on the loop
   };
@@ -166,22 +162,17 @@ class GroupCommitter {
     std::unique_ptr<LocalReplica::Batch> batch;
     storage::SyncToken token;
     uint64_t handed_ns = 0;  // steady clock
-    bool done = false;       // synced (or failed): may go back once every earlier one has
   };
   void Submit(Job job);
   void Run();
-  // Hands back the done jobs at the front of jobs_, in order. mu_ held.
-  void HandBack(uint64_t end_ns);
 
   storage::Engine* engine_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> jobs_;  // handed over and not handed back, in order
-  size_t taken_ = 0;      // the first taken_ of jobs_ are taken by a round
+  std::vector<Job> jobs_;  // handed over, not taken by a round yet
   bool stop_ = false;
-  std::vector<std::unique_ptr<LocalReplica::Batch>> back_;  // mu_: HandBack's scratch
   std::atomic<uint64_t> syncs_{0}, writes_{0}, sync_ns_{0}, queue_ns_{0}, wake_ns_{0};
-  std::vector<std::thread> threads_;
+  std::thread thread_;  // last: started once everything above is constructed
 };
 
 }  // namespace kv::cluster

@@ -94,7 +94,7 @@ class NodeApp final : public Service, public RequestHandler {
     http_.limits.body_timeout_ms = cfg.body_timeout_ms;
     http_.limits.max_header_bytes = cfg.max_header_bytes;
     http_.limits.send_timeout_ms = cfg.send_timeout_ms;
-    // Woken by a group committer thread once a batch is durable (--fsync always).
+    // Woken by the group committer's thread once a batch is durable (--fsync always).
     uv_async_init(worker.loop(), &synced_, [](uv_async_t* a) {
       auto* self = static_cast<NodeApp*>(a->data);
       self->local_->DeliverSynced();  // answers leave in this iteration's before-poll step
