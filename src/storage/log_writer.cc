@@ -71,12 +71,7 @@ Status LogWriter::RepairTail() {
   if (preallocate_) {
     // Zeros over the torn bytes: whole records of the failed write must not be replayed after
     // a shorter record written over their start.
-    uint64_t reached = size;
-    Status s = WriteZeros(size, torn_end_, &reached);
-    zeroed_ = std::max(zeroed_, reached);
-    if (::lseek(fd_, static_cast<off_t>(size), SEEK_SET) < 0 && s.ok()) {
-      s = ErrnoStatus(errno, "seek log", path_);
-    }
+    Status s = WriteZeros(size, torn_end_);
     if (!s.ok()) return s;
   } else if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
     return ErrnoStatus(errno, "truncate after failed write", path_);
@@ -85,27 +80,21 @@ Status LogWriter::RepairTail() {
   return Status::Ok();
 }
 
-Status LogWriter::WriteZeros(uint64_t from, uint64_t to, uint64_t* reached) {
+Status LogWriter::WriteZeros(uint64_t from, uint64_t to) {
   static const char kZeros[64 * 1024] = {};
-  *reached = from;
-  if (to <= from) return Status::Ok();
-  if (::lseek(fd_, static_cast<off_t>(from), SEEK_SET) < 0)
-    return ErrnoStatus(errno, "seek log", path_);
-  while (*reached < to) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(sizeof kZeros, to - *reached));
-    size_t written = 0;
-    Status s = WriteAll(fd_, std::string_view(kZeros, n), path_, &written);
-    *reached += written;
-    if (!s.ok()) return s;
+  Status s;
+  if (::lseek(fd_, static_cast<off_t>(from), SEEK_SET) < 0) {
+    s = ErrnoStatus(errno, "seek log", path_);
   }
-  return Status::Ok();
-}
-
-Status LogWriter::Preallocate(uint64_t end) {
-  const uint64_t target = (end + kPreallocateBytes - 1) / kPreallocateBytes * kPreallocateBytes;
-  uint64_t reached = zeroed_;
-  Status s = WriteZeros(zeroed_, target, &reached);
-  zeroed_ = std::max(zeroed_, reached);
+  uint64_t at = from;
+  while (s.ok() && at < to) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(sizeof kZeros, to - at));
+    size_t written = 0;
+    s = WriteAll(fd_, std::string_view(kZeros, n), path_, &written);
+    at += written;
+  }
+  zeroed_ = std::max(zeroed_, at);
+  // The next record goes at size_.
   if (::lseek(fd_, static_cast<off_t>(size_.load(std::memory_order_relaxed)), SEEK_SET) < 0 &&
       s.ok()) {
     s = ErrnoStatus(errno, "seek log", path_);
@@ -120,7 +109,10 @@ Status LogWriter::Append(std::string_view record, uint64_t* end) {
   }
   const uint64_t start = size_.load(std::memory_order_relaxed);
   if (preallocate_ && start + record.size() > zeroed_) {
-    Status s = Preallocate(start + record.size());
+    // Whole kPreallocateBytes steps, up to at least the record's end.
+    const uint64_t end = start + record.size();
+    Status s =
+        WriteZeros(zeroed_, (end + kPreallocateBytes - 1) / kPreallocateBytes * kPreallocateBytes);
     if (!s.ok()) return s;
   }
   size_t written = 0;

@@ -53,10 +53,9 @@ class LogWriter {
   LogWriter(int fd, std::string path, uint64_t number, bool preallocate)
       : fd_(fd), path_(path), number_(number), preallocate_(preallocate) {}
   Status RepairTail();
-  // Writes zeros from zeroed_ to at least `end` (whole kPreallocateBytes steps); the file
-  // position is back at size_ after it, also on failure.
-  Status Preallocate(uint64_t end);
-  Status WriteZeros(uint64_t from, uint64_t to, uint64_t* reached);
+  // Writes zeros over [from, to) (as far as it gets: zeroed_ follows); the file position is back
+  // at size_ after it, also on failure.
+  Status WriteZeros(uint64_t from, uint64_t to);
 
   int fd_;
   std::string path_;
