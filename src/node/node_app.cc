@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
-#include <iterator>
 #include <unordered_map>
 
 #include "cluster/clock_skew.h"
@@ -39,6 +38,13 @@ std::string SecondsOfUs(uint64_t us) {
   char buf[32];
   snprintf(buf, sizeof buf, "%" PRIu64 ".%06" PRIu64, us / 1000000, us % 1000000);
   return buf;
+}
+
+// One /metrics counter without labels: its help line, its type and its value.
+void AppendCounter(std::string* t, const char* name, const char* help, std::string_view value) {
+  *t += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " ";
+  *t += value;
+  *t += "\n";
 }
 
 // Streams a storage range as `key \n value` records, several per chunk, skipping tombstones and
@@ -453,8 +459,7 @@ class NodeApp final : public Service, public RequestHandler {
     };
     const C* c = node_->repair_counters;
     for (const auto& k : kCounters) {
-      *t += std::string("# HELP ") + k.name + " " + k.help + "\n# TYPE " + k.name + " counter\n" +
-            k.name + " " + U64(c ? (c->*k.field).load() : 0) + "\n";
+      AppendCounter(t, k.name, k.help, U64(c ? (c->*k.field).load() : 0));
     }
     const bool running = node_->repair_driver && node_->repair_driver->Current().running;
     *t += std::string("# TYPE kv_repair_running gauge\nkv_repair_running ") +
@@ -481,12 +486,9 @@ class NodeApp final : public Service, public RequestHandler {
     cluster::PeerOp op;
     if (!ParseOpMethod(req.method, &op)) return r.Respond(405, "", {{"Allow", "GET, PUT, DELETE"}});
     // Every parameter of the route in one pass over the query (a replica's expires too).
-    static constexpr std::string_view kNames[] = {"id", "ack", "from", "ttl", "expires"};
-    enum { kId, kAck, kFrom, kTtl, kExpires, kCount };
-    static_assert(std::size(kNames) == kCount);
     std::string* text = param_buf_;
-    int found[kCount];
-    QueryParams(query, kNames, kCount, text, found);
+    int found[kEntityParams];
+    QueryParams(query, kEntityParamNames, kEntityParams, text, found);
     const std::string& key = text[kId];
     if (found[kId] < 0) return r.Respond(400, "malformed percent-encoding in id\n");
     if (found[kId] == 0 || key.empty()) return r.Respond(400, "id is required\n");
@@ -834,40 +836,24 @@ class NodeApp final : public Service, public RequestHandler {
   void FsyncMetrics(std::string* t) const {
     cluster::GroupCommitter::Counters c;
     if (cluster_->committer != nullptr) c = cluster_->committer->counters();
-    auto counter = [t](const char* name, const char* help, const std::string& value) {
-      *t += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
-            " " + value + "\n";
-    };
-    auto seconds = [](uint64_t ns) {
-      char b[32];
-      snprintf(b, sizeof b, "%.6f", static_cast<double>(ns) / 1e9);
-      return std::string(b);
-    };
-    const struct {
-      const char* name;
-      const char* help;
-      std::string value;
-    } rows[] = {
-        {"kv_fsync_syncs_total",
-         "Group commits of --fsync always: each one fdatasync covering every write handed over "
-         "before it started.",
-         U64(c.syncs)},
-        {"kv_fsync_writes_total",
-         "Writes the group commits made durable (divided by kv_fsync_syncs_total: writes per "
-         "sync).",
-         U64(c.writes)},
-        {"kv_fsync_sync_seconds_total",
-         "Time spent in the group commits' fdatasync, summed over those under way at once.",
-         seconds(c.sync_ns)},
-        {"kv_fsync_queue_seconds_total",
-         "Summed over writes: from being handed to the group commit to the start of the "
-         "fdatasync that covered them.",
-         seconds(c.queue_ns)},
-        {"kv_fsync_wake_seconds_total",
-         "Summed over writes: from the end of their fdatasync to their answer on the loop.",
-         seconds(c.wake_ns)},
-    };
-    for (const auto& row : rows) counter(row.name, row.help, row.value);
+    AppendCounter(t, "kv_fsync_syncs_total",
+                  "Group commits of --fsync always: each one fdatasync covering every write "
+                  "handed over before it started.",
+                  U64(c.syncs));
+    AppendCounter(t, "kv_fsync_writes_total",
+                  "Writes the group commits made durable (divided by kv_fsync_syncs_total: "
+                  "writes per sync).",
+                  U64(c.writes));
+    AppendCounter(t, "kv_fsync_sync_seconds_total", "Time spent in the group commits' fdatasync.",
+                  SecondsOfUs(c.sync_ns / 1000));
+    AppendCounter(t, "kv_fsync_queue_seconds_total",
+                  "Summed over writes: from being handed to the group commit to the start of the "
+                  "fdatasync that covered them.",
+                  SecondsOfUs(c.queue_ns / 1000));
+    AppendCounter(t, "kv_fsync_wake_seconds_total",
+                  "Summed over writes: from the end of their fdatasync to their answer on the "
+                  "loop.",
+                  SecondsOfUs(c.wake_ns / 1000));
   }
 
   // Hinted handoff's counters (zeros when it is off), and the bytes of hints kept per peer.
@@ -926,7 +912,11 @@ class NodeApp final : public Service, public RequestHandler {
   uv_async_t synced_;
   std::unique_ptr<HttpReplicaServer> http_replica_;
   std::unique_ptr<BinaryPeerServer> binary_server_;
-  std::string param_buf_[5];  // Entity's parameters, kept for their capacity
+  // Entity's query parameters, in this order; their decoded values kept for their capacity.
+  enum { kId, kAck, kFrom, kTtl, kExpires, kEntityParams };
+  static constexpr std::string_view kEntityParamNames[kEntityParams] = {"id", "ack", "from", "ttl",
+                                                                        "expires"};
+  std::string param_buf_[kEntityParams];
   // Anti-entropy: this loop's inbox, repair requests and compactions not answered yet, the
   // ?wait=1 requests waiting for a repair; on loop 0 the driver's calls, their transports.
   std::shared_ptr<LoopInbox> inbox_;
