@@ -36,6 +36,12 @@ if [ -f test/faults/run.py ]; then
   echo "== fault suite (short)"; python3 test/faults/run.py "${fflags[@]}" | tee "$log/faults"
   add "$log/faults" faults
 fi
+# What failed, repeated here: CI shows only the tail of this output.
+if [ "$fail" -ne 0 ]; then
+  echo "== what failed"
+  grep -hE '^(FAIL |TEST CASE:|.*: (ERROR|FATAL ERROR):|.*: FAILED \(exit|.*printed no summary|.*crashed or printed)' \
+    "$log"/* 2>/dev/null | head -n 40
+fi
 rm -rf "$log"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
