@@ -14,7 +14,11 @@
 #    times, single node and a 3-node binary cluster with ack 2 of 3 (and OLD with --fsync always
 #    when given); then p99 at 50% of each one's saturation, open loop (kvload, coordinated
 #    omission corrected); and this disk's floor for --fsync always: 64 / (fdatasync of a
-#    64-record append) PUT/s, printed against periodic (below the issue's ratio: out of reach).
+#    64-record append) PUT/s, printed against periodic; whether two files synced at once get
+#    more syncs per second than one; and the
+#    pipeline's floor: --fsync always with every fdatasync replaced by a sleep of the probed
+#    duration that costs no CPU and no disk (loadtest/simulated_fdatasync.c, LD_PRELOAD),
+#    alternated with the others.
 #    Each --fsync always run also prints node 1's group commit from /metrics: writes per
 #    fdatasync, its mean duration, and per write the wait for its sync and for its answer after.
 # 3. --read-repair on against off (this tree's node), and OLD when given: GET saturation on a
@@ -108,7 +112,7 @@ if want fsync; then
   # 64 / (fdatasync of a 64-record write) acknowledged PUTs per second, whatever the code does.
   # The node's log is preallocated (zeros written ahead, storage/log_writer.h), so the writes
   # go over zeros already on disk, as here; an append's fdatasync is printed beside it.
-  read -r sync_us append_us < <(python3 - "$work" <<'PY'
+  read -r sync_us append_us par1 par2 < <(python3 - "$work" <<'PY'
 import os, sys, time
 def probe(prealloc):
     path = os.path.join(sys.argv[1], "fsync-probe")
@@ -126,11 +130,34 @@ def probe(prealloc):
     os.close(fd)
     os.unlink(path)
     return us
-print(f"{probe(True):.0f} {probe(False):.0f}")
+def parallel(k, n=300):
+    # k files synced at once, one thread each: does the disk take more syncs per second?
+    import threading
+    def one(i):
+        path = os.path.join(sys.argv[1], f"fsync-par{i}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.write(fd, bytes(n * 8000))
+        os.fdatasync(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
+        for _ in range(n):
+            os.write(fd, b"x" * 8000)
+            os.fdatasync(fd)
+        os.close(fd)
+        os.unlink(path)
+    th = [threading.Thread(target=one, args=(i,)) for i in range(k)]
+    t = time.perf_counter()
+    for x in th: x.start()
+    for x in th: x.join()
+    return k * n / (time.perf_counter() - t)
+print(f"{probe(True):.0f} {probe(False):.0f} {parallel(1):.0f} {parallel(2):.0f}")
 PY
 )
   floor=$((64 * 1000000 / (sync_us > 0 ? sync_us : 1)))
   echo "== disk floor: fdatasync of a 64-record write over preallocated zeros takes $sync_us us on average (500 in a row; an append's: $append_us us): at most $floor acknowledged PUT/s with --fsync always and 64 clients"
+  echo "== syncs at once: $par1 fdatasync/s on one file, $par2 in all on two files synced at once by two threads ($(ratio "$par2" "$par1")x)"
+  # The pipeline's floor: the same node with each fdatasync replaced by a sleep of the probed
+  # duration that costs no CPU and no disk (loadtest/simulated_fdatasync.c, LD_PRELOAD).
+  cc -O2 -shared -fPIC -o "$work/simulated_fdatasync.so" loadtest/simulated_fdatasync.c
   echo "== --fsync always vs periodic (this tree's node), $PAIRS alternated pairs, PUT"
   fsum=()
   for setup in "single 1 1 1" "binary 3 2 3"; do
@@ -141,14 +168,20 @@ PY
     : >"$work/periodic.$name"
     : >"$work/always.$name"
     : >"$work/old-always.$name"
-    policies="periodic always"
+    : >"$work/simulated.$name"
+    policies="periodic always simulated"
     [ -n "$OLD" ] && policies+=" old-always"
     for pair in $(seq 1 "$PAIRS"); do
       for policy in $policies; do
         bin=$NEW
         [ "$policy" = old-always ] && bin=$OLD
         rm -rf "$work/d"  # a fresh store each run: see the note on version layouts above
-        start_nodes "$bin" "$n" "${extra[@]}" --fsync "${policy#old-}"
+        if [ "$policy" = simulated ]; then
+          LD_PRELOAD=$work/simulated_fdatasync.so SIMULATED_SYNC_US=$sync_us \
+            start_nodes "$bin" "$n" "${extra[@]}" --fsync always
+        else
+          start_nodes "$bin" "$n" "${extra[@]}" --fsync "${policy#old-}"
+        fi
         read -r rps p99 < <(sat put "http://127.0.0.1:${PORTS[0]}" "$ack" "$from")
         gc=$(group_commit "${PORTS[0]}")
         stop_nodes
@@ -158,7 +191,8 @@ PY
     done
     p=$(mean <"$work/periodic.$name")
     a=$(mean <"$work/always.$name")
-    line="$name ack $ack/$from: periodic $p rps, always $a rps, always/periodic $(ratio "$a" "$p"), disk floor/periodic $(ratio "$floor" "$p")"
+    sim=$(mean <"$work/simulated.$name")
+    line="$name ack $ack/$from: periodic $p rps, always $a rps, always/periodic $(ratio "$a" "$p"), disk floor/periodic $(ratio "$floor" "$p"), always with a simulated $sync_us us sync (no CPU, no disk) $sim rps, simulated/periodic $(ratio "$sim" "$p")"
     if [ -n "$OLD" ]; then
       oa=$(mean <"$work/old-always.$name")
       line+="; OLD always $oa rps (always new/old $(ratio "$a" "$oa"))"
