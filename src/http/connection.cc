@@ -92,19 +92,8 @@ const char* StatusText(int status) {
 
 // ---- Responder ---------------------------------------------------------------------------------
 
-void Responder::Respond(int status, std::string_view body, std::initializer_list<Header> headers) {
-  if (conn_) conn_->Complete(seq_, status, body, headers, nullptr);
-  conn_ = nullptr;
-}
-
 std::string Responder::RemoteIp() const {
   return conn_ != nullptr ? net::RemoteIp(conn_->handle_) : "?";
-}
-
-void Responder::Stream(int status, std::unique_ptr<BodyStream> body,
-                       std::initializer_list<Header> headers) {
-  if (conn_) conn_->Complete(seq_, status, {}, headers, std::move(body));
-  conn_ = nullptr;
 }
 
 // ---- lifecycle ---------------------------------------------------------------------------------
@@ -454,7 +443,15 @@ void HttpConnection::Dispatch(uint64_t seq, Request& req) {
   slot.dispatched = true;
   ++dispatched_unanswered_;
   if (slot.unsafe) ++unsafe_unanswered_;
-  ctx_->handler->Handle(req, Responder(this, seq));
+  std::string_view path, query;
+  SplitTarget(req.target, &path, &query);
+  RequestHandler* h = ctx_->handler;
+  for (const RequestHandler::Route& route : h->routes()) {
+    if (route.prefix ? path.starts_with(route.path) : path == route.path) {
+      return (h->*route.fn)(req, path, query, Responder(this, seq));
+    }
+  }
+  Responder(this, seq).Respond(400, "unknown path\n");
 }
 
 void HttpConnection::DispatchDeferred() {
@@ -488,24 +485,26 @@ void HttpConnection::FailRequest(int status) {
   uint64_t seq = AddSlot();
   slots_.back().close_after = true;
   slots_.back().start_ns = MonotonicNs();
-  Complete(seq, status, "", {}, nullptr);
+  Responder(this, seq).Respond(status, "");
 }
 
-void HttpConnection::Complete(uint64_t seq, int status, std::string_view body,
-                              std::initializer_list<Header> headers,
-                              std::unique_ptr<BodyStream> stream) {
-  --unanswered_;
-  if (closing_) {
-    MaybeFree();
+void Responder::Respond(int status, std::string_view body, std::initializer_list<Header> headers,
+                        std::unique_ptr<BodyStream> stream) {
+  HttpConnection* c = conn_;
+  if (c == nullptr) return;
+  conn_ = nullptr;
+  --c->unanswered_;
+  if (c->closing_) {
+    c->MaybeFree();
     return;
   }
-  Slot& s = slots_[seq - head_seq_];
+  HttpConnection::Slot& s = c->slots_[seq_ - c->head_seq_];
   s.ready = true;
   if (s.dispatched) {
-    --dispatched_unanswered_;
-    if (s.unsafe) --unsafe_unanswered_;
+    --c->dispatched_unanswered_;
+    if (s.unsafe) --c->unsafe_unanswered_;
   }
-  ctx_->metrics->Record(s.method, status, MonotonicNs() - s.start_ns);
+  c->ctx_->metrics->Record(s.method, status, MonotonicNs() - s.start_ns);
   std::string& out = s.bytes;
   out.reserve(128 + (s.head_only ? 0 : body.size()));
   out.append("HTTP/1.1 ");
@@ -535,14 +534,14 @@ void HttpConnection::Complete(uint64_t seq, int status, std::string_view body,
   if (!s.head_only) {
     if (stream) {
       s.stream = std::move(stream);
-      s.stream->set_wake([this] { MarkDirty(); });
+      s.stream->set_wake([c] { c->MarkDirty(); });
     } else {
       out.append(body);
     }
   }
-  answer_bytes_ += out.size();
-  MarkDirty();
-  if (!deferred_.empty()) DispatchDeferred();
+  c->answer_bytes_ += out.size();
+  c->MarkDirty();
+  if (!c->deferred_.empty()) c->DispatchDeferred();
 }
 
 void HttpConnection::MarkDirty() {

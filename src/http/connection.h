@@ -95,8 +95,6 @@ class HttpConnection final : public Connection {
   // Queues an error answer that ends the connection (400/413/431/503), after earlier answers.
   void FailRequest(int status);
   uint64_t AddSlot();
-  void Complete(uint64_t seq, int status, std::string_view body,
-                std::initializer_list<Header> headers, std::unique_ptr<BodyStream> stream);
   void MarkDirty();
   void StartWrite();
   void MaybeResumeReading();

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace kv::net {
 
@@ -69,9 +70,14 @@ class Responder {
  public:
   Responder() = default;
   Responder(HttpConnection* conn, uint64_t seq) : conn_(conn), seq_(seq) {}
-  void Respond(int status, std::string_view body, std::initializer_list<Header> headers = {});
+  // Formats the status line and headers into the request's slot and marks the connection for
+  // its loop's before-poll flush. With a stream, the body is pulled from it (chunked).
+  void Respond(int status, std::string_view body, std::initializer_list<Header> headers = {},
+               std::unique_ptr<BodyStream> stream = nullptr);
   void Stream(int status, std::unique_ptr<BodyStream> body,
-              std::initializer_list<Header> headers = {});
+              std::initializer_list<Header> headers = {}) {
+    Respond(status, {}, headers, std::move(body));
+  }
   bool valid() const { return conn_ != nullptr; }
   // For code that must park the responder in two words (cluster::Completion).
   HttpConnection* connection() const { return conn_; }
@@ -84,11 +90,28 @@ class Responder {
   uint64_t seq_ = 0;
 };
 
-// The application side, one instance per loop thread.
+// The application side, one instance per loop thread: its route table. The connection sends a
+// request to the first route whose path equals the request's path (or starts it, for a prefix
+// route), straight to that route's member function; a path no route takes is answered 400.
 class RequestHandler {
  public:
+  using Fn = void (RequestHandler::*)(Request& req, std::string_view path, std::string_view query,
+                                      Responder r);
+  struct Route {
+    std::string_view path;
+    bool prefix;
+    Fn fn;
+  };
   virtual ~RequestHandler() = default;
-  virtual void Handle(Request& req, Responder responder) = 0;
+  const std::vector<Route>& routes() const { return routes_; }
+
+ protected:
+  // A derived class's member as a route: Route{"/x", false, Member(&Derived::X)}.
+  template <class D>
+  static Fn Member(void (D::*fn)(Request&, std::string_view, std::string_view, Responder)) {
+    return static_cast<Fn>(fn);
+  }
+  std::vector<Route> routes_;
 };
 
 const char* StatusText(int status);

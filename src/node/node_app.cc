@@ -93,6 +93,15 @@ class NodeApp final : public Service, public RequestHandler {
     const Config& cfg = cfg_;
     http_.worker = &worker;
     http_.handler = this;
+    routes_ = {
+        {"/v0/entity", false, Member(&NodeApp::Entity)},
+        {"/v0/entities", false, Member(&NodeApp::Entities)},
+        {"/v0/status", false, Member(&NodeApp::StatusRoute)},
+        {"/v0/admin/repair", false, Member(&NodeApp::AdminRepair)},
+        {"/v0/admin/compact", false, Member(&NodeApp::AdminCompact)},
+        {"/v0/internal/repair/", true, Member(&NodeApp::InternalRepair)},
+        {"/metrics", false, Member(&NodeApp::MetricsRoute)},
+    };
     http_.metrics = &node->http_metrics[static_cast<size_t>(worker.index())];
     http_.limits.max_value_bytes = cfg.max_value_bytes;
     http_.limits.idle_timeout_ms = cfg.idle_timeout_ms;
@@ -144,23 +153,14 @@ class NodeApp final : public Service, public RequestHandler {
     SetUpRepair();
   }
 
-  void Handle(Request& req, Responder r) override {
-    std::string_view path, query;
-    SplitTarget(req.target, &path, &query);
-    if (path == "/v0/entity") return Entity(req, query, r);
-    if (path == "/v0/entities") return Entities(req, query, r);
-    if (path == "/v0/status") {
-      if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
-      return r.Respond(200, Status(), {{"Content-Type", "application/json"}});
-    }
-    if (path == "/v0/admin/repair") return AdminRepair(req, query, r);
-    if (path == "/v0/admin/compact") return AdminCompact(req, r);
-    if (path.starts_with("/v0/internal/repair/")) return InternalRepair(req, path, r);
-    if (path == "/metrics") {
-      if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
-      return r.Respond(200, MetricsText(), {{"Content-Type", "text/plain; version=0.0.4"}});
-    }
-    r.Respond(400, "unknown path\n");
+  void StatusRoute(Request& req, std::string_view, std::string_view, Responder r) {
+    if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
+    r.Respond(200, Status(), {{"Content-Type", "application/json"}});
+  }
+
+  void MetricsRoute(Request& req, std::string_view, std::string_view, Responder r) {
+    if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
+    r.Respond(200, MetricsText(), {{"Content-Type", "text/plain; version=0.0.4"}});
   }
 
   // Service: the binary peer preface, or HTTP.
@@ -349,7 +349,7 @@ class NodeApp final : public Service, public RequestHandler {
     }
   }
 
-  void AdminRepair(Request& req, std::string_view query, Responder r) {
+  void AdminRepair(Request& req, std::string_view, std::string_view query, Responder r) {
     cluster::RepairDriver* d = node_->repair_driver;
     if (req.method == HTTP_GET) {
       if (!query.empty()) return r.Respond(400, "no parameters expected\n");
@@ -379,7 +379,7 @@ class NodeApp final : public Service, public RequestHandler {
 
   // Flushes the memtable and merges every segment into one (tombstones past the GC rule go), on
   // the repair server's thread: never on a loop.
-  void AdminCompact(Request& req, Responder r) {
+  void AdminCompact(Request& req, std::string_view, std::string_view, Responder r) {
     if (req.method != HTTP_POST) return r.Respond(405, "", {{"Allow", "POST"}});
     if (node_->repair_server == nullptr) return r.Respond(503, "not available\n");
     storage::Engine* engine = cluster_->engine;
@@ -409,7 +409,7 @@ class NodeApp final : public Service, public RequestHandler {
         });
   }
 
-  void InternalRepair(Request& req, std::string_view path, Responder r) {
+  void InternalRepair(Request& req, std::string_view path, std::string_view, Responder r) {
     cluster::PeerOp op;
     if (path == "/v0/internal/repair/tree") {
       op = cluster::PeerOp::kRepairTree;
@@ -482,7 +482,7 @@ class NodeApp final : public Service, public RequestHandler {
     }
   }
 
-  void Entity(Request& req, std::string_view query, Responder r) {
+  void Entity(Request& req, std::string_view, std::string_view query, Responder r) {
     cluster::PeerOp op;
     if (!ParseOpMethod(req.method, &op)) return r.Respond(405, "", {{"Allow", "GET, PUT, DELETE"}});
     // Every parameter of the route in one pass over the query (a replica's expires too).
@@ -564,7 +564,7 @@ class NodeApp final : public Service, public RequestHandler {
     return 1;
   }
 
-  void Entities(Request& req, std::string_view query, Responder r) {
+  void Entities(Request& req, std::string_view, std::string_view query, Responder r) {
     if (req.method != HTTP_GET) return r.Respond(405, "", {{"Allow", "GET"}});
     std::string start, end;
     int s = QueryParam(query, "start", &start);

@@ -55,7 +55,9 @@ class StreamBody final : public kv::net::BodyStream {
 
 class FuzzHandler final : public kv::net::RequestHandler {
  public:
-  void Handle(kv::net::Request& req, kv::net::Responder r) override {
+  FuzzHandler() { routes_ = {{"/", true, Member(&FuzzHandler::Handle)}}; }
+
+  void Handle(kv::net::Request& req, std::string_view, std::string_view, kv::net::Responder r) {
     Require(req.body.size() <= kMaxValue, "a body over --max-value-bytes was dispatched");
     Require(req.target.size() <= kMaxHeader, "a target over --max-header-bytes was dispatched");
     Require(!req.target.empty(), "empty target");

@@ -54,9 +54,22 @@ struct Journal {
 // arrives (on any connection), which first answers every held request with "parked".
 class RecordingHandler final : public RequestHandler {
  public:
-  explicit RecordingHandler(Journal* journal) : journal_(journal) {}
+  explicit RecordingHandler(Journal* journal) : journal_(journal) {
+    routes_ = {{"/only", false, Member(&RecordingHandler::Only)},
+               {"/tree/", true, Member(&RecordingHandler::Tree)},
+               {"/", true, Member(&RecordingHandler::Handle)}};
+  }
 
-  void Handle(Request& req, Responder responder) override {
+  // "/only" exactly (not "/only/x", which the catch-all takes): the path and query it was given.
+  void Only(Request&, std::string_view path, std::string_view query, Responder responder) {
+    responder.Respond(200, "only " + std::string(path) + " ? " + std::string(query));
+  }
+  // Every path under "/tree/".
+  void Tree(Request&, std::string_view path, std::string_view, Responder responder) {
+    responder.Respond(200, "tree " + std::string(path));
+  }
+
+  void Handle(Request& req, std::string_view, std::string_view, Responder responder) {
     Seen s{llhttp_method_name(static_cast<llhttp_method_t>(req.method)), req.target, req.body,
            req.keep_alive, req.http10};
     {
@@ -225,6 +238,23 @@ TEST_CASE_FIXTURE(HttpConn, "pipelined requests in one write are answered in ord
   CHECK(head.body.empty());
   Expect(c, 200, "GET /6 ");
   CHECK(journal.WaitFor(6).size() == 6);
+}
+
+TEST_CASE_FIXTURE(HttpConn, "the route table: exact paths, prefixes, first match, unknown paths") {
+  BlockingClient c(port);
+  c.Send(
+      "GET /only?a=1&b=%20 HTTP/1.1\r\n\r\n"
+      "GET /only/x HTTP/1.1\r\n\r\n"
+      "GET /tree/a/b?q HTTP/1.1\r\n\r\n"
+      "GET /tree HTTP/1.1\r\n\r\n");
+  Expect(c, 200, "only /only ? a=1&b=%20");  // the query undecoded, for the route to parse
+  Expect(c, 200, "GET /only/x ");            // not exactly /only: the catch-all
+  Expect(c, 200, "tree /tree/a/b");
+  Expect(c, 200, "GET /tree ");  // "/tree" does not start with the prefix "/tree/"
+  // A path no route takes ("*" does not start with "/"): 400, and the connection stays.
+  c.Send("OPTIONS * HTTP/1.1\r\n\r\nGET /only HTTP/1.1\r\n\r\n");
+  Expect(c, 400, "unknown path\n");
+  Expect(c, 200, "only /only ? ");
 }
 
 TEST_CASE_FIXTURE(HttpConn, "an earlier request answered later still goes out first") {
