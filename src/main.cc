@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cluster/coordinator.h"
+#include "cluster/foreground_load.h"
 #include "cluster/hints.h"
 #include "cluster/local_replica.h"
 #include "cluster/repair.h"
@@ -129,6 +130,9 @@ int main(int argc, char** argv) {
   kv::cluster::RepairStore repair_store(engine.get(), &cluster.hlc, &ranges, cfg.max_clock_skew_ms,
                                         &repair_counters);
   repair_store.set_cpu_percent(static_cast<uint32_t>(cfg.repair_cpu_percent));
+  // Hint replay and repair slow down while the loops are busy with requests.
+  kv::cluster::ForegroundLoad load(static_cast<size_t>(cfg.threads));
+  repair_store.set_foreground(&load);
   kv::cluster::RepairServer repair_server(&repair_store);
   kv::net::RepairLinkImpl repair_link;
   kv::cluster::RepairDriverOptions ro;
@@ -143,6 +147,7 @@ int main(int argc, char** argv) {
   node.repair_link = &repair_link;
   repair_driver.set_on_done([&node](uint64_t) { kv::net::NotifyRepairDone(&node); });
   node.hints = hints.get();
+  node.load = &load;
   node.config = &cfg;
   node.cluster = &cluster;
   node.loops = static_cast<size_t>(cfg.threads);

@@ -152,6 +152,9 @@ class CoordinatorEnv {
   // Coordinator::OnTimer() once the loop has also run that iteration's I/O callbacks: answers
   // already received are counted before a GET is found late.
   virtual void ArmTimer(uint64_t delay_ms) = 0;
+  // How busy this loop is (ForegroundLoad): background work on it (hint replay) slows down in
+  // proportion. 0 where nothing measures it (tests).
+  virtual uint32_t BusyPermille() { return 0; }
 
  protected:
   ~CoordinatorEnv() = default;

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "cluster/coordinator.h"
+#include "cluster/foreground_load.h"
 #include "cluster/hint_file.h"
 #include "cluster/hlc.h"
 #include "cluster/peer_health.h"
@@ -316,9 +317,19 @@ void HintLog::ReplayTarget(Target& t, uint64_t now_us) {
   }
   // A Send that fails at once resets the window and sets a back-off (OnAnswer): stop then.
   while (!t.failed && t.retry_us <= now_us && t.window.size() < kWindow && !t.files.empty()) {
-    // Paced to replay_per_second: the next one is due once the time of those sent has passed
-    // (a pause of over a second starts the count again).
-    if (const uint64_t rate = shared_->opt_.replay_per_second; rate != 0) {
+    // Paced to replay_per_second, scaled down while this loop is busy with requests
+    // (ForegroundLoad::Share): the next one is due once the time of those sent has passed. A
+    // pause of over a second starts the count again; a new rate applies from the next replay
+    // due at the old one (those sent were paid for at the old rate).
+    if (const uint64_t full = shared_->opt_.replay_per_second; full != 0) {
+      const uint64_t rate =
+          std::max<uint64_t>(1, full * ForegroundLoad::Share(env_->BusyPermille()) / 1000);
+      if (t.pace_start_us != 0 && rate != t.pace_rate && now_us > t.pace_start_us) {
+        const uint64_t paid = (now_us - t.pace_start_us) * t.pace_rate / 1000000;
+        t.pace_sent = t.pace_sent > paid ? t.pace_sent - paid : 0;
+        t.pace_start_us = now_us;
+      }
+      t.pace_rate = rate;
       uint64_t due = t.pace_start_us + t.pace_sent * 1000000 / rate;
       if (t.pace_start_us == 0 || due + 1000000 < now_us) {
         t.pace_start_us = due = now_us;

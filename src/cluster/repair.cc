@@ -302,6 +302,11 @@ bool TombstoneGcRule::operator()(std::string_view key, uint64_t version) const {
 // saturation, each slice of a scan or hash a request thread has to preempt still costs it the
 // wake-up (back-to-back repairs of identical replicas raised the p99 ~4x). A duty cycle bounds
 // how much of the time a core is held by repair at all.
+uint32_t RepairStore::EffectiveCpuPercent() const {
+  if (load_ == nullptr) return cpu_percent_;
+  return std::max<uint32_t>(1, cpu_percent_ * ForegroundLoad::Share(load_->max_busy()) / 1000);
+}
+
 void RepairStore::PaceCpu(uint32_t units) const {
   if (cpu_percent_ >= 100) return;
   constexpr uint64_t kSliceNs = 2000000;
@@ -316,7 +321,8 @@ void RepairStore::PaceCpu(uint32_t units) const {
   }
   const uint64_t used = cpu - mark_ns;
   if (used < kSliceNs) return;
-  std::this_thread::sleep_for(std::chrono::nanoseconds(used * (100 - cpu_percent_) / cpu_percent_));
+  const uint64_t percent = EffectiveCpuPercent();
+  std::this_thread::sleep_for(std::chrono::nanoseconds(used * (100 - percent) / percent));
   mark_ns = ThreadCpuNs();
 }
 
@@ -679,6 +685,7 @@ void RepairDriver::Run(uint64_t id) {
   const uint64_t t0 = NowNs();
   pace_start_ns_ = t0;
   pace_bytes_ = 0;
+  pace_rate_ = opts_.rate_bytes_per_s;
   std::string first_error;
   for (const RepairRange& range : store_->ranges()->RangesOf(self_)) {
     {
@@ -768,8 +775,22 @@ bool RepairDriver::RunRange(const RepairRange& range, RepairSummary* s, std::str
 }
 
 void RepairDriver::Pace(uint64_t bytes) {
+  // The byte rate, scaled down while the node's loops are busy with requests (the pages pass
+  // through them).
+  uint64_t rate = opts_.rate_bytes_per_s;
+  if (const ForegroundLoad* load = store_->foreground(); load != nullptr) {
+    rate = std::max<uint64_t>(1, rate * ForegroundLoad::Share(load->max_busy()) / 1000);
+  }
+  if (rate != pace_rate_) {  // carry over the bytes sent and not yet due at the old rate
+    const uint64_t now = NowNs();
+    const auto paid = static_cast<uint64_t>(static_cast<double>(now - pace_start_ns_) *
+                                            static_cast<double>(pace_rate_) / 1e9);
+    pace_bytes_ = pace_bytes_ > paid ? pace_bytes_ - paid : 0;
+    pace_start_ns_ = now;
+    pace_rate_ = rate;
+  }
   pace_bytes_ += bytes;
-  const uint64_t due_ns = pace_bytes_ * 1000000000ull / opts_.rate_bytes_per_s;
+  const uint64_t due_ns = pace_bytes_ * 1000000000ull / rate;
   const uint64_t elapsed = NowNs() - pace_start_ns_;
   if (due_ns > elapsed) {
     std::unique_lock<std::mutex> l(mu_);

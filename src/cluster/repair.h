@@ -33,6 +33,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cluster/foreground_load.h"
 #include "cluster/hlc.h"
 #include "cluster/peer.h"
 #include "cluster/ring.h"
@@ -139,6 +140,10 @@ class RepairStore {
   // writes) takes to `percent` of one core: after every ~2 ms of its CPU time the thread sleeps
   // in proportion. 100: no bound. Set before use.
   void set_cpu_percent(uint32_t percent) { cpu_percent_ = percent < 1 ? 1 : percent; }
+  // The node's loops' busy levels: while the busiest is busy with requests, that bound scales
+  // down by ForegroundLoad::Share (at least 1%). Set before use; nullptr: fixed.
+  void set_foreground(const ForegroundLoad* load) { load_ = load; }
+  const ForegroundLoad* foreground() const { return load_; }
   storage::Status BuildTree(uint64_t range, RepairTree* out) const;
   // The entries of the range in the set leaves, after `after` (when has_after), in key order,
   // until about max_bytes: appends a REPAIR_DATA entries body to *out.
@@ -168,6 +173,8 @@ class RepairStore {
   uint64_t max_skew_ms_;
   RepairCounters* c_;
   uint32_t cpu_percent_ = 100;
+  const ForegroundLoad* load_ = nullptr;
+  uint32_t EffectiveCpuPercent() const;
   void PaceCpu(uint32_t units = 1) const;  // units: entries of work done since the last call
 };
 
@@ -286,7 +293,7 @@ class RepairDriver {
   bool stop_ = false;
   std::thread run_thread_, schedule_thread_;
   // Pacing (driver thread only).
-  uint64_t pace_start_ns_ = 0, pace_bytes_ = 0;
+  uint64_t pace_start_ns_ = 0, pace_bytes_ = 0, pace_rate_ = 0;
 };
 
 }  // namespace kv::cluster

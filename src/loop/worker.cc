@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,6 +26,7 @@ uint64_t MonotonicNs() {
 Worker::Worker(Server* server, int index)
     : server_(server), index_(index), read_buf_(new char[kReadBufferSize]) {
   uv_loop_init(&loop_);
+  uv_loop_configure(&loop_, UV_METRICS_IDLE_TIME);  // for busy_permille()
   loop_.data = this;
   uv_prepare_init(&loop_, &prepare_);
   prepare_.data = this;
@@ -255,11 +257,28 @@ void Worker::Wake() {
   uv_idle_start(&idle_, [](uv_idle_t*) {});
 }
 
+void Worker::SampleBusy() {
+  const uint64_t now_ms = uv_now(&loop_);
+  if (now_ms - busy_mark_ms_ < kBusyWindowMs) return;
+  const uint64_t now_ns = uv_hrtime();
+  const uint64_t idle_ns = uv_metrics_idle_time(&loop_);
+  if (busy_mark_ns_ != 0 && now_ns > busy_mark_ns_) {
+    const uint64_t wall = now_ns - busy_mark_ns_;
+    const uint64_t idle = std::min(wall, idle_ns - std::min(idle_ns, idle_mark_ns_));
+    busy_permille_.store(static_cast<uint32_t>((wall - idle) * 1000 / wall),
+                         std::memory_order_relaxed);
+  }
+  busy_mark_ms_ = now_ms;
+  busy_mark_ns_ = now_ns;
+  idle_mark_ns_ = idle_ns;
+}
+
 // The one before-poll step of this loop (as Redis's beforeSleep). Every callback that can queue
 // work (I/O, timers, the group committer's wake-up) runs before the next prepare phase, and the
 // poll that follows computes its timeout after this step, so nothing queued waits for a wake-up.
 void Worker::OnPrepare(uv_prepare_t* h) {
   auto* self = static_cast<Worker*>(h->data);
+  self->SampleBusy();
   if (self->service_) self->service_->BeforePoll();
   // The dirty HTTP connections: the worker owns the flag (a connection may also flush itself).
   self->flushing_.clear();

@@ -97,6 +97,11 @@ class Worker {
   char* read_buffer() { return read_buf_.get(); }
   static constexpr size_t kReadBufferSize = 64 * 1024;
   bool draining() const { return draining_; }
+  // How busy this loop was over its last sampling window (~kBusyWindowMs): the share of wall time
+  // spent outside its poll (handling events, or runnable and waiting for a CPU), in permille,
+  // from libuv's idle-time metric. Any thread.
+  uint32_t busy_permille() const { return busy_permille_.load(std::memory_order_relaxed); }
+  static constexpr uint64_t kBusyWindowMs = 100;
 
   // Serves an accepted socket (allocated with new) as the listener serves each connection it
   // accepts: classified by its first bytes, then handed to the service. The way in for the
@@ -115,6 +120,7 @@ class Worker {
   static void OnStop(uv_async_t* a);
   void BeginDrain();
   void MaybeFinish();
+  void SampleBusy();  // before-poll step: a new busy level once a window has passed
 
   Server* server_;
   int index_;
@@ -130,6 +136,8 @@ class Worker {
   Connection* conns_ = nullptr;
   size_t conn_count_ = 0;
   bool draining_ = false;
+  uint64_t busy_mark_ms_ = 0, busy_mark_ns_ = 0, idle_mark_ns_ = 0;
+  std::atomic<uint32_t> busy_permille_{0};
   std::atomic<bool> forced_{false};
   std::mutex async_mu_;  // guards stop_async_ against a send after it was closed
   bool async_closed_ = false;

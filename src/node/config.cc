@@ -215,18 +215,23 @@ std::vector<flags::Flag> Table(Config* cfg, Given* g) {
       Number("max-hints-bytes", &cfg->max_hints_bytes, 0, 1ull << 50, "expected 0..2^50",
              "hint bytes kept per target node; further hints for it are dropped (counted)"),
       Number("hint-replay-rate", &cfg->hint_replay_rate, 0, 1ull << 32, "expected 0..2^32",
-             "hints replayed per second to each peer, per event-loop thread; `0`: unpaced"),
+             "hints replayed per second to each peer, per event-loop thread, while that loop has "
+             "room; less while it is busy with requests (down to 5% at 90% busy, "
+             "`kv_loop_busy_ratio` in /metrics); `0`: unpaced"),
       Number("anti-entropy-interval-s", &cfg->anti_entropy_interval_s, 0, 1ull << 32,
              "expected 0..2^32",
              "seconds between background anti-entropy repairs of every range this node "
              "replicates (the first after a random 0.5..1.5 of it); `0`: only on "
              "`POST /v0/admin/repair`"),
       Number("repair-rate-mb", &cfg->repair_rate_mb, 1, 1ull << 20, "expected 1..2^20",
-             "bytes per second (in MB) a repair this node drives may put on the wire"),
+             "bytes per second (in MB) a repair this node drives may put on the wire while its "
+             "loops have room; less while the busiest is busy with requests (down to 5% at 90% "
+             "busy)"),
       Number("repair-cpu-percent", &cfg->repair_cpu_percent, 1, 100, "expected 1..100",
              "share of one core's time each repair thread of this node (the one driving its "
              "repairs, the one answering its peers') may spend scanning, hashing and writing; "
-             "it sleeps in proportion after each ~2 ms of CPU; `100`: no bound"),
+             "it sleeps in proportion after each ~2 ms of CPU; scaled down as "
+             "`--repair-rate-mb` is while the loops are busy; `100`: no bound"),
       flags::Choice("log-level", &cfg->log_level,
                     {{"debug", static_cast<int>(LogLevel::kDebug)},
                      {"info", static_cast<int>(LogLevel::kInfo)},

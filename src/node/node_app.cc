@@ -134,6 +134,7 @@ class NodeApp final : public Service, public RequestHandler {
     coordinator_ = std::make_unique<cluster::Coordinator>(cluster_, local_.get(),
                                                           std::move(transports), co, &env_);
     uv_timer_init(worker.loop(), &env_.timer);
+    env_.worker = &worker;
     env_.timer.data = &env_;
     coordinator_->Announce();
     BinaryServerContext ctx;
@@ -183,6 +184,7 @@ class NodeApp final : public Service, public RequestHandler {
   }
 
   void BeforePoll() override {
+    if (node_->load != nullptr) node_->load->Publish(worker_.index(), worker_.busy_permille());
     // Writes whose fdatasync ended while this iteration ran (--fsync always): answered now, so
     // their answers leave with this iteration's flush.
     local_->DeliverSynced();
@@ -719,6 +721,15 @@ class NodeApp final : public Service, public RequestHandler {
     snprintf(sum, sizeof sum, "%.9f", static_cast<double>(sum_ns) / 1e9);
     t += std::string("kv_request_duration_seconds_sum ") + sum + "\n";
     t += "kv_request_duration_seconds_count " + U64(count) + "\n";
+    if (node_->load != nullptr) {
+      t += "# HELP kv_loop_busy_ratio Share of the last ~100 ms each event loop spent outside its "
+           "poll; hint replay and repair slow down above 0.5.\n# TYPE kv_loop_busy_ratio gauge\n";
+      for (size_t w = 0; w < node_->load->loops(); ++w) {
+        char v[32];
+        snprintf(v, sizeof v, "%.3f", node_->load->busy(w) / 1000.0);
+        t += "kv_loop_busy_ratio{loop=\"" + U64(w) + "\"} " + v + "\n";
+      }
+    }
     t += "# TYPE kv_open_connections gauge\n";
     t += "kv_open_connections " +
          U64(static_cast<uint64_t>(worker_.server()->open_connections().load())) + "\n";
@@ -893,6 +904,8 @@ class NodeApp final : public Service, public RequestHandler {
     bool fired = false;
     uint64_t NowMs() override { return uv_now(timer.loop); }
     uint64_t NowUs() override { return uv_hrtime() / 1000; }
+    uint32_t BusyPermille() override { return worker->busy_permille(); }
+    const Worker* worker = nullptr;
     void ArmTimer(uint64_t delay_ms) override {
       uv_timer_start(
           &timer, [](uv_timer_t* t) { static_cast<LoopEnv*>(t->data)->fired = true; }, delay_ms, 0);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cluster/coordinator.h"
+#include "cluster/foreground_load.h"
 #include "cluster/repair.h"
 #include "http/metrics.h"
 #include "loop/worker.h"
@@ -34,6 +35,8 @@ struct NodeShared {
   size_t loops = 0;
   std::unique_ptr<Metrics[]> http_metrics;  // one per loop, indexed by Worker::index()
   cluster::HintShared* hints = nullptr;     // hinted handoff; nullptr: off
+  // Every loop's busy level, for background work that yields to requests; nullptr in tests.
+  cluster::ForegroundLoad* load = nullptr;
   // Anti-entropy (cluster/repair.h); all set in a node (main), left null in some tests.
   cluster::RepairServer* repair_server = nullptr;
   cluster::RepairDriver* repair_driver = nullptr;

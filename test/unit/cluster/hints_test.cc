@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cluster/coordinator.h"
+#include "cluster/foreground_load.h"
 #include "cluster/hint_file.h"
 #include "cluster/hlc.h"
 #include "cluster/peer_health.h"
@@ -144,9 +145,11 @@ struct Peer final : PeerTransport {
 
 struct Env final : CoordinatorEnv {
   uint64_t us = 5000000;
+  uint32_t busy = 0;  // the loop's busy level the log sees (permille)
   uint64_t NowMs() override { return us / 1000; }
   uint64_t NowUs() override { return us; }
   void ArmTimer(uint64_t) override {}
+  uint32_t BusyPermille() override { return busy; }
 };
 
 uint64_t g_wall_us = 1700000000000000ull;
@@ -317,15 +320,22 @@ TEST_CASE("HintLog: at most kWindow replays in flight, and none while the breake
   CHECK(f.peer.reqs.back().key == "k16");
 }
 
-TEST_CASE("HintLog: --hint-replay-rate paces the replays by the injected clock") {
-  Fixture f(1 << 20, "", 1000);  // one replay per 1000 us
-  for (int i = 0; i < 100; ++i)
-    f.log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", f.Version(1));
-  f.log->FlushWrites();
+// 100 hints for node 1 in a log paced to 1000 replays/s; AnswerAll answers every replay sent.
+struct Paced : Fixture {
   size_t answered = 0;
-  auto answer_all = [&] {
-    while (answered < f.peer.reqs.size()) f.Answer(answered++, PeerResponse::kStored);
-  };
+  Paced() : Fixture(1 << 20, "", 1000) {
+    for (int i = 0; i < 100; ++i)
+      log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", Version(1));
+    log->FlushWrites();
+  }
+  void AnswerAll() {
+    while (answered < peer.reqs.size()) Answer(answered++, PeerResponse::kStored);
+  }
+};
+
+TEST_CASE("HintLog: --hint-replay-rate paces the replays by the injected clock") {
+  Paced f;  // one replay per 1000 us
+  auto answer_all = [&] { f.AnswerAll(); };
   const uint64_t t0 = f.env.us;
   f.log->Pump(t0);
   REQUIRE(f.peer.reqs.size() == 1);  // not the window of 16 unpaced replays would send
@@ -365,6 +375,51 @@ TEST_CASE("HintLog: --hint-replay-rate paces the replays by the injected clock")
   answer_all();
   f.log->Pump(f.env.us);
   CHECK(f.peer.reqs.size() == 8 + 2 * HintLog::kWindow - 1);
+}
+
+TEST_CASE("HintLog: a busy loop replays at its share of the rate, and at the full rate once free") {
+  Paced f;  // one replay per 1000 us while the loop has room
+  auto answer_all = [&] { f.AnswerAll(); };
+  f.env.busy = 1000;  // the loop is busy with requests: the minimum share
+  const uint64_t rate = 1000 * ForegroundLoad::kMinShare / 1000;
+  const uint64_t gap = 1000000 / rate;
+  const uint64_t t0 = f.env.us;
+  f.log->Pump(t0);
+  REQUIRE(f.peer.reqs.size() == 1);
+  CHECK(f.log->next_due_us() == t0 + gap);
+  answer_all();
+  f.env.us = t0 + gap - 1;
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 1);  // 1000 us later a free loop would have sent one more
+  f.env.us = t0 + gap;
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 2);
+  answer_all();
+  // Free again: the new rate applies from the replay due at the old one, which was paid for at
+  // the old rate (no burst on the change); from then on one per 1000 us.
+  f.env.busy = 0;
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 2);
+  CHECK(f.log->next_due_us() == t0 + 2 * gap);
+  f.env.us = t0 + 2 * gap;
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 3);
+  CHECK(f.log->next_due_us() == f.env.us + 1000);
+  answer_all();
+  f.env.us += 5000;
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 8);  // five due in 5 ms
+  answer_all();
+  // Busy halfway: a share of the full rate, from the next replay due.
+  f.env.busy = (ForegroundLoad::kFreeBelow + ForegroundLoad::kFullAt) / 2;
+  const uint64_t mid_rate = 1000 * ForegroundLoad::Share(f.env.busy) / 1000;
+  REQUIRE(mid_rate < 1000);
+  f.env.us += 1000;
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 9);
+  CHECK(f.log->next_due_us() == f.env.us + 1000000 / mid_rate);
+  for (size_t i = 0; i < f.peer.reqs.size(); ++i)
+    CHECK(f.peer.reqs[i].key == "k" + std::to_string(i));
 }
 
 TEST_CASE("HintLog: unpaced (rate 0), a whole window leaves at once") {

@@ -236,3 +236,47 @@ TEST_CASE("a connection that never says enough to classify is closed") {
 
 }  // namespace
 }  // namespace kv::net
+
+namespace kv::net {
+namespace {
+
+// A loop that spends a window in a callback is busy; one that spends it in its poll is not
+// (what hint replay and repair slow down for, cluster/foreground_load.h).
+TEST_CASE("busy_permille: the share of a window spent outside the poll") {
+  TestService::Shared shared;
+  WorkerOptions o;
+  o.threads = 1;
+  o.idle_timeout_ms = 3600000;  // no sweep wake-ups during the idle window
+  Server server(o, [&shared](Worker& w) { return std::make_unique<TestService>(w, &shared); });
+  server.StartDetached();
+  Worker& w = server.worker(0);
+  uv_loop_t* loop = w.loop();
+  uv_run(loop, UV_RUN_NOWAIT);  // the first before-poll step marks the window's start
+  uv_timer_t t;
+  uv_timer_init(loop, &t);
+  // Busy: a timer callback that runs for three windows without returning to the poll.
+  uv_timer_start(
+      &t,
+      [](uv_timer_t* h) {
+        const uint64_t end = uv_hrtime() + 3 * Worker::kBusyWindowMs * 1000000;
+        while (uv_hrtime() < end) {
+        }
+      },
+      0, 0);
+  uv_run(loop, UV_RUN_NOWAIT);  // the callback
+  uv_run(loop, UV_RUN_NOWAIT);  // the next before-poll step samples the window
+  CHECK(w.busy_permille() > 500);
+  // Idle: three windows blocked in the poll until a timer fires.
+  uv_timer_start(
+      &t, [](uv_timer_t*) {}, 3 * Worker::kBusyWindowMs, 0);
+  uv_run(loop, UV_RUN_ONCE);
+  uv_run(loop, UV_RUN_NOWAIT);
+  CHECK(w.busy_permille() < 500);
+  uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
+  server.Stop();
+  while (uv_run(loop, UV_RUN_DEFAULT) != 0) {
+  }
+}
+
+}  // namespace
+}  // namespace kv::net
