@@ -106,8 +106,10 @@ class Hints(Group):
         check_eq((r.status, r.body), (200, b""), "node 2's own live keys among the deleted ones")
 
     def test_hints_older_than_the_grace_are_not_replayed(self):
-        # Node 2 accepts versions however far ahead (node 1's clock will be 10 s ahead).
-        a, b = self.cluster(["--tombstone-gc-seconds", "2", "--max-clock-skew-ms", "0"])
+        # Node 2 accepts versions however far ahead (node 1's clock will be 60 s ahead). A grace
+        # of 30 s: the hints written before the restart are 60 s old by node 1's clock, the
+        # fresh ones have 30 s to be replayed (a liveness bound, not a timing assertion).
+        a, b = self.cluster(["--tombstone-gc-seconds", "30", "--max-clock-skew-ms", "0"])
         p = f"{self.mode}/hw/"
         old = {f"{p}old{i:02d}": b"old" for i in range(30)}
         new = {f"{p}new{i:02d}": b"new" for i in range(30)}
@@ -116,7 +118,7 @@ class Hints(Group):
             check_eq(put(a.port, k, v, ack=1, frm=2).status, 201, f"PUT {k} 1/2")
         poll(lambda: hint_counts(a.port)["written"] >= len(old), 30, "a hint of every write")
         a.stop()
-        a.extra += ["--clock-offset-ms", "10000"]
+        a.extra += ["--clock-offset-ms", "60000"]
         a.start()
         before = hint_counts(a.port)
         for k, v in new.items():
