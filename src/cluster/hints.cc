@@ -318,25 +318,14 @@ void HintLog::ReplayTarget(Target& t, uint64_t now_us) {
   // A Send that fails at once resets the window and sets a back-off (OnAnswer): stop then.
   while (!t.failed && t.retry_us <= now_us && t.window.size() < kWindow && !t.files.empty()) {
     // Paced to replay_per_second, scaled down while this loop is busy with requests
-    // (ForegroundLoad::Share): the next one is due once the time of those sent has passed. A
-    // pause of over a second starts the count again; a new rate applies from the next replay
-    // due at the old one (those sent were paid for at the old rate).
+    // (ForegroundLoad::Share; a new rate applies from the next replay due at the old one). A
+    // pause of over a second starts the count again.
     if (const uint64_t full = shared_->opt_.replay_per_second; full != 0) {
-      const uint64_t rate =
-          std::max<uint64_t>(1, full * ForegroundLoad::Share(env_->BusyPermille()) / 1000);
-      if (t.pace_start_us != 0 && rate != t.pace_rate && now_us > t.pace_start_us) {
-        const uint64_t paid = (now_us - t.pace_start_us) * t.pace_rate / 1000000;
-        t.pace_sent = t.pace_sent > paid ? t.pace_sent - paid : 0;
-        t.pace_start_us = now_us;
-      }
-      t.pace_rate = rate;
-      uint64_t due = t.pace_start_us + t.pace_sent * 1000000 / rate;
-      if (t.pace_start_us == 0 || due + 1000000 < now_us) {
-        t.pace_start_us = due = now_us;
-        t.pace_sent = 0;
-      }
-      if (due > now_us) {
-        t.retry_us = due;
+      const uint64_t rate = full * ForegroundLoad::Share(env_->BusyPermille()) / 1000;
+      t.pace.SetRate(rate, now_us);
+      if (!t.pace.started() || t.pace.due() + 1000000 < now_us) t.pace.Restart(now_us, rate);
+      if (t.pace.due() > now_us) {
+        t.retry_us = t.pace.due();
         return;
       }
     }
@@ -405,7 +394,7 @@ void HintLog::ReplayTarget(Target& t, uint64_t now_us) {
     PeerRequest req{rec.op, rec.key, rec.value, rec.version, rec.expires_ms};
     // May answer at once (a connection known to be down): OnAnswer then marks it failed.
     transports_[node]->Send(req, env_->NowMs() + request_timeout_ms_, waiter_, cookie);
-    ++t.pace_sent;
+    t.pace.Sent(1);
   }
 }
 

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "cluster/peer.h"
+#include "common/pacer.h"
 
 namespace kv::cluster {
 
@@ -148,8 +149,7 @@ class HintLog {
     bool failed = false;       // a replay failed: resend from acked after the back-off
     bool idle = false;         // nothing to send until Add, an answer or the peer's answer
     uint64_t retry_us = 0;     // no replay before this
-    uint64_t pace_start_us = 0, pace_sent = 0;  // replays sent since pace_start_us
-    uint64_t pace_rate = 0;                     // ...at this many per second
+    Pacer pace{1000000};       // replays, on the microsecond clock
     uint64_t backoff_us = kRetryMinUs;
     std::string chunk;  // bytes of files.front() from chunk_off
     uint64_t chunk_off = 0;

@@ -683,9 +683,7 @@ void RepairDriver::Run(uint64_t id) {
   RepairSummary s = Current();
   RepairCounters* c = store_->counters();
   const uint64_t t0 = NowNs();
-  pace_start_ns_ = t0;
-  pace_bytes_ = 0;
-  pace_rate_ = opts_.rate_bytes_per_s;
+  pace_.Restart(t0, opts_.rate_bytes_per_s);
   std::string first_error;
   for (const RepairRange& range : store_->ranges()->RangesOf(self_)) {
     {
@@ -779,22 +777,14 @@ void RepairDriver::Pace(uint64_t bytes) {
   // through them).
   uint64_t rate = opts_.rate_bytes_per_s;
   if (const ForegroundLoad* load = store_->foreground(); load != nullptr) {
-    rate = std::max<uint64_t>(1, rate * ForegroundLoad::Share(load->max_busy()) / 1000);
+    rate = rate * ForegroundLoad::Share(load->max_busy()) / 1000;
   }
-  if (rate != pace_rate_) {  // carry over the bytes sent and not yet due at the old rate
-    const uint64_t now = NowNs();
-    const auto paid = static_cast<uint64_t>(static_cast<double>(now - pace_start_ns_) *
-                                            static_cast<double>(pace_rate_) / 1e9);
-    pace_bytes_ = pace_bytes_ > paid ? pace_bytes_ - paid : 0;
-    pace_start_ns_ = now;
-    pace_rate_ = rate;
-  }
-  pace_bytes_ += bytes;
-  const uint64_t due_ns = pace_bytes_ * 1000000000ull / rate;
-  const uint64_t elapsed = NowNs() - pace_start_ns_;
-  if (due_ns > elapsed) {
+  const uint64_t now = NowNs();
+  pace_.SetRate(rate, now);
+  pace_.Sent(bytes);
+  if (pace_.due() > now) {
     std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, std::chrono::nanoseconds(due_ns - elapsed), [this] { return stop_; });
+    cv_.wait_for(l, std::chrono::nanoseconds(pace_.due() - now), [this] { return stop_; });
   }
 }
 

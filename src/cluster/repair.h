@@ -37,6 +37,7 @@
 #include "cluster/hlc.h"
 #include "cluster/peer.h"
 #include "cluster/ring.h"
+#include "common/pacer.h"
 #include "proto/repair.h"
 #include "storage/engine.h"
 
@@ -293,7 +294,7 @@ class RepairDriver {
   bool stop_ = false;
   std::thread run_thread_, schedule_thread_;
   // Pacing (driver thread only).
-  uint64_t pace_start_ns_ = 0, pace_bytes_ = 0, pace_rate_ = 0;
+  Pacer pace_{1000000000};  // bytes on the wire, on the nanosecond clock
 };
 
 }  // namespace kv::cluster
