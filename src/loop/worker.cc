@@ -265,8 +265,9 @@ void Worker::SampleBusy() {
   if (busy_mark_ns_ != 0 && now_ns > busy_mark_ns_) {
     const uint64_t wall = now_ns - busy_mark_ns_;
     const uint64_t idle = std::min(wall, idle_ns - std::min(idle_ns, idle_mark_ns_));
-    busy_permille_.store(static_cast<uint32_t>((wall - idle) * 1000 / wall),
-                         std::memory_order_relaxed);
+    const auto busy = static_cast<uint32_t>((wall - idle) * 1000 / wall);
+    busy_permille_.store(busy, std::memory_order_relaxed);
+    if (on_busy_) on_busy_(busy);
   }
   busy_mark_ms_ = now_ms;
   busy_mark_ns_ = now_ns;

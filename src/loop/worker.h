@@ -101,6 +101,8 @@ class Worker {
   // spent outside its poll (handling events, or runnable and waiting for a CPU), in permille,
   // from libuv's idle-time metric. Any thread.
   uint32_t busy_permille() const { return busy_permille_.load(std::memory_order_relaxed); }
+  // Called on the loop thread with each new busy level (once a window), e.g. to publish it.
+  void set_on_busy(std::function<void(uint32_t)> fn) { on_busy_ = std::move(fn); }
   static constexpr uint64_t kBusyWindowMs = 100;
 
   // Serves an accepted socket (allocated with new) as the listener serves each connection it
@@ -138,6 +140,7 @@ class Worker {
   bool draining_ = false;
   uint64_t busy_mark_ms_ = 0, busy_mark_ns_ = 0, idle_mark_ns_ = 0;
   std::atomic<uint32_t> busy_permille_{0};
+  std::function<void(uint32_t)> on_busy_;
   std::atomic<bool> forced_{false};
   std::mutex async_mu_;  // guards stop_async_ against a send after it was closed
   bool async_closed_ = false;

@@ -135,6 +135,10 @@ class NodeApp final : public Service, public RequestHandler {
                                                           std::move(transports), co, &env_);
     uv_timer_init(worker.loop(), &env_.timer);
     env_.worker = &worker;
+    if (cluster::ForegroundLoad* load = node->load; load != nullptr) {
+      const auto index = static_cast<size_t>(worker.index());
+      worker.set_on_busy([load, index](uint32_t busy) { load->Publish(index, busy); });
+    }
     env_.timer.data = &env_;
     coordinator_->Announce();
     BinaryServerContext ctx;
@@ -184,7 +188,6 @@ class NodeApp final : public Service, public RequestHandler {
   }
 
   void BeforePoll() override {
-    if (node_->load != nullptr) node_->load->Publish(worker_.index(), worker_.busy_permille());
     // Writes whose fdatasync ended while this iteration ran (--fsync always): answered now, so
     // their answers leave with this iteration's flush.
     local_->DeliverSynced();
