@@ -50,11 +50,8 @@ struct HookGuard {
   ~HookGuard() { g_write_hook.store(nullptr); }
 };
 
-}  // namespace
-
-TEST_CASE("storage enospc: failed log writes report kNoSpace and leave the store consistent") {
-  HookGuard guard;
-  TempDir tmp;
+// A small store's options with each kind of log in turn, one subcase each.
+Options EachLogKind(const TempDir& tmp) {
   Options o = SmallOptions(tmp.store(), false);
   o.memtable_bytes = 1 << 20;
   SUBCASE("appended log") {
@@ -63,6 +60,15 @@ TEST_CASE("storage enospc: failed log writes report kNoSpace and leave the store
   SUBCASE("preallocated log (--fsync always)") {
     o.fsync = FsyncPolicy::kAlways;
   }
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("storage enospc: failed log writes report kNoSpace and leave the store consistent") {
+  HookGuard guard;
+  TempDir tmp;
+  Options o = EachLogKind(tmp);
   std::unique_ptr<Engine> db;
   REQUIRE(Engine::Open(o, &db).ok());
   for (int i = 0; i < 50; i++) REQUIRE(db->Put("k" + std::to_string(i), "v1", 10).ok());
@@ -99,14 +105,7 @@ TEST_CASE("storage enospc: failed log writes report kNoSpace and leave the store
 TEST_CASE("storage enospc: whole records of a failed batch never replay after a later write") {
   HookGuard guard;
   TempDir tmp;
-  Options o = SmallOptions(tmp.store(), false);
-  o.memtable_bytes = 1 << 20;
-  SUBCASE("appended log") {
-    o.fsync = FsyncPolicy::kNever;
-  }
-  SUBCASE("preallocated log (--fsync always)") {
-    o.fsync = FsyncPolicy::kAlways;
-  }
+  Options o = EachLogKind(tmp);
   std::unique_ptr<Engine> db;
   REQUIRE(Engine::Open(o, &db).ok());
   REQUIRE(db->Put("before", "v", 1).ok());
