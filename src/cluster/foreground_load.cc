@@ -5,12 +5,11 @@
 namespace kv::cluster {
 
 ForegroundLoad::ForegroundLoad(size_t loops)
-    : n_(loops), busy_(new std::atomic<uint32_t>[loops == 0 ? 1 : loops]) {
-  for (size_t i = 0; i < std::max<size_t>(n_, 1); ++i) busy_[i].store(0, std::memory_order_relaxed);
-}
+    : n_(loops), busy_(std::make_unique<std::atomic<uint32_t>[]>(loops)) {}  // zeros (C++20)
 
 void ForegroundLoad::Publish(size_t loop, uint32_t busy_permille) {
-  if (loop < n_) busy_[loop].store(std::min<uint32_t>(busy_permille, 1000), std::memory_order_relaxed);
+  if (loop < n_)
+    busy_[loop].store(std::min<uint32_t>(busy_permille, 1000), std::memory_order_relaxed);
 }
 
 uint32_t ForegroundLoad::busy(size_t loop) const {
