@@ -18,7 +18,9 @@
 #    more syncs per second than one; and the
 #    pipeline's floor: --fsync always with every fdatasync replaced by a sleep of the probed
 #    duration that costs no CPU and no disk (loadtest/simulated_fdatasync.c, LD_PRELOAD),
-#    alternated with the others.
+#    alternated with the others; and on a single node the machine's floor whatever the design:
+#    the smallest group-commit PUT server (loadtest/fsync_floor.c), given the node's CPU per
+#    request, with and without its syncs, alternated with the others.
 #    Each --fsync always run also prints node 1's group commit from /metrics: writes per
 #    fdatasync, its mean duration, and per write the wait for its sync and for its answer after.
 # 3. --read-repair on against off (this tree's node), and OLD when given: GET saturation on a
@@ -158,6 +160,41 @@ PY
   # The pipeline's floor: the same node with each fdatasync replaced by a sleep of the probed
   # duration that costs no CPU and no disk (loadtest/simulated_fdatasync.c, LD_PRELOAD).
   cc -O2 -shared -fPIC -o "$work/simulated_fdatasync.so" loadtest/simulated_fdatasync.c
+  # The machine's floor whatever the design: the smallest group-commit PUT server
+  # (loadtest/fsync_floor.c), with as much CPU per request as the node (--work-ns, calibrated
+  # below so that its rps without syncs matches the node's with --fsync periodic), answering
+  # at once (probe-none) or after an fdatasync run off its loop (probe-always).
+  cc -O2 -pthread -o "$work/fsync_floor" loadtest/fsync_floor.c
+  probe_sat() {  # probe_sat MODE WORK_NS: rps of wrk against the probe
+    local port pid rps
+    port=$(kv_free_port)
+    "$work/fsync_floor" "$port" "$1" "$work/probe.log" --work-ns "$2" >>"$work/node.log" 2>&1 &
+    pid=$!
+    KV_PIDS+=($pid)
+    kv_wait_http "http://127.0.0.1:$port/"
+    read -r rps _ < <(sat put "http://127.0.0.1:$port" 1 1)
+    kill "$pid" && wait "$pid" 2>/dev/null || true
+    rm -f "$work/probe.log"
+    echo "$rps"
+  }
+  # Calibration: the node with --fsync periodic (two 3 s runs), then the probe's work per
+  # request found by bisection (3 s runs) so that, without syncs, it answers as many PUT/s.
+  rm -rf "$work/d"
+  PORTS=()
+  start_nodes "$NEW" 1 --fsync periodic
+  cal_node=$( (for _ in 1 2; do DUR=3 sat put "http://127.0.0.1:${PORTS[0]}" 1 1; done) | mean)
+  stop_nodes
+  lo=0
+  hi=20000
+  cal=""
+  for _ in 1 2 3 4 5; do
+    mid=$(((lo + hi) / 2))
+    r=$(DUR=3 probe_sat none "$mid")
+    cal+=" ${mid}ns:$r"
+    if awk -v r="$r" -v n="$cal_node" 'BEGIN { exit !(r > n) }'; then lo=$mid; else hi=$mid; fi
+  done
+  work_ns=$(((lo + hi) / 2))
+  echo "== probe calibration: node periodic $cal_node rps; probe without syncs at each bisection step (work per request: rps):$cal; chosen $work_ns ns"
   echo "== --fsync always vs periodic (this tree's node), $PAIRS alternated pairs, PUT"
   fsum=()
   for setup in "single 1 1 1" "binary 3 2 3"; do
@@ -170,11 +207,20 @@ PY
     : >"$work/old-always.$name"
     : >"$work/simulated.$name"
     policies="periodic always simulated"
+    [ "$n" = 1 ] && policies+=" probe-none probe-always"
+    : >"$work/probe-none.$name"
+    : >"$work/probe-always.$name"
     [ -n "$OLD" ] && policies+=" old-always"
     for pair in $(seq 1 "$PAIRS"); do
       for policy in $policies; do
         bin=$NEW
         [ "$policy" = old-always ] && bin=$OLD
+        if [[ "$policy" == probe-* ]]; then
+          rps=$(probe_sat "${policy#probe-}" "$work_ns")
+          echo "$rps" >>"$work/$policy.$name"
+          echo "  $name pair $pair $policy ($work_ns ns of work per request): $rps rps"
+          continue
+        fi
         rm -rf "$work/d"  # a fresh store each run: see the note on version layouts above
         if [ "$policy" = simulated ]; then
           LD_PRELOAD=$work/simulated_fdatasync.so SIMULATED_SYNC_US=$sync_us \
@@ -193,6 +239,11 @@ PY
     a=$(mean <"$work/always.$name")
     sim=$(mean <"$work/simulated.$name")
     line="$name ack $ack/$from: periodic $p rps, always $a rps, always/periodic $(ratio "$a" "$p"), disk floor/periodic $(ratio "$floor" "$p"), always with a simulated $sync_us us sync (no CPU, no disk) $sim rps, simulated/periodic $(ratio "$sim" "$p")"
+    if [ "$n" = 1 ]; then
+      pn=$(mean <"$work/probe-none.$name")
+      pa=$(mean <"$work/probe-always.$name")
+      line+="; the floor whatever the design (loadtest/fsync_floor.c, $work_ns ns of work per request): without syncs $pn rps, with $pa rps, with/without $(ratio "$pa" "$pn")"
+    fi
     if [ -n "$OLD" ]; then
       oa=$(mean <"$work/old-always.$name")
       line+="; OLD always $oa rps (always new/old $(ratio "$a" "$oa"))"

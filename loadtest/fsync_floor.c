@@ -1,0 +1,256 @@
+// fsync_floor: the smallest PUT server that can do group commit, to measure what --fsync always
+// can reach on this machine whatever the server's design (loadtest/bench_compare.sh ONLY=fsync).
+//
+// One epoll loop thread reads HTTP/1.1 requests (keep-alive, pipelining), appends each request's
+// body to a log file with one write(2) per loop iteration, and answers 201 with no body:
+// - mode none: at once (as --fsync periodic between its syncs);
+// - mode always: after an fdatasync that covers the write. A second thread runs the syncs, one
+//   at a time, each covering every batch written before it began (group commit); it wakes the
+//   loop through an eventfd. The loop never waits on the disk.
+// --work-ns N spins N ns of CPU per request on the loop thread, so that the probe's throughput
+// without syncs can be set equal to the node's: the two modes' ratio then shows the cost of the
+// sync's latency and of the hand-over alone for a server with the node's CPU per request. No
+// parsing beyond what PUT needs: a probe, not a server (no error answers, no limits).
+//
+// Usage: fsync_floor PORT none|always LOG_PATH [--work-ns N]
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { kMaxFd = 4096, kInCap = 1 << 16, kMaxWaiters = 1 << 16 };
+static const size_t kLogBytes = (size_t)256 << 20;
+
+struct conn {
+  int open;
+  unsigned gen;
+  size_t len;
+  char in[kInCap];
+};
+
+struct waiter {  // one answer owed to a connection (fd and its generation: fds are reused)
+  int fd;
+  unsigned gen;
+};
+
+struct batch {  // answers owed once a sync covers the batch's write
+  struct waiter w[kMaxWaiters];
+  size_t n;
+};
+
+static struct conn* conns[kMaxFd];
+static int log_fd, efd, always;
+static long work_ns;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+// Under mu: the loop fills `handed`, the sync thread takes it and, once synced, puts it in
+// `synced` for the loop, which answers it and returns it to the pool. At most four are in use.
+static struct batch *handed, *synced, *pool[4];
+static int npool;
+
+static uint64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void spin(void) {
+  if (work_ns <= 0) return;
+  const uint64_t end = now_ns() + (uint64_t)work_ns;
+  while (now_ns() < end) {
+  }
+}
+
+static void answer(const struct batch* b) {
+  static const char kOk[] = "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n";
+  for (size_t i = 0; i < b->n; ++i) {
+    struct conn* c = conns[b->w[i].fd];
+    if (c == NULL || !c->open || c->gen != b->w[i].gen) continue;
+    if (send(b->w[i].fd, kOk, sizeof kOk - 1, MSG_NOSIGNAL) < 0) c->open = 0;
+  }
+}
+
+static void* sync_thread(void* arg) {
+  (void)arg;
+  for (;;) {
+    pthread_mutex_lock(&mu);
+    while (handed == NULL || handed->n == 0) pthread_cond_wait(&cv, &mu);
+    struct batch* b = handed;  // every write handed over so far: one sync covers them
+    handed = NULL;
+    pthread_mutex_unlock(&mu);
+    if (fdatasync(log_fd) != 0) {
+      perror("fdatasync");
+      exit(1);
+    }
+    pthread_mutex_lock(&mu);
+    while (synced != NULL) pthread_cond_wait(&cv, &mu);  // the loop has not taken the last yet
+    synced = b;
+    pthread_mutex_unlock(&mu);
+    uint64_t one = 1;
+    if (write(efd, &one, sizeof one) < 0) perror("eventfd");
+  }
+  return NULL;
+}
+
+// Parses every whole request in c->in; each one's body goes to the log buffer and its answer to
+// `owed`. Returns 0, or -1 for a request the probe cannot take.
+static int parse(int fd, struct conn* c, char* logbuf, size_t* loglen, size_t logcap,
+                 struct batch* owed) {
+  size_t off = 0;
+  for (;;) {
+    char* start = c->in + off;
+    const size_t avail = c->len - off;
+    char* end = memmem(start, avail, "\r\n\r\n", 4);
+    if (end == NULL) break;
+    size_t head = (size_t)(end - start) + 4, body = 0;
+    for (char* p = start; p < end; ++p) {
+      if ((p == start || p[-1] == '\n') && strncasecmp(p, "content-length:", 15) == 0) {
+        body = strtoul(p + 15, NULL, 10);
+      }
+    }
+    if (head + body > kInCap) return -1;
+    if (avail < head + body) break;
+    spin();
+    if (*loglen + body + 16 > logcap || owed->n == kMaxWaiters) return -1;
+    memcpy(logbuf + *loglen, start + head, body);
+    *loglen += body;
+    owed->w[owed->n].fd = fd;
+    owed->w[owed->n].gen = c->gen;
+    owed->n++;
+    off += head + body;
+  }
+  memmove(c->in, c->in + off, c->len - off);
+  c->len -= off;
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    fprintf(stderr, "usage: %s PORT none|always LOG_PATH [--work-ns N]\n", argv[0]);
+    return 2;
+  }
+  always = strcmp(argv[2], "always") == 0;
+  if (argc >= 6 && strcmp(argv[4], "--work-ns") == 0) work_ns = atol(argv[5]);
+  // Written with zeros first, as the node preallocates its log for --fsync always: the syncs
+  // then write data blocks only, no size or extent change for the file system's journal.
+  log_fd = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  char* zeros = calloc(1, 1 << 20);
+  for (size_t off = 0; log_fd >= 0 && off < kLogBytes; off += 1 << 20) {
+    if (write(log_fd, zeros, 1 << 20) != 1 << 20) log_fd = -1;
+  }
+  if (log_fd < 0 || fsync(log_fd) != 0) {
+    perror(argv[3]);
+    return 1;
+  }
+  free(zeros);
+  size_t log_off = 0;
+  signal(SIGPIPE, SIG_IGN);
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1]))};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(ls, (struct sockaddr*)&a, sizeof a) != 0 || listen(ls, 1024) != 0) {
+    perror("listen");
+    return 1;
+  }
+  int ep = epoll_create1(0);
+  efd = eventfd(0, EFD_NONBLOCK);
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = ls};
+  epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
+  ev.data.fd = efd;
+  epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
+  for (npool = 0; npool < 4; ++npool) pool[npool] = calloc(1, sizeof(struct batch));
+  struct batch* owed = calloc(1, sizeof *owed);
+  pthread_t t;
+  if (always) pthread_create(&t, NULL, sync_thread, NULL);
+  const size_t logcap = 16 << 20;
+  char* logbuf = malloc(logcap);
+  struct epoll_event evs[256];
+  for (;;) {
+    int n = epoll_wait(ep, evs, 256, -1);
+    size_t loglen = 0;
+    for (int i = 0; i < n; ++i) {
+      int fd = evs[i].data.fd;
+      if (fd == ls) {
+        int s;
+        while ((s = accept4(ls, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+          if (s >= kMaxFd) {
+            close(s);
+            continue;
+          }
+          if (conns[s] == NULL) conns[s] = calloc(1, sizeof(struct conn));
+          conns[s]->open = 1;
+          conns[s]->gen++;
+          conns[s]->len = 0;
+          setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          struct epoll_event cev = {.events = EPOLLIN, .data.fd = s};
+          epoll_ctl(ep, EPOLL_CTL_ADD, s, &cev);
+        }
+        continue;
+      }
+      if (fd == efd) {
+        uint64_t v;
+        if (read(efd, &v, sizeof v) < 0) continue;
+        pthread_mutex_lock(&mu);
+        struct batch* b = synced;
+        synced = NULL;
+        pthread_mutex_unlock(&mu);
+        pthread_cond_broadcast(&cv);
+        if (b == NULL) continue;
+        answer(b);
+        b->n = 0;
+        pthread_mutex_lock(&mu);
+        pool[npool++] = b;
+        pthread_mutex_unlock(&mu);
+        continue;
+      }
+      struct conn* c = conns[fd];
+      ssize_t r = read(fd, c->in + c->len, kInCap - c->len);
+      if (r < 0 && errno == EAGAIN) continue;
+      if (r > 0) c->len += (size_t)r;
+      if (r <= 0 || parse(fd, c, logbuf, &loglen, logcap, owed) != 0) {
+        c->open = 0;
+        epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+        close(fd);
+      }
+    }
+    if (owed->n == 0) continue;
+    if (log_off + loglen > kLogBytes) log_off = 0;  // wraps: the probe keeps nothing
+    if (pwrite(log_fd, logbuf, loglen, (off_t)log_off) != (ssize_t)loglen) {
+      perror("write");
+      return 1;
+    }
+    log_off += loglen;
+    if (!always) {
+      answer(owed);
+      owed->n = 0;
+      continue;
+    }
+    pthread_mutex_lock(&mu);
+    if (handed == NULL) handed = pool[--npool];
+    struct batch* h = handed;
+    if (h->n + owed->n > kMaxWaiters) {
+      pthread_mutex_unlock(&mu);
+      fprintf(stderr, "too many waiters\n");
+      return 1;
+    }
+    memcpy(h->w + h->n, owed->w, owed->n * sizeof owed->w[0]);
+    h->n += owed->n;
+    pthread_mutex_unlock(&mu);
+    pthread_cond_signal(&cv);
+    owed->n = 0;
+  }
+}
