@@ -7,12 +7,16 @@
 // - mode always: after an fdatasync that covers the write. A second thread runs the syncs, one
 //   at a time, each covering every batch written before it began (group commit); it wakes the
 //   loop through an eventfd. The loop never waits on the disk.
+// - mode always2: as always with two log files, each with its own sync thread; an iteration's
+//   batch goes to a log whose thread is not syncing, so two syncs can overlap (a disk may take
+//   more syncs per second on two files than on one).
 // --work-ns N spins N ns of CPU per request on the loop thread, so that the probe's throughput
 // without syncs can be set equal to the node's: the two modes' ratio then shows the cost of the
 // sync's latency and of the hand-over alone for a server with the node's CPU per request. No
 // parsing beyond what PUT needs: a probe, not a server (no error answers, no limits).
 //
-// Usage: fsync_floor PORT none|always LOG_PATH [--work-ns N]
+// Usage: fsync_floor PORT none|always|always2 LOG_PATH [--work-ns N] (always2: LOG_PATH and
+// LOG_PATH.2)
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -52,15 +56,20 @@ struct batch {  // answers owed once a sync covers the batch's write
 };
 
 static struct conn* conns[kMaxFd];
-static int log_fd, efd, always;
+static int efd, lanes;
 static long work_ns;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-// Under mu: the loop fills `handed`, the sync thread takes it and, once synced, puts it in
-// `synced` for the loop, which answers it and returns it to the pool. At most four are in use.
-static struct batch *handed, *synced, *pool[4];
+// One log and its sync thread. Under mu: the loop fills `handed`, the sync thread takes it and,
+// once synced, puts it in `synced` for the loop, which answers it and returns it to the pool.
+struct lane {
+  int fd, syncing;
+  size_t off;
+  struct batch *handed, *synced;
+};
+static struct lane lane[2];
+static struct batch* pool[8];  // at most three per lane in use, and one in the loop's hands
 static int npool;
-
 static uint64_t now_ns(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -84,25 +93,52 @@ static void answer(const struct batch* b) {
 }
 
 static void* sync_thread(void* arg) {
-  (void)arg;
+  struct lane* l = arg;
   for (;;) {
     pthread_mutex_lock(&mu);
-    while (handed == NULL || handed->n == 0) pthread_cond_wait(&cv, &mu);
-    struct batch* b = handed;  // every write handed over so far: one sync covers them
-    handed = NULL;
+    while (l->handed == NULL) pthread_cond_wait(&cv, &mu);
+    struct batch* b = l->handed;  // every write handed over so far: one sync covers them
+    l->handed = NULL;
+    l->syncing = 1;
     pthread_mutex_unlock(&mu);
-    if (fdatasync(log_fd) != 0) {
+    if (fdatasync(l->fd) != 0) {
       perror("fdatasync");
       exit(1);
     }
     pthread_mutex_lock(&mu);
-    while (synced != NULL) pthread_cond_wait(&cv, &mu);  // the loop has not taken the last yet
-    synced = b;
+    l->syncing = 0;
+    while (l->synced != NULL) pthread_cond_wait(&cv, &mu);  // the loop has not taken the last
+    l->synced = b;
     pthread_mutex_unlock(&mu);
     uint64_t one = 1;
     if (write(efd, &one, sizeof one) < 0) perror("eventfd");
   }
   return NULL;
+}
+
+// Opens a log written with zeros first, as the node preallocates its log for --fsync always: the
+// syncs then write data blocks only, no size or extent change for the file system's journal.
+static int open_log(const char* path) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  char* zeros = calloc(1, 1 << 20);
+  for (size_t off = 0; fd >= 0 && off < kLogBytes; off += 1 << 20) {
+    if (write(fd, zeros, 1 << 20) != 1 << 20) fd = -1;
+  }
+  free(zeros);
+  if (fd < 0 || fsync(fd) != 0) {
+    perror(path);
+    exit(1);
+  }
+  return fd;
+}
+
+static void write_log(struct lane* l, const char* buf, size_t len) {
+  if (l->off + len > kLogBytes) l->off = 0;  // wraps: the probe keeps nothing
+  if (pwrite(l->fd, buf, len, (off_t)l->off) != (ssize_t)len) {
+    perror("write");
+    exit(1);
+  }
+  l->off += len;
 }
 
 // Parses every whole request in c->in; each one's body goes to the log buffer and its answer to
@@ -139,24 +175,17 @@ static int parse(int fd, struct conn* c, char* logbuf, size_t* loglen, size_t lo
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: %s PORT none|always LOG_PATH [--work-ns N]\n", argv[0]);
+    fprintf(stderr, "usage: %s PORT none|always|always2 LOG_PATH [--work-ns N]\n", argv[0]);
     return 2;
   }
-  always = strcmp(argv[2], "always") == 0;
   if (argc >= 6 && strcmp(argv[4], "--work-ns") == 0) work_ns = atol(argv[5]);
-  // Written with zeros first, as the node preallocates its log for --fsync always: the syncs
-  // then write data blocks only, no size or extent change for the file system's journal.
-  log_fd = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  char* zeros = calloc(1, 1 << 20);
-  for (size_t off = 0; log_fd >= 0 && off < kLogBytes; off += 1 << 20) {
-    if (write(log_fd, zeros, 1 << 20) != 1 << 20) log_fd = -1;
+  lanes = strcmp(argv[2], "always2") == 0 ? 2 : strcmp(argv[2], "always") == 0 ? 1 : 0;
+  lane[0].fd = open_log(argv[3]);
+  if (lanes == 2) {
+    char second[4096];
+    snprintf(second, sizeof second, "%s.2", argv[3]);
+    lane[1].fd = open_log(second);
   }
-  if (log_fd < 0 || fsync(log_fd) != 0) {
-    perror(argv[3]);
-    return 1;
-  }
-  free(zeros);
-  size_t log_off = 0;
   signal(SIGPIPE, SIG_IGN);
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -172,10 +201,12 @@ int main(int argc, char** argv) {
   epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
   ev.data.fd = efd;
   epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
-  for (npool = 0; npool < 4; ++npool) pool[npool] = calloc(1, sizeof(struct batch));
+  for (npool = 0; npool < 8; ++npool) pool[npool] = calloc(1, sizeof(struct batch));
   struct batch* owed = calloc(1, sizeof *owed);
-  pthread_t t;
-  if (always) pthread_create(&t, NULL, sync_thread, NULL);
+  for (int i = 0; i < lanes; ++i) {
+    pthread_t t;
+    pthread_create(&t, NULL, sync_thread, &lane[i]);
+  }
   const size_t logcap = 16 << 20;
   char* logbuf = malloc(logcap);
   struct epoll_event evs[256];
@@ -204,17 +235,19 @@ int main(int argc, char** argv) {
       if (fd == efd) {
         uint64_t v;
         if (read(efd, &v, sizeof v) < 0) continue;
-        pthread_mutex_lock(&mu);
-        struct batch* b = synced;
-        synced = NULL;
-        pthread_mutex_unlock(&mu);
-        pthread_cond_broadcast(&cv);
-        if (b == NULL) continue;
-        answer(b);
-        b->n = 0;
-        pthread_mutex_lock(&mu);
-        pool[npool++] = b;
-        pthread_mutex_unlock(&mu);
+        for (int k = 0; k < lanes; ++k) {
+          pthread_mutex_lock(&mu);
+          struct batch* b = lane[k].synced;
+          lane[k].synced = NULL;
+          pthread_mutex_unlock(&mu);
+          if (b == NULL) continue;
+          pthread_cond_broadcast(&cv);
+          answer(b);
+          b->n = 0;
+          pthread_mutex_lock(&mu);
+          pool[npool++] = b;
+          pthread_mutex_unlock(&mu);
+        }
         continue;
       }
       struct conn* c = conns[fd];
@@ -228,20 +261,28 @@ int main(int argc, char** argv) {
       }
     }
     if (owed->n == 0) continue;
-    if (log_off + loglen > kLogBytes) log_off = 0;  // wraps: the probe keeps nothing
-    if (pwrite(log_fd, logbuf, loglen, (off_t)log_off) != (ssize_t)loglen) {
-      perror("write");
-      return 1;
-    }
-    log_off += loglen;
-    if (!always) {
+    if (lanes == 0) {
+      write_log(&lane[0], logbuf, loglen);
       answer(owed);
       owed->n = 0;
       continue;
     }
+    // The lane whose thread is not syncing (its sync covers this write at once), else the one
+    // with nothing handed over yet, else the first.
     pthread_mutex_lock(&mu);
-    if (handed == NULL) handed = pool[--npool];
-    struct batch* h = handed;
+    struct lane* l = &lane[0];
+    for (int k = lanes - 1; k >= 0; --k) {
+      if (!lane[k].syncing) l = &lane[k];
+    }
+    if (l->syncing && lanes == 2 && lane[1].handed == NULL) l = &lane[1];
+    pthread_mutex_unlock(&mu);
+    write_log(l, logbuf, loglen);  // only the loop writes a log: no lock needed for it
+    pthread_mutex_lock(&mu);
+    if (l->handed == NULL) {
+      l->handed = pool[--npool];
+      l->handed->n = 0;
+    }
+    struct batch* h = l->handed;
     if (h->n + owed->n > kMaxWaiters) {
       pthread_mutex_unlock(&mu);
       fprintf(stderr, "too many waiters\n");
@@ -250,7 +291,7 @@ int main(int argc, char** argv) {
     memcpy(h->w + h->n, owed->w, owed->n * sizeof owed->w[0]);
     h->n += owed->n;
     pthread_mutex_unlock(&mu);
-    pthread_cond_signal(&cv);
+    pthread_cond_broadcast(&cv);
     owed->n = 0;
   }
 }
