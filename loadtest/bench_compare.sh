@@ -20,7 +20,7 @@
 #    duration that costs no CPU and no disk (loadtest/simulated_fdatasync.c, LD_PRELOAD),
 #    alternated with the others; and on a single node the machine's floor whatever the design:
 #    the smallest group-commit PUT server (loadtest/fsync_floor.c), given the node's CPU per
-#    request, without syncs, with one sync at a time, and with two logs synced at once
+#    request, without syncs, with one sync at a time, and with 2 and 4 logs synced at once
 #    (fsync_floor.c says how), alternated with the others.
 #    Each --fsync always run also prints node 1's group commit from /metrics: writes per
 #    fdatasync, its mean duration, and per write the wait for its sync and for its answer after.
@@ -164,8 +164,8 @@ PY
   # The machine's floor whatever the design: the smallest group-commit PUT server
   # (loadtest/fsync_floor.c), with as much CPU per request as the node (--work-ns, calibrated
   # below so that its rps without syncs matches the node's with --fsync periodic), answering
-  # at once (probe-none) or after an fdatasync run off its loop (probe-always; probe-always2:
-  # two logs, so that two syncs can overlap).
+  # at once (probe-none) or after an fdatasync run off its loop (probe-always; probe-alwaysK:
+  # K logs, so that K syncs can overlap).
   cc -O2 -pthread -o "$work/fsync_floor" loadtest/fsync_floor.c
   probe_sat() {  # probe_sat MODE WORK_NS: rps of wrk against the probe
     local port pid rps
@@ -176,7 +176,7 @@ PY
     kv_wait_http "http://127.0.0.1:$port/"
     read -r rps _ < <(sat put "http://127.0.0.1:$port" 1 1)
     kill "$pid" && wait "$pid" 2>/dev/null || true
-    rm -f "$work/probe.log" "$work/probe.log.2"
+    rm -f "$work/probe.log" "$work/probe.log".*
     echo "$rps"
   }
   # Calibration: the node with --fsync periodic (two 3 s runs), then the probe's work per
@@ -209,10 +209,9 @@ PY
     : >"$work/old-always.$name"
     : >"$work/simulated.$name"
     policies="periodic always simulated"
-    [ "$n" = 1 ] && policies+=" probe-none probe-always probe-always2"
-    : >"$work/probe-none.$name"
-    : >"$work/probe-always.$name"
-    : >"$work/probe-always2.$name"
+    probes="probe-none probe-always probe-always2 probe-always4"
+    [ "$n" = 1 ] && policies+=" $probes"
+    for policy in $probes; do : >"$work/$policy.$name"; done
     [ -n "$OLD" ] && policies+=" old-always"
     for pair in $(seq 1 "$PAIRS"); do
       for policy in $policies; do
@@ -246,7 +245,8 @@ PY
       pn=$(mean <"$work/probe-none.$name")
       pa=$(mean <"$work/probe-always.$name")
       pa2=$(mean <"$work/probe-always2.$name")
-      line+="; the floor whatever the design (loadtest/fsync_floor.c, $work_ns ns of work per request): without syncs $pn rps, with one sync at a time $pa rps ($(ratio "$pa" "$pn")), with two logs synced at once $pa2 rps ($(ratio "$pa2" "$pn"))"
+      pa4=$(mean <"$work/probe-always4.$name")
+      line+="; the floor whatever the design (loadtest/fsync_floor.c, $work_ns ns of work per request): without syncs $pn rps, with one sync at a time $pa rps ($(ratio "$pa" "$pn")), with 2 logs synced at once $pa2 rps ($(ratio "$pa2" "$pn")), with 4 $pa4 rps ($(ratio "$pa4" "$pn"))"
     fi
     if [ -n "$OLD" ]; then
       oa=$(mean <"$work/old-always.$name")

@@ -7,16 +7,16 @@
 // - mode always: after an fdatasync that covers the write. A second thread runs the syncs, one
 //   at a time, each covering every batch written before it began (group commit); it wakes the
 //   loop through an eventfd. The loop never waits on the disk.
-// - mode always2: as always with two log files, each with its own sync thread; an iteration's
-//   batch goes to a log whose thread is not syncing, so two syncs can overlap (a disk may take
-//   more syncs per second on two files than on one).
+// - mode alwaysK (K = 2..4): as always with K log files, each with its own sync thread; an
+//   iteration's batch goes to a log whose thread is idle, so up to K syncs overlap (a disk may
+//   take more syncs per second on several files than on one).
 // --work-ns N spins N ns of CPU per request on the loop thread, so that the probe's throughput
 // without syncs can be set equal to the node's: the two modes' ratio then shows the cost of the
 // sync's latency and of the hand-over alone for a server with the node's CPU per request. No
 // parsing beyond what PUT needs: a probe, not a server (no error answers, no limits).
 //
-// Usage: fsync_floor PORT none|always|always2 LOG_PATH [--work-ns N] (always2: LOG_PATH and
-// LOG_PATH.2)
+// Usage: fsync_floor PORT none|always|alwaysK LOG_PATH [--work-ns N] (alwaysK: LOG_PATH and
+// LOG_PATH.2 .. LOG_PATH.K)
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -67,8 +67,9 @@ struct lane {
   size_t off;
   struct batch *handed, *synced;
 };
-static struct lane lane[2];
-static struct batch* pool[8];  // at most three per lane in use, and one in the loop's hands
+enum { kMaxLanes = 4 };
+static struct lane lane[kMaxLanes];
+static struct batch* pool[3 * kMaxLanes + 1];  // at most three per lane in use
 static int npool;
 static uint64_t now_ns(void) {
   struct timespec t;
@@ -175,16 +176,17 @@ static int parse(int fd, struct conn* c, char* logbuf, size_t* loglen, size_t lo
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: %s PORT none|always|always2 LOG_PATH [--work-ns N]\n", argv[0]);
+    fprintf(stderr, "usage: %s PORT none|always|alwaysK LOG_PATH [--work-ns N]\n", argv[0]);
     return 2;
   }
   if (argc >= 6 && strcmp(argv[4], "--work-ns") == 0) work_ns = atol(argv[5]);
-  lanes = strcmp(argv[2], "always2") == 0 ? 2 : strcmp(argv[2], "always") == 0 ? 1 : 0;
+  lanes = strncmp(argv[2], "always", 6) == 0 ? (argv[2][6] ? atoi(argv[2] + 6) : 1) : 0;
+  if (lanes < 0 || lanes > kMaxLanes) lanes = kMaxLanes;
   lane[0].fd = open_log(argv[3]);
-  if (lanes == 2) {
-    char second[4096];
-    snprintf(second, sizeof second, "%s.2", argv[3]);
-    lane[1].fd = open_log(second);
+  for (int i = 1; i < lanes; ++i) {
+    char other[4096];
+    snprintf(other, sizeof other, "%s.%d", argv[3], i + 1);
+    lane[i].fd = open_log(other);
   }
   signal(SIGPIPE, SIG_IGN);
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
@@ -201,7 +203,7 @@ int main(int argc, char** argv) {
   epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
   ev.data.fd = efd;
   epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
-  for (npool = 0; npool < 8; ++npool) pool[npool] = calloc(1, sizeof(struct batch));
+  for (npool = 0; npool < 3 * kMaxLanes + 1; ++npool) pool[npool] = calloc(1, sizeof(struct batch));
   struct batch* owed = calloc(1, sizeof *owed);
   for (int i = 0; i < lanes; ++i) {
     pthread_t t;
@@ -267,14 +269,18 @@ int main(int argc, char** argv) {
       owed->n = 0;
       continue;
     }
-    // The lane whose thread is not syncing (its sync covers this write at once), else the one
-    // with nothing handed over yet, else the first.
+    // A lane whose thread is idle (its sync covers this write at once), else one with nothing
+    // handed over yet (its next sync covers this write alone), else the first.
     pthread_mutex_lock(&mu);
     struct lane* l = &lane[0];
     for (int k = lanes - 1; k >= 0; --k) {
-      if (!lane[k].syncing) l = &lane[k];
+      if (!lane[k].syncing && lane[k].handed == NULL) l = &lane[k];
     }
-    if (l->syncing && lanes == 2 && lane[1].handed == NULL) l = &lane[1];
+    if (l->syncing || l->handed != NULL) {
+      for (int k = lanes - 1; k >= 0; --k) {
+        if (lane[k].handed == NULL) l = &lane[k];
+      }
+    }
     pthread_mutex_unlock(&mu);
     write_log(l, logbuf, loglen);  // only the loop writes a log: no lock needed for it
     pthread_mutex_lock(&mu);
