@@ -104,19 +104,21 @@ struct Coordinator::Request {
 };
 
 namespace {
-// A repair write's cookie carries this bit beside the slot when it is a background one.
-constexpr uint64_t kBackgroundBit = 0x80;
-constexpr uint64_t kSlotMask = 0x7f;
-// A replica request's answer made up by Ask (its peer's circuit is open) carries this bit beside
-// the replica index: it was never sent.
+// A replica request's cookie is the request's pointer * 256 plus a low byte: the replica slot
+// (kSlotMask) and flag bits. A read repair write's carries kRepairBit, and kBackgroundBit when
+// it is a background one; an answer made up by Ask (its peer's circuit is open) kNotSentBit:
+// it was never sent.
+constexpr uint64_t kSlotMask = 0x1f;
+constexpr uint64_t kRepairBit = 0x20;
 constexpr uint64_t kNotSentBit = 0x40;
-constexpr uint64_t kReplicaMask = 0x3f;
+constexpr uint64_t kBackgroundBit = 0x80;
+static_assert(Accumulator::kMaxReplicas <= kSlotMask + 1);
 int Slots(uint32_t mask) {
   return __builtin_popcount(mask);
 }
 }  // namespace
 
-// cookie = request pointer * 256 + replica index (see Ask).
+// cookie = request pointer * 256 + its low byte (slot and flags, see above).
 Coordinator::Request* Coordinator::RequestOf(uint64_t cookie) {
   return reinterpret_cast<Request*>(cookie >> 8);
 }
@@ -152,7 +154,6 @@ Coordinator::Coordinator(ClusterState* state, Replica* local,
                                                        options.request_timeout_ms * 1000)}),
       waiter_(this),
       ping_waiter_(this),
-      repair_waiter_(this),
       hint_waiter_(this) {
   if (options.hints != nullptr) {
     std::vector<PeerTransport*> transports;
@@ -282,34 +283,6 @@ uint64_t Coordinator::PeerDeadlineMs(uint64_t request_deadline_ms, uint32_t node
   return std::min(request_deadline_ms, env_->NowMs() + (timeout_us + transfer_us + 999) / 1000);
 }
 
-// Only answers that came back through a transport say something about the peer (the local
-// replica and replicas skipped by an open circuit do not).
-void Coordinator::RecordPeerAnswer(uint32_t node, const PeerResponse& resp, uint64_t took_us,
-                                   uint64_t now_us) {
-  CircuitBreaker& br = *state_->breakers[node];
-  PeerStats& ps = peers_[node];
-  const bool failed = resp.kind == PeerResponse::kError;
-  if (resp.clock_skew) RecordSkewRefusal(node, resp, now_us);
-  if (failed) state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
-  // A skew refusal failed the write on that replica, but it is a prompt answer: the peer is up,
-  // and its answer time is as good as any.
-  if (!failed || resp.clock_skew) {
-    br.OnSuccess();
-    if (hints_) hints_->PeerAnswered(node);
-    ps.timeout.Record(took_us, now_us);
-  } else if (resp.slow) {
-    br.OnFailure(now_us / 1000);
-    if (!probing_ && br.state(now_us / 1000) != CircuitBreaker::State::kClosed) {
-      StartProbing(now_us);
-    }
-  }
-  // A failure only ever makes a measured peer look slower: a fast one (refused, reset) says
-  // nothing of its speed.
-  uint64_t& avg = ps.answer_avg_us;
-  if (failed && !resp.clock_skew && (avg == 0 || took_us <= avg)) return;
-  avg = avg == 0 ? took_us : avg - avg / 8 + took_us / 8;
-}
-
 void Coordinator::RecordSkewRefusal(uint32_t node, const PeerResponse& resp, uint64_t now_us) {
   const uint64_t n = state_->peer_skew_refusals[node]->fetch_add(1, std::memory_order_relaxed) + 1;
   state_->peer_last_skew_ms[node]->store(resp.skew_ms, std::memory_order_relaxed);
@@ -426,21 +399,49 @@ void Coordinator::OnTimer() {
   ArmTimer(now);
 }
 
-// One replica's answer to a request of Ask: cookie as there. A peer's answer (one that came back
-// through its transport, not one its open circuit made up) counts for the peer's health and its
-// time for the hedge delay; this node's own replica is not a peer, and its full disk makes the
-// request's failure a 507.
+// One replica's answer to a request of Ask or Repair: cookie as there. Only a peer's answer (one
+// that came back through its transport, not one its open circuit made up) says something about
+// the peer: its circuit breaker and failure count, its timeout (answers only) and its moving
+// average of answer times (a failure only when it took longer than that average); a GET's answer
+// time also sets the hedge delay. This node's own replica is not a peer, and its full disk makes
+// the request's failure a 507. A read repair write's answer then ends that write (RepairDone).
 void Coordinator::OnAnswer(uint64_t cookie, PeerResponse&& resp) {
   Request* r = RequestOf(cookie);
-  const int replica = static_cast<int>(cookie & kReplicaMask);
+  const int replica = static_cast<int>(cookie & kSlotMask);
+  const bool repair = (cookie & kRepairBit) != 0;
   const uint32_t node = r->nodes[replica];
   if (node == state_->self_index) {
-    if (resp.no_space) r->no_space = true;
+    if (resp.no_space && !repair) r->no_space = true;
   } else if ((cookie & kNotSentBit) == 0) {
     const uint64_t now_us = env_->NowUs();
     const uint64_t took = now_us - r->sent_us[replica];
-    RecordPeerAnswer(node, resp, took, now_us);
-    if (resp.kind != PeerResponse::kError && r->hedged) hedge_.Record(took);
+    CircuitBreaker& br = *state_->breakers[node];
+    PeerStats& ps = peers_[node];
+    const bool failed = resp.kind == PeerResponse::kError;
+    if (resp.clock_skew) RecordSkewRefusal(node, resp, now_us);
+    if (failed) state_->peer_failures[node]->fetch_add(1, std::memory_order_relaxed);
+    // A skew refusal failed the write on that replica, but it is a prompt answer: the peer is up,
+    // and its answer time is as good as any.
+    if (!failed || resp.clock_skew) {
+      br.OnSuccess();
+      if (hints_) hints_->PeerAnswered(node);
+      ps.timeout.Record(took, now_us);
+    } else if (resp.slow) {
+      br.OnFailure(now_us / 1000);
+      if (!probing_ && br.state(now_us / 1000) != CircuitBreaker::State::kClosed) {
+        StartProbing(now_us);
+      }
+    }
+    // A failure only ever makes a measured peer look slower: a fast one (refused, reset) says
+    // nothing of its speed.
+    uint64_t& avg = ps.answer_avg_us;
+    if (!failed || resp.clock_skew || (avg != 0 && took > avg)) {
+      avg = avg == 0 ? took : avg - avg / 8 + took / 8;
+    }
+    if (!failed && r->hedged && !repair) hedge_.Record(took);
+  }
+  if (repair) {
+    return RepairDone(r, (cookie & kBackgroundBit) != 0, resp.kind == PeerResponse::kStored);
   }
   AnswerKind kind = KindOf(resp);
   // A peer that did not store a write gets a hint, except one that refused its version as too
@@ -571,9 +572,9 @@ void Coordinator::Repair(Request* r, int slot, bool background, uint64_t now_us)
     state_->read_repairs_blocking.fetch_add(1, std::memory_order_relaxed);
   }
   const uint64_t cookie = (reinterpret_cast<uint64_t>(r) << 8) | static_cast<uint64_t>(slot) |
-                          (background ? kBackgroundBit : 0);
+                          kRepairBit | (background ? kBackgroundBit : 0);
   const uint32_t node = r->nodes[slot];
-  if (node == state_->self_index) return local_->Execute(preq, &repair_waiter_, cookie);
+  if (node == state_->self_index) return local_->Execute(preq, &waiter_, cookie);
   if (!state_->breakers[node]->Allow(now_us / 1000)) {
     if (!probing_) StartProbing(now_us);
     return RepairDone(r, background, false);
@@ -584,19 +585,8 @@ void Coordinator::Repair(Request* r, int slot, bool background, uint64_t now_us)
   // a request timeout of its own.
   const uint64_t deadline_ms =
       background ? env_->NowMs() + opt_.request_timeout_ms : r->deadline_ms;
-  transports_[node]->Send(preq, PeerDeadlineMs(deadline_ms, node, value.size(), now_us),
-                          &repair_waiter_, cookie);
-}
-
-void Coordinator::OnRepairAnswer(uint64_t cookie, PeerResponse&& resp) {
-  Request* r = RequestOf(cookie);
-  const int slot = static_cast<int>(cookie & kSlotMask);
-  const uint32_t node = r->nodes[slot];
-  if (node != state_->self_index) {
-    const uint64_t now_us = env_->NowUs();
-    RecordPeerAnswer(node, resp, now_us - r->sent_us[slot], now_us);
-  }
-  RepairDone(r, (cookie & kBackgroundBit) != 0, resp.kind == PeerResponse::kStored);
+  transports_[node]->Send(preq, PeerDeadlineMs(deadline_ms, node, value.size(), now_us), &waiter_,
+                          cookie);
 }
 
 void Coordinator::RepairDone(Request* r, bool background, bool ok) {

@@ -205,11 +205,10 @@ class Coordinator {
  private:
   struct Request;
   static Request* RequestOf(uint64_t cookie);
-  // The answers of replicas (peers through transports, and this node's own) and to pings.
+  // The answer of every replica request (peers through transports, and this node's own): a
+  // client request's (Ask) and a read repair write's (Repair); and the answers to pings.
   void OnAnswer(uint64_t cookie, PeerResponse&& r);
   void OnPong(uint64_t node, PeerResponse&& r);
-  // The answer to a read repair write (cookie as in Ask, kBackgroundBit set for background).
-  void OnRepairAnswer(uint64_t cookie, PeerResponse&& r);
   // The answer to a hint replay (HintLog's cookie).
   void OnHintAnswer(uint64_t cookie, PeerResponse&& r);
   // now_us: NowUs() at the call, also the breakers' clock (in ms).
@@ -222,10 +221,6 @@ class Coordinator {
   // Pings every peer whose breaker is not closed and has no ping of this loop out; stops when
   // all are closed.
   void Probe(uint64_t now_us);
-  // One answer (or failure) of a peer, took_us after its request was sent: the circuit breaker
-  // and failure count, the peer's timeout (answers only) and its moving average of answer times
-  // (a failure only when it took longer than that average).
-  void RecordPeerAnswer(uint32_t node, const PeerResponse& resp, uint64_t took_us, uint64_t now_us);
   // A peer refused a write for clock skew: counted, logged now and then.
   void RecordSkewRefusal(uint32_t node, const PeerResponse& resp, uint64_t now_us);
   // Reorders the peers a hedged GET asks first (slots [begin, first) of nodes; later slots are
@@ -273,7 +268,6 @@ class Coordinator {
   std::vector<Request*> free_;
   MemberWaiter<Coordinator, &Coordinator::OnAnswer> waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnPong> ping_waiter_;
-  MemberWaiter<Coordinator, &Coordinator::OnRepairAnswer> repair_waiter_;
   MemberWaiter<Coordinator, &Coordinator::OnHintAnswer> hint_waiter_;
   std::unique_ptr<HintLog> hints_;      // nullptr: hinted handoff off
   uint64_t timer_due_us_ = UINT64_MAX;  // when the loop's timer is armed to fire

@@ -901,6 +901,9 @@ TEST_CASE("Read repair: a repair write that fails still answers the client with 
   CHECK(res.outcome.version == 300);
   CHECK(f.state->read_repairs_blocking.load() == 1);
   CHECK(f.state->read_repair_failures.load() == 1);
+  // The repair write's answer counts for the peer's health like any other: a slow failure.
+  CHECK(f.state->peer_failures[2]->load() == 1);
+  CHECK(f.state->breakers[2]->consecutive_failures() == 1);
   // A stale peer whose circuit is open is not written to: the repair fails at once.
   for (int i = 0; i < 5; ++i) f.state->breakers[2]->OnFailure(f.env.us / 1000);
   f.local.Put("k2", "new", 300);
