@@ -24,6 +24,8 @@
 #       rate and how much of the window the replay and the repair covered). Target: ratio
 #       <= 1.5x.
 #     replay: the same as hints without the repair (the hint replay's share; not run by default).
+#     repair: the same as hints with node 1's --hinted-handoff off (the repair's share; not run
+#       by default).
 # Environment: KEYS (1000000), VSIZE (100), MODE (binary), DUR (15), POLL_S (1: the hints and
 # replay cases' poll of node 1's pending hints while the p99 is measured), SETTLE_S (1: the
 # pause after the sync and the nodes' settling that precede each run of the hints and replay
@@ -32,7 +34,10 @@
 # NODE_BIN (./node), ROUNDS (1: without/with pairs of the identical, hints and replay cases,
 # their median ratio). Every run also prints its p99 per second and the cores that processes
 # other than the nodes and kvload used meanwhile (loadtest/machine_states.py): on a shared
-# machine they explain most of the spread between runs.
+# machine they explain most of the spread between runs. CLEAN_CORES (0.1): a round of the
+# hints, replay or repair case is clean when, in both of its runs, other processes and steal
+# together took less than this many cores on average; the summary gives the median of every
+# round and of the clean ones. RATE (half of the measured saturation): the open-loop rate.
 set -eEuo pipefail
 trap 'echo "bench_repair.sh: line $LINENO: status $? from: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -47,6 +52,7 @@ RATE_MB=${RATE_MB:-8}
 HINTS=${HINTS:-200000}
 POLL_S=${POLL_S:-1}
 SETTLE_S=${SETTLE_S:-1}
+CLEAN_CORES=${CLEAN_CORES:-0.1}
 CASES=${CASES-identical wiped hints}
 PARTS=${PARTS-a b b2}
 NODE=${NODE_BIN:-$(pwd)/node}
@@ -124,7 +130,7 @@ fi
 url="http://127.0.0.1:$p1"
 sat=$(./loadtest/kvload -t1 -c64 -d5s --workload mixed --keys "$KEYS" "$url" |
   awk '/Requests\/sec/ { print int($2) }')
-rate=$((sat / 2))
+rate=${RATE:-$((sat / 2))}
 echo "(c) saturation ~$sat req/s (closed loop, mixed); runs at $rate req/s for ${DUR}s"
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v / 1000; else if (v ~ /ms$/) printf "%.3f", v + 0; else if (v ~ /s$/) printf "%.3f", v * 1000; else print v }'; }
 cpu() {  # CPU seconds (user + system) the nodes running now have used
@@ -221,11 +227,13 @@ covered() {  # covered END: the share of the last run's window [start, start + D
   awk -v e="$1" -v t="$(awk '/start_unix/ { print $3 }' "$work/ps.txt")" -v d="$DUR" 'BEGIN {
     c = (e - t) / d; if (c < 0) c = 0; if (c > 1) c = 1; printf "%.0f%%", 100 * c }'
 }
-for hc in hints replay; do
+for hc in hints replay repair; do
   [[ " $CASES " == *" $hc "* ]] || continue
+  hh=on
+  [ "$hc" = repair ] && hh=off
   kill -TERM "${NODE_PIDS[0]}" && wait "${NODE_PIDS[0]}" 2>/dev/null || true
   "$NODE" --port "$p1" --data "$work/d/0" --threads 1 --log-level warn \
-    --peer-protocol "$MODE" --hinted-handoff on --anti-entropy-interval-s 0 \
+    --peer-protocol "$MODE" --hinted-handoff "$hh" --anti-entropy-interval-s 0 \
     --repair-rate-mb "$RATE_MB" --cluster "$cl" >>"$work/node.log" 2>&1 &
   NODE_PIDS[0]=$!
   KV_PIDS+=($!)
@@ -233,19 +241,22 @@ for hc in hints replay; do
   ./loadtest/kvload -t1 -c64 -d3s -R "$rate" --workload mixed --keys "$KEYS" "$url" >/dev/null
   what="hint replay + repair"
   [ "$hc" = replay ] && what="hint replay alone (no repair)"
+  [ "$hc" = repair ] && what="repair alone (no hints)"
   ratios=()
+  clean=()
   for round in $(seq 1 "$ROUNDS"); do
     fill_hints
     settle "${PORTS[@]}"
     base=$(p99)
     cbase=$(cat "$work/cpu")
     obase=$(outside)
+    mbase=$(cat "$work/machine")
     sbase=$(perseconds)
     kill -TERM "${NODE_PIDS[2]}" && wait "${NODE_PIDS[2]}" 2>/dev/null || true
     h0=$(metric "$p1" kv_hints_written_total)
     fill_hints
     for _ in $(seq 1 600); do # the last failures may follow the last answers (bounded: 60 s)
-      [ $(($(metric "$p1" kv_hints_written_total) - h0)) -ge "$HINTS" ] && break
+      [ "$hh" = off ] || [ $(($(metric "$p1" kv_hints_written_total) - h0)) -ge "$HINTS" ] && break
       sleep 0.1
     done
     written=$(($(metric "$p1" kv_hints_written_total) - h0))
@@ -256,7 +267,7 @@ for hc in hints replay; do
     restart3
     echo '{}' >"$work/hints-repair.json"
     rp=
-    if [ "$hc" = hints ]; then
+    if [ "$hc" != replay ]; then
       (repair "$p3" >"$work/hints-repair.json") &
       rp=$!
     fi
@@ -281,17 +292,28 @@ for hc in hints replay; do
     rsec=$(json seconds <"$work/hints-repair.json")
     rend=$(awk -v a="$tr" -v s="$rsec" 'BEGIN { printf "%.3f", a + s }')
     cov="replay $(covered "$t1")"
-    [ "$hc" = hints ] && cov+=", repair $(covered "$rend")"
-    awk -v w="$written" -v d="$hdisk" -v r="$((r1 - r0))" -v a="$t0" -v b="$t1" -v l="$left" -v n="$round" 'BEGIN {
+    [ "$hc" = repair ] && cov="no replay"
+    [ "$hc" != replay ] && cov+=", repair $(covered "$rend")"
+    [ "$hh" = on ] && awk -v w="$written" -v d="$hdisk" -v r="$((r1 - r0))" -v a="$t0" -v b="$t1" -v l="$left" -v n="$round" 'BEGIN {
       printf "(c3) round %d: hints written %d, %d bytes on disk: %.1f bytes per hint (%d-byte values); replayed %d in %.2f s from node 3'"'"'s start: %.0f hints/s; pending bytes left %d\n", n, w, d, d / w, '"$VSIZE"', r, b - a, r / (b - a), l }'
     ratios+=("$(ratio "$with" "$base")")
-    echo "(c3) $what, round $round: p99 $base ms without, $with ms with: $(ratio "$with" "$base")x; the with window covered by: $cov; nodes CPU s $cbase / $cwith; without: $obase; with: $owith"
+    # A round is clean when neither window lost more than CLEAN_CORES to other processes and
+    # to steal together (the machine's, not the nodes', share of the spread).
+    if [ "$(awk -v a="$(awk '{ print $4 + $6 }' <<<"$mbase")" -v b="$(awk '{ print $4 + $6 }' "$work/machine")" -v c="$CLEAN_CORES" 'BEGIN { print (a < c && b < c) }')" = 1 ]; then
+      clean+=("$(ratio "$with" "$base")")
+      tag=clean
+    else
+      tag="not clean: other processes or steal took >= $CLEAN_CORES cores"
+    fi
+    echo "(c3) $what, round $round: p99 $base ms without, $with ms with: $(ratio "$with" "$base")x ($tag); the with window covered by: $cov; nodes CPU s $cbase / $cwith; without: $obase; with: $owith"
     echo "(c3)   per-second p99 (ms) without: $sbase"
     echo "(c3)   per-second p99 (ms) with:    $swith"
-    [ "$hc" = hints ] && echo "(c3)   repair: $(cat "$work/hints-repair.json")"
+    [ "$hc" != replay ] && echo "(c3)   repair: $(cat "$work/hints-repair.json")"
   done
   med=$(printf '%s\n' "${ratios[@]}" | median)
-  summary+=("$what ($HINTS hints): ${med}x (median of $ROUNDS rounds: ${ratios[*]})")
+  cmed=n/a
+  [ "${#clean[@]}" -gt 0 ] && cmed=$(printf '%s\n' "${clean[@]}" | median)x
+  summary+=("$what ($HINTS keys missed): ${med}x (median of $ROUNDS rounds: ${ratios[*]}); clean rounds only: $cmed (${#clean[@]} of $ROUNDS: ${clean[*]})")
 done
 for line in "${summary[@]}"; do echo "(c) p99 at half saturation, with/without: $line (target <= 1.5x)"; done
 stop_nodes

@@ -87,14 +87,14 @@ def sample(out, seconds, step, match):
             used = []
             ours = {'node': 0, 'kvload': 0}
             for p, (name, t) in cur[4].items():
-                if p in prev[4] and prev[4][p][0] == name:
-                    dt_p = t - prev[4][p][1]
-                    if dt_p <= 0:
-                        continue
-                    if name in ours:
-                        ours[name] += dt_p
-                    else:
-                        used.append((dt_p, name, p))
+                # A process new in this step spent all its CPU in it (a restarted node's start).
+                dt_p = t - prev[4][p][1] if p in prev[4] and prev[4][p][0] == name else t
+                if dt_p <= 0:
+                    continue
+                if name in ours:
+                    ours[name] += dt_p
+                else:
+                    used.append((dt_p, name, p))
             used.sort(reverse=True)
             top = ','.join(f'{n}:{p}:{cores(u):.2f}' for u, n, p in used[:3]) or '-'
             nodes, kv = cores(ours['node']), cores(ours['kvload'])
