@@ -68,7 +68,7 @@ def proc_cpu(match):
             except OSError:
                 continue
         f = st[st.rindex(')') + 2:].split()
-        out[p] = (name, int(f[11]) + int(f[12]))
+        out[p] = (name, int(f[11]) + int(f[12]), f[19])  # name, CPU ticks, start time
     return out
 
 
@@ -86,9 +86,9 @@ def sample(out, seconds, step, match):
             dirty, wb = meminfo()
             used = []
             ours = {'node': 0, 'kvload': 0}
-            for p, (name, t) in cur[4].items():
+            for p, (name, t, started) in cur[4].items():
                 # A process new in this step spent all its CPU in it (a restarted node's start).
-                dt_p = t - prev[4][p][1] if p in prev[4] and prev[4][p][0] == name else t
+                dt_p = t - prev[4][p][1] if p in prev[4] and prev[4][p][2] == started else t
                 if dt_p <= 0:
                     continue
                 if name in ours:
