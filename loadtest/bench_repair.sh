@@ -26,6 +26,9 @@
 #     replay: the same as hints without the repair (the hint replay's share; not run by default).
 #     repair: the same as hints with node 1's --hinted-handoff off (the repair's share; not run
 #       by default).
+#     stale: node 1's hints off and no repair: node 3 comes back having missed the writes and
+#       only read repair mends it (the cost of the situation itself, no background work; not
+#       run by default).
 # Environment: KEYS (1000000), VSIZE (100), MODE (binary), DUR (15), POLL_S (1: the hints and
 # replay cases' poll of node 1's pending hints while the p99 is measured), SETTLE_S (1: the
 # pause after the sync and the nodes' settling that precede each run of the hints and replay
@@ -34,10 +37,12 @@
 # NODE_BIN (./node), ROUNDS (1: without/with pairs of the identical, hints and replay cases,
 # their median ratio). Every run also prints its p99 per second and the cores that processes
 # other than the nodes and kvload used meanwhile (loadtest/machine_states.py): on a shared
-# machine they explain most of the spread between runs. CLEAN_CORES (0.1): a round of the
-# hints, replay or repair case is clean when, in both of its runs, other processes and steal
-# together took less than this many cores on average; the summary gives the median of every
-# round and of the clean ones. RATE (half of the measured saturation): the open-loop rate.
+# machine they explain most of the spread between runs. CLEAN_CORES (0.2): a round of the
+# hints, replay or repair case is clean when, in every second of both of its runs, other
+# processes and steal together took less than this many cores; the summary gives the median of
+# every round and of the clean ones. RATE (half of the measured saturation): the open-loop rate.
+# HINT_RATES ("10000", the node's default): node 1's --hint-replay-rate, one value or several
+# alternated round by round (the hints and replay cases), each with its own medians.
 set -eEuo pipefail
 trap 'echo "bench_repair.sh: line $LINENO: status $? from: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -52,7 +57,8 @@ RATE_MB=${RATE_MB:-8}
 HINTS=${HINTS:-200000}
 POLL_S=${POLL_S:-1}
 SETTLE_S=${SETTLE_S:-1}
-CLEAN_CORES=${CLEAN_CORES:-0.1}
+CLEAN_CORES=${CLEAN_CORES:-0.2}
+HINT_RATES=${HINT_RATES:-10000}
 CASES=${CASES-identical wiped hints}
 PARTS=${PARTS-a b b2}
 NODE=${NODE_BIN:-$(pwd)/node}
@@ -227,93 +233,107 @@ covered() {  # covered END: the share of the last run's window [start, start + D
   awk -v e="$1" -v t="$(awk '/start_unix/ { print $3 }' "$work/ps.txt")" -v d="$DUR" 'BEGIN {
     c = (e - t) / d; if (c < 0) c = 0; if (c > 1) c = 1; printf "%.0f%%", 100 * c }'
 }
-for hc in hints replay repair; do
+for hc in hints replay repair stale; do
   [[ " $CASES " == *" $hc "* ]] || continue
   hh=on
-  [ "$hc" = repair ] && hh=off
-  kill -TERM "${NODE_PIDS[0]}" && wait "${NODE_PIDS[0]}" 2>/dev/null || true
-  "$NODE" --port "$p1" --data "$work/d/0" --threads 1 --log-level warn \
-    --peer-protocol "$MODE" --hinted-handoff "$hh" --anti-entropy-interval-s 0 \
-    --repair-rate-mb "$RATE_MB" --cluster "$cl" >>"$work/node.log" 2>&1 &
-  NODE_PIDS[0]=$!
-  KV_PIDS+=($!)
-  kv_wait_http "$url/v0/status"
-  ./loadtest/kvload -t1 -c64 -d3s -R "$rate" --workload mixed --keys "$KEYS" "$url" >/dev/null
+  [ "$hc" = repair ] || [ "$hc" = stale ] && hh=off
   what="hint replay + repair"
   [ "$hc" = replay ] && what="hint replay alone (no repair)"
   [ "$hc" = repair ] && what="repair alone (no hints)"
-  ratios=()
-  clean=()
+  [ "$hc" = stale ] && what="node 3 back stale, no replay, no repair (read repair only)"
+  rates=($HINT_RATES)
+  [ "$hh" = off ] && rates=("${rates[0]}")
+  declare -A ratios=() clean=() nclean=()
   for round in $(seq 1 "$ROUNDS"); do
-    fill_hints
-    settle "${PORTS[@]}"
-    base=$(p99)
-    cbase=$(cat "$work/cpu")
-    obase=$(outside)
-    mbase=$(cat "$work/machine")
-    sbase=$(perseconds)
-    kill -TERM "${NODE_PIDS[2]}" && wait "${NODE_PIDS[2]}" 2>/dev/null || true
-    h0=$(metric "$p1" kv_hints_written_total)
-    fill_hints
-    for _ in $(seq 1 600); do # the last failures may follow the last answers (bounded: 60 s)
-      [ "$hh" = off ] || [ $(($(metric "$p1" kv_hints_written_total) - h0)) -ge "$HINTS" ] && break
-      sleep 0.1
-    done
-    written=$(($(metric "$p1" kv_hints_written_total) - h0))
-    settle "$p1" "${PORTS[1]}"
-    hdisk=$(du -sb "$work/d/0/hints" | cut -f1)
-    r0=$(metric "$p1" kv_hints_replayed_total)
-    t0=$(date +%s.%N)
-    restart3
-    echo '{}' >"$work/hints-repair.json"
-    rp=
-    if [ "$hc" != replay ]; then
-      (repair "$p3" >"$work/hints-repair.json") &
-      rp=$!
-    fi
-    tr=$(date +%s.%N)
-    (
-      # While the p99 is measured, once per POLL_S seconds (each poll forks a subshell, curl and
-      # awk and renders node 1's /metrics on its loop); then every 0.05 s. Bounded: 10 minutes.
-      end=$(($(date +%s) + DUR))
-      for _ in $(seq 1 6000); do
-        [ "$(metric "$p1" kv_hints_pending_bytes)" = 0 ] && break
-        if [ "$(date +%s)" -lt "$end" ]; then sleep "$POLL_S"; else sleep 0.05; fi
+    for hr in "${rates[@]}"; do
+      # Node 1 restarted for each round (the rates alternate), then a warm-up run.
+      kill -TERM "${NODE_PIDS[0]}" && wait "${NODE_PIDS[0]}" 2>/dev/null || true
+      "$NODE" --port "$p1" --data "$work/d/0" --threads 1 --log-level warn \
+        --peer-protocol "$MODE" --hinted-handoff "$hh" --hint-replay-rate "$hr" \
+        --anti-entropy-interval-s 0 --repair-rate-mb "$RATE_MB" --cluster "$cl" >>"$work/node.log" 2>&1 &
+      NODE_PIDS[0]=$!
+      KV_PIDS+=($!)
+      kv_wait_http "$url/v0/status"
+      ./loadtest/kvload -t1 -c64 -d3s -R "$rate" --workload mixed --keys "$KEYS" "$url" >/dev/null
+      fill_hints
+      settle "${PORTS[@]}"
+      base=$(p99)
+      cbase=$(cat "$work/cpu")
+      obase=$(outside)
+      mbase=$(cat "$work/machine")
+      sbase=$(perseconds)
+      kill -TERM "${NODE_PIDS[2]}" && wait "${NODE_PIDS[2]}" 2>/dev/null || true
+      h0=$(metric "$p1" kv_hints_written_total)
+      fill_hints
+      for _ in $(seq 1 600); do # the last failures may follow the last answers (bounded: 60 s)
+        [ "$hh" = off ] || [ $(($(metric "$p1" kv_hints_written_total) - h0)) -ge "$HINTS" ] && break
+        sleep 0.1
       done
-      echo "$(date +%s.%N) $(metric "$p1" kv_hints_replayed_total) $(metric "$p1" kv_hints_pending_bytes)" >"$work/replayed"
-    ) &
-    hp=$!
-    with=$(p99)
-    cwith=$(cat "$work/cpu")
-    owith=$(outside)
-    swith=$(perseconds)
-    wait $rp "$hp"
-    read -r t1 r1 left <"$work/replayed"
-    rsec=$(json seconds <"$work/hints-repair.json")
-    rend=$(awk -v a="$tr" -v s="$rsec" 'BEGIN { printf "%.3f", a + s }')
-    cov="replay $(covered "$t1")"
-    [ "$hc" = repair ] && cov="no replay"
-    [ "$hc" != replay ] && cov+=", repair $(covered "$rend")"
-    [ "$hh" = on ] && awk -v w="$written" -v d="$hdisk" -v r="$((r1 - r0))" -v a="$t0" -v b="$t1" -v l="$left" -v n="$round" 'BEGIN {
-      printf "(c3) round %d: hints written %d, %d bytes on disk: %.1f bytes per hint (%d-byte values); replayed %d in %.2f s from node 3'"'"'s start: %.0f hints/s; pending bytes left %d\n", n, w, d, d / w, '"$VSIZE"', r, b - a, r / (b - a), l }'
-    ratios+=("$(ratio "$with" "$base")")
-    # A round is clean when neither window lost more than CLEAN_CORES to other processes and
-    # to steal together (the machine's, not the nodes', share of the spread).
-    if [ "$(awk -v a="$(awk '{ print $4 + $6 }' <<<"$mbase")" -v b="$(awk '{ print $4 + $6 }' "$work/machine")" -v c="$CLEAN_CORES" 'BEGIN { print (a < c && b < c) }')" = 1 ]; then
-      clean+=("$(ratio "$with" "$base")")
-      tag=clean
-    else
-      tag="not clean: other processes or steal took >= $CLEAN_CORES cores"
-    fi
-    echo "(c3) $what, round $round: p99 $base ms without, $with ms with: $(ratio "$with" "$base")x ($tag); the with window covered by: $cov; nodes CPU s $cbase / $cwith; without: $obase; with: $owith"
-    echo "(c3)   per-second p99 (ms) without: $sbase"
-    echo "(c3)   per-second p99 (ms) with:    $swith"
-    [ "$hc" != replay ] && echo "(c3)   repair: $(cat "$work/hints-repair.json")"
+      written=$(($(metric "$p1" kv_hints_written_total) - h0))
+      settle "$p1" "${PORTS[1]}"
+      hdisk=$(du -sb "$work/d/0/hints" | cut -f1)
+      r0=$(metric "$p1" kv_hints_replayed_total)
+      t0=$(date +%s.%N)
+      restart3
+      echo '{}' >"$work/hints-repair.json"
+      rp=
+      if [ "$hc" = hints ] || [ "$hc" = repair ]; then
+        (repair "$p3" >"$work/hints-repair.json") &
+        rp=$!
+      fi
+      tr=$(date +%s.%N)
+      (
+        # While the p99 is measured, once per POLL_S seconds (each poll forks a subshell, curl and
+        # awk and renders node 1's /metrics on its loop); then every 0.05 s. Bounded: 10 minutes.
+        end=$(($(date +%s) + DUR))
+        for _ in $(seq 1 6000); do
+          [ "$(metric "$p1" kv_hints_pending_bytes)" = 0 ] && break
+          if [ "$(date +%s)" -lt "$end" ]; then sleep "$POLL_S"; else sleep 0.05; fi
+        done
+        echo "$(date +%s.%N) $(metric "$p1" kv_hints_replayed_total) $(metric "$p1" kv_hints_pending_bytes)" >"$work/replayed"
+      ) &
+      hp=$!
+      rr0=$(metric "$p1" kv_read_repairs_total)
+      with=$(p99)
+      rr=$(($(metric "$p1" kv_read_repairs_total) - rr0))
+      cwith=$(cat "$work/cpu")
+      owith=$(outside)
+      swith=$(perseconds)
+      wait $rp "$hp"
+      read -r t1 r1 left <"$work/replayed"
+      rsec=$(json seconds <"$work/hints-repair.json")
+      rend=$(awk -v a="$tr" -v s="$rsec" 'BEGIN { printf "%.3f", a + s }')
+      cov="replay $(covered "$t1")"
+      [ "$hh" = off ] && cov="no replay"
+      [ "$hc" = hints ] || [ "$hc" = repair ] && cov+=", repair $(covered "$rend")"
+      [ "$hh" = on ] && awk -v w="$written" -v d="$hdisk" -v r="$((r1 - r0))" -v a="$t0" -v b="$t1" -v l="$left" -v n="$round" 'BEGIN {
+        printf "(c3) round %d: hints written %d, %d bytes on disk: %.1f bytes per hint (%d-byte values); replayed %d in %.2f s from node 3'"'"'s start: %.0f hints/s; pending bytes left %d\n", n, w, d, d / w, '"$VSIZE"', r, b - a, r / (b - a), l }'
+      ratios[$hr]+=" $(ratio "$with" "$base")"
+      # A round is clean when in no second of either window other processes and steal together
+      # took CLEAN_CORES or more (the machine's, not the nodes', share of the spread).
+      if [ "$(awk -v a="$(awk '{ print $7 }' <<<"$mbase")" -v b="$(awk '{ print $7 }' "$work/machine")" -v c="$CLEAN_CORES" 'BEGIN { print (a < c && b < c) }')" = 1 ]; then
+        clean[$hr]+=" $(ratio "$with" "$base")"
+        nclean[$hr]=$((${nclean[$hr]:-0} + 1))
+        tag=clean
+      else
+        tag="not clean: other processes and steal took >= $CLEAN_CORES cores in some second"
+      fi
+      echo "(c3) $what, --hint-replay-rate $hr, round $round: p99 $base ms without, $with ms with: $(ratio "$with" "$base")x ($tag); the with window covered by: $cov; node 1's read repairs in it: $rr; nodes CPU s $cbase / $cwith; without: $obase; with: $owith"
+      echo "(c3)   per-second p99 (ms) without: $sbase"
+      echo "(c3)   per-second p99 (ms) with:    $swith"
+      [ "$hc" = hints ] || [ "$hc" = repair ] && echo "(c3)   repair: $(cat "$work/hints-repair.json")"
+    done
   done
-  med=$(printf '%s\n' "${ratios[@]}" | median)
-  cmed=n/a
-  [ "${#clean[@]}" -gt 0 ] && cmed=$(printf '%s\n' "${clean[@]}" | median)x
-  summary+=("$what ($HINTS keys missed): ${med}x (median of $ROUNDS rounds: ${ratios[*]}); clean rounds only: $cmed (${#clean[@]} of $ROUNDS: ${clean[*]})")
+  for hr in "${rates[@]}"; do
+    med=$(tr ' ' '\n' <<<"${ratios[$hr]}" | grep . | median)
+    cmed=n/a
+    [ -n "${clean[$hr]:-}" ] && cmed=$(tr ' ' '\n' <<<"${clean[$hr]}" | grep . | median)x
+    rl=""
+    [ "$hh" = on ] && rl=", --hint-replay-rate $hr"
+    summary+=("$what ($HINTS keys missed$rl): ${med}x (median of $ROUNDS rounds:${ratios[$hr]}); clean rounds only: $cmed (${nclean[$hr]:-0} of $ROUNDS:${clean[$hr]:-})")
+  done
+  unset ratios clean nclean
 done
 for line in "${summary[@]}"; do echo "(c) p99 at half saturation, with/without: $line (target <= 1.5x)"; done
 stop_nodes
+rm -rf "$work/d" # the data (GBs); the figures and logs stay in $work

@@ -10,7 +10,8 @@ sample OUT SECONDS [STEP] [MATCH]: every STEP seconds (0.25), one line
   iowait and steal in cores, psi_* the microseconds of stalled tasks ("some") in the step
   (/proc/pressure), dirty/writeback from /proc/meminfo, and top the three other processes that
   used the most CPU in the step, as name:pid:cores.
-window OUT T0 T1: "busy nodes kvload other iowait steal" (cores) averaged over [T0, T1).
+window OUT T0 T1: "busy nodes kvload other iowait steal" (cores) averaged over [T0, T1), then
+  the worst second's other + steal (cores).
 per-second OUT T0 N: the same, averaged per second for N seconds from unix time T0 (a kvload
   --per-second file's start_unix), one line per second, to set beside kvload's seconds.
 
@@ -130,9 +131,15 @@ def window(out, t0, t1):
     sel = [r.split() for r in open(out)]
     sel = [r for r in sel if t0 < float(r[0]) <= t1 + 0.125]
     if not sel:
-        print('- - - - - -')
+        print('- - - - - - -')
         return
-    print(' '.join(f'{sum(float(r[i]) for r in sel) / len(sel):.2f}' for i in range(1, 7)))
+    worst = 0
+    for i in range(int(t1 - t0)):  # whole seconds of the window only
+        sec = [r for r in sel if t0 + i < float(r[0]) <= t0 + i + 1]
+        if sec:
+            worst = max(worst, sum(float(r[4]) + float(r[6]) for r in sec) / len(sec))
+    print(' '.join(f'{sum(float(r[i]) for r in sel) / len(sel):.2f}' for i in range(1, 7)),
+          f'{worst:.2f}')
 
 
 if __name__ == '__main__':
