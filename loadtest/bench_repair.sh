@@ -251,7 +251,7 @@ for hc in hints replay repair stale; do
   [ "$hc" = stale ] && what="node 3 back stale, no replay, no repair (read repair only)"
   rates=($HINT_RATES)
   [ "$hh" = off ] && rates=("${rates[0]}")
-  declare -A ratios=() clean=() nclean=()
+  declare -A by_rate=() clean_by_rate=() nclean_by_rate=()
   for round in $(seq 1 "$ROUNDS"); do
     for hr in "${rates[@]}"; do
       # Node 1 restarted for each round (the rates alternate), then a warm-up run.
@@ -316,12 +316,12 @@ for hc in hints replay repair stale; do
       [ "$hc" = hints ] || [ "$hc" = repair ] && cov+=", repair $(covered "$rend")"
       [ "$hh" = on ] && awk -v w="$written" -v d="$hdisk" -v r="$((r1 - r0))" -v a="$t0" -v b="$t1" -v l="$left" -v n="$round" 'BEGIN {
         printf "(c3) round %d: hints written %d, %d bytes on disk: %.1f bytes per hint (%d-byte values); replayed %d in %.2f s from node 3'"'"'s start: %.0f hints/s; pending bytes left %d\n", n, w, d, d / w, '"$VSIZE"', r, b - a, r / (b - a), l }'
-      ratios[$hr]+=" $(ratio "$with" "$base")"
+      by_rate[$hr]+=" $(ratio "$with" "$base")"
       # A round is clean when in no second of either window other processes and steal together
       # took CLEAN_CORES or more (the machine's, not the nodes', share of the spread).
       if [ "$(awk -v a="$(awk '{ print $7 }' <<<"$mbase")" -v b="$(awk '{ print $7 }' "$work/machine")" -v c="$CLEAN_CORES" 'BEGIN { print (a < c && b < c) }')" = 1 ]; then
-        clean[$hr]+=" $(ratio "$with" "$base")"
-        nclean[$hr]=$((${nclean[$hr]:-0} + 1))
+        clean_by_rate[$hr]+=" $(ratio "$with" "$base")"
+        nclean_by_rate[$hr]=$((${nclean_by_rate[$hr]:-0} + 1))
         tag=clean
       else
         tag="not clean: other processes and steal took >= $CLEAN_CORES cores in some second"
@@ -333,14 +333,14 @@ for hc in hints replay repair stale; do
     done
   done
   for hr in "${rates[@]}"; do
-    med=$(tr ' ' '\n' <<<"${ratios[$hr]}" | grep . | median)
+    med=$(tr ' ' '\n' <<<"${by_rate[$hr]}" | grep . | median)
     cmed=n/a
-    [ -n "${clean[$hr]:-}" ] && cmed=$(tr ' ' '\n' <<<"${clean[$hr]}" | grep . | median)x
+    [ -n "${clean_by_rate[$hr]:-}" ] && cmed=$(tr ' ' '\n' <<<"${clean_by_rate[$hr]}" | grep . | median)x
     rl=""
     [ "$hh" = on ] && rl=", --hint-replay-rate $hr"
-    summary+=("$what ($HINTS keys missed$rl): ${med}x (median of $ROUNDS rounds:${ratios[$hr]}); clean rounds only: $cmed (${nclean[$hr]:-0} of $ROUNDS:${clean[$hr]:-})")
+    summary+=("$what ($HINTS keys missed$rl): ${med}x (median of $ROUNDS rounds:${by_rate[$hr]}); clean rounds only: $cmed (${nclean_by_rate[$hr]:-0} of $ROUNDS:${clean_by_rate[$hr]:-})")
   done
-  unset ratios clean nclean
+  unset by_rate clean_by_rate nclean_by_rate
 done
 for line in "${summary[@]}"; do echo "(c) p99 at half saturation, with/without: $line (target <= 1.5x)"; done
 stop_nodes
