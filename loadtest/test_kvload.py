@@ -152,8 +152,9 @@ def test_coordinated_omission(duration):
     print("== coordinated omission (stall 100 ms every 1 s)")
     rate, conns = 1000, 10
     args = ["-t2", "-c%d" % conns, "-d%ds" % duration, "-R%d" % rate]
+    seconds_path = tempfile.mktemp(suffix=".txt")
     with StallServer("--stall-ms", "100", "--period-ms", "1000") as srv:
-        stalled, text = run_kvload(args + [srv.url], duration)
+        stalled, text = run_kvload(args + ["--per-second", seconds_path, srv.url], duration)
         print(text.rstrip())
         # The same tool in closed loop, 2 connections: only 2 requests wait per stall.
         closed, _ = run_kvload(["-t1", "-c2", "-d3s", srv.url], 3)
@@ -186,6 +187,19 @@ def test_coordinated_omission(duration):
     # Closed loop: nothing is sent while waiting, so the stalls are a handful of samples.
     check(cl["p99"] < s["p99"] / 2 and cl["max"] >= 50,
           "closed loop hides the stalls: p99 %.2f ms though max %.1f ms" % (cl["p99"], cl["max"]))
+    # --per-second: every request in one second by its due time; each second holds 100 ms of
+    # stall, so each whole second's p99 shows it.
+    with open(seconds_path) as f:
+        lines = f.read().splitlines()
+    os.unlink(seconds_path)
+    rows = [[float(x) for x in line.split()] for line in lines if not line.startswith("#")]
+    print("  --per-second: " + "; ".join("%d: %d req, p99 %.1f ms" % (r[0], r[1], r[3]) for r in rows))
+    check(lines[0].startswith("# start_unix ") and len(rows) in (duration, duration + 1)
+          and [r[0] for r in rows] == list(range(len(rows))), "one line per second")
+    check(sum(r[1] for r in rows) == stalled["requests"], "the seconds hold every request")
+    whole = [r for r in rows[:duration] if r[1] >= 0.8 * rate]
+    check(len(whole) >= duration - 1 and all(r[3] >= 50 for r in whole),
+          "every whole second's p99 shows its stall: %s" % [r[3] for r in whole])
 
 
 def test_protocol():

@@ -208,6 +208,14 @@ std::vector<kv::flags::Flag> flag_table(CliConfig* cfg) {
          cfg->json_path = v;
          return std::string();
        }},
+      {"per-second", 0, "FILE", "",
+       "also write one line per second of the run: second, requests, p50, p99 and max (ms), by "
+       "the time each request was due",
+       [cfg](const std::string& v) {
+         cfg->per_second_path = v;
+         cfg->load.per_second = true;
+         return std::string();
+       }},
       switch_flag(0, "self-test", &cfg->self_test, "run kvload's own unit tests and exit"),
   };
 }

@@ -11,6 +11,7 @@ struct CliConfig {
   LoadOptions load;
   std::string url;
   std::string json_path;
+  std::string per_second_path;    // --per-second FILE
   bool latency_spectrum = false;  // -L
   bool self_test = false;
   bool help = false;

@@ -35,6 +35,10 @@ void LoadStats::merge(const LoadStats& o) {
   rps_samples.insert(rps_samples.end(), o.rps_samples.begin(), o.rps_samples.end());
   for (int i = 0; i < 3; i++) ops[i] += o.ops[i];
   elapsed_s = std::max(elapsed_s, o.elapsed_s);
+  if (seconds.size() < o.seconds.size())
+    seconds.resize(o.seconds.size(), Histogram(kPerSecondMax, 2));
+  for (size_t i = 0; i < o.seconds.size(); i++) seconds[i].merge(o.seconds[i]);
+  start_unix = std::max(start_unix, o.start_unix);
 }
 
 namespace {
@@ -146,7 +150,13 @@ void finish_response(Conn* c) {
   // (up to kEarlyNs). Closed loop: from the actual send.
   uint64_t from = c->sent_ns;
   if (w->interval_ns) from = std::min(c->scheduled_ns, c->sent_ns);
-  w->stats.latency_us.record(static_cast<int64_t>((now - from) / 1000));
+  auto us = static_cast<int64_t>((now - from) / 1000);
+  w->stats.latency_us.record(us);
+  if (w->opt->per_second) {
+    size_t i = from > w->start_ns ? (from - w->start_ns) / kSampleNs : 0;
+    if (w->stats.seconds.size() <= i) w->stats.seconds.resize(i + 1, Histogram(kPerSecondMax, 2));
+    w->stats.seconds[i].record(us);
+  }
   w->stats.completed++;
   unsigned status = c->parser.status_code;
   if (status < w->stats.status.size()) w->stats.status[status]++;
@@ -411,7 +421,10 @@ LoadStats run_load(const LoadOptions& opt) {
   }
   int threads = std::max(1, std::min(opt.threads, opt.connections));
   std::vector<std::unique_ptr<Worker>> workers;
+  timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
   uint64_t start = uv_hrtime();
+  double start_unix = static_cast<double>(wall.tv_sec) + static_cast<double>(wall.tv_nsec) / 1e9;
   uint64_t end = start + static_cast<uint64_t>(opt.duration_s * 1e9);
   uint64_t interval = 0;
   if (opt.rate > 0) interval = static_cast<uint64_t>(1e9 * opt.connections / opt.rate);
@@ -434,6 +447,7 @@ LoadStats run_load(const LoadOptions& opt) {
   }
   for (auto& x : th) x.join();
   LoadStats total;
+  total.start_unix = start_unix;
   for (auto& w : workers) total.merge(w->stats);
   return total;
 }

@@ -18,12 +18,15 @@
 
 namespace kvload {
 
+constexpr int64_t kPerSecondMax = 60'000'000;  // us: LoadStats::seconds' histograms' range
+
 struct LoadOptions {
   int threads = 2;
   int connections = 10;
   double duration_s = 10;
   double rate = 0;  // total requests/s; 0 = closed loop
   int timeout_ms = 2000;
+  bool per_second = false;  // also keep one histogram per second of the run (LoadStats::seconds)
   sockaddr_in addr{};
   WorkloadConfig workload;
 };
@@ -39,6 +42,10 @@ struct LoadStats {
   std::vector<double> rps_samples;    // per-thread throughput, one sample per ~second
   int64_t ops[3] = {0, 0, 0};         // requests sent by Op
   double elapsed_s = 0;
+  // With LoadOptions::per_second: second i holds the requests due (open loop; sent, closed
+  // loop) in [start + i s, start + (i + 1) s), 2 significant digits. start_unix: the run's start.
+  std::vector<Histogram> seconds;
+  double start_unix = 0;
 
   int64_t errors_status() const;  // >= 400 except 404-on-GET (wrk's "Non-2xx or 3xx")
   int64_t errors_total() const {

@@ -33,5 +33,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvload: cannot write %s\n", cfg.json_path.c_str());
     return 1;
   }
+  if (!cfg.per_second_path.empty() && !kvload::write_per_second(cfg.per_second_path, st)) {
+    std::fprintf(stderr, "kvload: cannot write %s\n", cfg.per_second_path.c_str());
+    return 1;
+  }
   return 0;
 }

@@ -217,4 +217,16 @@ bool write_json(const std::string& path, const CliConfig& cfg, const LoadStats& 
   return std::fclose(f) == 0;
 }
 
+bool write_per_second(const std::string& path, const LoadStats& st) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) return false;
+  std::fprintf(f, "# start_unix %.3f\n# second requests p50_ms p99_ms max_ms\n", st.start_unix);
+  for (size_t i = 0; i < st.seconds.size(); i++) {
+    const Histogram& h = st.seconds[i];
+    std::fprintf(f, "%zu %lld %.3f %.3f %.3f\n", i, static_cast<long long>(h.total_count()),
+                 ms(h.value_at_percentile(50)), ms(h.value_at_percentile(99)), ms(h.max()));
+  }
+  return std::fclose(f) == 0;
+}
+
 }  // namespace kvload

@@ -15,5 +15,8 @@ void print_header(FILE* out, const CliConfig& cfg);
 void print_report(FILE* out, const CliConfig& cfg, const LoadStats& st);
 // Returns false if the file cannot be written.
 bool write_json(const std::string& path, const CliConfig& cfg, const LoadStats& st);
+// --per-second: "# start_unix T" then one line per second: "second requests p50_ms p99_ms max_ms"
+// (a second with no request due: zeros). Returns false if the file cannot be written.
+bool write_per_second(const std::string& path, const LoadStats& st);
 
 }  // namespace kvload

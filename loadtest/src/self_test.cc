@@ -297,6 +297,27 @@ void test_cli() {
   CHECK(!parse_cli(3, const_cast<char**>(errs[1]), &cfg5, &err) &&
         err == "unknown or incomplete option: --bogus");
   CHECK(parse_cli(3, const_cast<char**>(errs[2]), &cfg5, &err) && cfg5.help);
+  const char* ps[] = {"kvload", "--per-second", "/tmp/x", "http://127.0.0.1:1"};
+  CliConfig cfg6;
+  CHECK(!cfg6.load.per_second);
+  CHECK(parse_cli(4, const_cast<char**>(ps), &cfg6, &err) && cfg6.per_second_path == "/tmp/x" &&
+        cfg6.load.per_second);
+}
+
+// Per-second histograms of threads that saw different numbers of seconds merge second by second.
+void test_per_second_merge() {
+  LoadStats a, b;
+  a.seconds.assign(1, Histogram(kPerSecondMax, 2));
+  a.seconds[0].record(100);
+  b.seconds.assign(3, Histogram(kPerSecondMax, 2));
+  b.seconds[0].record(300);
+  b.seconds[2].record(5000);
+  b.start_unix = 12.5;
+  a.merge(b);
+  CHECK(a.seconds.size() == 3 && a.seconds[0].total_count() == 2 &&
+        a.seconds[1].total_count() == 0 && a.seconds[2].total_count() == 1);
+  CHECK(a.seconds[0].max() >= 300 && a.seconds[2].values_equivalent(a.seconds[2].max(), 5000));
+  CHECK(a.start_unix == 12.5);
 }
 
 }  // namespace
@@ -310,6 +331,7 @@ int run_self_test() {
   test_zipfian();
   test_workload();
   test_cli();
+  test_per_second_merge();
   std::printf("kvload self-test: %d passed, %d failed\n", g_pass, g_fail);
   return g_fail == 0 ? 0 : 1;
 }
