@@ -1,8 +1,8 @@
 // How busy the node's loop threads are, so that background work yields to requests: hint replay
 // and anti-entropy repair scale their configured rates by Share() of the busy level. A loop's busy
-// level is the share of wall time it spent outside its poll (handling events, or runnable and
-// waiting for a CPU) over its last sampling window, in permille; each loop publishes its own
-// (loop/worker.h measures it), any thread reads them.
+// level is the share of wall time it spent outside its poll (handling events) plus the share its
+// thread waited for a CPU (other processes had the cores), over its last sampling window, in
+// permille; each loop publishes its own (loop/worker.h measures it), any thread reads them.
 //
 // Why: on a 2-core machine at half of saturation the loop that coordinates the requests is
 // already busy most of the time, and a fixed background rate (10K hint replays/s, repair at 25%

@@ -1,5 +1,6 @@
 #include "loop/worker.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -19,6 +20,25 @@ uint64_t MonotonicNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+bool ParseRunDelayNs(std::string_view text, uint64_t* ns) {
+  size_t i = 0;
+  auto number = [&text, &i](uint64_t* out) {
+    const size_t start = i;
+    uint64_t v = 0;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+      const auto d = static_cast<uint64_t>(text[i] - '0');
+      if (v > (UINT64_MAX - d) / 10) return false;
+      v = v * 10 + d;
+    }
+    *out = v;
+    return i > start;
+  };
+  uint64_t on_cpu = 0;
+  if (!number(&on_cpu) || i >= text.size() || text[i] != ' ') return false;
+  ++i;
+  return number(ns) && (i == text.size() || text[i] == ' ' || text[i] == '\n');
 }
 
 // ---- Worker ------------------------------------------------------------------------------------
@@ -43,6 +63,7 @@ Worker::Worker(Server* server, int index)
 Worker::~Worker() {
   if (thread_.joinable()) thread_.join();
   uv_loop_close(&loop_);
+  if (schedstat_fd_ >= 0) close(schedstat_fd_);
 }
 
 namespace {
@@ -262,16 +283,30 @@ void Worker::SampleBusy() {
   if (now_ms - busy_mark_ms_ < kBusyWindowMs) return;
   const uint64_t now_ns = uv_hrtime();
   const uint64_t idle_ns = uv_metrics_idle_time(&loop_);
+  // This thread's run delay (SampleBusy runs on the loop thread): one pread of a file kept open.
+  if (schedstat_fd_ == -2)
+    schedstat_fd_ = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+  uint64_t delay_ns = delay_mark_ns_;
+  if (schedstat_fd_ >= 0) {
+    char text[96];
+    const ssize_t n = pread(schedstat_fd_, text, sizeof text, 0);
+    if (n <= 0 || !ParseRunDelayNs(std::string_view(text, static_cast<size_t>(n)), &delay_ns)) {
+      delay_ns = delay_mark_ns_;
+    }
+  }
   if (busy_mark_ns_ != 0 && now_ns > busy_mark_ns_) {
     const uint64_t wall = now_ns - busy_mark_ns_;
     const uint64_t idle = std::min(wall, idle_ns - std::min(idle_ns, idle_mark_ns_));
-    const auto busy = static_cast<uint32_t>((wall - idle) * 1000 / wall);
+    const uint64_t waited = std::min(wall, delay_ns - std::min(delay_ns, delay_mark_ns_));
+    const auto busy =
+        static_cast<uint32_t>(std::min<uint64_t>(1000, (wall - idle + waited) * 1000 / wall));
     busy_permille_.store(busy, std::memory_order_relaxed);
     if (on_busy_) on_busy_(busy);
   }
   busy_mark_ms_ = now_ms;
   busy_mark_ns_ = now_ns;
   idle_mark_ns_ = idle_ns;
+  delay_mark_ns_ = delay_ns;
 }
 
 // The one before-poll step of this loop (as Redis's beforeSleep). Every callback that can queue

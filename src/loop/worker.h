@@ -20,6 +20,10 @@
 namespace kv::net {
 
 uint64_t MonotonicNs();
+// The run delay (ns a thread spent runnable, waiting for a CPU) from the text of
+// /proc/<pid>/task/<tid>/schedstat ("<on-CPU ns> <run delay ns> <timeslices>"); false when the
+// text is not that.
+bool ParseRunDelayNs(std::string_view schedstat, uint64_t* ns);
 
 // A connection the worker tracks: flushed before the loop polls when marked dirty, swept by the
 // idle timer, drained at shutdown. Loop thread only.
@@ -97,9 +101,12 @@ class Worker {
   char* read_buffer() { return read_buf_.get(); }
   static constexpr size_t kReadBufferSize = 64 * 1024;
   bool draining() const { return draining_; }
-  // How busy this loop was over its last sampling window (~kBusyWindowMs): the share of wall time
-  // spent outside its poll (handling events, or runnable and waiting for a CPU), in permille,
-  // from libuv's idle-time metric. Any thread.
+  // How busy this loop was over its last sampling window (~kBusyWindowMs), in permille: the share
+  // of wall time spent outside its poll (libuv's idle-time metric) plus the share its thread
+  // spent runnable but waiting for a CPU (its run delay, /proc/thread-self/schedstat), capped at
+  // 1000. The run delay shows a machine whose cores are taken by other processes (other nodes,
+  // the load generator, other tenants): a wake-up from the poll that waits for a CPU counts as
+  // idle in libuv's metric. Without schedstat, the first share alone. Any thread.
   uint32_t busy_permille() const { return busy_permille_.load(std::memory_order_relaxed); }
   // Called on the loop thread with each new busy level (once a window), e.g. to publish it.
   void set_on_busy(std::function<void(uint32_t)> fn) { on_busy_ = std::move(fn); }
@@ -138,7 +145,8 @@ class Worker {
   Connection* conns_ = nullptr;
   size_t conn_count_ = 0;
   bool draining_ = false;
-  uint64_t busy_mark_ms_ = 0, busy_mark_ns_ = 0, idle_mark_ns_ = 0;
+  uint64_t busy_mark_ms_ = 0, busy_mark_ns_ = 0, idle_mark_ns_ = 0, delay_mark_ns_ = 0;
+  int schedstat_fd_ = -2;  // the loop thread's /proc/thread-self/schedstat; -2 unopened, -1 none
   std::atomic<uint32_t> busy_permille_{0};
   std::function<void(uint32_t)> on_busy_;
   std::atomic<bool> forced_{false};

@@ -726,7 +726,8 @@ class NodeApp final : public Service, public RequestHandler {
     t += "kv_request_duration_seconds_count " + U64(count) + "\n";
     if (node_->load != nullptr) {
       t += "# HELP kv_loop_busy_ratio Share of the last ~100 ms each event loop spent outside its "
-           "poll; hint replay and repair slow down above 0.5.\n# TYPE kv_loop_busy_ratio gauge\n";
+           "poll, plus the share its thread waited for a CPU (capped at 1); hint replay and repair "
+           "slow down above 0.5.\n# TYPE kv_loop_busy_ratio gauge\n";
       for (size_t w = 0; w < node_->load->loops(); ++w) {
         char v[32];
         snprintf(v, sizeof v, "%.3f", node_->load->busy(w) / 1000.0);

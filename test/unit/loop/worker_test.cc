@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -239,6 +240,28 @@ TEST_CASE("a connection that never says enough to classify is closed") {
 
 namespace kv::net {
 namespace {
+
+TEST_CASE("ParseRunDelayNs: the second field of a thread's schedstat") {
+  uint64_t ns = 0;
+  CHECK(ParseRunDelayNs("276845 69412 2\n", &ns));
+  CHECK(ns == 69412);
+  CHECK(ParseRunDelayNs("1 18446744073709551615 3", &ns));
+  CHECK(ns == UINT64_MAX);
+  CHECK_FALSE(ParseRunDelayNs("", &ns));
+  CHECK_FALSE(ParseRunDelayNs("276845", &ns));
+  CHECK_FALSE(ParseRunDelayNs("276845 ", &ns));
+  CHECK_FALSE(ParseRunDelayNs("276845 x9 2", &ns));
+  CHECK_FALSE(ParseRunDelayNs("276845 99999999999999999999 2", &ns));
+  CHECK_FALSE(ParseRunDelayNs("-1 5 2", &ns));
+  // This thread's own file, as the worker reads it.
+  char text[96];
+  FILE* f = fopen("/proc/thread-self/schedstat", "r");
+  if (f != nullptr) {
+    const size_t n = fread(text, 1, sizeof text, f);
+    fclose(f);
+    CHECK(ParseRunDelayNs(std::string_view(text, n), &ns));
+  }
+}
 
 // A loop that spends a window in a callback is busy; one that spends it in its poll is not
 // (what hint replay and repair slow down for, cluster/foreground_load.h).
