@@ -18,10 +18,11 @@
 #    more syncs per second than one; and the
 #    pipeline's floor: --fsync always with every fdatasync replaced by a sleep of the probed
 #    duration that costs no CPU and no disk (loadtest/simulated_fdatasync.c, LD_PRELOAD),
-#    alternated with the others; and on a single node the machine's floor whatever the design:
-#    the smallest group-commit PUT server (loadtest/fsync_floor.c), given the node's CPU per
-#    request, without syncs, with one sync at a time, and with 2 and 4 logs synced at once
-#    (fsync_floor.c says how), alternated with the others.
+#    alternated with the others; and the machine's floor whatever the design: the smallest
+#    group-commit PUT server (loadtest/fsync_floor.c; for 3 nodes a coordinator and two
+#    replicas, ack 2 of 3), given the node's CPU per request, without syncs, with one sync at a
+#    time, and with 2 and 4 logs synced at once (fsync_floor.c says how), alternated with the
+#    others.
 #    Each --fsync always run also prints node 1's group commit from /metrics: writes per
 #    fdatasync, its mean duration, and per write the wait for its sync and for its answer after.
 # 3. --read-repair on against off (this tree's node), and OLD when given: GET saturation on a
@@ -167,42 +168,56 @@ PY
   # at once (probe-none) or after an fdatasync run off its loop (probe-always; probe-alwaysK:
   # K logs, so that K syncs can overlap).
   cc -O2 -pthread -o "$work/fsync_floor" loadtest/fsync_floor.c
-  probe_sat() {  # probe_sat MODE WORK_NS: rps of wrk against the probe
-    local port pid rps
+  probe_sat() {  # probe_sat MODE WORK_NS N: rps of wrk against the probe (N 3: ack 2 of 3)
+    local port pids=() rps peers="" k
+    for k in $(seq 2 "$3"); do
+      port=$(kv_free_port)
+      "$work/fsync_floor" "$port" "$1" "$work/probe.log.r$k" --work-ns "$2" >>"$work/node.log" 2>&1 &
+      pids+=($!)
+      peers+="$port,"
+    done
     port=$(kv_free_port)
-    "$work/fsync_floor" "$port" "$1" "$work/probe.log" --work-ns "$2" >>"$work/node.log" 2>&1 &
-    pid=$!
-    KV_PIDS+=($pid)
+    local cluster=()
+    [ -n "$peers" ] && cluster=(--peers "${peers%,}" --ack $(($3 / 2 + 1)))
+    "$work/fsync_floor" "$port" "$1" "$work/probe.log" --work-ns "$2" "${cluster[@]}" \
+      >>"$work/node.log" 2>&1 &
+    pids+=($!)
+    KV_PIDS+=("${pids[@]}")
     kv_wait_http "http://127.0.0.1:$port/"
     read -r rps _ < <(sat put "http://127.0.0.1:$port" 1 1)
-    kill "$pid" && wait "$pid" 2>/dev/null || true
+    kill "${pids[@]}" 2>/dev/null || true
+    for k in "${pids[@]}"; do wait "$k" 2>/dev/null || true; done
     rm -f "$work/probe.log" "$work/probe.log".*
     echo "$rps"
   }
-  # Calibration: the node with --fsync periodic (two 3 s runs), then the probe's work per
-  # request found by bisection (3 s runs) so that, without syncs, it answers as many PUT/s.
-  rm -rf "$work/d"
-  PORTS=()
-  start_nodes "$NEW" 1 --fsync periodic
-  cal_node=$( (for _ in 1 2; do DUR=3 sat put "http://127.0.0.1:${PORTS[0]}" 1 1; done) | mean)
-  stop_nodes
-  lo=0
-  hi=20000
-  cal=""
-  for _ in 1 2 3 4 5; do
-    mid=$(((lo + hi) / 2))
-    r=$(DUR=3 probe_sat none "$mid")
-    cal+=" ${mid}ns:$r"
-    if awk -v r="$r" -v n="$cal_node" 'BEGIN { exit !(r > n) }'; then lo=$mid; else hi=$mid; fi
-  done
-  work_ns=$(((lo + hi) / 2))
-  echo "== probe calibration: node periodic $cal_node rps; probe without syncs at each bisection step (work per request: rps):$cal; chosen $work_ns ns"
+  # calibrate N FLAGS...: the node (N nodes) with --fsync periodic (two 3 s runs), then the
+  # probe's work per request found by bisection (3 s runs) so that, without syncs, it answers as
+  # many PUT/s; sets work_ns.
+  calibrate() {
+    local n=$1 lo=0 hi=20000 mid r cal="" cal_node
+    shift
+    rm -rf "$work/d"
+    PORTS=()
+    start_nodes "$NEW" "$n" "$@" --fsync periodic
+    cal_node=$( (for _ in 1 2; do DUR=3 sat put "http://127.0.0.1:${PORTS[0]}" $((n / 2 + 1)) "$n"; done) | mean)
+    stop_nodes
+    PORTS=()
+    for _ in 1 2 3 4 5; do
+      mid=$(((lo + hi) / 2))
+      r=$(DUR=3 probe_sat none "$mid" "$n")
+      cal+=" ${mid}ns:$r"
+      if awk -v r="$r" -v n="$cal_node" 'BEGIN { exit !(r > n) }'; then lo=$mid; else hi=$mid; fi
+    done
+    work_ns=$(((lo + hi) / 2))
+    echo "== probe calibration, $n node(s): node periodic $cal_node rps; probe without syncs at each bisection step (work per request: rps):$cal; chosen $work_ns ns"
+  }
   echo "== --fsync always vs periodic (this tree's node), $PAIRS alternated pairs, PUT"
   fsum=()
   for setup in "single 1 1 1" "binary 3 2 3"; do
     read -r name n ack from <<<"$setup"
     extra=()
     [ "$n" -gt 1 ] && extra=(--peer-protocol binary)
+    calibrate "$n" "${extra[@]}"
     PORTS=()
     : >"$work/periodic.$name"
     : >"$work/always.$name"
@@ -210,7 +225,7 @@ PY
     : >"$work/simulated.$name"
     policies="periodic always simulated"
     probes="probe-none probe-always probe-always2 probe-always4"
-    [ "$n" = 1 ] && policies+=" $probes"
+    policies+=" $probes"
     for policy in $probes; do : >"$work/$policy.$name"; done
     [ -n "$OLD" ] && policies+=" old-always"
     for pair in $(seq 1 "$PAIRS"); do
@@ -218,7 +233,7 @@ PY
         bin=$NEW
         [ "$policy" = old-always ] && bin=$OLD
         if [[ "$policy" == probe-* ]]; then
-          rps=$(probe_sat "${policy#probe-}" "$work_ns")
+          rps=$(probe_sat "${policy#probe-}" "$work_ns" "$n")
           echo "$rps" >>"$work/$policy.$name"
           echo "  $name pair $pair $policy ($work_ns ns of work per request): $rps rps"
           continue
@@ -241,13 +256,11 @@ PY
     a=$(mean <"$work/always.$name")
     sim=$(mean <"$work/simulated.$name")
     line="$name ack $ack/$from: periodic $p rps, always $a rps, always/periodic $(ratio "$a" "$p"), disk floor/periodic $(ratio "$floor" "$p"), always with a simulated $sync_us us sync (no CPU, no disk) $sim rps, simulated/periodic $(ratio "$sim" "$p")"
-    if [ "$n" = 1 ]; then
-      pn=$(mean <"$work/probe-none.$name")
-      pa=$(mean <"$work/probe-always.$name")
-      pa2=$(mean <"$work/probe-always2.$name")
-      pa4=$(mean <"$work/probe-always4.$name")
-      line+="; the floor whatever the design (loadtest/fsync_floor.c, $work_ns ns of work per request): without syncs $pn rps, with one sync at a time $pa rps ($(ratio "$pa" "$pn")), with 2 logs synced at once $pa2 rps ($(ratio "$pa2" "$pn")), with 4 $pa4 rps ($(ratio "$pa4" "$pn"))"
-    fi
+    pn=$(mean <"$work/probe-none.$name")
+    pa=$(mean <"$work/probe-always.$name")
+    pa2=$(mean <"$work/probe-always2.$name")
+    pa4=$(mean <"$work/probe-always4.$name")
+    line+="; the floor whatever the design (loadtest/fsync_floor.c, $work_ns ns of work per request): without syncs $pn rps, with one sync at a time $pa rps ($(ratio "$pa" "$pn")), with 2 logs synced at once $pa2 rps ($(ratio "$pa2" "$pn")), with 4 $pa4 rps ($(ratio "$pa4" "$pn"))"
     if [ -n "$OLD" ]; then
       oa=$(mean <"$work/old-always.$name")
       line+="; OLD always $oa rps (always new/old $(ratio "$a" "$oa"))"
