@@ -90,6 +90,7 @@ enum { kMaxLanes = 4 };
 static struct lane lane[kMaxLanes];
 static struct batch* pool[3 * kMaxLanes + 1];  // at most three per lane in use
 static int npool;
+
 static uint64_t now_ns(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
