@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -23,22 +24,12 @@ uint64_t MonotonicNs() {
 }
 
 bool ParseRunDelayNs(std::string_view text, uint64_t* ns) {
-  size_t i = 0;
-  auto number = [&text, &i](uint64_t* out) {
-    const size_t start = i;
-    uint64_t v = 0;
-    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-      const auto d = static_cast<uint64_t>(text[i] - '0');
-      if (v > (UINT64_MAX - d) / 10) return false;
-      v = v * 10 + d;
-    }
-    *out = v;
-    return i > start;
-  };
+  const char* end = text.data() + text.size();
   uint64_t on_cpu = 0;
-  if (!number(&on_cpu) || i >= text.size() || text[i] != ' ') return false;
-  ++i;
-  return number(ns) && (i == text.size() || text[i] == ' ' || text[i] == '\n');
+  auto r = std::from_chars(text.data(), end, on_cpu);
+  if (r.ec != std::errc() || r.ptr == end || *r.ptr != ' ') return false;
+  r = std::from_chars(r.ptr + 1, end, *ns);
+  return r.ec == std::errc() && (r.ptr == end || *r.ptr == ' ' || *r.ptr == '\n');
 }
 
 // ---- Worker ------------------------------------------------------------------------------------
