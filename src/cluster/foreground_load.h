@@ -32,6 +32,10 @@ class ForegroundLoad {
   size_t loops() const { return n_; }
   // The share (permille) of its configured rate that background work may use at this busy level.
   static uint32_t Share(uint32_t busy_permille);
+  // A configured rate (or bound) at this busy level: full * Share(busy_permille) / 1000.
+  static uint64_t Scale(uint64_t full, uint32_t busy_permille) {
+    return full * Share(busy_permille) / 1000;
+  }
 
  private:
   size_t n_;

@@ -321,7 +321,7 @@ void HintLog::ReplayTarget(Target& t, uint64_t now_us) {
     // (ForegroundLoad::Share; a new rate applies from the next replay due at the old one). A
     // pause of over a second starts the count again.
     if (const uint64_t full = shared_->opt_.replay_per_second; full != 0) {
-      const uint64_t rate = full * ForegroundLoad::Share(env_->BusyPermille()) / 1000;
+      const uint64_t rate = ForegroundLoad::Scale(full, env_->BusyPermille());
       t.pace.SetRate(rate, now_us);
       if (!t.pace.started() || t.pace.due() + 1000000 < now_us) t.pace.Restart(now_us, rate);
       if (t.pace.due() > now_us) {

@@ -304,7 +304,8 @@ bool TombstoneGcRule::operator()(std::string_view key, uint64_t version) const {
 // how much of the time a core is held by repair at all.
 uint32_t RepairStore::EffectiveCpuPercent() const {
   if (load_ == nullptr) return cpu_percent_;
-  return std::max<uint32_t>(1, cpu_percent_ * ForegroundLoad::Share(load_->max_busy()) / 1000);
+  return static_cast<uint32_t>(
+      std::max<uint64_t>(1, ForegroundLoad::Scale(cpu_percent_, load_->max_busy())));
 }
 
 void RepairStore::PaceCpu(uint32_t units) const {
@@ -777,7 +778,7 @@ void RepairDriver::Pace(uint64_t bytes) {
   // through them).
   uint64_t rate = opts_.rate_bytes_per_s;
   if (const ForegroundLoad* load = store_->foreground(); load != nullptr) {
-    rate = rate * ForegroundLoad::Share(load->max_busy()) / 1000;
+    rate = ForegroundLoad::Scale(rate, load->max_busy());
   }
   const uint64_t now = NowNs();
   pace_.SetRate(rate, now);

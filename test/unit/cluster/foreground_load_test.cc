@@ -25,6 +25,14 @@ TEST_CASE("ForegroundLoad::Share: full below the free level, falling to the mini
   }
 }
 
+TEST_CASE("ForegroundLoad::Scale: a configured rate at a busy level") {
+  CHECK(ForegroundLoad::Scale(10000, 0) == 10000);
+  CHECK(ForegroundLoad::Scale(10000, ForegroundLoad::kFullAt) ==
+        10000 * ForegroundLoad::kMinShare / 1000);
+  CHECK(ForegroundLoad::Scale(8000000, 700) == 8000000 * ForegroundLoad::Share(700) / 1000);
+  CHECK(ForegroundLoad::Scale(25, 1000) == 1);  // 25 * 50 / 1000, rounded down
+}
+
 TEST_CASE("ForegroundLoad: each loop's level, the busiest one, clamped to 1000") {
   ForegroundLoad load(3);
   CHECK(load.max_busy() == 0);
