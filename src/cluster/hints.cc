@@ -351,68 +351,94 @@ void HintLog::ReplayTarget(Target& t, uint64_t now_us) {
       FinishFront(t);
       continue;
     }
-    const uint64_t at = t.read;
-    int got = Ensure(t, f, at, 8);
-    hintfile::Record rec;
-    size_t len = 8;
-    hintfile::Parse p = hintfile::Parse::kNeedMore;
-    if (got == 1) {
-      p = hintfile::ParseRecord(std::string_view(t.chunk).substr(at - t.chunk_off), &rec, &len);
-      if (p == hintfile::Parse::kNeedMore) {
-        got = Ensure(t, f, at, len);
-        if (got == 1) {
-          p = hintfile::ParseRecord(std::string_view(t.chunk).substr(at - t.chunk_off), &rec, &len);
+    // One HINTS request: the records from t.read on, copied as they are in the file, up to
+    // kBatchHints of them and kBatchBytes (a larger first record goes alone).
+    t.batch.clear();
+    uint32_t hints = 0;
+    bool read_failed = false;
+    while (hints < kBatchHints && t.read < f.size) {
+      const uint64_t at = t.read;
+      int got = Ensure(t, f, at, 8);
+      hintfile::Record rec;
+      size_t len = 8;
+      hintfile::Parse p = hintfile::Parse::kNeedMore;
+      if (got == 1) {
+        p = hintfile::ParseRecord(std::string_view(t.chunk).substr(at - t.chunk_off), &rec, &len);
+        if (p == hintfile::Parse::kNeedMore) {
+          got = Ensure(t, f, at, len);
+          if (got == 1) {
+            p = hintfile::ParseRecord(std::string_view(t.chunk).substr(at - t.chunk_off), &rec,
+                                      &len);
+          }
         }
       }
+      if (got < 0) {
+        read_failed = true;
+        break;
+      }
+      if (p != hintfile::Parse::kOk) {
+        // A torn or damaged tail (a crash in the middle of a write): the hints before it stand.
+        LOG_WARN("hint file %s: no valid record at offset %" PRIu64 " of %" PRIu64
+                 ": the rest is dropped",
+                 f.path.c_str(), at, f.size);
+        Drop(HintShared::kCorrupt);
+        f.size = at;
+        break;
+      }
+      if (version::Micros(rec.version) + shared_->opt_.grace_us < hlc_->WallUs()) {
+        // Older than the tombstone GC grace: the tombstone that a replica needs to discard it
+        // may be gone, so it could bring deleted data back.
+        Drop(HintShared::kExpired);
+        t.read = at + len;
+        continue;
+      }
+      if (hints > 0 && t.batch.size() + len > kBatchBytes) break;  // the next batch's first
+      t.batch.append(t.chunk, at - t.chunk_off, len);
+      t.read = at + len;
+      ++hints;
     }
-    if (got < 0) {
-      t.retry_us = now_us + t.backoff_us;
-      return;
-    }
-    if (p != hintfile::Parse::kOk) {
-      // A torn or damaged tail (a crash in the middle of a write): the hints before it stand.
-      LOG_WARN("hint file %s: no valid record at offset %" PRIu64 " of %" PRIu64
-               ": the rest is dropped",
-               f.path.c_str(), at, f.size);
-      Drop(HintShared::kCorrupt);
-      f.size = at;
-      continue;
-    }
-    t.read = at + len;
-    if (version::Micros(rec.version) + shared_->opt_.grace_us < hlc_->WallUs()) {
-      // Older than the tombstone GC grace: the tombstone that a replica needs to discard it may
-      // be gone, so it could bring deleted data back.
-      t.window.emplace_back(t.read, kOk);
-      Drop(HintShared::kExpired);
+    if (read_failed) t.retry_us = now_us + t.backoff_us;
+    if (hints == 0) {
+      // Only dropped records (or none): nothing to send for them.
+      if (t.window.empty() || t.window.back().end < t.read) t.window.push_back({t.read, kOk, 0});
       Advance(t);
       continue;
     }
     const uint64_t seq = t.window_base + t.window.size();
-    t.window.emplace_back(t.read, kSent);
+    t.window.push_back({t.read, kSent, hints});
     ++t.in_flight;
     const uint64_t cookie = (uint64_t{node} << 32) | (seq & 0xffffffffu);
-    PeerRequest req{rec.op, rec.key, rec.value, rec.version, rec.expires_ms};
+    PeerRequest req{PeerOp::kHints, {}, t.batch};
+    if (hints == 1 && t.batch.size() > kBatchBytes) {
+      // A hint larger than a batch goes as the PUT or REMOVE it stands for: over HTTP a request
+      // body may not exceed --max-value-bytes, which its value alone never does.
+      hintfile::Record rec;
+      size_t len = 0;
+      hintfile::ParseRecord(t.batch, &rec, &len);
+      req = PeerRequest{rec.op, rec.key, rec.value, rec.version, rec.expires_ms};
+    }
     // May answer at once (a connection known to be down): OnAnswer then marks it failed.
     transports_[node]->Send(req, env_->NowMs() + request_timeout_ms_, waiter_, cookie);
-    t.pace.Sent(1);
+    t.pace.Sent(hints);
   }
 }
 
 void HintLog::OnAnswer(uint64_t cookie, const PeerResponse& r, uint64_t now_us) {
   Target& t = *targets_[cookie >> 32];
   const uint32_t i = static_cast<uint32_t>(cookie) - static_cast<uint32_t>(t.window_base);
-  if (i >= t.window.size() || t.window[i].second != kSent) return;
+  if (i >= t.window.size() || t.window[i].state != kSent) return;
   --t.in_flight;
   t.idle = false;
   kicked_ = true;
   if (r.kind == PeerResponse::kStored) {
-    t.window[i].second = kOk;
-    shared_->replayed_.fetch_add(1, std::memory_order_relaxed);
-    Advance(t);
-    return;
+    t.window[i].state = kOk;
+    shared_->replayed_.fetch_add(t.window[i].hints, std::memory_order_relaxed);
+  } else {
+    t.window[i].state = kFailed;
+    t.failed = true;
   }
-  t.window[i].second = kFailed;
-  t.failed = true;
+  if (!t.failed) return Advance(t);
+  // A request failed: the last answer to come in (a failure or not) starts the resend.
   if (t.in_flight != 0) return;
   // Every answer is in: send again from the first unanswered record after the back-off.
   Advance(t);
@@ -425,8 +451,8 @@ void HintLog::OnAnswer(uint64_t cookie, const PeerResponse& r, uint64_t now_us) 
 }
 
 void HintLog::Advance(Target& t) {
-  while (!t.window.empty() && t.window.front().second == kOk) {
-    t.acked = t.window.front().first;
+  while (!t.window.empty() && t.window.front().state == kOk) {
+    t.acked = t.window.front().end;
     t.window.pop_front();
     ++t.window_base;
   }

@@ -14,8 +14,9 @@
 // buffered and written (one write(2) per target) in the loop's before-poll step, so a hint is in
 // the kernel once the loop polls again; hint files are never fsynced (a power loss may lose
 // hints, which anti-entropy then covers; an acknowledged write never depends on a hint). Replay
-// keeps at most kWindow hints in flight per target and loop and reads the file in bounded
-// chunks, so the foreground keeps its latency. A file is deleted (or, the active one, truncated
+// keeps at most kWindow requests in flight per target and loop, reads the file in bounded
+// chunks and is paced (HintOptions::replay_per_second, scaled by the loop's busy level), so the
+// foreground keeps its latency. A file is deleted (or, the active one, truncated
 // back to its header) only once every record in it was acknowledged by the target (or
 // dropped); after a crash at most the unacknowledged part of it is sent again.
 #pragma once
@@ -95,7 +96,10 @@ class Hlc;
 // waiter, which hands it to OnAnswer.
 class HintLog {
  public:
-  static constexpr size_t kWindow = 16;                 // replays in flight per target
+  static constexpr size_t kWindow = 4;                  // HINTS requests in flight per target
+  static constexpr uint32_t kBatchHints = 64;           // hints per HINTS request...
+  static constexpr size_t kBatchBytes = 64 * 1024;      // ...and bytes (a larger one goes alone,
+                                                        // as its PUT or REMOVE)
   static constexpr uint64_t kRollBytes = 4 << 20;       // the active file is sealed past it
   static constexpr size_t kChunkBytes = 64 * 1024;      // file read size (more for big ones)
   static constexpr uint64_t kRetryMinUs = 100 * 1000;   // back-off after a failed replay...
@@ -141,9 +145,15 @@ class HintLog {
     std::string buffered;    // records Add kept for the active file
     uint64_t buffered_count = 0;
     // Replay of files.front(): records [header, acked) answered; [acked, read) in flight (the
-    // window: each entry's end offset and whether it was answered); read: next to send.
+    // window: one entry per HINTS request, or per run of dropped records, with its end offset
+    // and whether it was answered); read: next to send.
     uint64_t acked = 0, read = 0;
-    std::deque<std::pair<uint64_t, int>> window;  // (end, kSent|kOk|kFailed)
+    struct Sent {
+      uint64_t end;
+      int state;       // kSent, kOk or kFailed
+      uint32_t hints;  // records the request carries
+    };
+    std::deque<Sent> window;
     uint64_t window_base = 0;  // sequence number of window.front() (cookies carry it)
     size_t in_flight = 0;      // window entries not answered yet
     bool failed = false;       // a replay failed: resend from acked after the back-off
@@ -153,6 +163,7 @@ class HintLog {
     uint64_t backoff_us = kRetryMinUs;
     std::string chunk;  // bytes of files.front() from chunk_off
     uint64_t chunk_off = 0;
+    std::string batch;  // the HINTS request being built
   };
   Target& TargetOf(uint32_t node);
   bool OpenActive(Target& t);

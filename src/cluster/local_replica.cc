@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "cluster/clock_skew.h"
+#include "cluster/hint_file.h"
 #include "common/range_page.h"
 
 namespace kv::cluster {
@@ -164,6 +165,8 @@ void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t 
     case PeerOp::kPut:
     case PeerOp::kRemove:
       break;
+    case PeerOp::kHints:
+      return ExecuteHints(req, waiter, cookie);
     case PeerOp::kRepairTree:
     case PeerOp::kRepairEntries:
     case PeerOp::kRepairApply:
@@ -177,31 +180,16 @@ void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t 
   }
   // Checked before anything else: a refused version is neither written nor observed.
   if (const uint64_t ahead = SkewRefusalMs(req.version, hlc_->WallUs(), max_skew_ms_)) {
-    if (skew_refusals_ != nullptr) skew_refusals_->fetch_add(1, std::memory_order_relaxed);
-    PeerResponse refused;
-    refused.clock_skew = true;
-    refused.skew_ms = ahead;
-    refused.error = SkewMessage(ahead, max_skew_ms_);
-    return waiter->OnPeerResponse(cookie, std::move(refused));
+    return Refuse(ahead, waiter, cookie);
   }
   hlc_->Observe(req.version);
-  const bool tombstone = req.op == PeerOp::kRemove;
   if (req.value.size() > kMaxBatchedValue && committer_ == nullptr) {
-    storage::Engine::WriteOp op{req.key, req.value, req.version, tombstone, 0, ExpiresOf(req)};
+    storage::Engine::WriteOp op{req.key, req.value,     req.version, req.op == PeerOp::kRemove,
+                                0,       ExpiresOf(req)};
     storage::Status st = engine_->Write(&op, 1);
     return waiter->OnPeerResponse(cookie, StoredResponse(st, op));
   }
-  // Key and value are copied: the connection that carried them reuses its buffers for the next
-  // request before the commit.
-  if (count_ == items_.size()) items_.emplace_back();
-  Item& w = items_[count_++];
-  w.waiter = waiter;
-  w.cookie = cookie;
-  w.key.assign(req.key);
-  w.value.assign(tombstone ? std::string_view() : req.value);
-  w.version = req.version;
-  w.tombstone = tombstone;
-  w.expires_ms = ExpiresOf(req);
+  Queue(req, waiter, cookie, 0);
   // A large value goes alone: it would only delay the others. With a committer, a batch also
   // leaves once it has kSyncBatch writes: its fdatasync then runs while the loop handles the
   // rest of the iteration's requests, instead of every client waiting in the same phase (one
@@ -209,6 +197,80 @@ void LocalReplica::Execute(const PeerRequest& req, PeerWaiter* waiter, uint64_t 
   if (req.value.size() > kMaxBatchedValue || (committer_ != nullptr && count_ >= kSyncBatch)) {
     Commit();
   }
+}
+
+void LocalReplica::Refuse(uint64_t ahead_ms, PeerWaiter* waiter, uint64_t cookie) {
+  if (skew_refusals_ != nullptr) skew_refusals_->fetch_add(1, std::memory_order_relaxed);
+  PeerResponse refused;
+  refused.clock_skew = true;
+  refused.skew_ms = ahead_ms;
+  refused.error = SkewMessage(ahead_ms, max_skew_ms_);
+  waiter->OnPeerResponse(cookie, std::move(refused));
+}
+
+void LocalReplica::Queue(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie,
+                         uint32_t records) {
+  // Key and value are copied: the connection that carried them reuses its buffers for the next
+  // request before the commit.
+  const bool tombstone = req.op == PeerOp::kRemove;
+  if (count_ == items_.size()) items_.emplace_back();
+  Item& w = items_[count_++];
+  w.waiter = waiter;
+  w.cookie = cookie;
+  w.records = records;
+  w.key.assign(req.key);
+  w.value.assign(tombstone ? std::string_view() : req.value);
+  w.version = req.version;
+  w.tombstone = tombstone;
+  w.expires_ms = ExpiresOf(req);
+}
+
+void LocalReplica::ExecuteHints(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie) {
+  // Every record is checked before any is observed or queued: a batch is stored whole or not at
+  // all (its sender replays it again; last write wins makes the repeat harmless).
+  const uint64_t wall_us = hlc_->WallUs();
+  uint64_t ahead = 0;
+  hints_.clear();
+  for (std::string_view rest = req.value; !rest.empty();) {
+    hintfile::Record rec;
+    size_t len = 0;
+    if (hintfile::ParseRecord(rest, &rec, &len) != hintfile::Parse::kOk) {
+      PeerResponse bad;
+      bad.invalid = true;
+      bad.error = "invalid hints: record " + std::to_string(hints_.size() + 1) +
+                  (rest.size() < len ? " is cut short" : " is malformed");
+      return waiter->OnPeerResponse(cookie, std::move(bad));
+    }
+    ahead = std::max(ahead, SkewRefusalMs(rec.version, wall_us, max_skew_ms_));
+    hints_.push_back(PeerRequest{rec.op, rec.key, rec.value, rec.version, rec.expires_ms});
+    rest.remove_prefix(len);
+  }
+  if (hints_.empty()) {
+    PeerResponse bad;
+    bad.invalid = true;
+    bad.error = "invalid hints: no records";
+    return waiter->OnPeerResponse(cookie, std::move(bad));
+  }
+  if (ahead != 0) return Refuse(ahead, waiter, cookie);
+  // One Engine::Write for the whole batch (Commit writes every queued write at once): its last
+  // write answers for all of them.
+  const size_t n = hints_.size();
+  for (size_t i = 0; i < n; ++i) {
+    hlc_->Observe(hints_[i].version);
+    if (i + 1 < n) {
+      Queue(hints_[i], nullptr, 0, 0);
+    } else {
+      Queue(hints_[i], waiter, cookie, static_cast<uint32_t>(n));
+    }
+  }
+  if (committer_ != nullptr && count_ >= kSyncBatch) Commit();
+}
+
+PeerResponse LocalReplica::AnswerOf(const storage::Status& st, const storage::Engine::WriteOp& op,
+                                    const Item& w) {
+  PeerResponse r = StoredResponse(st, op);
+  if (w.records != 0 && r.kind == PeerResponse::kStored) r.version = w.records;
+  return r;
 }
 
 bool LocalReplica::Commit() {
@@ -248,7 +310,7 @@ bool LocalReplica::Commit() {
   // Answers may queue new writes (into items_, which answering_ no longer is).
   for (size_t i = 0; i < n; ++i) {
     Item& w = answering_[i];
-    w.waiter->OnPeerResponse(w.cookie, StoredResponse(st, ops_[i]));
+    if (w.waiter != nullptr) w.waiter->OnPeerResponse(w.cookie, AnswerOf(st, ops_[i], w));
   }
   // Keep the larger buffer set for the next iteration.
   if (count_ == 0 && answering_.size() > items_.size()) answering_.swap(items_);
@@ -259,7 +321,7 @@ bool LocalReplica::Commit() {
 void LocalReplica::Answer(Batch* b) {
   for (size_t i = 0; i < b->items.size(); ++i) {
     Item& w = b->items[i];
-    w.waiter->OnPeerResponse(w.cookie, StoredResponse(b->status, b->ops[i]));
+    if (w.waiter != nullptr) w.waiter->OnPeerResponse(w.cookie, AnswerOf(b->status, b->ops[i], w));
   }
 }
 

@@ -17,6 +17,11 @@
 //   and wakes the loop, whose DeliverSynced() answers the batch. The loop never waits on the
 //   disk. A batch leaves mid-iteration once it has kSyncBatch writes, so its sync starts before
 //   the iteration ends. Without a committer, an engine opened with kAlways syncs inside Commit().
+// - A HINTS request (hinted handoff's replay) is its records, each executed as the PUT or
+//   REMOVE it stands for, all in the same Engine::Write, answered once (kStored, version = the
+//   number of records). All or nothing: every record is parsed and its version checked before
+//   any is observed or queued, so a malformed record (kError, invalid) or one too far ahead
+//   (clock_skew) fails the whole request and nothing of it is written.
 // - Errors: kError with the engine's message; no_space when the disk is full (HTTP 507).
 #pragma once
 #include <atomic>
@@ -94,8 +99,9 @@ class LocalReplica final : public Replica {
  private:
   friend class GroupCommitter;
   struct Item {
-    PeerWaiter* waiter = nullptr;
+    PeerWaiter* waiter = nullptr;  // nullptr: a HINTS record that a later item answers for
     uint64_t cookie = 0;
+    uint32_t records = 0;  // != 0: answers a HINTS request of that many records, queued last
     std::string key, value;
     uint64_t version = 0;
     bool tombstone = false;
@@ -109,6 +115,12 @@ class LocalReplica final : public Replica {
     uint64_t synced_ns = 0;  // steady clock: when its fdatasync returned
   };
   void Answer(Batch* b);
+  void Refuse(uint64_t ahead_ms, PeerWaiter* waiter, uint64_t cookie);
+  // Queues one write (Commit writes it).
+  void Queue(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie, uint32_t records);
+  void ExecuteHints(const PeerRequest& req, PeerWaiter* waiter, uint64_t cookie);
+  static PeerResponse AnswerOf(const storage::Status& st, const storage::Engine::WriteOp& op,
+                               const Item& w);
   // From the committer's thread: every batch of `done` is durable (or failed with its status);
   // one lock and one wake-up for all of them.
   void Synced(std::vector<std::unique_ptr<Batch>>* done);
@@ -120,7 +132,8 @@ class LocalReplica final : public Replica {
   GroupCommitter* committer_;
   std::function<void()> wake_;
   RepairHandler repair_;
-  std::vector<Item> items_;  // the first count_ are queued
+  std::vector<Item> items_;         // the first count_ are queued
+  std::vector<PeerRequest> hints_;  // ExecuteHints' records (views into the request)
   size_t count_ = 0;
   std::vector<Item> answering_;
   std::vector<storage::Engine::WriteOp> ops_;

@@ -12,7 +12,10 @@ namespace kv::cluster {
 // kRange: one page of the entries this replica holds in a key range (cluster-wide range reads,
 // cluster/range_merge.h); answered kPage. kRepair*: anti-entropy (cluster/repair.h); their
 // request and answer are opaque bodies (proto/repair.h) carried in PeerRequest::value and
-// PeerResponse::value.
+// PeerResponse::value. kHints: hinted handoff's replay (cluster/hints.h); PeerRequest::value holds
+// one or more hint records (cluster/hint_file.h, the storage log's record layout), each stored as
+// the replica write it stands for; answered kStored with version = the number of records, or
+// kError when any record was refused (nothing of a malformed or refused batch is written).
 enum class PeerOp : uint8_t {
   kGet = 1,
   kPut = 2,
@@ -21,16 +24,21 @@ enum class PeerOp : uint8_t {
   kRepairEntries = 5,
   kRepairApply = 6,
   kRange = 7,
+  kHints = 8,
 };
 
 inline bool IsRepairOp(PeerOp op) {
   return op == PeerOp::kRepairTree || op == PeerOp::kRepairEntries || op == PeerOp::kRepairApply;
 }
+// The ops whose request is an opaque body in PeerRequest::value (no key).
+inline bool HasBody(PeerOp op) {
+  return IsRepairOp(op) || op == PeerOp::kHints;
+}
 
 struct PeerRequest {
   PeerOp op;
   std::string_view key;    // empty for repair ops
-  std::string_view value;  // kPut: the value; kRepair*: the request body
+  std::string_view value;  // kPut: the value; HasBody ops: the request body
   uint64_t version = 0;    // kPut/kRemove: the write's version; kGet: 0
   // kPut: the value expires then (Unix ms, fixed by the coordinator); 0: never. An expired value
   // answers as a tombstone of its version on every replica.
@@ -50,6 +58,7 @@ struct PeerResponse {
     kValue,       // kGet: value + version
     kTombstone,   // kGet: deleted at version
     kStored,      // kPut/kRemove: stored; version = what the peer now holds for the key
+                  // (kHints: version = the number of records stored)
     kPong,        // Ping: the peer answered
     kPage,        // kRange: value holds the page (common/range_page.h)
     kRepairData,  // kRepair*: value holds the answer body (proto/repair.h)

@@ -99,7 +99,8 @@ class NodeApp final : public Service, public RequestHandler {
         {"/v0/status", false, Member(&NodeApp::StatusRoute)},
         {"/v0/admin/repair", false, Member(&NodeApp::AdminRepair)},
         {"/v0/admin/compact", false, Member(&NodeApp::AdminCompact)},
-        {"/v0/internal/repair/", true, Member(&NodeApp::InternalRepair)},
+        {"/v0/internal/repair/", true, Member(&NodeApp::InternalPost)},
+        {"/v0/internal/hints", false, Member(&NodeApp::InternalPost)},
         {"/metrics", false, Member(&NodeApp::MetricsRoute)},
     };
     http_.metrics = &node->http_metrics[static_cast<size_t>(worker.index())];
@@ -414,9 +415,12 @@ class NodeApp final : public Service, public RequestHandler {
         });
   }
 
-  void InternalRepair(Request& req, std::string_view path, std::string_view, Responder r) {
+  // The internal requests that POST a body: anti-entropy's and hint replay's.
+  void InternalPost(Request& req, std::string_view path, std::string_view, Responder r) {
     cluster::PeerOp op;
-    if (path == "/v0/internal/repair/tree") {
+    if (path == "/v0/internal/hints") {
+      op = cluster::PeerOp::kHints;
+    } else if (path == "/v0/internal/repair/tree") {
       op = cluster::PeerOp::kRepairTree;
     } else if (path == "/v0/internal/repair/entries") {
       op = cluster::PeerOp::kRepairEntries;
@@ -432,8 +436,10 @@ class NodeApp final : public Service, public RequestHandler {
     if (cfg_.peer_protocol == PeerProtocol::kBinary && !cfg_.cluster_keys.enabled()) {
       return r.Respond(403, "peer requests are not accepted over HTTP in binary peer mode\n");
     }
-    if (node_->repair_server == nullptr) return r.Respond(503, "not available\n");
-    http_replica_->HandleRepair(req, op, r);
+    if (cluster::IsRepairOp(op) && node_->repair_server == nullptr) {
+      return r.Respond(503, "not available\n");
+    }
+    http_replica_->HandleBody(req, op, r);
   }
 
   void RepairMetrics(std::string* t) const {

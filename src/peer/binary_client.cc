@@ -138,9 +138,9 @@ class BinaryPeer final : public cluster::PeerTransport {
     if (req.op == PeerOp::kRange) return SendRange(req, deadline_ms, waiter, cookie);
     const proto::Op op = ToProtoOp(req.op);
     const std::string_view value =
-        req.op == PeerOp::kPut || proto::IsRepairOp(op) ? req.value : std::string_view();
-    if (proto::IsRepairOp(op) ? !proto::RepairRequestFits(value)
-                              : !proto::RequestFits(req.key, value)) {
+        req.op == PeerOp::kPut || proto::HasBody(op) ? req.value : std::string_view();
+    if (proto::HasBody(op) ? !proto::BodyRequestFits(op, value)
+                           : !proto::RequestFits(req.key, value)) {
       return waiter->OnPeerResponse(
           cookie, ErrorResponse(req.key.empty() ? "invalid request: empty key"
                                                 : "invalid request: key or value too large"));

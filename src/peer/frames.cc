@@ -24,7 +24,7 @@ cluster::PeerRequest ToPeerRequest(const proto::Frame& f) {
     req.value = f.value;
     req.expires_ms = f.expires_ms;
   }
-  if (proto::IsRepairOp(op)) req.value = f.value;
+  if (proto::HasBody(op)) req.value = f.value;
   if (op == proto::Op::kPut || op == proto::Op::kRemove) req.version = f.version;
   return req;
 }

@@ -19,7 +19,8 @@ static_assert(static_cast<int>(proto::Op::kGet) == static_cast<int>(cluster::Pee
               static_cast<int>(proto::Op::kRepairEntries) ==
                   static_cast<int>(cluster::PeerOp::kRepairEntries) &&
               static_cast<int>(proto::Op::kRepairApply) ==
-                  static_cast<int>(cluster::PeerOp::kRepairApply));
+                  static_cast<int>(cluster::PeerOp::kRepairApply) &&
+              static_cast<int>(proto::Op::kHints) == static_cast<int>(cluster::PeerOp::kHints));
 inline proto::Op ToProtoOp(cluster::PeerOp op) {
   return static_cast<proto::Op>(op);
 }
@@ -27,9 +28,9 @@ inline cluster::PeerOp ToPeerOp(proto::Op op) {
   return static_cast<cluster::PeerOp>(op);
 }
 
-// A GET/PUT/REMOVE/RANGE/REPAIR_* frame as a request (views into the frame, valid as long as its
-// views are). Caller guarantees proto::RequestOp(frame.type) holds or frame is a RANGE; any other
-// frame reads as a GET.
+// A GET/PUT/REMOVE/RANGE/REPAIR_*/HINTS frame as a request (views into the frame, valid as long as
+// its views are). Caller guarantees proto::RequestOp(frame.type) holds or frame is a RANGE; any
+// other frame reads as a GET.
 cluster::PeerRequest ToPeerRequest(const proto::Frame& frame);
 
 // VALUE/TOMBSTONE/ABSENT/STORED/PAGE/REPAIR_DATA -> their kinds (PAGE, REPAIR_DATA: value = the

@@ -143,6 +143,7 @@ PeerResponse MapResponse(const Slot& slot, Conn& c) {
       if (c.status == 201) return need_version(PeerResponse::kStored);
       break;
     case PeerOp::kRemove:
+    case PeerOp::kHints:
       if (c.status == 202) return need_version(PeerResponse::kStored);
       break;
     case PeerOp::kRange:
@@ -229,7 +230,7 @@ class HttpPeer final : public HttpClientDelegate {
     if (deadline_ms <= uv_now(loop_))
       return waiter->OnPeerResponse(cookie, ErrorResponse(kTimeout));
     size_t bytes = 128 + host_header_.size() + 3 * (req.key.size() + req.end.size()) +
-                   (req.op == PeerOp::kPut || cluster::IsRepairOp(req.op) ? req.value.size() : 0);
+                   (req.op == PeerOp::kPut || cluster::HasBody(req.op) ? req.value.size() : 0);
     Conn* conn = Pick(bytes);
     if (conn == nullptr) return waiter->OnPeerResponse(cookie, ErrorResponse(pick_error_));
     if (ping) {
@@ -411,7 +412,7 @@ class HttpPeer final : public HttpClientDelegate {
 
   void AppendRequest(std::string* out, const PeerRequest& req) {
     std::string_view method;
-    std::string_view repair_target;  // a repair op: POST to it with the body
+    std::string_view body_target;  // an op with a body: POST to it with the body
     switch (req.op) {
       case PeerOp::kGet:
         method = "GET";
@@ -426,22 +427,25 @@ class HttpPeer final : public HttpClientDelegate {
         method = "GET";
         break;
       case PeerOp::kRepairTree:
-        repair_target = "/v0/internal/repair/tree";
+        body_target = "/v0/internal/repair/tree";
         break;
       case PeerOp::kRepairEntries:
-        repair_target = "/v0/internal/repair/entries";
+        body_target = "/v0/internal/repair/entries";
         break;
       case PeerOp::kRepairApply:
-        repair_target = "/v0/internal/repair/apply";
+        body_target = "/v0/internal/repair/apply";
+        break;
+      case PeerOp::kHints:
+        body_target = "/v0/internal/hints";
         break;
     }
-    const bool repair = !repair_target.empty();
-    if (repair) method = "POST";
+    const bool posted = !body_target.empty();
+    if (posted) method = "POST";
     out->append(method);
     out->push_back(' ');
     const size_t target_at = out->size();
-    if (repair) {
-      out->append(repair_target);
+    if (posted) {
+      out->append(body_target);
     } else if (req.op == PeerOp::kRange) {
       AppendRangeTarget(out, req);
     } else {
@@ -465,7 +469,7 @@ class HttpPeer final : public HttpClientDelegate {
       out->append(version_text);
       out->append("\r\n");
     }
-    const bool has_body = req.op == PeerOp::kPut || repair;
+    const bool has_body = req.op == PeerOp::kPut || posted;
     const std::string_view body = has_body ? req.value : std::string_view();
     if (opts_.keys.enabled()) {
       // The MAC covers the target as written above (copied: *out may grow while appending).

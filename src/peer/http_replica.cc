@@ -61,7 +61,7 @@ void HttpReplicaServer::HandleRange(const Request& req, const cluster::PeerReque
   local_->Execute(range, &waiter_, pending_.Put(Pending{r, cluster::PeerOp::kRange}));
 }
 
-void HttpReplicaServer::HandleRepair(const Request& req, cluster::PeerOp op, Responder r) {
+void HttpReplicaServer::HandleBody(const Request& req, cluster::PeerOp op, Responder r) {
   if (!Authenticated(req, r)) return r.Respond(401, "peer request not authenticated\n");
   local_->Execute(cluster::PeerRequest{op, {}, req.body, 0}, &waiter_,
                   pending_.Put(Pending{r, op}));

@@ -5,6 +5,7 @@
 //   PUT    -> 201 + X-KV-Version (the version now stored)
 //   DELETE -> 202 + X-KV-Version
 //   POST /v0/internal/repair/{tree,entries,apply} -> 200 + the REPAIR_DATA body
+//   POST /v0/internal/hints (body: hint records) -> 202 + X-KV-Version (the records stored)
 //   errors -> 400 (bad request), 401 (not authenticated), 422 (clock skew), 507 (disk full),
 //   500 (anything else), with a reason.
 // Writes must carry X-KV-Version (the coordinator's version); it is observed by the HLC.
@@ -37,9 +38,10 @@ class HttpReplicaServer {
   // parsed into `range` by the route): authenticated as above, answered 200 with the page
   // (common/range_page.h) as the body.
   void HandleRange(const Request& req, const cluster::PeerRequest& range, Responder r);
-  // A repair request (`POST /v0/internal/repair/...`, body as proto/repair.h), authenticated
-  // the same way: 200 with the REPAIR_DATA body, 400 for a malformed body.
-  void HandleRepair(const Request& req, cluster::PeerOp op, Responder r);
+  // A request whose body is the operation (cluster::HasBody: `POST /v0/internal/repair/...`,
+  // body as proto/repair.h, answered 200 with the REPAIR_DATA body; `POST /v0/internal/hints`,
+  // answered 202), authenticated the same way; 400 for a malformed body.
+  void HandleBody(const Request& req, cluster::PeerOp op, Responder r);
 
  private:
   struct Pending {

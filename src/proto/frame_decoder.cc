@@ -56,6 +56,8 @@ Bounds PayloadBounds(FrameType t) {
     case FrameType::kRepairEntries:
     case FrameType::kRepairApply:
       return {16, kMaxPayloadBytes};  // at least range + session; the body is checked above
+    case FrameType::kHints:
+      return {1, kMaxPayloadBytes};  // hint records: cluster/hint_file.h checks each
     case FrameType::kPage:
     case FrameType::kRepairData:
       return {1, kMaxPayloadBytes};
@@ -73,6 +75,7 @@ bool ServerAccepts(FrameType t) {
     case FrameType::kRepairTree:
     case FrameType::kRepairEntries:
     case FrameType::kRepairApply:
+    case FrameType::kHints:
     case FrameType::kPing:
     case FrameType::kPong:
     case FrameType::kError:
@@ -316,7 +319,8 @@ bool FrameDecoder::ParsePayload(FrameType type, const char* p, uint32_t length, 
     case FrameType::kRepairEntries:
     case FrameType::kRepairApply:
     case FrameType::kRepairData:
-      r.Bytes(length, &f->value);  // the repair body: proto/repair.h decodes and checks it
+    case FrameType::kHints:
+      r.Bytes(length, &f->value);  // the body: proto/repair.h or cluster/hint_file.h checks it
       break;
   }
   if (r.left() != 0) return bad(Num(r.left()) + " trailing bytes");

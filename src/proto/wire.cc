@@ -87,6 +87,7 @@ size_t RequestPayloadSize(Op op, std::string_view key, std::string_view value,
     case Op::kRepairTree:
     case Op::kRepairEntries:
     case Op::kRepairApply:
+    case Op::kHints:
       return value.size();
   }
   return 4 + key.size();
@@ -188,6 +189,8 @@ const char* FrameTypeName(FrameType type) {
       return "REPAIR_APPLY";
     case FrameType::kRepairData:
       return "REPAIR_DATA";
+    case FrameType::kHints:
+      return "HINTS";
   }
   return "UNKNOWN";
 }
@@ -242,6 +245,8 @@ void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_vie
       return PutOpaqueFrame(out, FrameType::kRepairEntries, request_id, value);
     case Op::kRepairApply:
       return PutOpaqueFrame(out, FrameType::kRepairApply, request_id, value);
+    case Op::kHints:
+      return PutOpaqueFrame(out, FrameType::kHints, request_id, value);
     case Op::kGet:
       PutHeader(out, FrameType::kGet, request_id, RequestPayloadSize(op, key, value, 0));
       break;
@@ -359,6 +364,7 @@ void EncodeFrame(std::string* out, const Frame& f) {
     case FrameType::kRepairEntries:
     case FrameType::kRepairApply:
     case FrameType::kRepairData:
+    case FrameType::kHints:
       PutOpaqueFrame(out, f.type, f.request_id, f.value);
       return;
   }
@@ -372,8 +378,8 @@ bool RequestFits(std::string_view key, std::string_view value) {
   return !key.empty() && key.size() <= kMaxKeyBytes && value.size() <= kMaxValueBytes;
 }
 
-bool RepairRequestFits(std::string_view body) {
-  return body.size() >= 16 && body.size() <= kMaxPayloadBytes;
+bool BodyRequestFits(Op op, std::string_view body) {
+  return body.size() >= (op == Op::kHints ? 1 : 16) && body.size() <= kMaxPayloadBytes;
 }
 
 bool RequestOp(FrameType type, Op* op) {
@@ -396,6 +402,9 @@ bool RequestOp(FrameType type, Op* op) {
       return true;
     case FrameType::kRepairApply:
       *op = Op::kRepairApply;
+      return true;
+    case FrameType::kHints:
+      *op = Op::kHints;
       return true;
     default:
       return false;

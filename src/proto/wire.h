@@ -50,6 +50,7 @@ enum class FrameType : uint8_t {
   kRepairApply = 0x15,    // anti-entropy: entries to store with their own versions
   kPutExpiring = 0x16,    // PUT of a value that expires (TTL): PUT's fields plus its expiry
   kRange = 0x18,          // one page of a key range (cluster-wide range reads)
+  kHints = 0x19,          // hinted handoff: hint records to store, each as its replica write
   // responses (server -> client)
   kValue = 0x20,
   kTombstone = 0x21,
@@ -99,11 +100,16 @@ enum class Op : uint8_t {
   kRemove = 3,
   kRepairTree = 4,
   kRepairEntries = 5,
-  kRepairApply = 6
+  kRepairApply = 6,
+  kHints = 8,  // 7 is cluster::PeerOp::kRange, which has a frame of its own
 };
 // True for the REPAIR_* operations, whose frames carry an opaque body (proto/repair.h).
 inline bool IsRepairOp(Op op) {
   return op == Op::kRepairTree || op == Op::kRepairEntries || op == Op::kRepairApply;
+}
+// True for the operations whose frames carry an opaque body: REPAIR_* and HINTS.
+inline bool HasBody(Op op) {
+  return IsRepairOp(op) || op == Op::kHints;
 }
 
 struct ProtocolError {
@@ -159,8 +165,8 @@ void EncodeError(std::string* out, ErrorCode code, std::string_view message,
 void EncodePing(std::string* out, uint64_t request_id, std::string_view payload = {});
 void EncodePong(std::string* out, uint64_t request_id, std::string_view payload = {});
 // kGet ignores value and version; kRemove ignores value. A kPut with expires_ms != 0 (Unix ms)
-// is a PUT_EXPIRING frame. A repair op sends value as its whole payload (the body,
-// proto/repair.h) and ignores key and version.
+// is a PUT_EXPIRING frame. An op with a body (HasBody: REPAIR_*, proto/repair.h; HINTS, hint
+// records) sends value as its whole payload and ignores key and version.
 void EncodeRequest(std::string* out, uint64_t request_id, Op op, std::string_view key,
                    std::string_view value, uint64_t version, uint64_t expires_ms = 0);
 // RANGE: the page of [start, end) (no end when !has_end); start up to kMaxKeyBytes + 1 bytes.
@@ -187,11 +193,12 @@ size_t RequestFrameSize(Op op, std::string_view key, std::string_view value,
                         uint64_t expires_ms = 0);
 // True if a request with this key and value fits the protocol limits.
 bool RequestFits(std::string_view key, std::string_view value);
-// True if a repair request body fits a frame.
-bool RepairRequestFits(std::string_view body);
+// True if the body of a HasBody(op) request fits its frame (REPAIR_*: at least range and
+// session; HINTS: not empty).
+bool BodyRequestFits(Op op, std::string_view body);
 
 // ---- helpers for the transport ---------------------------------------------------------------
-// True for GET/PUT/PUT_EXPIRING/REMOVE/REPAIR_*; *op receives the operation.
+// True for GET/PUT/PUT_EXPIRING/REMOVE/REPAIR_*/HINTS; *op receives the operation.
 bool RequestOp(FrameType type, Op* op);
 // The text of an ERROR or ERROR_RESPONSE frame: "<CODE_NAME>: <message>" (": <message>" left out
 // when empty; "UNKNOWN <number>" for a code this build does not know).

@@ -182,6 +182,8 @@ class Auth(Group):
         internal = {"X-KV-Internal": "1"}
         check_eq(request(a.port, "POST", target, body=body, headers=internal).status, 401,
                  "repair request without X-KV-Auth")
+        check_eq(request(a.port, "POST", "/v0/internal/hints", body=b"\x01" * 40,
+                         headers=internal).status, 401, "HINTS request without X-KV-Auth")
         wrong = auth_header(SECRET_B, "POST", target, "", body, int(time.time() * 1000))
         check_eq(request(a.port, "POST", target, body=body,
                          headers={**internal, "X-KV-Auth": wrong}).status, 401,

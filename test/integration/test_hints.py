@@ -11,11 +11,17 @@ every key is read through node 2 alone (GET ack=1: node 2 answers from its own c
   restarted with its clock 10 s ahead, so the hints it kept before are 10 s old against a 2 s
   grace; the hints of writes it coordinates afterwards are replayed).
 - --max-hints-bytes: hints past it are dropped and counted; those kept are replayed.
-- --hinted-handoff off: no hint written, nothing replayed."""
+- --hinted-handoff off: no hint written, nothing replayed.
+- The replay's peer request (HINTS; over HTTP `POST /v0/internal/hints`): a valid body stores
+  its records, a malformed one is refused with 400 and writes nothing (binary mode: 403, peer
+  requests go over the binary protocol)."""
+import ctypes
 import os
+import struct
+import time
 
 from harness import (Group, check, check_eq, delete, entities, get, get_metrics, metric, poll,
-                     put, put_many, start_cluster, status_json)
+                     put, put_many, request, start_cluster, status_json)
 
 HINT_METRICS = ("kv_hints_written_total", "kv_hints_replayed_total", "kv_hints_dropped_total")
 
@@ -26,6 +32,18 @@ def hint_counts(port):
     for reason in ("expired", "full", "corrupt", "io_error"):
         out[reason] = metric(m, HINT_METRICS[2], reason=reason)
     return out
+
+
+def hint_record(key, value, version, tombstone=False):
+    """A hint record (storage-format.md "Hint files": the log record layout, XXH3 from
+    libxxhash)."""
+    lib = ctypes.CDLL("libxxhash.so.0")
+    lib.XXH3_64bits.restype = ctypes.c_uint64
+    lib.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    value = b"" if tombstone else value
+    body = (struct.pack("<II", len(key), len(value)) + key + value + struct.pack("<Q", version) +
+            bytes([2 if tombstone else 1]))
+    return body + struct.pack("<Q", lib.XXH3_64bits(body, len(body)))
 
 
 def pending_bytes(node):
@@ -178,6 +196,37 @@ class Hints(Group):
         b.start()
         a.stop()
         self.read_through_alone(b, {f"{p}{i:02d}": None for i in range(20)})
+
+
+    def test_hints_request_stores_valid_records_and_refuses_bad_ones(self):
+        a, b = self.cluster()
+        p = f"{self.mode}/hq/".encode()
+        version = 1 << 63 | int(time.time() * 1e6) << 10 | 7  # now (storage-format.md)
+        good = (hint_record(p + b"a", b"1", version) +
+                hint_record(p + b"b", b"", version + 1, tombstone=True))
+        bad = [b"", good[:-1], good + b"x", good[:20] + bytes([good[20] ^ 1]) + good[21:],
+               hint_record(p + b"c", b"3", version)[:-8] + b"\0" * 8]
+        internal = {"X-KV-Internal": "1"}
+        want = 403 if self.mode == "binary" else 400
+        for body in bad:
+            r = request(a.port, "POST", "/v0/internal/hints", body=body, headers=internal)
+            check_eq(r.status, want, f"POST /v0/internal/hints {body[:24]!r}")
+        check_eq(request(a.port, "GET", "/v0/internal/hints", headers=internal).status, 405,
+                 "GET /v0/internal/hints")
+        r = request(a.port, "POST", "/v0/internal/hints", body=good, headers=internal)
+        if self.mode == "binary":
+            check_eq(r.status, 403, "a valid HINTS body over HTTP in binary mode")
+        else:
+            check_eq((r.status, r.header("x-kv-version")), (202, "2"),
+                     "a valid HINTS body: its 2 records stored")
+            r = request(a.port, "POST", "/v0/internal/hints", body=good)
+            check_eq(r.status, 400, "a HINTS body without X-KV-Internal")
+        # Node 1's own copy (its range stream): the live record of the valid body only.
+        r = entities(a.port, p.decode(), p.decode() + "~")
+        check_eq(r.status, 200, "node 1's range stream")
+        check_eq(p + b"a" in r.body, self.mode != "binary", f"{p + b'a'} on node 1: {r.body!r}")
+        check(p + b"c" not in r.body, f"nothing of the damaged bodies stored: {r.body!r}")
+        check_eq(status_json(a.port)["cluster_size"], 2, "node 1 still answers")
 
 
 class HintsHttp(Hints):

@@ -62,6 +62,24 @@ TEST_CASE("hint record: the storage log record's bytes (the same vector)") {
   }
 }
 
+TEST_CASE("hint records: the HINTS request vector's payload (proto_spec/vectors/hints_request)") {
+  std::string out;
+  hintfile::AppendRecord(&out, {PeerOp::kPut, "apple", "red", 0x9828906079000c07ull});
+  hintfile::AppendRecord(&out, {PeerOp::kRemove, "pear", "", 0x9828906079000c08ull});
+  CHECK(Hex(out) ==
+        "0500000003000000"
+        "6170706c65"
+        "726564"
+        "070c007960902898"
+        "01"
+        "0dec5f520feb8a00"
+        "0400000000000000"
+        "70656172"
+        "080c007960902898"
+        "02"
+        "9ed1c4aeb6652558");
+}
+
 TEST_CASE("hint record: a tombstone stores no value") {
   std::string out;
   hintfile::AppendRecord(&out, {PeerOp::kRemove, "k", "ignored", 7});
@@ -119,20 +137,35 @@ TEST_CASE("hint file header: vector, and damaged headers") {
   CHECK(hintfile::ParseHeader("not a hint file", &url, &len) == hintfile::Parse::kCorrupt);
 }
 
-// A peer the test answers by hand.
+// A peer the test answers by hand. Replays arrive as HINTS requests: each keeps its records.
 struct Peer final : PeerTransport {
-  struct Req {
+  struct Rec {
     PeerOp op;
     std::string key, value;
     uint64_t version;
+  };
+  struct Req {
+    PeerOp op;
+    std::vector<Rec> recs;
     PeerWaiter* waiter;
     uint64_t cookie;
+    std::string key(size_t i = 0) const { return i < recs.size() ? recs[i].key : ""; }
   };
   std::vector<Req> reqs;
   size_t answered = 0;
   bool down = false;  // fails every request at once, as a transport whose connection is dead
   void Send(const PeerRequest& r, uint64_t, PeerWaiter* w, uint64_t cookie) override {
-    reqs.push_back({r.op, std::string(r.key), std::string(r.value), r.version, w, cookie});
+    Req q{r.op, {}, w, cookie};
+    if (r.op != PeerOp::kHints)
+      q.recs.push_back({r.op, std::string(r.key), std::string(r.value), r.version});
+    for (std::string_view rest = r.op == PeerOp::kHints ? r.value : ""; !rest.empty();) {
+      hintfile::Record rec;
+      size_t len = 0;
+      REQUIRE(hintfile::ParseRecord(rest, &rec, &len) == hintfile::Parse::kOk);
+      q.recs.push_back({rec.op, std::string(rec.key), std::string(rec.value), rec.version});
+      rest.remove_prefix(len);
+    }
+    reqs.push_back(std::move(q));
     if (down) {
       ++answered;
       w->OnPeerResponse(cookie, PeerResponse{});
@@ -141,6 +174,13 @@ struct Peer final : PeerTransport {
   void Ping(uint64_t, PeerWaiter*, uint64_t) override {}
   size_t in_flight() const override { return reqs.size() - answered; }
   void Close() override {}
+  // Every record sent, in order.
+  std::vector<std::string> Keys() const {
+    std::vector<std::string> out;
+    for (const Req& q : reqs)
+      for (const Rec& r : q.recs) out.push_back(r.key);
+    return out;
+  }
 };
 
 struct Env final : CoordinatorEnv {
@@ -214,16 +254,22 @@ struct Fixture : PeerWaiter {
   void OnPeerResponse(uint64_t cookie, PeerResponse&& r) override {
     log->OnAnswer(cookie, r, env.us);
   }
+  // Answers request i: kStored (its records stored) or kError.
   void Answer(size_t i, PeerResponse::Kind kind) {
     PeerResponse r;
     r.kind = kind;
+    if (kind == PeerResponse::kStored) r.version = peer.reqs[i].recs.size();
     ++peer.answered;
     log->OnAnswer(peer.reqs[i].cookie, r, env.us);
+  }
+  void AddMany(int n) {
+    for (int i = 0; i < n; ++i) log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", Version(1));
+    log->FlushWrites();
   }
   uint64_t Version(uint64_t age_us) { return version::Make(g_wall_us - age_us, 3); }
 };
 
-TEST_CASE("HintLog: replays in order with the original versions, then removes the file") {
+TEST_CASE("HintLog: replays in order, in one HINTS request, with the original versions") {
   Fixture f;
   f.log->Add(1, PeerOp::kPut, "a", "va", f.Version(3));
   f.log->Add(1, PeerOp::kRemove, "b", "", f.Version(2));
@@ -233,18 +279,22 @@ TEST_CASE("HintLog: replays in order with the original versions, then removes th
   f.log->FlushWrites();
   CHECK(Files(f.dir + "/hints").size() == 1);
   f.log->Pump(f.env.us);
-  REQUIRE(f.peer.reqs.size() == 3);
-  CHECK(f.peer.reqs[0].key == "a");
-  CHECK(f.peer.reqs[0].value == "va");
-  CHECK(f.peer.reqs[0].version == f.Version(3));
-  CHECK(f.peer.reqs[1].op == PeerOp::kRemove);
-  CHECK(f.peer.reqs[1].key == "b");
-  CHECK(f.peer.reqs[2].key == "c");
-  f.Answer(2, PeerResponse::kStored);
-  f.Answer(0, PeerResponse::kStored);
+  REQUIRE(f.peer.reqs.size() == 1);
+  const Peer::Req& q = f.peer.reqs[0];
+  CHECK(q.op == PeerOp::kHints);
+  REQUIRE(q.recs.size() == 3);
+  CHECK(q.recs[0].op == PeerOp::kPut);
+  CHECK(q.recs[0].key == "a");
+  CHECK(q.recs[0].value == "va");
+  CHECK(q.recs[0].version == f.Version(3));
+  CHECK(q.recs[1].op == PeerOp::kRemove);
+  CHECK(q.recs[1].key == "b");
+  CHECK(q.recs[1].version == f.Version(2));
+  CHECK(q.recs[2].key == "c");
   f.log->Pump(f.env.us);
-  CHECK(Files(f.dir + "/hints").size() == 1);  // "b" is not acknowledged yet
-  f.Answer(1, PeerResponse::kStored);
+  CHECK(f.peer.reqs.size() == 1);  // nothing sent twice while it is out
+  CHECK(Files(f.dir + "/hints").size() == 1);
+  f.Answer(0, PeerResponse::kStored);
   f.log->Pump(f.env.us);
   CHECK(f.shared.replayed() == 3);
   CHECK(f.shared.pending_bytes(1) == 0);
@@ -252,29 +302,80 @@ TEST_CASE("HintLog: replays in order with the original versions, then removes th
   CHECK_FALSE(f.log->has_pending(1));
 }
 
-TEST_CASE("HintLog: a failed replay is sent again from the first unacknowledged hint") {
+TEST_CASE("HintLog: kBatchHints per request; the file goes once every request is acknowledged") {
   Fixture f;
-  for (char k = 'a'; k <= 'd'; ++k)
-    f.log->Add(1, PeerOp::kPut, std::string(1, k), "v", f.Version(1));
+  f.AddMany(2 * HintLog::kBatchHints + 2);
+  f.log->Pump(f.env.us);
+  REQUIRE(f.peer.reqs.size() == 3);
+  CHECK(f.peer.reqs[0].recs.size() == HintLog::kBatchHints);
+  CHECK(f.peer.reqs[1].recs.size() == HintLog::kBatchHints);
+  CHECK(f.peer.reqs[2].recs.size() == 2);
+  const std::vector<std::string> keys = f.peer.Keys();
+  REQUIRE(keys.size() == 2 * HintLog::kBatchHints + 2);
+  for (size_t i = 0; i < keys.size(); ++i) CHECK(keys[i] == "k" + std::to_string(i));
+  f.Answer(2, PeerResponse::kStored);
+  f.Answer(0, PeerResponse::kStored);
+  f.log->Pump(f.env.us);
+  CHECK(Files(f.dir + "/hints").size() == 1);  // the middle request is not acknowledged yet
+  CHECK(f.shared.pending_bytes(1) > 0);
+  f.Answer(1, PeerResponse::kStored);
+  f.log->Pump(f.env.us);
+  CHECK(f.shared.replayed() == 2 * HintLog::kBatchHints + 2);
+  CHECK(f.shared.pending_bytes(1) == 0);
+  CHECK(Files(f.dir + "/hints").empty());
+}
+
+TEST_CASE("HintLog: a request holds at most kBatchBytes of hints; a larger hint goes as its PUT") {
+  Fixture f(64 << 20);
+  const std::string big(HintLog::kBatchBytes, 'x');
+  const std::string mid(HintLog::kBatchBytes / 2, 'y');
+  f.log->Add(1, PeerOp::kPut, "mid1", mid, f.Version(1));
+  f.log->Add(1, PeerOp::kPut, "mid2", mid, f.Version(1));  // with mid1: over kBatchBytes
+  f.log->Add(1, PeerOp::kPut, "big", big, f.Version(1));
+  f.log->Add(1, PeerOp::kPut, "small", "s", f.Version(1));
   f.log->FlushWrites();
   f.log->Pump(f.env.us);
   REQUIRE(f.peer.reqs.size() == 4);
+  CHECK(f.peer.reqs[0].key() == "mid1");
+  CHECK(f.peer.reqs[0].recs.size() == 1);
+  CHECK(f.peer.reqs[1].key() == "mid2");
+  CHECK(f.peer.reqs[1].recs.size() == 1);
+  CHECK(f.peer.reqs[2].op == PeerOp::kPut);  // alone, as the write it stands for
+  CHECK(f.peer.reqs[2].key() == "big");
+  CHECK(f.peer.reqs[2].recs[0].value == big);
+  CHECK(f.peer.reqs[2].recs[0].version == f.Version(1));
+  CHECK(f.peer.reqs[0].op == PeerOp::kHints);  // over kBatchBytes with the next, but not alone
+  CHECK(f.peer.reqs[3].op == PeerOp::kHints);
+  for (size_t i = 0; i < 4; ++i) f.Answer(i, PeerResponse::kStored);
+  f.log->Pump(f.env.us);
+  CHECK(f.shared.replayed() == 4);
+  CHECK(Files(f.dir + "/hints").empty());
+  CHECK(f.peer.reqs[3].key() == "small");
+}
+
+TEST_CASE("HintLog: a failed replay is sent again from the first unacknowledged hint") {
+  Fixture f;
+  const int n = 2 * HintLog::kBatchHints + 22;
+  f.AddMany(n);
+  f.log->Pump(f.env.us);
+  REQUIRE(f.peer.reqs.size() == 3);
   f.Answer(0, PeerResponse::kStored);
   f.Answer(1, PeerResponse::kError);
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.size() == 3);  // the last one still out: nothing more until it answers
   f.Answer(2, PeerResponse::kStored);
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 4);  // "d" still out: nothing more until every answer is in
-  f.Answer(3, PeerResponse::kError);
-  f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 4);  // the back-off
+  CHECK(f.peer.reqs.size() == 3);  // the back-off
   CHECK(f.log->next_due_us() == f.env.us + HintLog::kRetryMinUs);
   f.env.us += HintLog::kRetryMinUs;
   f.log->Pump(f.env.us);
-  REQUIRE(f.peer.reqs.size() == 7);
-  CHECK(f.peer.reqs[4].key == "b");
-  CHECK(f.peer.reqs[5].key == "c");
-  CHECK(f.peer.reqs[6].key == "d");
-  for (size_t i = 4; i < 7; ++i) f.Answer(i, PeerResponse::kStored);
+  REQUIRE(f.peer.reqs.size() == 5);
+  CHECK(f.peer.reqs[3].key() == "k" + std::to_string(HintLog::kBatchHints));
+  CHECK(f.peer.reqs[3].recs.size() == HintLog::kBatchHints);
+  CHECK(f.peer.reqs[4].key() == "k" + std::to_string(2 * HintLog::kBatchHints));
+  CHECK(f.peer.reqs[4].recs.size() == 22);
+  f.Answer(3, PeerResponse::kStored);
+  f.Answer(4, PeerResponse::kStored);
   f.log->Pump(f.env.us);
   CHECK(f.shared.pending_bytes(1) == 0);
   CHECK(Files(f.dir + "/hints").empty());
@@ -282,9 +383,7 @@ TEST_CASE("HintLog: a failed replay is sent again from the first unacknowledged 
 
 TEST_CASE("HintLog: a peer that fails every replay at once costs one request per back-off") {
   Fixture f;
-  for (int i = 0; i < 3; ++i)
-    f.log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", f.Version(1));
-  f.log->FlushWrites();
+  f.AddMany(3);
   f.peer.down = true;
   f.log->Pump(f.env.us);
   CHECK(f.peer.reqs.size() == 1);
@@ -297,15 +396,14 @@ TEST_CASE("HintLog: a peer that fails every replay at once costs one request per
   f.peer.down = false;
   f.log->PeerAnswered(1);  // e.g. its handshake: at once, and from the first hint
   f.log->Pump(f.env.us);
-  REQUIRE(f.peer.reqs.size() == 5);
-  CHECK(f.peer.reqs[2].key == "k0");
+  REQUIRE(f.peer.reqs.size() == 3);
+  CHECK(f.peer.reqs[2].key() == "k0");
+  CHECK(f.peer.reqs[2].recs.size() == 3);
 }
 
-TEST_CASE("HintLog: at most kWindow replays in flight, and none while the breaker is open") {
+TEST_CASE("HintLog: at most kWindow requests in flight, and none while the breaker is open") {
   Fixture f;
-  for (int i = 0; i < 40; ++i)
-    f.log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", f.Version(1));
-  f.log->FlushWrites();
+  f.AddMany(static_cast<int>(HintLog::kWindow + 1) * HintLog::kBatchHints);
   for (int i = 0; i < 5; ++i) f.breaker.OnFailure(f.env.us / 1000);
   f.log->Pump(f.env.us);
   CHECK(f.peer.reqs.empty());
@@ -316,73 +414,73 @@ TEST_CASE("HintLog: at most kWindow replays in flight, and none while the breake
   REQUIRE(f.peer.reqs.size() == HintLog::kWindow);
   f.Answer(0, PeerResponse::kStored);
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == HintLog::kWindow + 1);
-  CHECK(f.peer.reqs.back().key == "k16");
+  REQUIRE(f.peer.reqs.size() == HintLog::kWindow + 1);
+  CHECK(f.peer.reqs.back().key() == "k" + std::to_string(HintLog::kWindow * HintLog::kBatchHints));
 }
 
-// 100 hints for node 1 in a log paced to 1000 replays/s; AnswerAll answers every replay sent.
+// 1000 hints for node 1 in a log paced to 1000 replays/s (a request of kBatchHints is paid for
+// kBatchHints ms); AnswerAll answers every request sent.
 struct Paced : Fixture {
   size_t answered = 0;
-  Paced() : Fixture(1 << 20, "", 1000) {
-    for (int i = 0; i < 100; ++i)
-      log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", Version(1));
-    log->FlushWrites();
-  }
+  Paced() : Fixture(1 << 20, "", 1000) { AddMany(1000); }
   void AnswerAll() {
     while (answered < peer.reqs.size()) Answer(answered++, PeerResponse::kStored);
   }
 };
 
 TEST_CASE("HintLog: --hint-replay-rate paces the replays by the injected clock") {
-  Paced f;  // one replay per 1000 us
+  Paced f;
+  const uint64_t batch_us = HintLog::kBatchHints * 1000;  // what one full request pays for
   auto answer_all = [&] { f.AnswerAll(); };
   const uint64_t t0 = f.env.us;
   f.log->Pump(t0);
-  REQUIRE(f.peer.reqs.size() == 1);  // not the window of 16 unpaced replays would send
-  CHECK(f.log->next_due_us() == t0 + 1000);
+  REQUIRE(f.peer.reqs.size() == 1);  // not the window an unpaced replay would send
+  CHECK(f.peer.reqs[0].recs.size() == HintLog::kBatchHints);
+  CHECK(f.log->next_due_us() == t0 + batch_us);
   answer_all();
-  f.log->Pump(t0 + 999);
+  f.log->Pump(t0 + batch_us - 1);
   CHECK(f.peer.reqs.size() == 1);
-  f.log->Pump(t0 + 1000);
+  f.log->Pump(t0 + batch_us);
   CHECK(f.peer.reqs.size() == 2);
-  // 5 ms later: the five that came due meanwhile, no more; each answer kicks the log, and a
-  // kick sends nothing early.
-  f.env.us = t0 + 6000;
+  // Three requests' time later: the three that came due meanwhile, no more; each answer kicks
+  // the log, and a kick sends nothing early.
+  f.env.us = t0 + 4 * batch_us;
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 7);
+  CHECK(f.peer.reqs.size() == 5);
   answer_all();
   CHECK(f.log->kicked());
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 7);
-  CHECK(f.log->next_due_us() == t0 + 7000);
+  CHECK(f.peer.reqs.size() == 5);
+  CHECK(f.log->next_due_us() == t0 + 5 * batch_us);
   // The peer's answer (PeerAnswered clears the back-off) does not bypass the pace either.
   f.log->PeerAnswered(1);
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 7);
+  CHECK(f.peer.reqs.size() == 5);
   // Keys in order, nothing skipped.
-  for (size_t i = 0; i < f.peer.reqs.size(); ++i)
-    CHECK(f.peer.reqs[i].key == "k" + std::to_string(i));
+  const std::vector<std::string> keys = f.peer.Keys();
+  CHECK(keys.size() == 5 * HintLog::kBatchHints);
+  for (size_t i = 0; i < keys.size(); ++i) CHECK(keys[i] == "k" + std::to_string(i));
   // A long pause (no due replays meanwhile: e.g. the peer was down) does not turn into a burst:
   // the count starts again.
   f.env.us = t0 + 10 * 1000000ull;
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 8);
-  CHECK(f.log->next_due_us() == f.env.us + 1000);
+  CHECK(f.peer.reqs.size() == 6);
+  CHECK(f.log->next_due_us() == f.env.us + batch_us);
   // Late by less than a second, the ones due catch up, but never past the window.
-  f.env.us += 100 * 1000;  // 100 due: the window (16 unanswered) holds them back
+  f.env.us += 10 * batch_us;  // 10 due: the window (one unanswered) holds them back
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 8 + HintLog::kWindow - 1);
+  CHECK(f.peer.reqs.size() == 6 + HintLog::kWindow - 1);
   answer_all();
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 8 + 2 * HintLog::kWindow - 1);
+  CHECK(f.peer.reqs.size() == 6 + 2 * HintLog::kWindow - 1);
 }
 
 TEST_CASE("HintLog: a busy loop replays at its share of the rate, and at the full rate once free") {
-  Paced f;  // one replay per 1000 us while the loop has room
+  Paced f;
   auto answer_all = [&] { f.AnswerAll(); };
   f.env.busy = 1000;  // the loop is busy with requests: the minimum share
   const uint64_t rate = 1000 * ForegroundLoad::kMinShare / 1000;
-  const uint64_t gap = 1000000 / rate;
+  const uint64_t gap = HintLog::kBatchHints * 1000000 / rate;  // one request's worth
   const uint64_t t0 = f.env.us;
   f.log->Pump(t0);
   REQUIRE(f.peer.reqs.size() == 1);
@@ -390,13 +488,14 @@ TEST_CASE("HintLog: a busy loop replays at its share of the rate, and at the ful
   answer_all();
   f.env.us = t0 + gap - 1;
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 1);  // 1000 us later a free loop would have sent one more
+  CHECK(f.peer.reqs.size() == 1);  // a free loop would have sent more by now
   f.env.us = t0 + gap;
   f.log->Pump(f.env.us);
   CHECK(f.peer.reqs.size() == 2);
   answer_all();
-  // Free again: the new rate applies from the replay due at the old one, which was paid for at
-  // the old rate (no burst on the change); from then on one per 1000 us.
+  // Free again: the new rate applies from the request due at the old one, which was paid for
+  // at the old rate (no burst on the change); from then on one per kBatchHints ms.
+  const uint64_t batch_us = HintLog::kBatchHints * 1000;
   f.env.busy = 0;
   f.log->Pump(f.env.us);
   CHECK(f.peer.reqs.size() == 2);
@@ -404,42 +503,60 @@ TEST_CASE("HintLog: a busy loop replays at its share of the rate, and at the ful
   f.env.us = t0 + 2 * gap;
   f.log->Pump(f.env.us);
   CHECK(f.peer.reqs.size() == 3);
-  CHECK(f.log->next_due_us() == f.env.us + 1000);
+  CHECK(f.log->next_due_us() == f.env.us + batch_us);
   answer_all();
-  f.env.us += 5000;
+  f.env.us += 3 * batch_us;
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 8);  // five due in 5 ms
+  CHECK(f.peer.reqs.size() == 6);  // three due in three requests' time
   answer_all();
-  // Busy halfway: a share of the full rate, from the next replay due.
+  // Busy halfway: a share of the full rate, from the next request due.
   f.env.busy = (ForegroundLoad::kFreeBelow + ForegroundLoad::kFullAt) / 2;
   const uint64_t mid_rate = 1000 * ForegroundLoad::Share(f.env.busy) / 1000;
   REQUIRE(mid_rate < 1000);
-  f.env.us += 1000;
+  f.env.us += batch_us;
   f.log->Pump(f.env.us);
-  CHECK(f.peer.reqs.size() == 9);
-  CHECK(f.log->next_due_us() == f.env.us + 1000000 / mid_rate);
-  for (size_t i = 0; i < f.peer.reqs.size(); ++i)
-    CHECK(f.peer.reqs[i].key == "k" + std::to_string(i));
+  CHECK(f.peer.reqs.size() == 7);
+  CHECK(f.log->next_due_us() == f.env.us + HintLog::kBatchHints * 1000000 / mid_rate);
+  const std::vector<std::string> keys = f.peer.Keys();
+  for (size_t i = 0; i < keys.size(); ++i) CHECK(keys[i] == "k" + std::to_string(i));
 }
 
 TEST_CASE("HintLog: unpaced (rate 0), a whole window leaves at once") {
   Fixture f;
-  for (int i = 0; i < 40; ++i)
-    f.log->Add(1, PeerOp::kPut, "k" + std::to_string(i), "v", f.Version(1));
-  f.log->FlushWrites();
+  f.AddMany(static_cast<int>(HintLog::kWindow + 1) * HintLog::kBatchHints);
   f.log->Pump(f.env.us);
   CHECK(f.peer.reqs.size() == HintLog::kWindow);
+  for (const Peer::Req& q : f.peer.reqs) CHECK(q.recs.size() == HintLog::kBatchHints);
 }
 
 TEST_CASE("HintLog: hints older than the grace are dropped, not replayed") {
   Fixture f;
   f.log->Add(1, PeerOp::kPut, "old", "v", f.Version(11 * 1000000ull));
   f.log->Add(1, PeerOp::kPut, "new", "v", f.Version(9 * 1000000ull));
+  f.log->Add(1, PeerOp::kPut, "old2", "v", f.Version(12 * 1000000ull));
   f.log->FlushWrites();
   f.log->Pump(f.env.us);
   REQUIRE(f.peer.reqs.size() == 1);
-  CHECK(f.peer.reqs[0].key == "new");
-  CHECK(f.shared.dropped(HintShared::kExpired) == 1);
+  REQUIRE(f.peer.reqs[0].recs.size() == 1);
+  CHECK(f.peer.reqs[0].key() == "new");
+  CHECK(f.shared.dropped(HintShared::kExpired) == 2);
+  f.Answer(0, PeerResponse::kStored);
+  f.log->Pump(f.env.us);
+  CHECK(f.shared.pending_bytes(1) == 0);
+  CHECK(Files(f.dir + "/hints").empty());
+}
+
+TEST_CASE("HintLog: a file of expired hints only is dropped without a request") {
+  Fixture f;
+  f.log->Add(1, PeerOp::kPut, "old", "v", f.Version(11 * 1000000ull));
+  f.log->Add(1, PeerOp::kRemove, "old2", "", f.Version(12 * 1000000ull));
+  f.log->FlushWrites();
+  f.log->Pump(f.env.us);
+  CHECK(f.peer.reqs.empty());
+  CHECK(f.shared.dropped(HintShared::kExpired) == 2);
+  CHECK(f.shared.pending_bytes(1) == 0);
+  CHECK(Files(f.dir + "/hints").empty());
+  CHECK_FALSE(f.log->has_pending(1));
 }
 
 TEST_CASE("HintLog: hints past max_bytes for their target are dropped and counted") {
@@ -470,11 +587,11 @@ TEST_CASE("HintLog: hints survive a restart; a torn tail is ignored") {
   Fixture g(1 << 20, dir);
   CHECK(g.shared.pending_bytes(1) > 0);
   g.log->Pump(g.env.us);
-  REQUIRE(g.peer.reqs.size() == 2);
-  CHECK(g.peer.reqs[0].key == "x");
-  CHECK(g.peer.reqs[1].op == PeerOp::kRemove);
+  REQUIRE(g.peer.reqs.size() == 1);
+  REQUIRE(g.peer.reqs[0].recs.size() == 2);
+  CHECK(g.peer.reqs[0].key() == "x");
+  CHECK(g.peer.reqs[0].recs[1].op == PeerOp::kRemove);
   g.Answer(0, PeerResponse::kStored);
-  g.Answer(1, PeerResponse::kStored);
   g.log->Pump(g.env.us);
   CHECK(g.shared.dropped(HintShared::kCorrupt) == 1);
   CHECK(g.shared.pending_bytes(1) == 0);

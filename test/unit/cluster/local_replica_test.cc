@@ -22,6 +22,7 @@
 
 #include "../storage/storage_test_util.h"
 #include "cluster/clock_skew.h"
+#include "cluster/hint_file.h"
 #include "common/range_page.h"
 #include "common/version.h"
 #include "storage/file_io.h"
@@ -623,6 +624,104 @@ TEST_CASE("LocalReplica: repair operations go to the repair handler, or fail wit
   CHECK(ops == std::vector<PeerOp>{PeerOp::kRepairEntries, PeerOp::kRepairApply});
   CHECK(a.got[3].value == "a");
   CHECK(r.pending() == 0);  // nothing queued as a write
+}
+
+std::string Hints(const std::vector<hintfile::Record>& recs) {
+  std::string body;
+  for (const hintfile::Record& r : recs) hintfile::AppendRecord(&body, r);
+  return body;
+}
+
+TEST_CASE("LocalReplica: a HINTS request stores its records in one batch, answered once") {
+  Store s;
+  g_wall = kWall;
+  Hlc hlc(0, &FakeWall);
+  LocalReplica r(s.engine.get(), &hlc);
+  Answers a;
+  const uint64_t v = version::Make(kWall - 1000, 3);
+  const uint64_t expires = kWall / 1000 + 3600000;
+  WriteOnce(r, PeerOp::kPut, "newer", v + 10);  // a newer write than its hint: kept
+  const std::string body = Hints({{PeerOp::kPut, "a", "1", v},
+                                  {PeerOp::kRemove, "b", "", v + 1},
+                                  {PeerOp::kPut, "c", "3", v + 2, expires},
+                                  {PeerOp::kPut, "newer", "old", v + 3}});
+  const uint64_t before = s.LogWrites();
+  r.Execute(PeerRequest{PeerOp::kHints, {}, body, 0}, &a, 1);
+  CHECK(a.got.empty());
+  CHECK(r.pending() == 4);
+  CHECK(hlc.Last() >= v + 3);  // observed on arrival, as a PUT's version is
+  CHECK(r.Commit());
+  REQUIRE(a.got.count(1) == 1);
+  CHECK(a.got[1].kind == PeerResponse::kStored);
+  CHECK(a.got[1].version == 4);  // the records stored
+  CHECK(s.LogWrites() > before);
+  CHECK(ReadOnce(r, "a").value == "1");
+  CHECK(ReadOnce(r, "b").kind == PeerResponse::kTombstone);
+  const PeerResponse c = ReadOnce(r, "c");
+  CHECK(c.value == "3");
+  CHECK(c.expires_ms == expires);
+  const PeerResponse n = ReadOnce(r, "newer");
+  CHECK(n.value != "old");
+  CHECK(n.version == v + 10);
+}
+
+TEST_CASE("LocalReplica: a malformed or refused HINTS request writes nothing") {
+  Store s;
+  g_wall = kWall;
+  Hlc hlc(0, &FakeWall);
+  std::atomic<uint64_t> refusals{0};
+  LocalReplica r(s.engine.get(), &hlc);
+  r.set_max_clock_skew(2000, &refusals);
+  Answers a;
+  const uint64_t v = version::Make(kWall - 1000, 3);
+  const std::string good = Hints({{PeerOp::kPut, "a", "1", v}, {PeerOp::kPut, "b", "2", v}});
+  std::string flipped = good;
+  flipped[flipped.size() - 3] ^= 1;  // the second record's checksum
+  const std::string ahead = Hints(
+      {{PeerOp::kPut, "a", "1", v}, {PeerOp::kPut, "b", "2", version::Make(kWall + 2001000, 3)}});
+  const std::vector<std::string> bad = {"", flipped, good.substr(0, good.size() - 1), good + "junk",
+                                        "\x01"};
+  uint64_t cookie = 0;
+  for (const std::string& body : bad) {
+    CAPTURE(body.size());
+    r.Execute(PeerRequest{PeerOp::kHints, {}, body, 0}, &a, ++cookie);
+    REQUIRE(a.got.count(cookie) == 1);  // at once
+    CHECK(a.got[cookie].kind == PeerResponse::kError);
+    CHECK(a.got[cookie].invalid);
+  }
+  r.Execute(PeerRequest{PeerOp::kHints, {}, ahead, 0}, &a, ++cookie);
+  REQUIRE(a.got.count(cookie) == 1);
+  CHECK(a.got[cookie].clock_skew);
+  CHECK(a.got[cookie].skew_ms == 2001);
+  CHECK(refusals.load() == 1);
+  CHECK(r.pending() == 0);
+  CHECK_FALSE(r.Commit());
+  CHECK(hlc.Last() == 0);  // nothing observed either
+  CHECK(ReadOnce(r, "a").kind == PeerResponse::kAbsent);
+  CHECK(ReadOnce(r, "b").kind == PeerResponse::kAbsent);
+}
+
+TEST_CASE("LocalReplica: with a GroupCommitter, a HINTS request is answered once durable") {
+  Store s(storage::FsyncPolicy::kAlways);
+  Hlc hlc(0);
+  GroupCommitter committer(s.engine.get());
+  LocalReplica r(s.engine.get(), &hlc, &committer, [] {});
+  Answers a;
+  std::vector<hintfile::Record> recs;
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < 2 * LocalReplica::kSyncBatch + 3; ++i)
+    keys.push_back("k" + std::to_string(i));
+  for (size_t i = 0; i < keys.size(); ++i) recs.push_back({PeerOp::kPut, keys[i], "v", 1000 + i});
+  r.Execute(Put("before", "v", 999), &a, 1);
+  r.Execute(PeerRequest{PeerOp::kHints, {}, Hints(recs), 0}, &a, 2);
+  r.Execute(Put("after", "v", 2000), &a, 3);
+  r.Commit();
+  r.Drain();
+  REQUIRE(a.got.size() == 3);
+  CHECK(a.got[2].kind == PeerResponse::kStored);
+  CHECK(a.got[2].version == keys.size());
+  for (const std::string& k : keys) CHECK(ReadOnce(r, k).kind == PeerResponse::kValue);
+  committer.Stop();
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/hint_file.h"
 #include "cluster/hlc.h"
 #include "cluster/ring.h"
 #include "common/fingerprint.h"
@@ -1363,6 +1364,45 @@ TEST_CASE("binary transport: range pages of a real replica, small ones copied, l
   t->Send(Get("r/a"), d, &w, 1004);
   REQUIRE(RunUntil(&l.loop, [&] { return w.count == 306; }));
   CHECK(w.one(1004).value == "1");
+}
+
+TEST_CASE("binary transport: a HINTS request stores its records on the replica, all or none") {
+  Loop l;
+  Harness node(&l.loop);
+  Collector w;
+  auto t = l.Flushed(MakeBinaryPeerTransport(&l.loop, node.Endpoint()));
+  const uint64_t d = l.now() + kFar;
+  using kv::cluster::PeerOp;
+  namespace hintfile = kv::cluster::hintfile;
+  std::string body;
+  hintfile::AppendRecord(&body, {PeerOp::kPut, "h/a", "1", 10});
+  hintfile::AppendRecord(&body, {PeerOp::kRemove, "h/b", "", 11});
+  hintfile::AppendRecord(&body, {PeerOp::kPut, "h/c", std::string(5000, 'c'), 12});
+  t->Send(PeerRequest{PeerOp::kHints, {}, body, 0}, d, &w, 1);
+  std::string damaged = body;
+  damaged[10] ^= 1;  // the first record's key: its checksum no longer matches
+  hintfile::AppendRecord(&damaged, {PeerOp::kPut, "h/d", "4", 13});
+  t->Send(PeerRequest{PeerOp::kHints, {}, damaged, 0}, d, &w, 2);
+  t->Send(PeerRequest{PeerOp::kHints, {}, "", 0}, d, &w, 3);  // empty: refused before sending
+  // Reads see what was answered (a write queued in the same iteration may not be seen yet).
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 3; }));
+  t->Send(Get("h/a"), d, &w, 4);
+  t->Send(Get("h/b"), d, &w, 5);
+  t->Send(Get("h/c"), d, &w, 6);
+  t->Send(Get("h/d"), d, &w, 7);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 7; }));
+  CHECK(w.each_once());
+  CHECK(w.one(1).kind == PeerResponse::kStored);
+  CHECK(w.one(1).version == 3);  // the records stored
+  CHECK(w.one(2).kind == PeerResponse::kError);
+  CHECK(Contains(w.one(2).error, "INVALID_REQUEST"));
+  CHECK(w.one(3).kind == PeerResponse::kError);
+  CHECK(w.one(4).value == "1");
+  CHECK(w.one(4).version == 10);
+  CHECK(w.one(5).kind == PeerResponse::kTombstone);
+  CHECK(w.one(6).value == std::string(5000, 'c'));
+  CHECK(w.one(7).kind == PeerResponse::kAbsent);  // nothing of the damaged request was written
+  CHECK(node.adopted == 1);                       // one connection throughout
 }
 
 TEST_CASE("binary transport: repair requests carry their body and come back as REPAIR_DATA") {

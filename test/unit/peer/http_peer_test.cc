@@ -506,6 +506,29 @@ TEST_CASE_FIXTURE(PeerHttp, "peer http: a range page request and its answer") {
   CHECK(w.one(3).kind == PeerResponse::kError);
 }
 
+TEST_CASE_FIXTURE(PeerHttp, "peer http: a HINTS request is a POST of its body; 202 is stored") {
+  server.responder = [](const kv::test::TestRequest& q) -> std::string {
+    if (q.method != "POST" || q.url != "/v0/internal/hints") {
+      return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    }
+    if (q.body == "bad") return "HTTP/1.1 400 Bad Request\r\nContent-Length: 8\r\n\r\ninvalid\n";
+    return "HTTP/1.1 202 Accepted\r\nX-KV-Version: 3\r\nContent-Length: 0\r\n\r\n";
+  };
+  const std::string body(300, '\x05');
+  t->Send(PeerRequest{PeerOp::kHints, {}, body, 0}, d, &w, 1);
+  t->Send(PeerRequest{PeerOp::kHints, {}, "bad", 0}, d, &w, 2);
+  REQUIRE(RunUntil(&l.loop, [&] { return w.count == 2; }));
+  CHECK(w.each_once());
+  CHECK(w.one(1).kind == PeerResponse::kStored);
+  CHECK(w.one(1).version == 3);
+  CHECK(w.one(2).kind == PeerResponse::kError);
+  REQUIRE(server.log.size() == 2);
+  CHECK(server.log[0].method == "POST");
+  CHECK(server.log[0].headers.at("x-kv-internal") == "1");
+  CHECK(server.log[0].headers.count("x-kv-version") == 0);
+  CHECK(server.log[0].body == body);
+}
+
 TEST_CASE_FIXTURE(PeerHttp, "peer http: repair requests are POSTs with the body; 200 is data") {
   server.responder = [](const kv::test::TestRequest& q) -> std::string {
     if (q.method == "POST" && q.url == "/v0/internal/repair/entries") {

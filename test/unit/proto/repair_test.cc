@@ -253,11 +253,12 @@ TEST_CASE("repair frames: accepted by the right side only") {
   }
   CHECK(r == DecodeResult::kError);  // REPAIR_DATA from a connecting node
   CHECK(server.error().code == ErrorCode::kUnexpectedFrame);
-  CHECK(RepairRequestFits(std::string(16, '\0')));
-  CHECK_FALSE(RepairRequestFits(std::string(15, '\0')));
+  CHECK(BodyRequestFits(Op::kRepairApply, std::string(16, '\0')));
+  CHECK_FALSE(BodyRequestFits(Op::kRepairApply, std::string(15, '\0')));
   CHECK(IsKnownFrameType(0x13));
   CHECK(IsKnownFrameType(0x25));
   CHECK(IsKnownFrameType(0x18));  // RANGE
+  CHECK(IsKnownFrameType(0x19));  // HINTS
   CHECK_FALSE(IsKnownFrameType(0x17));
 }
 

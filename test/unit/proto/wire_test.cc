@@ -225,6 +225,50 @@ TEST_CASE("vector: requests") {
   }
 }
 
+TEST_CASE("vector: hints_request") {
+  // The payload is hint records (storage-format.md, "Hint files"): the frame carries them as an
+  // opaque body; test/unit/cluster/hints_test.cc reads the records themselves.
+  const Setup s = MakeSetup();
+  const std::string v = ReadVector("hints_request");
+  FrameDecoder d(Role::kServer);
+  const Frame f = DecodeLast(d, s.server, v);
+  Op op{};
+  REQUIRE(RequestOp(f.type, &op));
+  CHECK(op == Op::kHints);
+  CHECK(HasBody(op));
+  CHECK_FALSE(IsRepairOp(op));
+  CHECK(std::string(FrameTypeName(f.type)) == "HINTS");
+  CHECK(f.request_id == 9);
+  CHECK(f.value == v.substr(kFrameHeaderSize));
+  CHECK(f.value.size() == 62);
+  std::string enc;
+  EncodeRequest(&enc, 9, Op::kHints, "", f.value, 0);
+  CHECK(enc == v);
+  CHECK(RequestFrameSize(Op::kHints, "", f.value) == v.size());
+  enc.clear();
+  EncodeFrame(&enc, f);
+  CHECK(enc == v);
+  CHECK(BodyRequestFits(Op::kHints, "x"));
+  CHECK_FALSE(BodyRequestFits(Op::kHints, ""));
+  // A client never accepts a request frame, and a HINTS frame without a body is malformed.
+  FrameDecoder client(Role::kClient);
+  const std::string answer_side = s.client + v;
+  client.Feed(answer_side.data(), answer_side.size());
+  Frame g;
+  DecodeResult r;
+  while ((r = client.Next(&g)) == DecodeResult::kFrame) {
+  }
+  CHECK(r == DecodeResult::kError);
+  std::string empty;
+  EncodeRequest(&empty, 10, Op::kHints, "", "", 0);
+  FrameDecoder server(Role::kServer);
+  const std::string all = s.server + empty;
+  server.Feed(all.data(), all.size());
+  while ((r = server.Next(&g)) == DecodeResult::kFrame) {
+  }
+  CHECK(r == DecodeResult::kError);
+}
+
 TEST_CASE("vector: responses") {
   const Setup s = MakeSetup();
   struct Case {
@@ -583,7 +627,7 @@ TEST_CASE("names") {
   CHECK(std::string(FrameTypeName(FrameType::kErrorResponse)) == "ERROR_RESPONSE");
   int known = 0;
   for (int t = 0; t < 256; ++t) known += IsKnownFrameType(static_cast<uint8_t>(t));
-  CHECK(known == 22);  // 14 + PUT/VALUE_EXPIRING, RANGE/PAGE, REPAIR_TREE/ENTRIES/APPLY/DATA
+  CHECK(known == 23);  // 14 + PUT/VALUE_EXPIRING, RANGE/PAGE, REPAIR_TREE/ENTRIES/APPLY/DATA
   Frame f;
   f.type = FrameType::kErrorResponse;
   f.code = static_cast<ErrorCode>(999);
